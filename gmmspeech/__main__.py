@@ -1,0 +1,6 @@
+"""``python -m gmmspeech``."""
+
+from gmmspeech.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Command-line interface: argument parsing and printing only, no maths.
+
+Each command group lives in its own module with a ``register(subparsers)`` function;
+the modules import numpy, librosa and the models only inside the command functions,
+so ``gmmspeech --help`` answers without loading them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gmmspeech import __version__
+
+# modules that add sub-commands, in the order they appear in --help
+COMMAND_MODULES = (
+    "gmmspeech.cli.cmd_features",  # features, manifest
+    "gmmspeech.cli.cmd_speaker",  # train-ubm, enroll, score, evaluate, speaker-id
+    "gmmspeech.cli.cmd_recipes",  # demo, recipe
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gmmspeech",
+        description="Speech features and Gaussian mixture models: MFCC front end, fast EM, "
+        "GMM-UBM speaker recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"gmmspeech {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    from gmmspeech.errors import GMMSpeechError
+
+    try:
+        return int(args.func(args) or 0)
+    except GMMSpeechError as exc:
+        print(f"gmmspeech {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"gmmspeech {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gmmspeech {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,51 @@
+"""Exceptions of gmmspeech. Every error names the file, line or argument at fault."""
+
+from __future__ import annotations
+
+import os
+
+
+class GMMSpeechError(Exception):
+    """Base class of every error gmmspeech raises on purpose."""
+
+
+class AudioError(GMMSpeechError, ValueError):
+    """An audio file could not be turned into samples.
+
+    Parameters
+    ----------
+    path : path-like or None
+        The file at fault (None for an in-memory signal).
+    reason : str
+        Why, in a few words ("missing", "empty", "non-finite samples", ...).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason
+        where = "<signal>" if self.path is None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class FeatureError(AudioError):
+    """Audio was read but gave no usable feature frames (e.g. VAD kept nothing)."""
+
+
+class ManifestError(GMMSpeechError, ValueError):
+    """A manifest (CSV file list) is malformed; the message names file and line."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, reason: str):
+        self.path = os.fspath(path)
+        self.line = line
+        self.reason = reason
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelFileError(GMMSpeechError, ValueError):
+    """A model file is missing, truncated, tampered with, or not a gmmspeech model."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -1,0 +1,180 @@
+"""The one place that knows joblib backends: local processes, threads, or a Dask cluster.
+
+Every parallel step of gmmspeech (feature extraction, UBM E-steps, enrolment, scoring)
+goes through :func:`parallel_map`. The backend is chosen by argument, else by the
+environment variables ``GMMSPEECH_BACKEND`` and ``GMMSPEECH_SCHEDULER``, else local
+processes (loky). With ``backend="dask"`` joblib's Dask backend ships the tasks to the
+workers of the ``dask.distributed`` scheduler at ``scheduler`` (an address such as
+``tcp://10.0.0.5:8786``); only the task arguments and results travel, so pass paths
+and small arrays, not corpora.
+
+Worker processes are limited to one BLAS thread each: with several processes per
+machine, one BLAS thread per process is faster than oversubscribing the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+BACKEND_ENV = "GMMSPEECH_BACKEND"
+SCHEDULER_ENV = "GMMSPEECH_SCHEDULER"
+BACKENDS = ("loky", "threading", "sequential", "dask")
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def resolve_backend(backend: str | None = None, scheduler: str | None = None) -> tuple[str, str | None]:
+    """Return the ``(backend, scheduler)`` pair in force.
+
+    Arguments win over the environment (``GMMSPEECH_BACKEND``, ``GMMSPEECH_SCHEDULER``);
+    the default is ``("loky", None)``. A scheduler address alone implies ``"dask"``.
+    """
+    backend = backend or os.environ.get(BACKEND_ENV) or None
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if backend is None:
+        backend = "dask" if scheduler else "loky"
+    backend = backend.lower()
+    if backend == "local":
+        backend = "loky"
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend={backend!r} is not supported; choose one of {', '.join(BACKENDS)} (or 'local')"
+        )
+    return backend, scheduler
+
+
+def effective_n_jobs(n_jobs: int | None) -> int:
+    """Number of workers for ``n_jobs`` (None or 1: one; -1: all cores; -2: all but one)."""
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    return int(n_jobs)
+
+
+def dask_client(scheduler: str | None = None):
+    """Return (and cache) a ``dask.distributed.Client`` for ``scheduler``.
+
+    Without an address the current default client is used, if one exists.
+    """
+    try:
+        from dask.distributed import Client, default_client
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "backend='dask' needs the dask extra: pip install 'gmmspeech[dask]'"
+        ) from exc
+    if scheduler is None:
+        try:
+            return default_client()
+        except ValueError as exc:
+            raise ValueError(
+                "backend='dask' needs a scheduler address (scheduler=... or "
+                f"{SCHEDULER_ENV}) or an existing dask.distributed.Client"
+            ) from exc
+    client = _CLIENTS.get(scheduler)
+    if client is None or client.status in ("closed", "closing"):
+        client = Client(scheduler, set_as_default=False)
+        _CLIENTS[scheduler] = client
+    return client
+
+
+@contextmanager
+def _backend_context(backend: str, scheduler: str | None, n_workers: int):
+    import joblib
+
+    if backend == "dask":
+        client = dask_client(scheduler)
+        with client.as_current(), joblib.parallel_config(backend="dask"):
+            yield -1
+    elif backend == "loky":
+        with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+            yield n_workers
+    else:
+        with joblib.parallel_config(backend=backend):
+            yield n_workers
+
+
+def parallel_map(
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    n_jobs: int | None = 1,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+    total: int | None = None,
+    star: bool = False,
+) -> list[Any]:
+    """Apply ``func`` to every item, in parallel where asked, keeping the input order.
+
+    Parameters
+    ----------
+    func : callable
+        A picklable (module-level) function.
+    items : iterable
+        Arguments, one per call (a tuple of positional arguments each when ``star``).
+    n_jobs : int or None
+        Local workers; 1 runs in this process with no joblib overhead (unless the
+        backend is ``"dask"``, which always ships work to the cluster).
+    backend, scheduler : str or None
+        See :func:`resolve_backend`.
+    progress : bool
+        Show a tqdm progress bar (to stderr).
+    desc : str or None
+        The progress bar's label.
+    total : int or None
+        Number of items, for the progress bar when ``items`` has no length.
+    star : bool
+        Call ``func(*item)`` instead of ``func(item)``.
+
+    Returns
+    -------
+    list
+        ``[func(item) for item in items]`` in input order.
+    """
+    backend, scheduler = resolve_backend(backend, scheduler)
+    if total is None and isinstance(items, Sequence):
+        total = len(items)
+    call = (lambda it: func(*it)) if star else func
+    n_workers = effective_n_jobs(n_jobs)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="task", leave=False, dynamic_ncols=True)
+
+    try:
+        if backend != "dask" and (n_workers == 1 or backend == "sequential"):
+            results = []
+            for it in items:
+                results.append(call(it))
+                if bar is not None:
+                    bar.update(1)
+            return results
+
+        from joblib import Parallel, delayed
+
+        with _backend_context(backend, scheduler, n_workers) as nj:
+            tasks = (delayed(func)(*it) if star else delayed(func)(it) for it in items)
+            runner = Parallel(n_jobs=nj, return_as="generator")
+            results = []
+            for res in runner(tasks):
+                results.append(res)
+                if bar is not None:
+                    bar.update(1)
+            return results
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def blas_single_thread():
+    """Context manager limiting BLAS/OpenMP pools to one thread (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
