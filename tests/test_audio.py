@@ -1,0 +1,224 @@
+"""gmmspeech.audio: formats, resampling, mixdown, segments and every bad-input case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gmmspeech import audio
+from gmmspeech.errors import AudioError
+
+
+def _chirp(sr: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * np.pi * (200 * t + 300 * t**2))).astype(np.float32)
+
+
+def _dominant_freq(y: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    return float(np.fft.rfftfreq(y.size, 1 / sr)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize(
+    "ext, fmt, tol",
+    [("wav", "WAV", 1e-4), ("flac", "FLAC", 1e-4), ("ogg", "OGG", 0.1), ("mp3", "MP3", 0.15)],
+)
+def test_formats_roundtrip(write_wav, ext, fmt, tol):
+    y = _chirp(16000, 1.0)
+    path = write_wav(f"a.{ext}", y, 16000, format=fmt)
+    z = audio.load(path, sr=16000)
+    assert z.dtype == np.float32 and z.ndim == 1
+    assert z.size == y.size
+    assert np.abs(z - y).max() < tol
+    inf = audio.info(path)
+    assert (inf.samplerate, inf.channels, inf.frames) == (16000, 1, y.size)
+    assert inf.duration == pytest.approx(1.0)
+
+
+def test_sr_none_keeps_rate(write_wav):
+    y = _chirp(22050, 0.5)
+    path = write_wav("a.wav", y, 22050, subtype="FLOAT")
+    z = audio.load(path, sr=None)
+    np.testing.assert_array_equal(z, y)
+
+
+def test_resampling_keeps_frequency(write_wav):
+    sr = 44100
+    t = np.arange(sr) / sr
+    y = (0.4 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    path = write_wav("tone44.wav", y, sr)
+    z = audio.load(path, sr=16000)
+    assert z.size == pytest.approx(16000, abs=1)
+    assert _dominant_freq(z, 16000) == pytest.approx(1000.0, abs=2.0)
+    # amplitude kept (away from the edges)
+    assert np.abs(z[1000:-1000]).max() == pytest.approx(0.4, rel=0.02)
+
+
+def test_upsampling_8k(write_wav):
+    sr = 8000
+    t = np.arange(sr // 2) / sr
+    y = (0.3 * np.sin(2 * np.pi * 500.0 * t)).astype(np.float32)
+    z = audio.load(write_wav("tone8.wav", y, sr), sr=16000)
+    assert z.size == 8000
+    assert _dominant_freq(z, 16000) == pytest.approx(500.0, abs=2.0)
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_mixdown(write_wav, channels):
+    rng = np.random.default_rng(1)
+    y = (0.2 * rng.standard_normal((4000, channels))).astype(np.float32)
+    path = write_wav(f"multi{channels}.wav", y, 16000, subtype="FLOAT")
+    z = audio.load(path, sr=16000)
+    assert z.shape == (4000,)
+    np.testing.assert_allclose(z, y.mean(axis=1), atol=1e-6)
+    assert audio.info(path).channels == channels
+
+
+@pytest.mark.parametrize("ext, fmt", [("wav", "WAV"), ("flac", "FLAC"), ("ogg", "OGG"), ("mp3", "MP3")])
+def test_segment_exact_samples(write_wav, ext, fmt):
+    y = _chirp(16000, 2.0)
+    path = write_wav(f"seg.{ext}", y, 16000, format=fmt)
+    full = audio.load(path, sr=None)
+    seg = audio.load(path, sr=None, start=0.5, end=0.75)
+    assert seg.size == 4000
+    np.testing.assert_allclose(seg, full[8000:12000], atol=1e-6)
+    tail = audio.load(path, sr=None, start=1.5)
+    np.testing.assert_allclose(tail, full[24000:], atol=1e-6)
+    head = audio.load(path, sr=None, end=0.25)
+    np.testing.assert_allclose(head, full[:4000], atol=1e-6)
+
+
+def test_segment_then_resample(write_wav):
+    y = _chirp(32000, 1.0)
+    path = write_wav("seg32.wav", y, 32000, subtype="FLOAT")
+    seg = audio.load(path, sr=16000, start=0.25, end=0.5)
+    assert seg.size == 4000
+
+
+def test_segment_end_overshoot_clipped(write_wav):
+    y = _chirp(16000, 1.0)
+    path = write_wav("o.wav", y, 16000, subtype="FLOAT")
+    z = audio.load(path, sr=None, start=0.5, end=1.2)  # 0.2 s past the end: clipped
+    np.testing.assert_array_equal(z, y[8000:])
+    with pytest.raises(AudioError, match="past the end"):
+        audio.load(path, sr=None, start=0.5, end=2.0)
+    with pytest.raises(AudioError, match="past the end"):
+        audio.load(path, sr=None, start=0.5, end=1.2, max_overshoot=0.0)
+
+
+@pytest.mark.parametrize(
+    "start, end, pattern",
+    [
+        (-0.1, None, "negative"),
+        (0.5, 0.5, "not after"),
+        (0.6, 0.2, "not after"),
+        (1.0, None, "past the end"),
+        (3.0, 4.0, "past the end"),
+        (float("nan"), None, "finite"),
+    ],
+)
+def test_segment_out_of_range(write_wav, start, end, pattern):
+    path = write_wav("r.wav", _chirp(16000, 1.0), 16000)
+    with pytest.raises(AudioError, match=pattern) as exc:
+        audio.load(path, start=start, end=end)
+    assert exc.value.path == str(path)
+
+
+def test_missing(tmp_path):
+    path = tmp_path / "nope.wav"
+    with pytest.raises(AudioError, match="missing") as exc:
+        audio.load(path)
+    assert exc.value.path == str(path)
+    assert str(path) in str(exc.value)
+    with pytest.raises(AudioError, match="missing"):
+        audio.info(path)
+
+
+def test_directory(tmp_path):
+    with pytest.raises(AudioError, match="not a regular file"):
+        audio.load(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty"):
+        audio.load(path)
+
+
+def test_text_renamed_wav(tmp_path):
+    path = tmp_path / "text.wav"
+    path.write_text("this is not audio at all, just some words\n" * 20)
+    with pytest.raises(AudioError, match="not audio") as exc:
+        audio.load(path)
+    assert exc.value.path == str(path)
+
+
+def test_truncated_flac(write_wav):
+    path = write_wav("t.flac", _chirp(16000, 2.0), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="corrupt|truncated"):
+        audio.load(path)
+
+
+def test_truncated_wav(write_wav):
+    path = write_wav("t.wav", _chirp(16000, 1.0), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[:44])  # header only: no sample data
+    with pytest.raises(AudioError, match="no samples|corrupt|truncated"):
+        audio.load(path)
+
+
+def test_nan_in_float_wav(write_wav):
+    y = _chirp(16000, 0.5)
+    y[1234] = np.nan
+    path = write_wav("nan.wav", y, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="non-finite.*1234"):
+        audio.load(path)
+
+
+def test_inf_in_float_wav(write_wav):
+    y = _chirp(16000, 0.5)
+    y[10] = np.inf
+    path = write_wav("inf.wav", y, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="non-finite"):
+        audio.load(path)
+
+
+def test_one_sample_file(write_wav):
+    path = write_wav("one.wav", np.array([0.1], dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="too short"):
+        audio.load(path)
+    # the minimum is a parameter: one sample is enough when asked for that
+    assert audio.load(path, min_duration=None, min_samples=1).size == 1
+
+
+def test_min_length_parameters(write_wav):
+    path = write_wav("short.wav", _chirp(16000, 0.02), 16000)  # 320 samples, 20 ms
+    with pytest.raises(AudioError, match="too short"):
+        audio.load(path)  # default: one 25 ms frame
+    assert audio.load(path, min_duration=0.01).size == 320
+    with pytest.raises(AudioError, match="need at least 400"):
+        audio.load(path, min_duration=None, min_samples=400)
+
+
+def test_bad_arguments(write_wav):
+    path = write_wav("a.wav", _chirp(16000, 0.1), 16000)
+    with pytest.raises(ValueError, match="sr"):
+        audio.load(path, sr=0)
+    with pytest.raises(ValueError, match="max_overshoot"):
+        audio.load(path, max_overshoot=-1)
+
+
+def test_fsdd_file(fsdd_root):
+    path = sorted((fsdd_root / "recordings").glob("*.wav"))[0]
+    inf = audio.info(path)
+    assert inf.samplerate == 8000 and inf.channels == 1
+    y = audio.load(path, sr=16000)
+    assert y.dtype == np.float32
+    assert abs(y.size - 2 * inf.frames) <= 1
+    assert np.isfinite(y).all()
+    sf_y, _ = sf.read(path, dtype="float32")
+    np.testing.assert_array_equal(audio.load(path, sr=None), sf_y)
