@@ -291,3 +291,21 @@ def test_model_loader_rejects_pickle(workdir, model_file):
     np.savez(path2, weights=np.array([{"evil": 1}], dtype=object))
     with pytest.raises(ModelFileError):
         load(path2)
+
+
+# ----------------------------------------------------------- manifest regressions
+# Inputs the fuzzer found; kept as plain tests so they run on every build.
+
+
+def test_manifest_bare_carriage_returns(workdir):
+    path = workdir / "cr-only.csv"
+    path.write_bytes(b"id,path,label\ra,a.wav,x\r")
+    _check_manifest(path)
+    path.write_bytes(b"\r\x00")
+    _check_manifest(path)
+
+
+def test_manifest_oversized_field(workdir):
+    path = workdir / "huge-field.csv"
+    path.write_text('id,path,label\na,"' + "x" * 200_000 + '",b\n', encoding="utf-8")
+    _check_manifest(path)
