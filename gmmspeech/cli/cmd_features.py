@@ -1,7 +1,114 @@
-"""Sub-commands: (being written)."""
+"""Sub-commands ``features`` (manifest -> feature store) and ``manifest`` (from-kaldi, check)."""
 
 from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, add_preset_arg
 
 
 def register(sub) -> None:
     """Add this module's sub-commands to the parser."""
+    p = sub.add_parser(
+        "features",
+        help="extract features of every manifest row into a feature store",
+        description="Extract features of every row of MANIFEST into the store folder DIR: one "
+        ".npy per row plus DIR/index.tsv and DIR/store.json. Rows already in the store with the "
+        "same configuration are skipped. Files that cannot be used are listed in DIR/errors.tsv "
+        "and the command exits 1; the good ones are still done.",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV file list (id,path,label[,start,end])")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="feature store folder")
+    add_preset_arg(p)
+    p.add_argument("--config", default=None, metavar="JSON",
+                   help="FeatureConfig JSON file (as in DIR/store.json 'config'); overrides --preset")
+    add_data_root_arg(p)
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_features)
+
+    m = sub.add_parser("manifest", help="convert or check manifests",
+                       description="Manifest tools: convert a Kaldi data directory, check a manifest.")
+    msub = m.add_subparsers(dest="manifest_command", metavar="ACTION")
+    k = msub.add_parser(
+        "from-kaldi",
+        help="convert a Kaldi data directory (wav.scp, utt2spk[, segments]) to a manifest",
+        description="Convert a Kaldi data directory to a manifest: one row per recording of "
+        "wav.scp, or per segment when DIR/segments exists; label = speaker from utt2spk. "
+        "wav.scp must list plain file paths (piped commands are refused).",
+    )
+    k.add_argument("data_dir", metavar="DIR", help="Kaldi data directory")
+    k.add_argument("--out", "-o", default=None, metavar="FILE", help="output CSV (default: stdout)")
+    k.add_argument("--root", default=None, metavar="R",
+                   help="folder relative wav.scp paths resolve against (default: current folder)")
+    k.add_argument("--relative-to", default=None, metavar="R",
+                   help="write paths relative to R (read back with --data-root R); default absolute")
+    k.set_defaults(func=_cmd_from_kaldi)
+    c = msub.add_parser("check", help="validate a manifest and check that every file exists",
+                        description="Validate MANIFEST and check that every audio file exists; "
+                        "exits 1 when files are missing.")
+    c.add_argument("manifest", metavar="MANIFEST")
+    add_data_root_arg(c)
+    c.set_defaults(func=_cmd_check)
+    m.set_defaults(func=lambda args: _manifest_help(m))
+
+
+def _manifest_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.features.config import FeatureConfig
+
+    if args.config is not None:
+        with open(args.config, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            config = FeatureConfig.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            print(f"gmmspeech features: error: --config {args.config}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        config = FeatureConfig.preset(args.preset)
+    rows = read_manifest(args.manifest, data_root=args.data_root)
+    store = FeatureStore(args.out)
+    report = store.build(rows, config=config, n_jobs=args.jobs, backend=args.backend,
+                         scheduler=args.scheduler, progress=not args.quiet)
+    if report.failed:
+        print(report.summary(), file=sys.stderr)
+        return 1
+    print(f"{report.summary()} -> {store.root}")
+    return 0
+
+
+def _cmd_from_kaldi(args: argparse.Namespace) -> int:
+    from gmmspeech.corpus.manifest import format_manifest, from_kaldi, write_manifest
+
+    rows = from_kaldi(args.data_dir, root=args.root)
+    if args.out is None:
+        sys.stdout.write(format_manifest(rows, root=args.relative_to))
+    else:
+        write_manifest(rows, args.out, root=args.relative_to)
+        n_seg = sum(r.start is not None or r.end is not None for r in rows)
+        kind = "segments" if n_seg else "recordings"
+        print(f"{len(rows)} {kind}, {len({r.label for r in rows})} speakers -> {args.out}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from gmmspeech.corpus.manifest import read_manifest
+
+    rows = read_manifest(args.manifest, data_root=args.data_root)
+    missing = [r for r in rows if not os.path.isfile(r.path)]
+    for r in missing:
+        print(f"{args.manifest}, line {r.line}: id {r.id!r}: no such file {r.path}", file=sys.stderr)
+    n_seg = sum(r.start is not None or r.end is not None for r in rows)
+    labels = {r.label for r in rows}
+    print(f"{args.manifest}: {len(rows)} rows ({n_seg} segments), {len(labels)} labels, "
+          f"{len(missing)} missing files")
+    return 1 if missing else 0
