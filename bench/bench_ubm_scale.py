@@ -1,0 +1,296 @@
+"""Out-of-core UBM training: time and memory against corpus size.
+
+For each size (default 1, 3 and 10 million frames of 39-dimensional float32 features, in
+1000-frame utterances) this benchmark
+
+1. writes a feature store through the real :class:`gmmspeech.corpus.FeatureStore` format,
+   using its ``build(..., extractor=...)`` hook with an extractor that returns synthetic
+   features (drawn from a random 64-component mixture, seeded by the utterance id) instead
+   of reading audio: the files, sidecars and index are exactly those of a real build;
+2. trains a 256-component diagonal UBM for a few EM iterations with
+   :func:`gmmspeech.train_ubm` **in a fresh subprocess**, and reads that subprocess's
+   peak resident memory from the kernel (``os.wait4`` rusage ``ru_maxrss``), together with
+   the peaks of its anonymous and file-backed parts sampled from ``/proc/self/status``.
+
+It prints seconds per EM iteration, seconds per iteration per million frames (the ratio
+against the smallest size shows whether time grows linearly with frames) and peak RSS,
+against the size of the data on disk. Targets: s/iter per million frames constant within
+~25 %; peak RSS < 2 GB at 10 M frames, although the data is 1.56 GB.
+
+Usage::
+
+    python bench/bench_ubm_scale.py                      # 1, 3, 10 M frames
+    python bench/bench_ubm_scale.py --sizes 0.2,0.5      # quick check
+    python bench/bench_ubm_scale.py --workdir /big/tmp --keep
+
+Everything is written under a temporary folder (``--workdir``) that is deleted afterwards
+unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+import numpy as np
+
+DIMS = 39
+SOURCE_COMPONENTS = 64
+SOURCE_SEED = 1234
+
+
+# ----------------------------------------------------------------------------- store
+
+
+def _source_mixture(dims: int = DIMS):
+    rng = np.random.default_rng(SOURCE_SEED)
+    means = rng.normal(0.0, 3.0, (SOURCE_COMPONENTS, dims))
+    stds = rng.uniform(0.5, 1.5, (SOURCE_COMPONENTS, dims))
+    weights = rng.dirichlet(np.full(SOURCE_COMPONENTS, 2.0))
+    return weights, means, stds
+
+
+_SOURCE = None
+
+
+def synthetic_features(path: str, *, config, start, end) -> np.ndarray:
+    """Extractor for :meth:`FeatureStore.build`: ``path`` is ``synthetic:<frames>:<id>``.
+
+    Returns float32 ``(frames, config.n_features)`` features drawn from a fixed random
+    64-component diagonal mixture, seeded by the id, so a given store is reproducible.
+    """
+    global _SOURCE
+    _, frames, uid = path.split(":", 2)
+    dims = int(config.n_features)
+    if _SOURCE is None or _SOURCE[1].shape[1] != dims:
+        _SOURCE = _source_mixture(dims)
+    weights, means, stds = _SOURCE
+    rng = np.random.default_rng(zlib.crc32(uid.encode()))
+    n = int(frames)
+    comp = rng.choice(len(weights), size=n, p=weights)
+    x = rng.standard_normal((n, dims), dtype=np.float32)
+    x *= stds[comp].astype(np.float32)
+    x += means[comp].astype(np.float32)
+    return x
+
+
+def write_store(root: str, n_frames: int, frames_per_file: int = 1000) -> dict:
+    """Write a feature store of ``n_frames`` synthetic frames; returns counts and timing."""
+    from gmmspeech.corpus.manifest import Row
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.features.config import FeatureConfig
+
+    n_files = max(1, int(round(n_frames / frames_per_file)))
+    rows = [Row(f"utt{i:07d}", f"synthetic:{frames_per_file}:utt{i:07d}", f"spk{i % 500:03d}")
+            for i in range(n_files)]
+    # the usual 13 MFCC (c0 replaced by log energy) + deltas + delta-deltas = 39 dims
+    config = FeatureConfig.preset("speech").replace(n_mfcc=DIMS // 3)
+    if config.n_features != DIMS:
+        raise RuntimeError(f"expected a {DIMS}-dim configuration, got {config.n_features}")
+    t0 = time.perf_counter()
+    report = FeatureStore(root).build(rows, config=config, n_jobs=1, progress=False,
+                                      extractor=synthetic_features)
+    seconds = time.perf_counter() - t0
+    if report.failed:
+        raise RuntimeError(f"store build failed for {report.n_failed} rows: {report.failed[:3]}")
+    store = FeatureStore(root)
+    return {"files": len(store), "frames": store.total_frames(), "dims": store.dims,
+            "seconds": seconds, "bytes": _du(root)}
+
+
+def _du(root: str) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.path.getsize(os.path.join(folder, name))
+    return total
+
+
+# ----------------------------------------------------------------------------- child
+
+
+def _status_kb(fields=("RssAnon", "RssFile", "VmRSS")) -> dict:
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in fields:
+                out[key] = int(rest.split()[0])
+    return out
+
+
+class _PeakSampler(threading.Thread):
+    """Samples /proc/self/status every 20 ms and keeps the peak of each field."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.is_set():
+            try:
+                for k, v in _status_kb().items():
+                    self.peak[k] = max(self.peak.get(k, 0), v)
+            except OSError:
+                return
+            self._stop.wait(0.02)
+
+    def stop(self):
+        self._stop.set()
+        self.join()
+
+
+def _child_train(args) -> None:
+    """Runs in a fresh interpreter: train, print one JSON line with the timings."""
+    from threadpoolctl import threadpool_limits
+
+    import gmmspeech
+    from gmmspeech.corpus.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    n = store.total_frames()
+    base = _status_kb()
+    sampler = _PeakSampler()
+    sampler.start()
+    limits = threadpool_limits(limits=args.blas_threads) if args.blas_threads else None
+    timings = {}
+    t0 = time.perf_counter()
+    ubm = gmmspeech.train_ubm(store, args.components, "diag", max_iter=args.iters,
+                              init=args.init, random_state=0, n_jobs=args.jobs)
+    timings["total"] = time.perf_counter() - t0
+    if limits is not None:
+        limits.unregister()
+    sampler.stop()
+    per_iter = getattr(ubm, "iteration_seconds_", None)
+    n_iter = int(getattr(ubm, "n_iter_", args.iters) or args.iters)
+    print(json.dumps({
+        "frames": n, "total": timings["total"], "n_iter": n_iter,
+        "iteration_seconds": None if per_iter is None else [float(s) for s in per_iter],
+        "peak_kb": sampler.peak, "base_kb": base,
+        "finite": bool(np.all(np.isfinite(ubm.means_)) and np.all(np.isfinite(ubm.covariances_))),
+        "history": [float(h) for h in getattr(ubm, "history_", [])],
+    }), flush=True)
+
+
+def _run_child(cmd: list[str]) -> tuple[dict, int]:
+    """Run a child, return (its JSON line, its own peak RSS in kB from wait4)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    proc.stdout.close()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {cmd[2:]} failed with exit code {proc.returncode}")
+    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    return json.loads(line), int(usage.ru_maxrss)
+
+
+def _per_iteration_seconds(one: dict, full: dict, iters: int) -> float:
+    """Seconds per EM iteration.
+
+    Uses the model's own per-iteration timings when it records them, else the difference
+    between a ``iters``-iteration run and a 1-iteration run (which removes the
+    initialisation and reading cost shared by both).
+    """
+    if full.get("iteration_seconds"):
+        secs = full["iteration_seconds"]
+        return float(np.median(secs))
+    return (full["total"] - one["total"]) / max(1, full["n_iter"] - one["n_iter"])
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="1,3,10", help="millions of frames, comma separated (default 1,3,10)")
+    p.add_argument("--components", type=int, default=256)
+    p.add_argument("--iters", type=int, default=3, help="EM iterations (default 3)")
+    p.add_argument("--frames-per-file", type=int, default=1000)
+    p.add_argument("--init", default="kmeans", help="train_ubm init (default kmeans: cheap, on the reservoir)")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads in the training process (default 1: the per-worker setting)")
+    p.add_argument("--workdir", default=None, help="where to write the stores (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the stores")
+    # internal: child mode
+    p.add_argument("--child-train", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-write", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child_train:
+        _child_train(args)
+        return 0
+    if args.child_write:
+        print(json.dumps(write_store(args.store, args.frames, args.frames_per_file)), flush=True)
+        return 0
+
+    sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    top = tempfile.mkdtemp(prefix="gmmspeech-bench-ubm-", dir=args.workdir)
+    me = [sys.executable, os.path.abspath(__file__)]
+    common = ["--components", str(args.components), "--init", args.init, "--jobs", str(args.jobs),
+              "--blas-threads", str(args.blas_threads), "--frames-per-file", str(args.frames_per_file)]
+    print(f"UBM scale benchmark: K={args.components} diag, D={DIMS}, {args.iters} EM iterations, "
+          f"{args.frames_per_file}-frame files, init={args.init}, jobs={args.jobs}, "
+          f"BLAS threads={args.blas_threads}; stores under {top}")
+    results = []
+    try:
+        for size in sizes:
+            n_frames = int(round(size * 1e6))
+            root = os.path.join(top, f"store-{size:g}M")
+            w, w_rss = _run_child(me + ["--child-write", "--store", root, "--frames", str(n_frames)] + common)
+            print(f"  {size:g} M frames: wrote {w['files']} files, {w['bytes'] / 1e9:.2f} GB "
+                  f"in {w['seconds']:.1f} s (writer peak RSS {w_rss / 1024:.0f} MB)", flush=True)
+            runs = {}
+            for iters in (1, args.iters):
+                res, rss = _run_child(me + ["--child-train", "--store", root, "--iters", str(iters)] + common)
+                res["ru_maxrss_kb"] = rss
+                runs[iters] = res
+                print(f"    train {iters} iter(s): {res['total']:.1f} s, peak RSS {rss / 1024:.0f} MB "
+                      f"(anon {res['peak_kb'].get('RssAnon', 0) / 1024:.0f} MB, file-backed "
+                      f"{res['peak_kb'].get('RssFile', 0) / 1024:.0f} MB), finite={res['finite']}",
+                      flush=True)
+                if args.iters == 1:
+                    break
+            full = runs[args.iters]
+            s_iter = _per_iteration_seconds(runs[1], full, args.iters) if args.iters > 1 else full["total"]
+            results.append({"size": size, "frames": w["frames"], "bytes": w["bytes"],
+                            "s_iter": s_iter, "s_iter_per_M": s_iter / (w["frames"] / 1e6),
+                            "rss_mb": max(r["ru_maxrss_kb"] for r in runs.values()) / 1024,
+                            "anon_mb": max(r["peak_kb"].get("RssAnon", 0) for r in runs.values()) / 1024,
+                            "file_mb": max(r["peak_kb"].get("RssFile", 0) for r in runs.values()) / 1024})
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
+
+    print()
+    print(f"{'frames':>10} {'data GB':>8} {'s/iter':>8} {'s/iter/Mfr':>11} {'ratio':>6} "
+          f"{'peak RSS MB':>12} {'anon MB':>8} {'file MB':>8}")
+    ref = results[0]["s_iter_per_M"] if results else 1.0
+    for r in results:
+        print(f"{r['frames']:>10,d} {r['bytes'] / 1e9:>8.2f} {r['s_iter']:>8.2f} {r['s_iter_per_M']:>11.2f} "
+              f"{r['s_iter_per_M'] / ref:>6.2f} {r['rss_mb']:>12.0f} {r['anon_mb']:>8.0f} {r['file_mb']:>8.0f}")
+    if results:
+        big = results[-1]
+        lin = max(r["s_iter_per_M"] for r in results) / min(r["s_iter_per_M"] for r in results)
+        print(f"linearity: s/iter per million frames varies by x{lin:.2f} across sizes "
+              f"(target <= 1.25); peak RSS at {big['frames'] / 1e6:g} M frames: {big['rss_mb']:.0f} MB "
+              f"for {big['bytes'] / 1e9:.2f} GB of features (target < 2048 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
