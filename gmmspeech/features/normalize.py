@@ -1,0 +1,180 @@
+"""Feature normalisation over frames-first (n_frames, n_dims) arrays.
+
+* :func:`cmvn` - utterance mean (and variance) normalisation.
+* :func:`sliding_cmvn` - Kaldi ``apply-cmvn-sliding`` semantics.
+* :func:`feature_warping` - Pelecanos & Sridharan (2001) short-term Gaussianisation.
+
+Statistics are accumulated in float64; the output keeps the input's floating dtype
+(integer input gives float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds"]
+
+_VAR_FLOOR = 1e-10  # as Kaldi's sliding CMVN
+
+
+def _check_features(X: np.ndarray, name: str = "X") -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_frames, n_dims), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no frames")
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    return X
+
+
+def _check_window(window, name: str = "window") -> int:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"{name} must be a positive integer number of frames, got {window!r}")
+    return int(window)
+
+
+def cmvn(X: np.ndarray, *, norm_vars: bool = True, var_floor: float = _VAR_FLOOR) -> np.ndarray:
+    """Utterance cepstral mean (and variance) normalisation.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_frames, n_dims)
+    norm_vars : bool, default True
+        Also scale every dimension to unit variance (population variance, floored at
+        ``var_floor`` so constant dimensions stay finite and become 0).
+
+    Returns
+    -------
+    np.ndarray, same shape and floating dtype as ``X``.
+    """
+    X = _check_features(X)
+    out = X.astype(np.float64)
+    out -= out.mean(axis=0)
+    if norm_vars:
+        var = np.square(out).mean(axis=0)
+        out /= np.sqrt(np.maximum(var, var_floor))
+    return out.astype(X.dtype, copy=False)
+
+
+def sliding_window_bounds(
+    n_frames: int, window: int, *, center: bool = True, min_window: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame [start, end) of Kaldi's sliding CMVN window.
+
+    Centred: ``window`` frames around the frame, shifted inward at the edges so it stays
+    ``min(window, n_frames)`` long. Not centred: the ``window`` frames up to and including
+    the frame, extended forward to ``min_window`` frames at the start of the utterance.
+    """
+    t = np.arange(n_frames)
+    if center:
+        start = t - window // 2
+        end = start + window
+    else:
+        start = t - window
+        end = t + 1
+    shift = np.minimum(start, 0)
+    end = end - shift
+    start = start - shift
+    if not center:
+        end = np.where(end > t, np.maximum(t + 1, min_window), end)
+    over = np.maximum(end - n_frames, 0)
+    start = np.maximum(start - over, 0)
+    end = end - over
+    return start, end
+
+
+def sliding_cmvn(
+    X: np.ndarray,
+    *,
+    window: int = 300,
+    center: bool = True,
+    norm_vars: bool = False,
+    min_window: int = 100,
+) -> np.ndarray:
+    """Sliding-window CMVN with Kaldi's ``apply-cmvn-sliding`` semantics.
+
+    Each frame has the mean of its window subtracted (and, with ``norm_vars``, is divided
+    by the window's standard deviation; a one-frame window gives 0). See
+    :func:`sliding_window_bounds` for the window placement.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_frames, n_dims)
+    window : int, default 300
+        Window length in frames (Kaldi ``--cmn-window``).
+    center : bool, default True
+        Centre the window on the frame (Kaldi ``--center``).
+    norm_vars : bool, default False
+        Also normalise the variance (Kaldi ``--norm-vars``).
+    min_window : int, default 100
+        Kaldi ``--min-cmn-window``, used only when not centred.
+
+    Returns
+    -------
+    np.ndarray, same shape and floating dtype as ``X``.
+    """
+    X = _check_features(X)
+    window = _check_window(window)
+    min_window = _check_window(min_window, "min_window")
+    n = X.shape[0]
+    start, end = sliding_window_bounds(n, window, center=center, min_window=min_window)
+    count = (end - start).astype(np.float64)[:, None]
+    X64 = X.astype(np.float64)
+    csum = np.zeros((n + 1, X.shape[1]))
+    np.cumsum(X64, axis=0, out=csum[1:])
+    mean = (csum[end] - csum[start]) / count
+    out = X64 - mean
+    if norm_vars:
+        # shifted data keeps the running sums of squares well conditioned
+        ref = X64.mean(axis=0)
+        c2 = np.zeros_like(csum)
+        np.cumsum(np.square(X64 - ref), axis=0, out=c2[1:])
+        m_shift = mean - ref
+        var = (c2[end] - c2[start]) / count - np.square(m_shift)
+        scale = 1.0 / np.sqrt(np.maximum(var, _VAR_FLOOR))
+        out *= scale
+        out[(end - start) == 1] = 0.0
+    return out.astype(X.dtype, copy=False)
+
+
+def feature_warping(X: np.ndarray, *, window: int = 301, block: int = 512) -> np.ndarray:
+    """Feature warping (Pelecanos & Sridharan, 2001).
+
+    Within a sliding window of ``window`` frames centred on each frame (shifted inward at
+    the utterance edges; the whole utterance when it is shorter), each dimension's value
+    is replaced by the standard-normal quantile of its rank:
+    ``norm.ppf((R - 0.5) / N)`` where ``R`` is the 1-based rank of the value among the
+    ``N`` window values (ties take their average rank).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n_frames, n_dims)
+    window : int, default 301
+        Window length in frames (about 3 s at 10 ms).
+    block : int
+        Frames processed together (memory: ``block * n_dims * window`` comparisons).
+
+    Returns
+    -------
+    np.ndarray, same shape and floating dtype as ``X``.
+    """
+    from scipy.special import ndtri
+
+    X = _check_features(X)
+    window = _check_window(window)
+    n, d = X.shape
+    N = min(window, n)
+    start, _ = sliding_window_bounds(n, N, center=True)
+    # all windows have N frames: index a (n - N + 1, d, N) strided view by start frame
+    views = np.lib.stride_tricks.sliding_window_view(X, N, axis=0)
+    out = np.empty((n, d), dtype=np.float64)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        w = views[start[b0:b1]]  # (b, d, N) copy
+        x = X[b0:b1, :, None]
+        less = np.count_nonzero(w < x, axis=2)
+        equal = np.count_nonzero(w == x, axis=2)
+        rank = less + 0.5 * (equal + 1)  # average 1-based rank among ties
+        out[b0:b1] = ndtri((rank - 0.5) / N)
+    return out.astype(X.dtype, copy=False)
