@@ -684,10 +684,12 @@ class FeatureStore:
 
         with self._lock():
             current = self._read_index_file()
-            if current is None:
-                current = self._scan_sidecars()
-                current = {k: e for k, e in current.items() if e.config_hash == chash}
-            current.update(updates)
+            if current is None:  # first build, or the index was lost: start from the sidecars
+                current = {k: e for k, e in self._scan_sidecars().items()
+                           if e.config_hash == chash and k not in updates}
+            for r in rows:  # new ids enter the index in manifest order
+                if r.id in updates:
+                    current[r.id] = updates[r.id]
             self._write_index_file(current)
             buf = io.StringIO()
             w = csv.writer(buf, dialect="excel-tab", lineterminator="\n")
