@@ -1,7 +1,203 @@
-"""Sub-commands: (being written)."""
+"""Sub-commands ``demo`` and ``recipe NAME``: argument parsing and printing only.
+
+The recipes live in :mod:`gmmspeech.recipes`; each writes ``OUT/report.md`` and
+``OUT/results.json``. Nothing heavy is imported until a command runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+
+from gmmspeech.cli.common import add_parallel_args
+
+# the registry is duplicated here as plain strings so that --help imports nothing
+_HELP = {
+    "demo": "speaker identification on a synthesised corpus (LibriSpeech with --data-root)",
+    "speaker_id": "GMM-UBM speaker identification on LibriSpeech and FSDD, diag and full covariance",
+    "digits": "spoken digits with one GMM per digit on FSDD, leave-one-speaker-out, vs scikit-learn",
+    "score_files": "score every audio file of a folder or manifest against saved models (TSV)",
+    "train_corpus": "batch UBM training over a manifest with the feature store, progress and resume",
+    "em_tutorial": "the textbook EM: heights (1-D) and Old Faithful (2-D), traces, BIC/AIC, posteriors",
+}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, name: str, *, data_root_help: str, parallel: bool = True) -> None:
+    p.add_argument("--data-root", dest="data_root", default=None, metavar="R",
+                   help=data_root_help)
+    p.add_argument("--out", default=f"exp/{name}", metavar="DIR",
+                   help=f"output folder for report.md, results.json and figures (default exp/{name})")
+    p.add_argument("--quick", action="store_true",
+                   help="a small, fast run (for tests and smoke checks); default is the full run")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="print only the report location")
+    if parallel:
+        add_parallel_args(p)
+
+
+def _add_demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speakers", dest="n_speakers", type=_positive_int, default=None,
+                   help="synthetic speakers (default 24)")
+    p.add_argument("--utterances", dest="n_utterances", type=_positive_int, default=None,
+                   help="synthetic utterances per speaker (default 6: 3 enrolment, 3 test)")
+    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
+                   help="UBM components (default 64 synthetic, 256 LibriSpeech)")
+
 
 def register(sub) -> None:
-    """Add this module's sub-commands to the parser."""
+    """Add ``demo`` and ``recipe`` to the parser."""
+    demo = sub.add_parser(
+        "demo", help=_HELP["demo"],
+        description="Run the whole GMM-UBM speaker-identification chain on a corpus synthesised "
+                    "on the fly (no download): features, UBM, MAP adaptation, scoring and metrics. "
+                    "With --data-root pointing at the shared datasets it runs the LibriSpeech "
+                    "protocol (data_manifests/librispeech/*.csv) instead.",
+    )
+    _common(demo, "demo", data_root_help="shared datasets folder: run the LibriSpeech protocol "
+                                         "instead of the synthetic corpus")
+    demo.set_defaults(out="demo-out")
+    _add_demo_args(demo)
+    demo.set_defaults(func=_run, recipe="demo")
+
+    rec = sub.add_parser(
+        "recipe", help="run a recipe (speaker_id, digits, score_files, train_corpus, em_tutorial)",
+        description="Run a recipe; each writes OUT/report.md (tables and PNG figures) and "
+                    "OUT/results.json. `gmmspeech recipe NAME --help` lists a recipe's options.",
+    )
+    rsub = rec.add_subparsers(dest="recipe", metavar="NAME")
+    rec.set_defaults(func=_list)
+
+    p = rsub.add_parser("demo", help=_HELP["demo"])
+    _common(p, "demo", data_root_help="shared datasets folder (LibriSpeech protocol)")
+    _add_demo_args(p)
+    p.set_defaults(func=_run)
+
+    ds = "shared datasets folder holding fsdd/ and librispeech/ (e.g. ../shared/datasets)"
+    p = rsub.add_parser("speaker_id", aliases=["speaker-id"], help=_HELP["speaker_id"])
+    _common(p, "speaker_id", data_root_help=ds)
+    p.add_argument("--protocol", dest="protocols", action="append",
+                   choices=["librispeech", "fsdd"], default=None,
+                   help="protocol to run (repeatable; default both)")
+    p.add_argument("--covariance", dest="covariance_types", action="append",
+                   choices=["diag", "full"], default=None,
+                   help="covariance type (repeatable; default diag and full)")
+    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
+                   help="UBM components for diagonal models (default 256)")
+    p.add_argument("--full-components", dest="n_components_full", type=_positive_int, default=None,
+                   help="UBM components for full-covariance models (default 32)")
+    p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,
+                   help="use at most N files of each manifest (for quick runs)")
+    p.set_defaults(func=_run, recipe="speaker_id")
+
+    p = rsub.add_parser("digits", help=_HELP["digits"])
+    _common(p, "digits", data_root_help=ds)
+    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
+                   help="Gaussian components per digit model (default 16)")
+    p.add_argument("--covariance", dest="covariance_type", choices=["diag", "full"], default="diag",
+                   help="covariance type (default diag)")
+    p.add_argument("--max-per-class", dest="max_per_class", type=_positive_int, default=None,
+                   help="at most N recordings per digit and speaker (quick runs)")
+    p.add_argument("--folds", dest="max_folds", type=_positive_int, default=None,
+                   help="run only the first N of the six leave-one-speaker-out folds")
+    p.add_argument("--no-sklearn", dest="sklearn", action="store_false",
+                   help="skip the scikit-learn GaussianMixture comparison")
+    p.set_defaults(func=_run, recipe="digits")
+
+    p = rsub.add_parser("score_files", aliases=["score-files"], help=_HELP["score_files"])
+    _common(p, "score_files", data_root_help="folder that relative manifest paths resolve against")
+    p.add_argument("--models", required=True, metavar="DIR",
+                   help="folder of saved models (*.npz, e.g. from gmmspeech enroll); a file "
+                        "named ubm.npz there (or --ubm) is used as the background model")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="folder of audio files (searched recursively) or a manifest CSV")
+    p.add_argument("--ubm", default=None, metavar="FILE",
+                   help="background model: scores become log-likelihood ratios")
+    p.add_argument("--tsv", default=None, metavar="FILE",
+                   help="output table (default OUT/scores.tsv)")
+    p.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
+                   help="feature preset (default: the configuration saved with the models, else speech)")
+    p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,
+                   help="score at most N files")
+    p.set_defaults(func=_run, recipe="score_files")
+
+    p = rsub.add_parser("train_corpus", aliases=["train-corpus"], help=_HELP["train_corpus"])
+    _common(p, "train_corpus", data_root_help="folder that relative manifest paths resolve against")
+    p.add_argument("--manifest", default=None, metavar="CSV",
+                   help="training manifest (default data_manifests/librispeech/background.csv)")
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="feature store folder (default OUT/store); reused and completed on resume")
+    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
+                   help="UBM components (default 256)")
+    p.add_argument("--covariance", dest="covariance_type", choices=["diag", "full"], default="diag")
+    p.add_argument("--iterations", dest="max_iter", type=_positive_int, default=None,
+                   help="EM iterations per split stage (default 10)")
+    p.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"])
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start training from scratch even when a checkpoint exists")
+    p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,
+                   help="use at most N files of the manifest")
+    p.set_defaults(func=_run, recipe="train_corpus")
+
+    p = rsub.add_parser("em_tutorial", aliases=["em-tutorial"], help=_HELP["em_tutorial"])
+    _common(p, "em_tutorial", data_root_help="shared datasets folder holding old-faithful/faithful.csv",
+            parallel=False)
+    p.add_argument("--epsilon", type=_positive_float, default=1e-4,
+                   help="stop when no parameter moves by more than this (default 1e-4)")
+    p.add_argument("--n-heights", dest="n_heights", type=_positive_int, default=None,
+                   help="size of the heights sample (default 1000)")
+    p.add_argument("--k-max", dest="k_max", type=_positive_int, default=None,
+                   help="largest K for BIC/AIC (default 6)")
+    p.add_argument("--faithful", default=None, metavar="CSV", help="path of faithful.csv")
+    p.set_defaults(func=_run, recipe="em_tutorial")
+
+
+_ALIASES = {"speaker-id": "speaker_id", "score-files": "score_files",
+            "train-corpus": "train_corpus", "em-tutorial": "em_tutorial"}
+_NOT_OPTIONS = {"command", "func", "recipe", "jobs", "quiet"}
+
+
+def _list(args) -> int:
+    print("recipes (gmmspeech recipe NAME --help):")
+    for name, text in _HELP.items():
+        print(f"  {name:<13} {text}")
+    return 0 if getattr(args, "recipe", None) is None else 2
+
+
+def _run(args) -> int:
+    import inspect
+
+    from gmmspeech import recipes
+
+    name = _ALIASES.get(args.recipe, args.recipe)
+    module = recipes.get(name)
+    accepted = inspect.signature(module.run).parameters
+    kwargs = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS and v is not None}
+    if "jobs" in vars(args):
+        kwargs["n_jobs"] = args.jobs
+    kwargs["verbose"] = not args.quiet
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:  # a programming error between this parser and the recipe
+        raise TypeError(f"recipe {name} does not accept {', '.join(unknown)}")
+    module.run(**kwargs)
+    if args.quiet:
+        print(f"report: {args.out}/report.md")
+    return 0
