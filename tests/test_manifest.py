@@ -336,3 +336,12 @@ def test_data_manifests_point_at_existing_files(datasets_root):
     enroll = read_manifest(MANIFESTS / "librispeech" / "enroll.csv", data_root=datasets_root)
     for r in enroll:
         assert r.end == pytest.approx(0.6 * sf.info(r.path).duration, abs=1e-4)
+
+
+def test_malformed_csv_and_bare_carriage_returns(tmp_path):
+    m = tmp_path / "cr.csv"
+    m.write_bytes(b"id,path,label\ra,/a.wav,x\rb,/b.wav,y\r")
+    assert [(r.id, r.line) for r in read_manifest(m)] == [("a", 2), ("b", 3)]
+    m = _write(tmp_path / "huge.csv", 'id,path,label\na,b,c\nd,"' + "x" * 200_000 + '",e\n')
+    with pytest.raises(ManifestError, match=r"line 3: malformed CSV \(field larger"):
+        read_manifest(m)

@@ -129,12 +129,18 @@ def read_manifest(path: str | os.PathLike, *, data_root: str | os.PathLike | Non
     else:
         base = os.path.dirname(os.path.abspath(mpath))
 
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     header_line = 0
     rows: list[Row] = []
     seen: dict[str, int] = {}
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ManifestError(mpath, max(1, reader.line_num), f"malformed CSV ({exc})") from None
         line = reader.line_num
         if not cells or all(c.strip() == "" for c in cells):
             continue
