@@ -1,0 +1,284 @@
+"""Gaussian log-densities in GEMM form, for every covariance type.
+
+The E-step of a mixture is dominated by evaluating ``log phi_k + log N(x | mu_k, Sigma_k)``
+for every frame and component. Expanding the quadratic form turns that into one matrix
+product per chunk of frames:
+
+* diagonal and spherical models: ``[x**2, x, 1] @ W`` with ``W`` of shape ``(2D + 1, K)``
+  holding ``-precision / 2``, ``precision * mu`` and the per-component constant;
+* full and tied models: ``[vech(x x^T), x, 1] @ W`` where ``vech`` lists the ``D (D + 1) / 2``
+  products ``x_i x_j`` (``i <= j``); off-diagonal weights are doubled.
+
+The same design matrix ``Z`` then gives the sufficient statistics of the chunk as one more
+product, ``R^T @ Z`` (second-order, first-order and zeroth-order sums at once).
+
+Frames are centred on a reference point (the mixture's mean) before the expansion, so that
+``x**2`` and ``x . mu`` do not cancel catastrophically when features sit far from the origin
+(float32 data with offsets of 1e4 and more).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+COVARIANCE_TYPES = ("spherical", "tied", "diag", "full")
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+ILL_DEFINED_MSG = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar, or scale the input data."
+)
+
+
+def stats_kind(covariance_type: str) -> str:
+    """``"full"`` for full and tied models (second moments as matrices), ``"diag"`` otherwise."""
+    return "full" if covariance_type in ("full", "tied") else "diag"
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Number of free parameters of a mixture (as scikit-learn counts them)."""
+    k, d = n_components, n_features
+    if covariance_type == "full":
+        cov = k * d * (d + 1) / 2.0
+    elif covariance_type == "diag":
+        cov = k * d
+    elif covariance_type == "tied":
+        cov = d * (d + 1) / 2.0
+    else:
+        cov = k
+    return int(cov + k * d + k - 1)
+
+
+# ----------------------------------------------------------------------------- precisions
+
+
+def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Cholesky factors of the precision matrices (scikit-learn's ``precisions_cholesky_``).
+
+    For full/tied models ``P`` is upper triangular with ``precision = P @ P.T``; for diagonal
+    and spherical models it is ``1 / sqrt(variance)``. Raises ``ValueError`` when a covariance
+    is not positive definite.
+    """
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        mats = cov[None] if covariance_type == "tied" else cov
+        d = mats.shape[-1]
+        try:
+            chol = np.linalg.cholesky(mats)
+        except np.linalg.LinAlgError:
+            raise ValueError(ILL_DEFINED_MSG) from None
+        eye = np.eye(d)
+        out = np.empty_like(mats)
+        for k in range(mats.shape[0]):
+            out[k] = linalg.solve_triangular(chol[k], eye, lower=True).T
+        return out[0] if covariance_type == "tied" else out
+    if np.any(~np.isfinite(cov)) or np.any(cov <= 0.0):
+        raise ValueError(ILL_DEFINED_MSG)
+    return 1.0 / np.sqrt(cov)
+
+
+def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Precision matrices (or inverse variances) from their Cholesky factors."""
+    pc = np.asarray(prec_chol, dtype=np.float64)
+    if covariance_type == "full":
+        return np.einsum("kij,klj->kil", pc, pc)
+    if covariance_type == "tied":
+        return pc @ pc.T
+    return pc**2
+
+
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Covariances from precisions (matrix inverse, or reciprocal for diag/spherical)."""
+    p = np.asarray(precisions, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(p)
+    return 1.0 / p
+
+
+def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Upper-triangular ``P`` with ``precision = P @ P.T`` (scikit-learn's convention)."""
+    p = np.asarray(precisions, dtype=np.float64)
+    if covariance_type == "full":
+        return np.stack([np.linalg.cholesky(pk) for pk in p])
+    if covariance_type == "tied":
+        return np.linalg.cholesky(p)
+    return np.sqrt(p)
+
+
+def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
+    """``log det(P)`` per component (half the log-determinant of the precision)."""
+    pc = np.asarray(prec_chol, dtype=np.float64)
+    if covariance_type == "full":
+        return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return np.sum(np.log(np.diag(pc)))
+    if covariance_type == "diag":
+        return np.sum(np.log(pc), axis=1)
+    return n_features * np.log(pc)
+
+
+# ----------------------------------------------------------------------------- vech helpers
+
+
+def vech_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle (``i <= j``) in the order ``Z`` uses."""
+    return np.triu_indices(n_features)
+
+
+def unvech(v: np.ndarray, n_features: int) -> np.ndarray:
+    """Symmetric ``(..., D, D)`` matrices from ``(..., D (D + 1) / 2)`` upper-triangle vectors."""
+    iu, ju = vech_indices(n_features)
+    out = np.zeros(v.shape[:-1] + (n_features, n_features), dtype=v.dtype)
+    out[..., iu, ju] = v
+    out[..., ju, iu] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+class DensityPlan:
+    """Everything needed to score frames against one set of mixture parameters.
+
+    Built once per E-step (cheap: O(K D^2)); holds the centring point ``ref`` and the
+    GEMM weight matrix ``W`` in the compute dtype.
+
+    Parameters
+    ----------
+    weights, means, prec_chol : arrays
+        Mixture weights ``(K,)``, means ``(K, D)`` and precision Cholesky factors.
+    covariance_type : str
+    dtype : numpy dtype
+        Compute dtype of the GEMMs (float32 or float64).
+    """
+
+    def __init__(self, weights, means, prec_chol, covariance_type, dtype=np.float32):
+        means = np.asarray(means, dtype=np.float64)
+        weights = np.asarray(weights, dtype=np.float64)
+        k, d = means.shape
+        self.n_components, self.n_features = k, d
+        self.covariance_type = covariance_type
+        self.dtype = np.dtype(dtype)
+        self.form = stats_kind(covariance_type)
+        # centring point: the mixture mean
+        self.ref = weights @ means / max(weights.sum(), np.finfo(np.float64).tiny)
+        mu = means - self.ref
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights)
+        const = log_w - 0.5 * d * LOG_2PI + log_det_cholesky(prec_chol, covariance_type, d)
+        if self.form == "diag":
+            prec = precisions_from_cholesky(prec_chol, covariance_type)
+            if covariance_type == "spherical":
+                prec = np.repeat(prec[:, None], d, axis=1)
+            w = np.empty((2 * d + 1, k))
+            w[:d] = -0.5 * prec.T
+            w[d : 2 * d] = (prec * mu).T
+            w[2 * d] = const - 0.5 * np.sum(prec * mu * mu, axis=1)
+            self.n_quad = d
+        else:
+            prec = precisions_from_cholesky(prec_chol, covariance_type)
+            if covariance_type == "tied":
+                prec = np.broadcast_to(prec, (k, d, d))
+            iu, ju = vech_indices(d)
+            p = iu.size
+            quad = -prec[:, iu, ju]  # off-diagonal terms appear twice in x^T A x
+            quad[:, iu == ju] *= 0.5
+            lin = np.einsum("kij,kj->ki", prec, mu)
+            w = np.empty((p + d + 1, k))
+            w[:p] = quad.T
+            w[p : p + d] = lin.T
+            w[p + d] = const - 0.5 * np.sum(lin * mu, axis=1)
+            self.n_quad = p
+        self.W = np.ascontiguousarray(w, dtype=self.dtype)
+        self.ref_c = self.ref.astype(self.dtype)
+
+    @property
+    def n_columns(self) -> int:
+        return self.n_quad + self.n_features + 1
+
+    def design(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The design matrix ``[quad(x - ref), x - ref, 1]`` of a chunk, in the compute dtype."""
+        return design_matrix(x, self.ref, self.form, self.dtype, out=out, ref_c=self.ref_c)
+
+    def log_prob(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Weighted log-densities ``(n, K)`` of a design matrix (one GEMM)."""
+        if out is None:
+            return z @ self.W
+        return np.matmul(z, self.W, out=out[: z.shape[0]])
+
+    def uncentre(self, g: np.ndarray):
+        """Turn ``R^T @ Z`` (float64, centred) into uncentred ``(n, f, s)`` statistics."""
+        return uncentre_stats(g, self.ref, self.form)
+
+
+def design_matrix(x, ref, form, dtype, *, out=None, ref_c=None) -> np.ndarray:
+    """``[quad(x - ref), x - ref, 1]`` in ``dtype``: ``quad`` is ``x**2`` (form "diag") or
+    the upper-triangle products ``vech(x x^T)`` (form "full")."""
+    dtype = np.dtype(dtype)
+    n, d = x.shape
+    n_quad = d if form == "diag" else d * (d + 1) // 2
+    if out is None:
+        z = np.empty((n, n_quad + d + 1), dtype=dtype)
+    else:
+        z = out[:n]
+    lin = z[:, n_quad : n_quad + d]
+    if x.dtype == dtype:
+        np.subtract(x, ref.astype(dtype) if ref_c is None else ref_c, out=lin)
+    else:
+        # subtract in the wider dtype first: keeps the digits of far-off-origin data
+        lin[...] = x - ref
+    if form == "diag":
+        np.square(lin, out=z[:, :d])
+    else:
+        off = 0
+        for i in range(d):
+            np.multiply(lin[:, i : i + 1], lin[:, i:], out=z[:, off : off + d - i])
+            off += d - i
+    z[:, -1] = 1.0
+    return z
+
+
+def uncentre_stats(g: np.ndarray, ref: np.ndarray, form: str):
+    """Turn ``R^T @ Z`` (float64, about ``ref``) into uncentred ``(n, f, s)``."""
+    d = ref.shape[0]
+    p = d if form == "diag" else d * (d + 1) // 2
+    n = g[:, p + d].copy()
+    fc = g[:, p : p + d]
+    f = fc + n[:, None] * ref
+    if form == "diag":
+        s = g[:, :p] + 2.0 * fc * ref + n[:, None] * ref**2
+    else:
+        sc = unvech(g[:, :p], d)
+        cross = fc[:, :, None] * ref[None, None, :]
+        s = sc + cross + np.swapaxes(cross, 1, 2) + n[:, None, None] * np.outer(ref, ref)
+    return n, f, s
+
+
+def logsumexp_normalize(lp: np.ndarray, weights: np.ndarray | None = None, top_c: int | None = None):
+    """In place: turn weighted log-densities into posteriors; return per-frame ``log p(x)``.
+
+    ``lp`` (n, K) is overwritten by the responsibilities (multiplied by the frame
+    weights when given). With ``top_c`` only the ``top_c`` best components of each frame
+    keep a posterior (renormalised over them) and ``log p(x)`` is the top-C approximation.
+    """
+    n, k = lp.shape
+    if top_c is not None and top_c < k:
+        thresh = np.partition(lp, k - top_c, axis=1)[:, k - top_c : k - top_c + 1]
+        lp[lp < thresh] = -np.inf
+    m = lp.max(axis=1, keepdims=True)
+    bad = ~np.isfinite(m[:, 0])
+    if bad.any():  # a frame no component can explain (only with degenerate inputs)
+        m[bad] = 0.0
+        lp[bad] = np.where(np.isnan(lp[bad]), -np.inf, lp[bad])
+    lp -= m
+    np.exp(lp, out=lp)
+    tot = lp.sum(axis=1, keepdims=True, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logp = m[:, 0].astype(np.float64) + np.log(tot[:, 0])
+    scale = 1.0 / np.where(tot > 0, tot, 1.0)
+    if weights is not None:
+        scale = scale * weights[:, None]
+    lp *= scale.astype(lp.dtype)
+    return logp

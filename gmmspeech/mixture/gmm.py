@@ -1,0 +1,1099 @@
+"""The Gaussian mixture estimator: scikit-learn's API on a chunked, GEMM-based EM engine.
+
+:class:`GMM` keeps scikit-learn's ``GaussianMixture`` names (``fit``, ``predict``,
+``predict_proba``, ``score_samples``, ``score``, ``sample``, ``bic``, ``aic``; fitted
+``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``, ...) and exposes the
+engine underneath, which speaker modelling builds on:
+
+* :meth:`GMM.initialize` runs the initialisation (``init_params``);
+* :meth:`GMM.accumulate` is the E-step over one chunk of frames and returns
+  :class:`~gmmspeech.mixture.stats.SufficientStats` (picklable model, so it runs in worker
+  processes; statistics of chunks add up with ``+``);
+* :meth:`GMM.m_step` turns statistics into parameters, with variance floors and
+  re-seeding of components whose weight collapses;
+* :meth:`GMM.weighted_log_prob` gives ``log phi_k + log N(x | k)`` for scoring.
+
+Numerics
+--------
+The E-step runs in ``dtype`` (float32 by default, about twice as fast as float64) on chunks
+of ``chunk_size`` frames: frames are centred on the mixture mean, the log-densities of a
+chunk are one matrix product (see :mod:`gmmspeech.mixture.densities`), posteriors come from
+a row-wise log-sum-exp, and the chunk's statistics are one more matrix product, added into
+float64 totals. The M-step is float64.
+
+Variances follow scikit-learn's ``reg_covar`` semantics (``reg_covar`` is added to every
+variance / covariance diagonal) and are then floored at ``var_floor_rel`` times the global
+variance of the data of each dimension (full covariances: eigenvalues floored in the space
+scaled by those floors). ``var_floor_rel=0`` gives scikit-learn's updates exactly.
+
+Degenerate components
+---------------------
+A component whose soft count falls to (numerically) zero has no data to estimate it from.
+Rather than producing NaN, :meth:`GMM.m_step` re-seeds it by splitting the heaviest
+component in two along its largest-variance direction (means ``mu +/- 0.2 sigma``, weights
+halved, covariance copied), as Kaldi and the MSR Identity Toolbox do. The number of
+re-seeded components is counted in ``n_reseeded_``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+import numpy as np
+
+from gmmspeech.mixture import init as _init
+from gmmspeech.mixture.densities import (
+    COVARIANCE_TYPES,
+    DensityPlan,
+    covariances_from_precisions,
+    logsumexp_normalize,
+    n_parameters,
+    precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
+    precisions_from_cholesky,
+    stats_kind,
+)
+from gmmspeech.mixture.stats import SufficientStats
+
+INIT_PARAMS = _init.INIT_PARAMS
+SPLIT_PERTURBATION = 0.2
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used before it was fitted (as scikit-learn's ``NotFittedError``)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before meeting the convergence criterion."""
+
+
+# ----------------------------------------------------------------------------- chunk engine
+
+
+def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -> SufficientStats:
+    """E-step of one block of frames against ``plan`` (module-level: runs in workers)."""
+    n, d = X.shape
+    k = plan.n_components
+    chunk = max(1, min(int(chunk_size), n))
+    g = np.zeros((k, plan.n_columns))
+    zbuf = np.empty((chunk, plan.n_columns), dtype=plan.dtype)
+    lbuf = np.empty((chunk, k), dtype=plan.dtype)
+    loglik = 0.0
+    for a in range(0, n, chunk):
+        xc = X[a : a + chunk]
+        z = plan.design(xc, out=zbuf)
+        lp = plan.log_prob(z, out=lbuf)
+        wc = None if sample_weight is None else sample_weight[a : a + chunk]
+        logp = logsumexp_normalize(lp, None if wc is None else wc.astype(plan.dtype), top_c)
+        if wc is None:
+            loglik += float(logp.sum())
+        else:
+            pos = wc > 0
+            loglik += float(wc[pos] @ logp[pos])
+        g += lp.T @ z
+    nk, f, s = plan.uncentre(g)
+    n_frames = float(n) if sample_weight is None else float(np.sum(sample_weight))
+    return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
+
+
+def _floor_full(cov: np.ndarray, floor_d: np.ndarray) -> np.ndarray:
+    """Floor the eigenvalues of covariances ``(K, D, D)`` in the space scaled by ``floor_d``.
+
+    A matrix is left untouched unless it has a direction whose variance (in units of the
+    per-dimension floors) is below 1; such eigenvalues are raised to 1.
+    """
+    scale = np.sqrt(floor_d)
+    outer = np.outer(scale, scale)
+    cs = cov / outer
+    cs = 0.5 * (cs + np.swapaxes(cs, -1, -2))
+    w, v = np.linalg.eigh(cs)
+    bad = w.min(axis=-1) < 1.0 - 1e-7
+    if not np.any(bad):
+        return cov
+    out = cov.copy()
+    wb = np.maximum(w[bad], 1.0)
+    vb = v[bad]
+    out[bad] = np.einsum("kij,kj,klj->kil", vb, wb, vb) * outer
+    return out
+
+
+def _check_shape(param, shape, name):
+    param = np.asarray(param)
+    if param.shape != tuple(shape):
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {param.shape}")
+
+
+def _is_single_array(X) -> bool:
+    """True when ``X`` is one array-like of frames (not an iterable of chunks)."""
+    if isinstance(X, np.ndarray):
+        return True
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.asarray(X, dtype=np.float64).ndim <= 2
+        except (ValueError, TypeError):
+            return False
+    return False
+
+
+class GMM:
+    """Gaussian mixture model trained by expectation-maximisation.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of mixture components ``K``.
+    covariance_type : {"diag", "full", "spherical", "tied"}, default "diag"
+    tol : float, default 1e-3
+        EM stops when the average log-likelihood gains less than ``tol`` in one iteration.
+    param_tol : float or None
+        When set, EM also stops when no parameter (weight, mean or covariance entry) moved by
+        more than ``param_tol`` in one iteration.
+    reg_covar : float, default 1e-6
+        Added to every variance (scikit-learn's semantics); also an absolute variance floor.
+    var_floor_rel : float, default 1e-3
+        Variances are floored at ``var_floor_rel`` times the global variance of each
+        dimension. 0 disables the relative floor (scikit-learn's behaviour).
+    max_iter : int, default 100
+    n_init : int, default 1
+        Number of initialisations; the one with the best final log-likelihood is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "split"}
+        ``"kmeans"``: k-means++ seeding and Lloyd iterations, then one M-step from the hard
+        assignment. ``"k-means++"``: seeding only, every point assigned to its nearest seed.
+        ``"random"``: random responsibilities. ``"random_from_data"``: the textbook
+        initialisation (means are K distinct data points drawn without replacement, every
+        variance is the data's, equal weights). ``"split"``: binary splitting from one
+        Gaussian with ``split_iter`` EM iterations after every split (Kaldi/MSR style).
+    weights_init, means_init, precisions_init : array-like or None
+        User-given initial parameters (scikit-learn's names and shapes). When all three are
+        given no data-driven initialisation runs.
+    random_state : int, Generator, RandomState or None
+    n_jobs : int, default 1
+        Worker processes for the E-step (:func:`gmmspeech.parallel.parallel_map`, one BLAS
+        thread each); 1 computes in this process (with a multi-threaded BLAS).
+    chunk_size : int, default 4096
+        Frames per E-step chunk (bounds memory to ``chunk_size * (K + D^2)`` values).
+    dtype : {np.float32, np.float64}, default np.float32
+        Compute dtype of the E-step. Statistics and M-step are float64.
+    verbose : int, default 0
+    verbose_interval : int, default 10
+    split_iter : int, default 3
+        EM iterations between splits for ``init_params="split"``.
+    kmeans_iter : int, default 10
+        Lloyd iterations for ``init_params="kmeans"``.
+    backend : str or None
+        joblib backend for ``n_jobs > 1`` (see :func:`gmmspeech.parallel.resolve_backend`).
+
+    Attributes
+    ----------
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, D)
+    covariances_ : ndarray
+        (K,) spherical, (D, D) tied, (K, D) diag, (K, D, D) full.
+    precisions_ : ndarray
+        Inverses of the covariances (same shapes).
+    precisions_cholesky_ : ndarray
+        Cholesky factors ``P`` of the precisions (``precision = P P^T``; ``1/sqrt(var)`` for
+        diag and spherical).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Average log-likelihood (per frame) of the training data at the last E-step.
+    history_ : list of float
+        Average log-likelihood at every iteration (never decreases, up to ``reg_covar``).
+    n_features_in_ : int
+    n_reseeded_ : int
+        Components re-seeded because their weight collapsed.
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="diag",
+        tol=1e-3,
+        param_tol=None,
+        reg_covar=1e-6,
+        var_floor_rel=1e-3,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        n_jobs=1,
+        chunk_size=4096,
+        dtype=np.float32,
+        verbose=0,
+        verbose_interval=10,
+        split_iter=3,
+        kmeans_iter=10,
+        backend=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.param_tol = param_tol
+        self.reg_covar = reg_covar
+        self.var_floor_rel = var_floor_rel
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+        self.dtype = dtype
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_iter = split_iter
+        self.kmeans_iter = kmeans_iter
+        self.backend = backend
+
+    # ================================================================== sklearn plumbing
+    @classmethod
+    def _get_param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(
+            p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD
+        )
+
+    def get_params(self, deep=True):
+        """Constructor parameters as a dict (scikit-learn's protocol)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; returns ``self``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {self.__class__.__name__}(). "
+                    f"Valid parameters are: {valid!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            p.name: p.default
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self"
+        }
+        parts = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults.get(name, inspect.Parameter.empty)
+            same = value is default
+            if not same:
+                try:
+                    same = bool(value == default) and type(value) is type(default)
+                except Exception:
+                    same = False
+            if not same:
+                if name == "dtype":
+                    parts.append(f"dtype={np.dtype(value).name}")
+                elif isinstance(value, np.ndarray):
+                    parts.append(f"{name}=array{value.shape}")
+                else:
+                    parts.append(f"{name}={value!r}")
+        return f"{self.__class__.__name__}({', '.join(parts)})"
+
+    # ================================================================== validation
+    def _check_parameters(self):
+        if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool) or self.n_components < 1:
+            raise ValueError(
+                f"Invalid value for 'n_components': {self.n_components}. "
+                "Estimation requires at least one component"
+            )
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"Invalid value for 'covariance_type': {self.covariance_type!r}. "
+                f"'covariance_type' should be in {list(COVARIANCE_TYPES)}"
+            )
+        if not np.isscalar(self.tol) or not self.tol >= 0:
+            raise ValueError(f"Invalid value for 'tol': {self.tol}. Tolerance used by the EM must be non-negative")
+        if self.param_tol is not None and (not np.isscalar(self.param_tol) or not self.param_tol >= 0):
+            raise ValueError(f"Invalid value for 'param_tol': {self.param_tol}. It must be None or non-negative")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(
+                f"Invalid value for 'max_iter': {self.max_iter}. Estimation requires at least one iteration"
+            )
+        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
+            raise ValueError(f"Invalid value for 'n_init': {self.n_init}. Estimation requires at least one run")
+        if not np.isscalar(self.reg_covar) or not self.reg_covar >= 0:
+            raise ValueError(
+                f"Invalid value for 'reg_covar': {self.reg_covar}. regularization on covariance must be non-negative"
+            )
+        if not np.isscalar(self.var_floor_rel) or not self.var_floor_rel >= 0:
+            raise ValueError(f"Invalid value for 'var_floor_rel': {self.var_floor_rel}. It must be non-negative")
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(
+                f"Invalid value for 'init_params': {self.init_params!r}. 'init_params' should be in {list(INIT_PARAMS)}"
+            )
+        if not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1:
+            raise ValueError(f"Invalid value for 'chunk_size': {self.chunk_size}. It must be a positive integer")
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"Invalid value for 'dtype': {self.dtype!r}. 'dtype' should be float32 or float64")
+        if not isinstance(self.split_iter, (int, np.integer)) or self.split_iter < 0:
+            raise ValueError(f"Invalid value for 'split_iter': {self.split_iter}. It must be a non-negative integer")
+
+    @property
+    def _compute_dtype(self):
+        return np.dtype(self.dtype)
+
+    def _check_X(self, X, *, reset=False, name="X"):
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must hold real numbers; got an array of dtype {X.dtype}")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        if X.ndim == 0:
+            raise ValueError(f"Expected 2D array, got scalar array instead: {name}={X!r}")
+        if X.ndim == 1:
+            X = X[:, None]
+        elif X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        if X.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+        if X.shape[1] < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+        if not np.all(np.isfinite(X)):
+            if np.any(np.isnan(X)):
+                raise ValueError(f"Input {name} contains NaN.")
+            raise ValueError(f"Input {name} contains infinity or a value too large for {X.dtype!r}.")
+        if not reset:
+            self._check_is_fitted()
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"{name} has {X.shape[1]} features, but {self.__class__.__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        return X
+
+    @staticmethod
+    def _check_sample_weight(sample_weight, n):
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.ndim == 0:
+            w = np.full(n, float(w))
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n,)}!")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("Input sample_weight contains NaN or infinity.")
+        if np.any(w < 0):
+            raise ValueError("Negative values in sample_weight")
+        if not w.sum() > 0:
+            raise ValueError("sample_weight sums to zero: no frame carries any weight")
+        return w
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "precisions_cholesky_"):
+            raise NotFittedError(
+                f"This {self.__class__.__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _check_n_samples(self, X):
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {X.shape[0]}"
+            )
+
+    def _check_distinct(self, X):
+        k = self.n_components
+        if k == 1:
+            return
+        n_distinct = _init.count_distinct_rows(X, k)
+        if n_distinct < k:
+            raise ValueError(
+                f"n_components={k} is larger than the number of distinct points in X "
+                f"({n_distinct}); a mixture needs at least as many distinct points as components"
+            )
+
+    def _check_init_params(self, n_features):
+        k, d = self.n_components, n_features
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            _check_shape(w, (k,), "weights")
+            if np.any(~np.isfinite(w)) or np.any(w < 0) or np.any(w > 1):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got "
+                    f"max value {np.max(w):.5f}, min value {np.min(w):.5f}"
+                )
+            if not np.allclose(np.abs(1.0 - np.sum(w)), 0.0):
+                raise ValueError(
+                    f"The parameter 'weights' should be normalized, but got sum(weights) = {np.sum(w):.5f}"
+                )
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=np.float64)
+            if m.ndim == 1 and d == 1:
+                m = m[:, None]
+            _check_shape(m, (k, d), "means")
+            if not np.all(np.isfinite(m)):
+                raise ValueError("Input means_init contains NaN or infinity.")
+        if self.precisions_init is not None:
+            self._validate_precisions(self.precisions_init, k, d)
+
+    def _validate_precisions(self, precisions, k, d):
+        ct = self.covariance_type
+        p = np.asarray(precisions, dtype=np.float64)
+        shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+        _check_shape(p, shapes[ct], f"{ct} precision")
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"'{ct} precision' should be finite")
+        if ct in ("diag", "spherical"):
+            if np.any(p <= 0.0):
+                raise ValueError(f"'{ct} precision' should be positive")
+        else:
+            mats = p[None] if ct == "tied" else p
+            for m in mats:
+                if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0.0):
+                    raise ValueError(f"'{ct} precision' should be symmetric, positive-definite")
+        return p
+
+    def _validate_covariances(self, cov, k, d):
+        ct = self.covariance_type
+        c = np.asarray(cov, dtype=np.float64)
+        shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+        if ct == "diag" and c.ndim == 1 and d == 1:
+            c = c[:, None]
+        _check_shape(c, shapes[ct], f"{ct} covariance")
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"'{ct} covariance' should be finite")
+        if ct in ("diag", "spherical"):
+            if np.any(c <= 0.0):
+                raise ValueError(f"'{ct} covariance' should be positive")
+        else:
+            mats = c[None] if ct == "tied" else c
+            for m in mats:
+                if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0.0):
+                    raise ValueError(f"'{ct} covariance' should be symmetric, positive-definite")
+        return c
+
+    # ================================================================== parameters
+    def _set_parameters(self, weights, means, covariances, prec_chol=None):
+        self.weights_ = np.asarray(weights, dtype=np.float64)
+        self.means_ = np.asarray(means, dtype=np.float64)
+        self.covariances_ = np.asarray(covariances, dtype=np.float64)
+        if prec_chol is None:
+            prec_chol = precisions_cholesky_from_covariances(self.covariances_, self.covariance_type)
+        self.precisions_cholesky_ = np.asarray(prec_chol, dtype=np.float64)
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _plan(self) -> DensityPlan:
+        self._check_is_fitted()
+        return DensityPlan(
+            self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, self._compute_dtype
+        )
+
+    @classmethod
+    def from_params(cls, weights, means, covariances, covariance_type="diag", **kwargs) -> GMM:
+        """A fitted model from given parameters.
+
+        Parameters
+        ----------
+        weights : array (K,)
+            Non-negative, summing to 1.
+        means : array (K, D)
+        covariances : array
+            (K,) spherical, (D, D) tied, (K, D) diag, (K, D, D) full; positive definite.
+        covariance_type : str
+        **kwargs
+            Other constructor parameters (``dtype``, ``chunk_size``, ``reg_covar``, ...).
+        """
+        means = np.asarray(means, dtype=np.float64)
+        if means.ndim == 1:
+            means = means[:, None]
+        if means.ndim != 2:
+            raise ValueError(f"The parameter 'means' should be 2-D (K, D), but got shape {means.shape}")
+        k, d = means.shape
+        model = cls(n_components=k, covariance_type=covariance_type, **kwargs)
+        model._check_parameters()
+        if not np.all(np.isfinite(means)):
+            raise ValueError("The parameter 'means' contains NaN or infinity.")
+        w = np.asarray(weights, dtype=np.float64)
+        _check_shape(w, (k,), "weights")
+        if np.any(~np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("The parameter 'weights' should be non-negative and finite")
+        if not np.isclose(w.sum(), 1.0, rtol=1e-6, atol=1e-6):
+            raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
+        cov = model._validate_covariances(covariances, k, d)
+        model._set_parameters(w / w.sum(), means, cov)
+        model.n_features_in_ = d
+        model.converged_ = True
+        model.n_iter_ = 0
+        model.lower_bound_ = -np.inf
+        model.history_ = []
+        model.n_reseeded_ = 0
+        return model
+
+    # ================================================================== M-step
+    def _variance_floor(self, stats: SufficientStats) -> np.ndarray:
+        gvar = stats.global_variance()
+        gmean = stats.global_mean()
+        eps_c = np.finfo(self._compute_dtype).eps
+        eps64 = np.finfo(np.float64).eps
+        tiny = np.sqrt(np.finfo(self._compute_dtype).tiny)
+        safety = 4.0 * eps_c * gvar + 4.0 * eps64 * (gmean**2 + gvar) + tiny
+        return np.maximum(np.maximum(float(self.reg_covar), float(self.var_floor_rel) * gvar), safety)
+
+    def m_step(self, stats: SufficientStats) -> GMM:
+        """Maximisation step: parameters from sufficient statistics.
+
+        Applies ``reg_covar`` (added, as scikit-learn), the variance floors, and re-seeds
+        components whose soft count is numerically zero (see the module notes).
+
+        Parameters
+        ----------
+        stats : SufficientStats
+            From :meth:`accumulate` (summed over chunks). Full statistics are accepted by
+            diagonal and spherical models (their diagonals are used).
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(stats, SufficientStats):
+            raise TypeError(f"m_step expects SufficientStats, got {type(stats).__name__}")
+        self._check_parameters()
+        kind = stats_kind(self.covariance_type)
+        if stats.kind != kind:
+            if kind == "diag":
+                stats = stats.to_diag()
+            else:
+                raise ValueError(
+                    f"covariance_type={self.covariance_type!r} needs full statistics (kind='full'), "
+                    "got kind='diag'"
+                )
+        k, d = stats.n_components, stats.n_features
+        if k != self.n_components:
+            raise ValueError(f"stats hold {k} components but n_components = {self.n_components}")
+        if hasattr(self, "n_features_in_") and hasattr(self, "means_") and d != self.n_features_in_:
+            raise ValueError(f"stats hold {d} features but the model has {self.n_features_in_}")
+        if not (np.all(np.isfinite(stats.n)) and np.all(np.isfinite(stats.f)) and np.all(np.isfinite(stats.s))):
+            raise ValueError("m_step: the statistics contain NaN or infinity")
+        total = float(stats.n.sum())
+        if not total > 0:
+            raise ValueError("m_step: the statistics hold no frames (every count is zero)")
+        eps10 = 10 * np.finfo(np.float64).eps
+        alive = stats.n > max(1e-10 * total, 1e3 * np.finfo(np.float64).tiny)
+        nk = np.where(alive, stats.n, 1.0) + eps10
+        means = stats.f / nk[:, None]
+        floor_d = self._variance_floor(stats)
+        reg = float(self.reg_covar)
+        ct = self.covariance_type
+        if ct == "diag":
+            cov = stats.s / nk[:, None] - means**2 + reg
+            cov = np.maximum(cov, floor_d)
+        elif ct == "spherical":
+            cov = np.mean(stats.s / nk[:, None] - means**2, axis=1) + reg
+            cov = np.maximum(cov, float(np.mean(floor_d)))
+        elif ct == "full":
+            cov = stats.s / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+            cov.reshape(k, -1)[:, :: d + 1] += reg
+            cov[~alive] = np.diag(floor_d)
+            cov = _floor_full(cov, floor_d)
+        else:  # tied
+            na = np.where(alive, stats.n, 0.0) + eps10
+            cov = (stats.s.sum(axis=0) - np.einsum("k,ki,kj->ij", na, means, means)) / na.sum()
+            cov.flat[:: d + 1] += reg
+            cov = _floor_full(cov[None], floor_d)[0]
+        weights = np.where(alive, stats.n, 0.0) + eps10
+        weights = weights / weights.sum()
+        if not np.all(alive):
+            weights, means, cov = self._reseed(~alive, weights, means, cov, floor_d)
+        prec_chol = self._safe_precisions_cholesky(cov, floor_d)
+        if prec_chol is None:
+            cov = self._repair_covariances(cov, floor_d)
+            prec_chol = precisions_cholesky_from_covariances(cov, ct)
+        self._set_parameters(weights, means, cov, prec_chol)
+        self.n_features_in_ = d
+        return self
+
+    def _safe_precisions_cholesky(self, cov, floor_d):
+        try:
+            pc = precisions_cholesky_from_covariances(cov, self.covariance_type)
+        except ValueError:
+            return None
+        return pc if np.all(np.isfinite(pc)) else None
+
+    def _repair_covariances(self, cov, floor_d):
+        ct = self.covariance_type
+        if ct == "diag":
+            return np.maximum(np.nan_to_num(cov, nan=1.0), floor_d)
+        if ct == "spherical":
+            return np.maximum(np.nan_to_num(cov, nan=1.0), float(np.mean(floor_d)))
+        mats = cov[None] if ct == "tied" else cov
+        mats = np.nan_to_num(mats, nan=0.0, posinf=0.0, neginf=0.0)
+        mats = 0.5 * (mats + np.swapaxes(mats, -1, -2))
+        w, v = np.linalg.eigh(mats)
+        lo = max(float(np.max(floor_d)), 1e-12 * float(np.max(np.abs(w))))
+        w = np.maximum(w, lo)
+        mats = np.einsum("kij,kj,klj->kil", v, w, v)
+        return mats[0] if ct == "tied" else mats
+
+    def _reseed(self, dead, weights, means, cov, floor_d):
+        """Re-seed dead components by splitting the heaviest live component in two."""
+        ct = self.covariance_type
+        weights, means, cov = weights.copy(), means.copy(), cov.copy()
+        weights[dead] = 0.0
+        for j in np.flatnonzero(dead):
+            h = int(np.argmax(weights))
+            delta = self._split_direction(h, means, cov, floor_d)
+            mu = means[h].copy()
+            means[h] = mu - delta
+            means[j] = mu + delta
+            weights[h] *= 0.5
+            weights[j] = weights[h]
+            if ct != "tied":
+                cov[j] = cov[h]
+        self.n_reseeded_ = getattr(self, "n_reseeded_", 0) + int(np.sum(dead))
+        return weights / weights.sum(), means, cov
+
+    def _split_direction(self, h, means, cov, floor_d):
+        """``SPLIT_PERTURBATION`` sigma along component ``h``'s largest-variance direction."""
+        d = means.shape[1]
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            c = cov if ct == "tied" else cov[h]
+            w, v = np.linalg.eigh(c)
+            return SPLIT_PERTURBATION * np.sqrt(max(w[-1], 0.0)) * v[:, -1]
+        delta = np.zeros(d)
+        if ct == "diag":
+            i = int(np.argmax(cov[h]))
+            delta[i] = SPLIT_PERTURBATION * np.sqrt(cov[h][i])
+        else:
+            i = int(np.argmax(floor_d))
+            delta[i] = SPLIT_PERTURBATION * np.sqrt(cov[h])
+        return delta
+
+    # ================================================================== E-step
+    def accumulate(self, X, sample_weight=None, *, top_c=None) -> SufficientStats:
+        """E-step over a chunk of frames: sufficient statistics under the current model.
+
+        Parameters
+        ----------
+        X : array (N, D) or (N,)
+        sample_weight : array (N,) or None
+            Frame weights (posteriors and log-likelihood are multiplied by them).
+        top_c : int or None
+            Use only the ``top_c`` best-scoring components of every frame (posteriors
+            renormalised over them, and the log-likelihood is the top-C approximation), as
+            Kaldi's UBM training does.
+
+        Returns
+        -------
+        SufficientStats
+            ``kind="full"`` for full and tied models, ``"diag"`` otherwise.
+        """
+        X = self._check_X(X, reset=False)
+        w = self._check_sample_weight(sample_weight, X.shape[0]) if sample_weight is not None else None
+        if top_c is not None and (not isinstance(top_c, (int, np.integer)) or top_c < 1):
+            raise ValueError(f"Invalid value for 'top_c': {top_c}. It must be None or a positive integer")
+        return self._accumulate_all(X, w, top_c=top_c)
+
+    def _accumulate_all(self, X, w, top_c=None) -> SufficientStats:
+        plan = self._plan()
+        from gmmspeech.parallel import effective_n_jobs
+
+        n_jobs = effective_n_jobs(self.n_jobs)
+        n = X.shape[0]
+        if n_jobs > 1 and n >= 2 * self.chunk_size:
+            from gmmspeech.parallel import parallel_map
+
+            bounds = np.linspace(0, n, n_jobs + 1).astype(int)
+            items = [
+                (plan, X[a:b], None if w is None else w[a:b], top_c, self.chunk_size)
+                for a, b in zip(bounds[:-1], bounds[1:])
+                if b > a
+            ]
+            parts = parallel_map(_accumulate_plan, items, n_jobs=n_jobs, backend=self.backend, star=True)
+            return sum(parts)
+        return _accumulate_plan(plan, X, w, top_c, self.chunk_size)
+
+    def _chunks(self, X):
+        step = int(self.chunk_size)
+        for a in range(0, X.shape[0], step):
+            yield a, X[a : a + step]
+
+    def weighted_log_prob(self, X) -> np.ndarray:
+        """``log phi_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component.
+
+        Returns
+        -------
+        ndarray (N, K) float64
+        """
+        X = self._check_X(X, reset=False)
+        plan = self._plan()
+        out = np.empty((X.shape[0], self.n_components), dtype=np.float64)
+        for a, xc in self._chunks(X):
+            out[a : a + xc.shape[0]] = plan.log_prob(plan.design(xc))
+        return out
+
+    def _estimate(self, X, want_resp):
+        plan = self._plan()
+        logp = np.empty(X.shape[0])
+        resp = np.empty((X.shape[0], self.n_components)) if want_resp else None
+        for a, xc in self._chunks(X):
+            lp = plan.log_prob(plan.design(xc))
+            logp[a : a + xc.shape[0]] = logsumexp_normalize(lp)
+            if want_resp:
+                resp[a : a + xc.shape[0]] = lp
+        return logp, resp
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood ``log p(x_n)`` of every frame, shape (N,)."""
+        X = self._check_X(X, reset=False)
+        return self._estimate(X, False)[0]
+
+    def score(self, X, y=None) -> float:
+        """Average log-likelihood per frame."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of every component for every frame, shape (N, K)."""
+        X = self._check_X(X, reset=False)
+        return self._estimate(X, True)[1]
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of every frame, shape (N,)."""
+        X = self._check_X(X, reset=False)
+        plan = self._plan()
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        for a, xc in self._chunks(X):
+            labels[a : a + xc.shape[0]] = np.argmax(plan.log_prob(plan.design(xc)), axis=1)
+        return labels
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then return the most probable component of every frame."""
+        return self.fit(X, sample_weight).predict(X)
+
+    # ================================================================== information criteria
+    def _n_parameters(self) -> int:
+        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X, reset=False)
+        return float(-2.0 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X, reset=False)
+        return float(-2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters())
+
+    # ================================================================== sampling
+    def sample(self, n_samples=1):
+        """Draw frames from the mixture.
+
+        Returns
+        -------
+        X : ndarray (n_samples, D)
+        y : ndarray (n_samples,) component of every frame.
+        """
+        self._check_is_fitted()
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
+            )
+        rng = _init.as_generator(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        d = self.means_.shape[1]
+        ct = self.covariance_type
+        xs, ys = [], []
+        for k, c in enumerate(counts):
+            if c == 0:
+                continue
+            z = rng.standard_normal((c, d))
+            if ct == "full":
+                chol = np.linalg.cholesky(self.covariances_[k])
+                x = z @ chol.T
+            elif ct == "tied":
+                x = z @ np.linalg.cholesky(self.covariances_).T
+            elif ct == "diag":
+                x = z * np.sqrt(self.covariances_[k])
+            else:
+                x = z * np.sqrt(self.covariances_[k])
+            xs.append(x + self.means_[k])
+            ys.append(np.full(c, k, dtype=np.int64))
+        return np.vstack(xs), np.concatenate(ys)
+
+    # ================================================================== initialisation
+    def initialize(self, X, sample_weight=None) -> GMM:
+        """Initialise the parameters from ``X`` (runs ``init_params`` or the user's ``*_init``).
+
+        Returns
+        -------
+        self (fitted: the model can score and accumulate).
+        """
+        self._check_parameters()
+        X = self._check_X(X, reset=True)
+        w = self._check_sample_weight(sample_weight, X.shape[0])
+        self._initialize(X, w, _init.as_generator(self.random_state))
+        return self
+
+    def _initialize(self, X, w, rng):
+        self._check_n_samples(X)
+        self._check_init_params(X.shape[1])
+        k, d = self.n_components, X.shape[1]
+        self.n_features_in_ = d
+        self.n_reseeded_ = 0
+        user_all = self.weights_init is not None and self.means_init is not None and self.precisions_init is not None
+        if not user_all:
+            self._check_distinct(X)
+            method = self.init_params
+            kind = stats_kind(self.covariance_type)
+            if method == "split":
+                self._init_split(X, w, rng)
+            elif method == "random_from_data":
+                self._init_random_from_data(X, w, rng)
+            elif method == "random":
+                stats = None
+                for a, xc in self._chunks(X):
+                    r = rng.uniform(size=(xc.shape[0], k))
+                    r /= r.sum(axis=1, keepdims=True)
+                    wc = None if w is None else w[a : a + xc.shape[0]]
+                    part = _init.stats_from_resp(xc, r, kind, wc)
+                    stats = part if stats is None else stats + part
+                self.m_step(stats)
+            else:
+                if method == "kmeans":
+                    _, labels = _init.kmeans(X, k, rng, w, max_iter=self.kmeans_iter)
+                else:  # "k-means++"
+                    n = X.shape[0]
+                    seed_size = max(10_000, 40 * k)
+                    if n > seed_size:
+                        sub = rng.choice(n, size=seed_size, replace=False)
+                        centers, _ = _init.kmeans_plusplus(X[sub], k, rng, None if w is None else w[sub])
+                    else:
+                        centers, _ = _init.kmeans_plusplus(X, k, rng, w)
+                    labels, _ = _init.assign(X, centers)
+                self.m_step(_init.stats_from_labels(X, labels, k, kind, w))
+        # user-given parameters override (scikit-learn's semantics)
+        if self.weights_init is not None or self.means_init is not None or self.precisions_init is not None:
+            weights = (
+                np.asarray(self.weights_init, dtype=np.float64) if self.weights_init is not None else self.weights_
+            )
+            means = np.asarray(self.means_init, dtype=np.float64) if self.means_init is not None else self.means_
+            if means.ndim == 1:
+                means = means[:, None]
+            if self.precisions_init is not None:
+                prec = np.asarray(self.precisions_init, dtype=np.float64)
+                pc = precisions_cholesky_from_precisions(prec, self.covariance_type)
+                cov = covariances_from_precisions(prec, self.covariance_type)
+            else:
+                cov, pc = self.covariances_, self.precisions_cholesky_
+            self._set_parameters(weights, means, cov, pc)
+        self.converged_ = False
+        self.n_iter_ = 0
+        self.lower_bound_ = -np.inf
+        self.history_ = []
+
+    def _global_stats(self, X, w):
+        r = np.ones((X.shape[0], 1))
+        return _init.stats_from_resp(X, r, stats_kind(self.covariance_type), w)
+
+    def _init_random_from_data(self, X, w, rng):
+        k, n = self.n_components, X.shape[0]
+        idx = rng.choice(n, size=k, replace=False)
+        means = np.asarray(X[idx], dtype=np.float64)
+        if np.unique(means, axis=0).shape[0] < k:  # duplicates drawn: draw among distinct rows
+            uniq = np.unique(np.asarray(X), axis=0)
+            means = np.asarray(uniq[rng.choice(uniq.shape[0], size=k, replace=False)], dtype=np.float64)
+        g = self._global_stats(X, w)
+        tot = g.n[0]
+        mean = g.f[0] / tot
+        floor_d = self._variance_floor(g)
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            c = g.s[0] / tot - np.outer(mean, mean)
+            c.flat[:: c.shape[0] + 1] += self.reg_covar
+            c = _floor_full(c[None], floor_d)[0]
+            cov = c if ct == "tied" else np.repeat(c[None], k, axis=0)
+        else:
+            v = np.maximum(g.s[0] / tot - mean**2 + self.reg_covar, floor_d)
+            cov = np.repeat(v[None], k, axis=0) if ct == "diag" else np.full(k, float(np.mean(v)))
+        pc = self._safe_precisions_cholesky(cov, floor_d)
+        if pc is None:
+            cov = self._repair_covariances(cov, floor_d)
+            pc = None
+        self._set_parameters(np.full(k, 1.0 / k), means, cov, pc)
+
+    def _init_split(self, X, w, rng):
+        """Binary splitting: one Gaussian, then split the heaviest components (all of them
+        while that at most doubles K) with ``split_iter`` EM iterations after every split."""
+        k_target = self.n_components
+        params = self.get_params()
+        params.update(weights_init=None, means_init=None, precisions_init=None, n_jobs=self.n_jobs)
+        one = type(self)(**{**params, "n_components": 1})
+        one.n_features_in_ = X.shape[1]
+        one.m_step(self._global_stats(X, w))
+        weights, means, cov = one.weights_, one.means_, one.covariances_
+        floor_d = one._variance_floor(self._global_stats(X, w))
+        k = 1
+        ct = self.covariance_type
+        while k < k_target:
+            n_new = min(k, k_target - k)
+            heavy = np.argsort(-weights, kind="stable")[:n_new]
+            new_w, new_m, new_c = [], [], []
+            weights = weights.copy()
+            means = means.copy()
+            cov = cov.copy()
+            for h in heavy:
+                delta = self._split_direction(h, means, cov, floor_d)
+                mu = means[h].copy()
+                means[h] = mu - delta
+                new_m.append(mu + delta)
+                weights[h] *= 0.5
+                new_w.append(weights[h])
+                if ct != "tied":
+                    new_c.append(cov[h])
+            weights = np.concatenate([weights, new_w])
+            means = np.vstack([means, new_m])
+            if ct != "tied":
+                cov = np.concatenate([cov, np.asarray(new_c)], axis=0)
+            k += n_new
+            step = type(self)(**{**params, "n_components": k})
+            step.n_features_in_ = X.shape[1]
+            step.n_reseeded_ = 0
+            step._set_parameters(weights / weights.sum(), means, cov)
+            for _ in range(self.split_iter):
+                step.m_step(step._accumulate_all(X, w))
+            weights, means, cov = step.weights_, step.means_, step.covariances_
+        self._set_parameters(weights, means, cov)
+
+    # ================================================================== EM
+    def _snapshot(self):
+        return tuple(np.array(a, copy=True) for a in (self.weights_, self.means_, self.covariances_))
+
+    def _param_change(self, before) -> float:
+        after = (self.weights_, self.means_, self.covariances_)
+        return max(float(np.max(np.abs(a - b))) for a, b in zip(after, before))
+
+    def _em_step(self, X, w) -> float:
+        stats = self._accumulate_all(X, w)
+        avg = stats.average_loglik
+        self.m_step(stats)
+        return avg
+
+    def fit(self, X, sample_weight=None, *, y=None) -> GMM:
+        """Estimate the parameters with EM (``n_init`` initialisations, the best kept).
+
+        Parameters
+        ----------
+        X : array (N, D) or (N,)
+            Frames; a 1-D array is the univariate case (N, 1).
+        sample_weight : array (N,) or None
+            Non-negative frame weights.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        X = self._check_X(X, reset=True)
+        w = self._check_sample_weight(sample_weight, X.shape[0])
+        self._check_n_samples(X)
+        rng = _init.as_generator(self.random_state)
+        best = None
+        best_lb = -np.inf
+        for run in range(self.n_init):
+            t0 = time.perf_counter()
+            self._initialize(X, w, rng)
+            if self.verbose:
+                print(f"Initialization {run}")
+            lower_bound = -np.inf
+            history = []
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, self.max_iter + 1):
+                prev = lower_bound
+                before = self._snapshot() if self.param_tol is not None else None
+                lower_bound = self._em_step(X, w)
+                history.append(lower_bound)
+                change = lower_bound - prev
+                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - t0:.5f}s\t ll change {change:.5f}")
+                if abs(change) < self.tol or (
+                    before is not None and self._param_change(before) <= self.param_tol
+                ):
+                    converged = True
+                    break
+            if self.verbose:
+                print(f"Initialization {'converged' if converged else 'did not converge'}. "
+                      f"time lapse {time.perf_counter() - t0:.5f}s\t lower bound {lower_bound:.5f}")
+            if best is None or lower_bound > best_lb:
+                best_lb = lower_bound
+                best = (self._get_parameters(), n_iter, converged, history, self.n_reseeded_)
+        (weights, means, cov, pc), n_iter, converged, history, n_reseeded = best
+        self._set_parameters(weights, means, cov, pc)
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self.history_ = history
+        self.lower_bound_ = best_lb
+        self.n_reseeded_ = n_reseeded
+        if not converged:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def partial_fit(self, X, sample_weight=None) -> GMM:
+        """One EM step over a pass of data that may arrive in chunks (streaming).
+
+        ``X`` is an array (one chunk) or an iterable of arrays (the chunks of one pass over
+        the data). The statistics of every chunk are accumulated and one M-step follows,
+        so ``partial_fit(chunks)`` equals one EM iteration of :meth:`fit` on the
+        concatenated data. On an unfitted model the first chunk initialises the parameters
+        (``init_params`` or the user-given ``*_init``) before the step. ``sample_weight``
+        follows ``X``'s structure (an array, or an iterable of arrays, or None).
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        if _is_single_array(X):
+            chunks = iter([X])
+            weights = iter([sample_weight])
+        else:
+            chunks = iter(X)
+            weights = iter(sample_weight) if sample_weight is not None else None
+        stats = None
+        for i, chunk in enumerate(chunks):
+            wc = next(weights) if weights is not None else None
+            if i == 0 and not hasattr(self, "precisions_cholesky_"):
+                xc = self._check_X(chunk, reset=True)
+                wv = self._check_sample_weight(wc, xc.shape[0])
+                self._initialize(xc, wv, _init.as_generator(self.random_state))
+            xc = self._check_X(chunk, reset=False)
+            wv = self._check_sample_weight(wc, xc.shape[0])
+            part = self._accumulate_all(xc, wv)
+            stats = part if stats is None else stats + part
+        if stats is None:
+            raise ValueError("partial_fit received no data")
+        prev = self.lower_bound_ if np.isfinite(getattr(self, "lower_bound_", -np.inf)) else -np.inf
+        avg = stats.average_loglik
+        self.m_step(stats)
+        self.history_.append(avg)
+        self.n_iter_ += 1
+        self.lower_bound_ = avg
+        self.converged_ = abs(avg - prev) < self.tol
+        return self
