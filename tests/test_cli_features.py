@@ -164,3 +164,31 @@ def test_features_on_fsdd_with_two_workers(tmp_path, fsdd_root):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0
     assert "(0 extracted, 12 already done)" in proc.stdout
+
+
+def test_features_on_a_dask_cluster(tmp_path, small_corpus, monkeypatch):
+    """Workers on a Dask cluster write the arrays into the (shared) store themselves."""
+    distributed = pytest.importorskip("dask.distributed")
+    from gmmspeech import parallel
+
+    monkeypatch.delenv(parallel.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(parallel.SCHEDULER_ENV, raising=False)
+    lc = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0")
+    try:
+        out = tmp_path / "dask-feats"
+        rc = main(["features", str(small_corpus), "--out", str(out), "--backend", "dask",
+                   "--scheduler", lc.scheduler_address, "-q"])
+        client = parallel._CLIENTS.pop(lc.scheduler_address, None)
+        if client is not None:
+            client.close()
+    finally:
+        lc.close()
+    assert rc == 1  # the two bad rows, as locally
+    store = FeatureStore(out)
+    assert store.ids() == ["a", "b", "c", "b_seg"]
+    assert {r[0] for r in store.errors()} == {"broken", "gone"}
+    local = tmp_path / "local"
+    assert main(["features", str(small_corpus), "--out", str(local), "-q"]) == 1
+    for i in store.ids():
+        np.testing.assert_array_equal(store.load(i), FeatureStore(local).load(i))

@@ -355,3 +355,17 @@ def test_two_builds_at_once_do_not_corrupt_the_store(tmp_path):
     assert leftovers == []
     report = FeatureStore(root).build(rows, config=FakeConfig(), extractor=fake_extract, progress=False)
     assert report.n_skipped == 40
+
+
+def test_store_error_pickles_and_wrong_dims_fail(tmp_path):
+    import pickle
+
+    err = pickle.loads(pickle.dumps(StoreError("/x/store", "broken")))
+    assert type(err) is StoreError and (err.path, err.reason) == ("/x/store", "broken")
+    assert str(err) == "feature store /x/store: broken"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("4 0")
+    report = build(FeatureStore(tmp_path / "s"), [Row("a", str(src / "a.txt"), "x")],
+                   config=FakeConfig(n_features=5))
+    assert report.failed == [("a", str(src / "a.txt"), "3 feature dims where the configuration gives 5")]

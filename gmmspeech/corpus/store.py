@@ -67,6 +67,9 @@ class StoreError(GMMSpeechError, ValueError):
         self.reason = reason
         super().__init__(f"feature store {self.path}: {reason}")
 
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -203,6 +206,9 @@ def _extract_task(task: tuple) -> tuple:
             raise ValueError(f"extractor returned a {feats.ndim}-D array, expected (frames, dims)")
         if feats.shape[0] == 0 or feats.shape[1] == 0:
             raise ValueError(f"no feature frames (shape {feats.shape})")
+        dims = getattr(config, "n_features", None)
+        if dims is not None and feats.shape[1] != dims:
+            raise ValueError(f"{feats.shape[1]} feature dims where the configuration gives {dims}")
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         if not np.isfinite(feats).all():
             raise ValueError("non-finite feature values")
