@@ -30,8 +30,10 @@ Degenerate components
 ---------------------
 A component whose soft count falls to (numerically) zero has no data to estimate it from.
 Rather than producing NaN, :meth:`GMM.m_step` re-seeds it by splitting the heaviest
-component in two along its largest-variance direction (means ``mu +/- 0.2 sigma``, weights
-halved, covariance copied), as Kaldi and the MSR Identity Toolbox do. The number of
+component in two along its largest-variance direction, as Kaldi and the MSR Identity Toolbox
+do: means ``mu -/+ sqrt(2/pi) sigma`` (the means of the two halves of the Gaussian), the
+variance along that direction reduced by ``(2/pi) sigma^2`` and the weight halved, so the pair
+keeps the parent's weight, mean and covariance (a moment-preserving split). The number of
 re-seeded components is counted in ``n_reseeded_``.
 """
 
@@ -58,7 +60,7 @@ from gmmspeech.mixture.densities import (
 from gmmspeech.mixture.stats import SufficientStats
 
 INIT_PARAMS = _init.INIT_PARAMS
-SPLIT_PERTURBATION = 0.2
+SPLIT_PERTURBATION = float(np.sqrt(2.0 / np.pi))  # half-normal mean, in sigmas
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -178,7 +180,7 @@ class GMM:
         Compute dtype of the E-step. Statistics and M-step are float64.
     verbose : int, default 0
     verbose_interval : int, default 10
-    split_iter : int, default 3
+    split_iter : int, default 5
         EM iterations between splits for ``init_params="split"``.
     kmeans_iter : int, default 10
         Lloyd iterations for ``init_params="kmeans"``.
@@ -228,7 +230,7 @@ class GMM:
         dtype=np.float32,
         verbose=0,
         verbose_interval=10,
-        split_iter=3,
+        split_iter=5,
         kmeans_iter=10,
         backend=None,
     ):
@@ -648,38 +650,55 @@ class GMM:
 
     def _reseed(self, dead, weights, means, cov, floor_d):
         """Re-seed dead components by splitting the heaviest live component in two."""
-        ct = self.covariance_type
         weights, means, cov = weights.copy(), means.copy(), cov.copy()
         weights[dead] = 0.0
         for j in np.flatnonzero(dead):
             h = int(np.argmax(weights))
-            delta = self._split_direction(h, means, cov, floor_d)
-            mu = means[h].copy()
-            means[h] = mu - delta
-            means[j] = mu + delta
-            weights[h] *= 0.5
-            weights[j] = weights[h]
-            if ct != "tied":
-                cov[j] = cov[h]
+            self._split_into(h, j, weights, means, cov, floor_d)
         self.n_reseeded_ = getattr(self, "n_reseeded_", 0) + int(np.sum(dead))
         return weights / weights.sum(), means, cov
 
-    def _split_direction(self, h, means, cov, floor_d):
-        """``SPLIT_PERTURBATION`` sigma along component ``h``'s largest-variance direction."""
-        d = means.shape[1]
+    def _split_into(self, h, j, weights, means, cov, floor_d):
+        """Split component ``h`` in two, writing the second half into slot ``j`` (in place).
+
+        Moment-preserving split along ``h``'s largest-variance direction ``v`` (variance
+        ``s2``): means ``mu -/+ sqrt(2/pi) sqrt(s2) v`` (the means of the two halves of the
+        Gaussian cut through its centre), variance along ``v`` reduced by ``(2/pi) s2``, weights
+        halved, so the pair has the parent's weight, mean and covariance. Tied models keep
+        their shared covariance.
+        """
         ct = self.covariance_type
+        d = means.shape[1]
+        shrink = SPLIT_PERTURBATION**2
         if ct in ("full", "tied"):
             c = cov if ct == "tied" else cov[h]
             w, v = np.linalg.eigh(c)
-            return SPLIT_PERTURBATION * np.sqrt(max(w[-1], 0.0)) * v[:, -1]
-        delta = np.zeros(d)
-        if ct == "diag":
-            i = int(np.argmax(cov[h]))
-            delta[i] = SPLIT_PERTURBATION * np.sqrt(cov[h][i])
+            s2 = max(float(w[-1]), 0.0)
+            delta = SPLIT_PERTURBATION * np.sqrt(s2) * v[:, -1]
+            if ct == "full":
+                new_c = c - shrink * s2 * np.outer(v[:, -1], v[:, -1])
+                cov[h] = new_c
+                cov[j] = new_c
         else:
-            i = int(np.argmax(floor_d))
-            delta[i] = SPLIT_PERTURBATION * np.sqrt(cov[h])
-        return delta
+            delta = np.zeros(d)
+            if ct == "diag":
+                i = int(np.argmax(cov[h]))
+                s2 = float(cov[h][i])
+                delta[i] = SPLIT_PERTURBATION * np.sqrt(s2)
+                new_c = cov[h].copy()
+                new_c[i] = max(s2 * (1.0 - shrink), floor_d[i])
+            else:
+                i = int(np.argmax(floor_d))
+                s2 = float(cov[h])
+                delta[i] = SPLIT_PERTURBATION * np.sqrt(s2)
+                new_c = max(s2 * (1.0 - shrink / d), float(np.mean(floor_d)))
+            cov[h] = new_c
+            cov[j] = new_c
+        mu = means[h].copy()
+        means[h] = mu - delta
+        means[j] = mu + delta
+        weights[h] *= 0.5
+        weights[j] = weights[h]
 
     # ================================================================== E-step
     def accumulate(self, X, sample_weight=None, *, top_c=None) -> SufficientStats:
@@ -949,23 +968,14 @@ class GMM:
         while k < k_target:
             n_new = min(k, k_target - k)
             heavy = np.argsort(-weights, kind="stable")[:n_new]
-            new_w, new_m, new_c = [], [], []
-            weights = weights.copy()
-            means = means.copy()
-            cov = cov.copy()
-            for h in heavy:
-                delta = self._split_direction(h, means, cov, floor_d)
-                mu = means[h].copy()
-                means[h] = mu - delta
-                new_m.append(mu + delta)
-                weights[h] *= 0.5
-                new_w.append(weights[h])
-                if ct != "tied":
-                    new_c.append(cov[h])
-            weights = np.concatenate([weights, new_w])
-            means = np.vstack([means, new_m])
+            weights = np.concatenate([weights, np.zeros(n_new)])
+            means = np.vstack([means, np.zeros((n_new, means.shape[1]))])
             if ct != "tied":
-                cov = np.concatenate([cov, np.asarray(new_c)], axis=0)
+                cov = np.concatenate([cov, np.zeros((n_new,) + cov.shape[1:])], axis=0)
+            else:
+                cov = cov.copy()
+            for i, h in enumerate(heavy):
+                self._split_into(int(h), k + i, weights, means, cov, floor_d)
             k += n_new
             step = type(self)(**{**params, "n_components": k})
             step.n_features_in_ = X.shape[1]
