@@ -64,6 +64,9 @@ def test_librosa_preset_equals_librosa(sr):
         ({"n_mfcc": 13, "fmin": 20.0, "fmax": 7000.0, "mel_scale": "htk"}, {"n_mfcc": 13, "fmin": 20.0, "fmax": 7000.0, "htk": True}),
         ({"window": "hamming", "center": False}, {"window": "hamming", "center": False}),
         ({"fmin": 50.0, "fmax": 5000.0}, {"fmin": 50.0, "fmax": 5000.0}),
+        ({"pad_mode": "reflect", "n_fft": 1024, "hop_length": 256}, {"pad_mode": "reflect", "n_fft": 1024, "hop_length": 256}),
+        ({"pad_mode": "edge", "win_length": 300, "hop_length": 100}, {"pad_mode": "edge", "win_length": 300, "hop_length": 100}),
+        ({"n_fft": 512, "win_length": 100, "hop_length": 400}, {"n_fft": 512, "win_length": 100, "hop_length": 400}),
     ],
 )
 def test_librosa_equality_other_parameters(changes, kwargs):
@@ -73,6 +76,15 @@ def test_librosa_equality_other_parameters(changes, kwargs):
     mel_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("htk", "norm")}
     ref = librosa.feature.mfcc(y=y, sr=sr, **kwargs, **mel_kwargs)
     _assert_close_rel(got, ref)
+
+
+@pytest.mark.parametrize("n", [1, 500, 2047, 2048, 5000, 8191, 8192, 8193, 20000])
+def test_librosa_equality_any_length(n):
+    y = speechlike(sr=22050, seconds=1.0, seed=n)[:n] if n <= 22050 else None
+    if n == 1:
+        y = np.array([0.3], dtype=np.float32)
+    ref = librosa.feature.mfcc(y=y, sr=22050)
+    _assert_close_rel(mfcc(y, sr=22050, config=FeatureConfig.preset("librosa")), ref)
 
 
 def test_librosa_equality_without_top_db():
