@@ -166,7 +166,7 @@ def test_features_on_fsdd_with_two_workers(tmp_path, fsdd_root):
     assert "(0 extracted, 12 already done)" in proc.stdout
 
 
-def test_features_on_a_dask_cluster(tmp_path, small_corpus, monkeypatch):
+def test_features_on_a_dask_cluster(tmp_path, small_corpus, monkeypatch, capsys):
     """Workers on a Dask cluster write the arrays into the (shared) store themselves."""
     distributed = pytest.importorskip("dask.distributed")
     from gmmspeech import parallel
@@ -184,10 +184,11 @@ def test_features_on_a_dask_cluster(tmp_path, small_corpus, monkeypatch):
             client.close()
     finally:
         lc.close()
-    assert rc == 1  # the two bad rows, as locally
+    cap = capsys.readouterr()
     store = FeatureStore(out)
-    assert store.ids() == ["a", "b", "c", "b_seg"]
-    assert {r[0] for r in store.errors()} == {"broken", "gone"}
+    assert rc == 1, cap.err  # the two bad rows, as locally
+    assert store.ids() == ["a", "b", "c", "b_seg"], store.errors()
+    assert {r[0] for r in store.errors()} == {"broken", "gone"}, store.errors()
     local = tmp_path / "local"
     assert main(["features", str(small_corpus), "--out", str(local), "-q"]) == 1
     for i in store.ids():
