@@ -5,8 +5,29 @@ from __future__ import annotations
 import os
 
 
+def _rebuild(cls, args, kwargs, state):
+    exc = cls(*args, **kwargs)
+    exc.__dict__.update(state)
+    return exc
+
+
 class GMMSpeechError(Exception):
-    """Base class of every error gmmspeech raises on purpose."""
+    """Base class of every error gmmspeech raises on purpose.
+
+    Instances pickle with their constructor's arguments (not just the formatted message),
+    so an error raised in a worker process reaches the caller with its class, path and
+    reason intact.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls, *args)
+        self._init_args = (args, kwargs)
+        return self
+
+    def __reduce__(self):
+        args, kwargs = self.__dict__.get("_init_args", (self.args, {}))
+        state = {k: v for k, v in self.__dict__.items() if k != "_init_args"}
+        return _rebuild, (type(self), args, kwargs, state)
 
 
 class AudioError(GMMSpeechError, ValueError):

@@ -106,3 +106,36 @@ def test_scheduler_alone_implies_dask(cluster, no_backend_env):
 def test_parallel_map_dask_propagates_worker_exception(cluster, no_backend_env):
     with pytest.raises(ValueError, match="math domain error"):
         parallel.parallel_map(math.sqrt, [4.0, -1.0, 9.0], backend="dask", scheduler=cluster)
+
+
+# ------------------------------------------------------------- errors crossing processes
+
+
+def test_gmmspeech_errors_survive_pickling():
+    """Errors raised in a worker are pickled back to the caller: they must keep their class,
+    path and reason (a class whose constructor needs more than the message would break the
+    worker pool instead: loky reports 'A result has failed to un-serialize')."""
+    import pickle
+
+    from gmmspeech.errors import AudioError, FeatureError, ManifestError, ModelFileError
+
+    for exc in (AudioError("a.wav", "empty file"), FeatureError("b.wav", "VAD kept nothing"),
+                ManifestError("m.csv", 3, "duplicate id"), ModelFileError("u.npz", "bad checksum"),
+                AudioError(path="c.wav", reason="missing")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc)
+        assert str(back) == str(exc)
+        assert back.path == exc.path and back.reason == exc.reason
+        assert getattr(back, "line", None) == getattr(exc, "line", None)
+
+
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_worker_audio_error_reaches_caller(cluster, no_backend_env, tmp_path, backend):
+    from gmmspeech import audio
+    from gmmspeech.errors import AudioError
+
+    missing = str(tmp_path / "nope.wav")
+    kw = {"scheduler": cluster} if backend == "dask" else {"n_jobs": 2}
+    with pytest.raises(AudioError) as info:
+        parallel.parallel_map(audio.load, [missing, missing], backend=backend, **kw)
+    assert info.value.path == missing and "missing" in info.value.reason
