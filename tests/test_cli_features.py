@@ -120,6 +120,15 @@ def test_features_cli_config_file_and_data_root(tmp_path, small_corpus):
     store = FeatureStore(out)
     assert store.config == cfg
     assert store.load("a").shape == (_frames(1.0), 39)
+    # another store's store.json reproduces its configuration
+    assert main(["features", str(m), "--out", str(tmp_path / "again"), "--data-root",
+                 str(tmp_path / "audio"), "--config", str(out / "store.json"), "-q"]) == 0
+    assert FeatureStore(tmp_path / "again").config_hash == cfg.config_hash()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"n_mfcc": -3}')
+    assert main(["features", str(m), "--out", str(tmp_path / "x"), "--config", str(bad), "-q"]) == 2
+    bad.write_text("{oops")
+    assert main(["features", str(m), "--out", str(tmp_path / "x"), "--config", str(bad), "-q"]) == 2
 
 
 def test_features_cli_manifest_error_exit_2(tmp_path, capsys):

@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="feature store folder")
     add_preset_arg(p)
     p.add_argument("--config", default=None, metavar="JSON",
-                   help="FeatureConfig JSON file (as in DIR/store.json 'config'); overrides --preset")
+                   help="FeatureConfig JSON file, or another store's store.json to reuse its "
+                        "configuration; overrides --preset")
     add_data_root_arg(p)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -66,11 +67,16 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from gmmspeech.features.config import FeatureConfig
 
     if args.config is not None:
+        import json
+
         with open(args.config, encoding="utf-8") as fh:
             text = fh.read()
         try:
-            config = FeatureConfig.from_json(text)
-        except (ValueError, TypeError, KeyError) as exc:
+            doc = json.loads(text)
+            if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+                doc = doc["config"]  # another store's store.json: reuse its configuration
+            config = FeatureConfig.from_dict(doc)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             print(f"gmmspeech features: error: --config {args.config}: {exc}", file=sys.stderr)
             return 2
     else:
