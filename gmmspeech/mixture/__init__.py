@@ -1,7 +1,17 @@
-"""Gaussian mixture models: sufficient statistics, the EM estimator, model selection."""
+"""Gaussian mixture models: sufficient statistics, the EM estimator, model selection,
+and (from :mod:`gmmspeech.mixture.io`) model files."""
 
 from gmmspeech.mixture.gmm import GMM
 from gmmspeech.mixture.select import select_n_components
 from gmmspeech.mixture.stats import SufficientStats
 
-__all__ = ["GMM", "SufficientStats", "select_n_components"]
+__all__ = ["GMM", "SufficientStats", "select_n_components", "save", "load"]
+
+
+def __getattr__(name):
+    # save/load live in io.py; imported on first use
+    if name in ("save", "load"):
+        from gmmspeech.mixture import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'gmmspeech.mixture' has no attribute {name!r}")
