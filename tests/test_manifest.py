@@ -205,6 +205,7 @@ def test_from_kaldi_segments(tmp_path):
     [
         ("r1 /a.wav\nr2 sox /b.sph -t wav - |\n", "r1 s\nr2 s\n", None, "wav.scp", 2, "piped command"),
         ("r1 -\n", "r1 s\n", None, "wav.scp", 1, "stdin"),
+        ("r1 /a.wav\nr2 /data/wav.ark:1234\n", "r1 s\nr2 s\n", None, "wav.scp", 2, "Kaldi archive"),
         ("r1\n", "r1 s\n", None, "wav.scp", 1, "expected '<recording-id> <path>'"),
         ("r1 /a.wav\nr1 /b.wav\n", "r1 s\n", None, "wav.scp", 2, "duplicate recording id 'r1'"),
         ("r1 /a.wav\nr2 /b.wav\n", "r1 s\n", None, "wav.scp", 2, "'r2' has no speaker"),

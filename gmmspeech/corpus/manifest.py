@@ -22,6 +22,7 @@ import csv
 import io
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -332,6 +333,9 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
                 f"recording {rid!r} is a piped command ({target!r}); gmmspeech reads audio files "
                 "only: convert the audio first (e.g. with sox/ffmpeg) and list plain paths",
             )
+        if re.search(r"\.(ark|scp):\d+$", target):
+            raise ManifestError(scp, n, f"recording {rid!r} points into a Kaldi archive ({target!r}); "
+                                        "list plain audio files")
         if target == "-" or target.startswith("- "):
             raise ManifestError(scp, n, f"recording {rid!r} reads from stdin, which is not supported")
         if rid in recordings:
