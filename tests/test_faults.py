@@ -1,0 +1,191 @@
+"""Reliability under faults: a killed job loses no finished work and leaves nothing corrupt.
+
+* ``gmmspeech train-ubm`` killed with SIGKILL at a seeded random point, then re-run with
+  ``--resume``, ends with exactly the model of an uninterrupted run.
+* ``gmmspeech features`` killed mid-run: the re-run does not redo finished files, and no
+  partial ``.npy`` is ever read (every array the store lists loads whole).
+* Two ``gmmspeech features`` processes building one store at once both succeed and leave a
+  complete, consistent index whose arrays equal a single-process build.
+
+The CLI runs as a subprocess (``python -m gmmspeech``), as a user or a scheduler runs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speechlike
+
+SR = 16000
+N_FILES = 48
+SECONDS = 2.0
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.pop("GMMSPEECH_BACKEND", None)
+    env.pop("GMMSPEECH_SCHEDULER", None)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore")
+    return env
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "gmmspeech", *map(str, args)]
+
+
+def run_cli(*args, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args) -> subprocess.Popen:
+    return subprocess.Popen(_cli(*args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """``N_FILES`` speech-like files of 4 'speakers' and their manifest; returns the manifest."""
+    root = tmp_path_factory.mktemp("faults")
+    audio = root / "audio"
+    audio.mkdir()
+    rows = []
+    for i in range(N_FILES):
+        spk = i % 4
+        y = speechlike(sr=SR, seconds=SECONDS, f0=(100.0, 140.0, 190.0, 250.0)[spk] * (1 + 0.01 * i),
+                       seed=i)
+        t = np.arange(y.size) / SR
+        y = (y * (0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t) ** 2)).astype(np.float32)
+        path = audio / f"utt{i:03d}.wav"
+        sf.write(path, y, SR, subtype="PCM_16")
+        rows.append([f"utt{i:03d}", str(path), f"spk{spk}"])
+    manifest = root / "all.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["id", "path", "label"])
+        w.writerows(rows)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def reference_store(corpus, tmp_path_factory):
+    """A single-process, uninterrupted build through the library."""
+    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.store import FeatureStore
+
+    store = FeatureStore(tmp_path_factory.mktemp("ref") / "store")
+    report = store.build(read_manifest(corpus), config="speech", n_jobs=1, progress=False)
+    assert report.ok and report.n_done == N_FILES
+    return store
+
+
+def _npy_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.npy") if p.is_file())
+
+
+def _finished(root: Path) -> dict[str, tuple[int, int]]:
+    """``{npy path: (inode, mtime_ns)}`` of arrays whose sidecar exists (finished files)."""
+    out = {}
+    for p in _npy_files(root):
+        if p.with_suffix(".json").is_file():
+            st = p.stat()
+            out[str(p)] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _assert_store_equals(root: Path, reference) -> None:
+    from gmmspeech.corpus.store import FeatureStore
+
+    store = FeatureStore(root)
+    assert sorted(store.ids()) == sorted(reference.ids())
+    assert store.labels() == reference.labels()
+    for uid in reference.ids():
+        got = store.load(uid, mmap=False)
+        assert got.shape == (store.n_frames(uid), store.dims)
+        np.testing.assert_array_equal(got, reference.load(uid, mmap=False))
+    # the index on disk lists every id exactly once, with the true shapes
+    with open(root / "index.tsv", newline="", encoding="utf-8") as fh:
+        lines = list(csv.DictReader(fh, dialect="excel-tab"))
+    assert sorted(r["id"] for r in lines) == sorted(reference.ids())
+    for r in lines:
+        arr = np.load(root / r["file"], allow_pickle=False)
+        assert arr.shape == (int(r["frames"]), int(r["dims"])) and arr.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def test_features_killed_midway_then_rerun(corpus, reference_store, tmp_path):
+    out = tmp_path / "store"
+    proc = start_cli("features", corpus, "--out", out, "--quiet")
+    # kill once between a quarter and three quarters of the files are finished
+    rng = random.Random(6)
+    target = rng.randint(N_FILES // 4, 3 * N_FILES // 4)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(out.glob("data/*/*.json"))) >= target:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run finished before it could be killed: make the corpus larger"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    done_before = _finished(out)
+    assert 0 < len(done_before) < N_FILES
+    # every array a reader can see is complete: a store opened now lists finished files
+    # only, and each of them loads whole with the true shape
+    from gmmspeech.corpus.store import FeatureStore
+
+    partial = FeatureStore(out)
+    assert 0 < len(partial) <= len(done_before)
+    for uid in partial.ids():
+        np.testing.assert_array_equal(partial.load(uid, mmap=False), reference_store.load(uid, mmap=False))
+    # whatever .npy is on disk under its final name is a complete array (atomic rename)
+    for p in _npy_files(out):
+        arr = np.load(p, allow_pickle=False)
+        assert arr.ndim == 2 and arr.shape[1] == reference_store.dims
+
+    res = run_cli("features", corpus, "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    m = re.search(r"(\d+) extracted, (\d+) already done", res.stdout)
+    assert m, res.stdout
+    n_extracted, n_skipped = int(m.group(1)), int(m.group(2))
+    assert n_skipped >= len(done_before) and n_extracted + n_skipped == N_FILES
+    # finished files were not rewritten: same inode, same modification time
+    after = _finished(out)
+    for path, stamp in done_before.items():
+        assert after[path] == stamp, f"{path} was redone"
+    # no temporary file of the killed run is left behind
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+    _assert_store_equals(out, reference_store)
+
+
+def test_two_concurrent_feature_builds(corpus, reference_store, tmp_path):
+    out = tmp_path / "store"
+    procs = [start_cli("features", corpus, "--out", out, "--quiet") for _ in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    for p, (_stdout, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    _assert_store_equals(out, reference_store)
+    # store.json is valid and there is exactly one file per id (no duplicates, no temps)
+    import json
+
+    meta = json.loads((out / "store.json").read_text())
+    assert meta["config_hash"] == reference_store.config_hash
+    assert len(_npy_files(out)) == N_FILES
+    assert [p for p in out.rglob("*") if ".tmp-" in p.name] == []
