@@ -84,6 +84,15 @@ def test_metadata_params_and_info(tmp_path, data):
     assert gmmspeech.save is save and gmmspeech.load is load
 
 
+def test_metadata_with_numpy_values_and_infinities(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    meta = {"history": np.array([-3.5, -2.25]), "iteration": np.int64(4), "best": -np.inf,
+            "nested": {"ok": np.bool_(True)}}
+    save(fitted["diag"], path, metadata=meta)
+    assert load_metadata(path) == {"history": [-3.5, -2.25], "iteration": 4, "best": -np.inf,
+                                   "nested": {"ok": True}}
+
+
 def test_from_params_model_and_unnormalised_weights_survive(tmp_path):
     w = np.array([0.1, 0.2, 0.7000000000000001])  # sums to 1 only up to rounding
     model = GMM.from_params(w, [[0.0], [1.0], [2.0]], [[1.0], [2.0], [3.0]], covariance_type="diag")

@@ -58,8 +58,17 @@ def _checksum(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
         h.update(repr(tuple(int(s) for s in a.shape)).encode("ascii") + b"\0")
         h.update(a.tobytes())
     body = {k: v for k, v in meta.items() if k != "checksum"}
-    h.update(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
     return h.hexdigest()
+
+
+def _json_default(v: Any) -> Any:
+    """numpy scalars and arrays in user metadata become plain JSON values."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+        return v.tolist()
+    raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
 
 
 def _or_empty(v: Any) -> Any:
@@ -138,7 +147,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
-        user = json.loads(json.dumps(metadata, allow_nan=False))
+        user = json.loads(json.dumps(metadata, default=_json_default))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable ({exc})") from None
 
@@ -175,7 +184,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {a.dtype}; only numeric arrays are saved")
     meta["checksum"] = _checksum(arrays, meta)
-    blob = json.dumps(meta, sort_keys=True, allow_nan=False).encode("utf-8")
+    blob = json.dumps(meta, sort_keys=True).encode("utf-8")
     arrays[_META] = np.frombuffer(blob, dtype=np.uint8)
 
     out = os.fspath(path)
