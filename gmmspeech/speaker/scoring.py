@@ -266,7 +266,7 @@ def utterance_stats(ubm, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return r.sum(axis=0), r.T @ np.asarray(X, dtype=np.float64), int(X.shape[0])
 
 
-def _linear(models, ubm, utts, progress):
+def _linear(models, ubm, utts, chunk_frames, progress):
     if ubm is None:
         raise ValueError("mode='linear' needs a UBM")
     umu = np.asarray(ubm.means_, dtype=np.float64)
@@ -287,17 +287,33 @@ def _linear(models, ubm, utts, progress):
     else:
         raise ValueError(f"unsupported covariance_type {kind!r}")
     offs = offs.reshape(len(models), K * D)
-    out = np.empty((len(utts), len(models)))
-    seq = utts
-    if progress:
-        from tqdm.auto import tqdm
-
-        seq = tqdm(utts, desc="linear scoring", unit="utt", leave=False)
-    for i, X in enumerate(seq):
-        n, f, T = utterance_stats(ubm, X)
-        centred = (f - n[:, None] * umu).reshape(K * D)
-        out[i] = offs @ centred / T
-    return out
+    n_u = len(utts)
+    N = np.zeros((n_u, K))
+    F = np.zeros((n_u, K, D))
+    if kind in ("diag", "spherical"):
+        # UBM posteriors of a chunk of frames in one product, then per-utterance statistics
+        plan = _DiagPlan([ubm], ubm, np.float32)
+        for X, owner in _iter(utts, chunk_frames, progress):
+            Xc = (X - plan.ref).astype(np.float32)
+            lp = plan.frame_ubm(Xc, Xc * Xc)
+            lp -= lp.max(axis=1, keepdims=True)
+            np.exp(lp, out=lp)
+            lp /= lp.sum(axis=1, keepdims=True)
+            R = lp.astype(np.float64)
+            Xd = np.asarray(X, dtype=np.float64)
+            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            ends = np.r_[starts[1:], owner.size]
+            for a, b in zip(starts, ends):
+                u = owner[a]
+                N[u] += R[a:b].sum(axis=0)
+                F[u] += R[a:b].T @ Xd[a:b]
+    else:
+        for i, X in enumerate(utts):
+            n, f, _ = utterance_stats(ubm, X)
+            N[i], F[i] = n, f
+    T = np.array([u.shape[0] for u in utts], dtype=np.float64)
+    centred = (F - N[:, :, None] * umu[None]).reshape(n_u, K * D)
+    return (centred @ offs.T) / T[:, None]
 
 
 # --------------------------------------------------------------------------- full models
@@ -366,7 +382,7 @@ def score(
     chunk_frames = max(1, int(chunk_frames))
 
     if mode == "linear":
-        return _linear(models, ubm, utts, progress)
+        return _linear(models, ubm, utts, chunk_frames, progress)
 
     all_diag = all(_is_diag(m) for m in models) and (ubm is None or _is_diag(ubm))
     if mode == "topc":
