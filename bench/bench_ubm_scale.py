@@ -133,49 +133,77 @@ class _PeakSampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.peak: dict[str, int] = {}
-        self._stop = threading.Event()
+        self.em: dict[str, int] | None = None  # set when the EM iterations start
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 for k, v in _status_kb().items():
                     self.peak[k] = max(self.peak.get(k, 0), v)
+                    if self.em is not None:
+                        self.em[k] = max(self.em.get(k, 0), v)
             except OSError:
                 return
-            self._stop.wait(0.02)
+            self._halt.wait(0.02)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
 def _child_train(args) -> None:
-    """Runs in a fresh interpreter: train, print one JSON line with the timings."""
+    """Runs in a fresh interpreter: train, print one JSON line with the timings.
+
+    The time of each pass over the corpus is measured by wrapping
+    :func:`gmmspeech.parallel.parallel_map` (which :func:`train_ubm` imports at call time):
+    one call of the reservoir task, then one call of the E-step task per EM iteration.
+    The peak memory of the EM iterations alone is sampled too.
+    """
     from threadpoolctl import threadpool_limits
 
     import gmmspeech
+    import gmmspeech.parallel as gp
     from gmmspeech.corpus.store import FeatureStore
 
     store = FeatureStore(args.store)
     n = store.total_frames()
     base = _status_kb()
     sampler = _PeakSampler()
+    passes: list[tuple[str, float]] = []
+    em_peak: dict[str, int] = {}
+    original = gp.parallel_map
+
+    def timed_map(func, items, **kw):
+        name = getattr(func, "__name__", str(func))
+        if name == "_estep_task" and not em_peak:
+            # the reservoir and the initialisation are over: start the EM-only peak
+            em_peak.update(_status_kb())
+            sampler.em = em_peak
+        t = time.perf_counter()
+        out = original(func, items, **kw)
+        passes.append((name, time.perf_counter() - t))
+        return out
+
+    gp.parallel_map = timed_map
     sampler.start()
     limits = threadpool_limits(limits=args.blas_threads) if args.blas_threads else None
-    timings = {}
     t0 = time.perf_counter()
     ubm = gmmspeech.train_ubm(store, args.components, "diag", max_iter=args.iters,
-                              init=args.init, random_state=0, n_jobs=args.jobs)
-    timings["total"] = time.perf_counter() - t0
+                              init=args.init, reservoir_size=args.reservoir, random_state=0,
+                              n_jobs=args.jobs)
+    total = time.perf_counter() - t0
     if limits is not None:
         limits.unregister()
     sampler.stop()
-    per_iter = getattr(ubm, "iteration_seconds_", None)
-    n_iter = int(getattr(ubm, "n_iter_", args.iters) or args.iters)
+    gp.parallel_map = original
+    estep = [s for name, s in passes if name == "_estep_task"]
+    reservoir = sum(s for name, s in passes if name == "_reservoir_task")
     print(json.dumps({
-        "frames": n, "total": timings["total"], "n_iter": n_iter,
-        "iteration_seconds": None if per_iter is None else [float(s) for s in per_iter],
-        "peak_kb": sampler.peak, "base_kb": base,
+        "frames": n, "total": total, "n_iter": len(estep),
+        "iteration_seconds": estep, "reservoir_seconds": reservoir,
+        "init_seconds": total - reservoir - sum(estep),
+        "peak_kb": sampler.peak, "em_peak_kb": em_peak, "base_kb": base,
         "finite": bool(np.all(np.isfinite(ubm.means_)) and np.all(np.isfinite(ubm.covariances_))),
         "history": [float(h) for h in getattr(ubm, "history_", [])],
     }), flush=True)
@@ -194,19 +222,6 @@ def _run_child(cmd: list[str]) -> tuple[dict, int]:
     return json.loads(line), int(usage.ru_maxrss)
 
 
-def _per_iteration_seconds(one: dict, full: dict, iters: int) -> float:
-    """Seconds per EM iteration.
-
-    Uses the model's own per-iteration timings when it records them, else the difference
-    between a ``iters``-iteration run and a 1-iteration run (which removes the
-    initialisation and reading cost shared by both).
-    """
-    if full.get("iteration_seconds"):
-        secs = full["iteration_seconds"]
-        return float(np.median(secs))
-    return (full["total"] - one["total"]) / max(1, full["n_iter"] - one["n_iter"])
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -216,7 +231,9 @@ def main(argv=None) -> int:
     p.add_argument("--components", type=int, default=256)
     p.add_argument("--iters", type=int, default=3, help="EM iterations (default 3)")
     p.add_argument("--frames-per-file", type=int, default=1000)
-    p.add_argument("--init", default="kmeans", help="train_ubm init (default kmeans: cheap, on the reservoir)")
+    p.add_argument("--init", default="split", help="train_ubm init (default split)")
+    p.add_argument("--reservoir", type=int, default=200_000,
+                   help="train_ubm reservoir_size: frames for the initialisation (default 200000)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads in the training process (default 1: the per-worker setting)")
@@ -240,9 +257,10 @@ def main(argv=None) -> int:
     top = tempfile.mkdtemp(prefix="gmmspeech-bench-ubm-", dir=args.workdir)
     me = [sys.executable, os.path.abspath(__file__)]
     common = ["--components", str(args.components), "--init", args.init, "--jobs", str(args.jobs),
+              "--reservoir", str(args.reservoir),
               "--blas-threads", str(args.blas_threads), "--frames-per-file", str(args.frames_per_file)]
     print(f"UBM scale benchmark: K={args.components} diag, D={DIMS}, {args.iters} EM iterations, "
-          f"{args.frames_per_file}-frame files, init={args.init}, jobs={args.jobs}, "
+          f"{args.frames_per_file}-frame files, init={args.init} on {args.reservoir} frames, jobs={args.jobs}, "
           f"BLAS threads={args.blas_threads}; stores under {top}")
     results = []
     try:
@@ -252,24 +270,21 @@ def main(argv=None) -> int:
             w, w_rss = _run_child(me + ["--child-write", "--store", root, "--frames", str(n_frames)] + common)
             print(f"  {size:g} M frames: wrote {w['files']} files, {w['bytes'] / 1e9:.2f} GB "
                   f"in {w['seconds']:.1f} s (writer peak RSS {w_rss / 1024:.0f} MB)", flush=True)
-            runs = {}
-            for iters in (1, args.iters):
-                res, rss = _run_child(me + ["--child-train", "--store", root, "--iters", str(iters)] + common)
-                res["ru_maxrss_kb"] = rss
-                runs[iters] = res
-                print(f"    train {iters} iter(s): {res['total']:.1f} s, peak RSS {rss / 1024:.0f} MB "
-                      f"(anon {res['peak_kb'].get('RssAnon', 0) / 1024:.0f} MB, file-backed "
-                      f"{res['peak_kb'].get('RssFile', 0) / 1024:.0f} MB), finite={res['finite']}",
-                      flush=True)
-                if args.iters == 1:
-                    break
-            full = runs[args.iters]
-            s_iter = _per_iteration_seconds(runs[1], full, args.iters) if args.iters > 1 else full["total"]
+            res, rss = _run_child(me + ["--child-train", "--store", root, "--iters", str(args.iters)]
+                                  + common)
+            secs = res["iteration_seconds"]
+            s_iter = float(np.median(secs))
+            em = res["em_peak_kb"]
+            print(f"    reservoir pass {res['reservoir_seconds']:.1f} s, init {res['init_seconds']:.1f} s, "
+                  f"EM iterations {', '.join(f'{x:.1f}' for x in secs)} s; peak RSS {rss / 1024:.0f} MB "
+                  f"(whole run), {em.get('VmRSS', 0) / 1024:.0f} MB during EM (anon "
+                  f"{em.get('RssAnon', 0) / 1024:.0f} MB, file-backed {em.get('RssFile', 0) / 1024:.0f} MB); "
+                  f"finite={res['finite']}", flush=True)
             results.append({"size": size, "frames": w["frames"], "bytes": w["bytes"],
                             "s_iter": s_iter, "s_iter_per_M": s_iter / (w["frames"] / 1e6),
-                            "rss_mb": max(r["ru_maxrss_kb"] for r in runs.values()) / 1024,
-                            "anon_mb": max(r["peak_kb"].get("RssAnon", 0) for r in runs.values()) / 1024,
-                            "file_mb": max(r["peak_kb"].get("RssFile", 0) for r in runs.values()) / 1024})
+                            "rss_mb": rss / 1024, "em_mb": em.get("VmRSS", 0) / 1024,
+                            "anon_mb": res["peak_kb"].get("RssAnon", 0) / 1024,
+                            "file_mb": res["peak_kb"].get("RssFile", 0) / 1024})
             if not args.keep:
                 shutil.rmtree(root, ignore_errors=True)
     finally:
@@ -278,11 +293,12 @@ def main(argv=None) -> int:
 
     print()
     print(f"{'frames':>10} {'data GB':>8} {'s/iter':>8} {'s/iter/Mfr':>11} {'ratio':>6} "
-          f"{'peak RSS MB':>12} {'anon MB':>8} {'file MB':>8}")
+          f"{'peak RSS MB':>12} {'EM RSS MB':>10} {'anon MB':>8} {'file MB':>8}")
     ref = results[0]["s_iter_per_M"] if results else 1.0
     for r in results:
         print(f"{r['frames']:>10,d} {r['bytes'] / 1e9:>8.2f} {r['s_iter']:>8.2f} {r['s_iter_per_M']:>11.2f} "
-              f"{r['s_iter_per_M'] / ref:>6.2f} {r['rss_mb']:>12.0f} {r['anon_mb']:>8.0f} {r['file_mb']:>8.0f}")
+              f"{r['s_iter_per_M'] / ref:>6.2f} {r['rss_mb']:>12.0f} {r['em_mb']:>10.0f} {r['anon_mb']:>8.0f} "
+              f"{r['file_mb']:>8.0f}")
     if results:
         big = results[-1]
         lin = max(r["s_iter_per_M"] for r in results) / min(r["s_iter_per_M"] for r in results)
