@@ -161,6 +161,19 @@ def test_kaldi_preset_against_plain_loop():
     _assert_close_rel(got.T, ref, 1e-4)
 
 
+@pytest.mark.parametrize("preset", ["speech", "kaldi"])
+def test_numba_and_numpy_paths_agree(preset):
+    y = speechlike(sr=16000, seconds=0.7, seed=9)
+    cfg = FeatureConfig.preset(preset)
+    a, ea = mfcc_and_energy(y, sr=16000, config=cfg, use_numba=True)
+    b, eb = mfcc_and_energy(y, sr=16000, config=cfg, use_numba=False)
+    _assert_close_rel(a, b, 1e-5)
+    np.testing.assert_allclose(ea, eb, rtol=1e-5)
+    c, _ = mfcc_and_energy(y, sr=16000, config=cfg.replace(remove_dc=False, preemphasis=0.0), use_numba=True)
+    d, _ = mfcc_and_energy(y, sr=16000, config=cfg.replace(remove_dc=False, preemphasis=0.0), use_numba=False)
+    _assert_close_rel(c, d, 1e-5)
+
+
 def test_speech_preset_at_8k_clips_fmax():
     cfg = FeatureConfig.preset("speech")
     assert cfg.mel_fmax(16000) == 7600.0
