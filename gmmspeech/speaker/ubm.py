@@ -178,6 +178,17 @@ def _open_source(source, *, config, data_root, features_dir, n_jobs, backend, sc
         return (*_plan_store(store, chunk_frames), cleanup)
     if isinstance(source, np.ndarray):
         return (*_plan_arrays([source], chunk_frames), None)
+    if isinstance(source, (list, tuple)) and source and all(isinstance(s, FeatureStore) for s in source):
+        chunks, total, dims = [], 0, None
+        for st in source:
+            c, n, d = _plan_store(st, chunk_frames)
+            if dims is not None and d != dims:
+                raise ValueError(f"feature store {st.root} has {d} dims, the first store has {dims}")
+            dims = d
+            total += n
+            chunks.extend(_Chunk(len(chunks) + i, ch.store_root, ch.ids, (), ch.n_frames)
+                          for i, ch in enumerate(c))
+        return chunks, total, dims, None
     if isinstance(source, Iterable):
         seq = source if isinstance(source, Sequence) else list(source)
         return (*_plan_arrays(seq, chunk_frames), None)
@@ -310,8 +321,9 @@ def train_ubm(
 
     Parameters
     ----------
-    source : FeatureStore, str or list of arrays
-        A :class:`~gmmspeech.corpus.store.FeatureStore` (or its folder), a manifest path
+    source : FeatureStore, list of FeatureStores, str or list of arrays
+        A :class:`~gmmspeech.corpus.store.FeatureStore` (or its folder, or several
+        stores pooled), a manifest path
         (features are extracted with ``config`` into ``features_dir``, or into a
         temporary store removed afterwards), or a sequence of (frames, dims) arrays.
     n_components : int
