@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import operator
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +142,160 @@ def test_worker_audio_error_reaches_caller(cluster, no_backend_env, tmp_path, ba
     with pytest.raises(AudioError) as info:
         parallel.parallel_map(audio.load, [missing, missing], backend=backend, **kw)
     assert info.value.path == missing and "missing" in info.value.reason
+
+
+# ------------------------------------------------- the pipeline: features, UBM, enrol, score
+
+N_SPK = 3
+N_UTT = 4
+
+
+def _cli_env() -> dict:
+    env = dict(os.environ)
+    env.pop(parallel.BACKEND_ENV, None)
+    env.pop(parallel.SCHEDULER_ENV, None)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore")
+    return env
+
+
+def _features_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gmmspeech", "features", *map(str, args), "--quiet"],
+                          env=_cli_env(), capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """12 short speech-like files of 3 'speakers' (pitch), and their manifest."""
+    import soundfile as sf
+    from conftest import speechlike
+
+    root = tmp_path_factory.mktemp("dask-corpus")
+    lines = ["id,path,label"]
+    for s in range(N_SPK):
+        for u in range(N_UTT):
+            y = speechlike(sr=16000, seconds=1.0, f0=(110.0, 170.0, 240.0)[s] * (1 + 0.02 * u),
+                           seed=10 * s + u)
+            t = np.arange(y.size) / 16000
+            y = (y * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)).astype(np.float32)
+            path = root / f"s{s}u{u}.wav"
+            sf.write(path, y, 16000, subtype="PCM_16")
+            lines.append(f"s{s}u{u},{path.name},spk{s}")
+    (root / "all.csv").write_text("\n".join(lines) + "\n")
+    return root / "all.csv"
+
+
+@pytest.fixture(scope="module")
+def stores(manifest, cluster, tmp_path_factory):
+    """The same manifest through ``gmmspeech features``, locally and on the cluster."""
+    root = tmp_path_factory.mktemp("dask-stores")
+    local = _features_cli(manifest, "--out", root / "local")
+    assert local.returncode == 0, local.stderr
+    remote = _features_cli(manifest, "--out", root / "dask", "--backend", "dask", "--scheduler", cluster)
+    assert remote.returncode == 0, remote.stderr
+    assert "Traceback" not in remote.stderr
+    from gmmspeech.corpus.store import FeatureStore
+
+    return FeatureStore(root / "local"), FeatureStore(root / "dask")
+
+
+def test_features_cli_dask_equals_local(stores):
+    local, remote = stores
+    assert len(local) == N_SPK * N_UTT
+    assert remote.ids() == local.ids()
+    assert remote.labels() == local.labels()
+    assert remote.config_hash == local.config_hash
+    for uid in local.ids():
+        a, b = local.load(uid, mmap=False), remote.load(uid, mmap=False)
+        assert a.shape == b.shape and a.shape[0] > 50
+        np.testing.assert_allclose(b, a, rtol=RTOL, atol=1e-6 * np.abs(a).max())
+
+
+def test_features_cli_dask_from_environment(manifest, cluster, tmp_path, stores):
+    """``GMMSPEECH_SCHEDULER`` alone sends the extraction to the cluster."""
+    env = _cli_env()
+    env[parallel.SCHEDULER_ENV] = cluster
+    res = subprocess.run([sys.executable, "-m", "gmmspeech", "features", str(manifest), "--out",
+                          str(tmp_path / "env"), "--quiet"], env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert res.returncode == 0, res.stderr
+    from gmmspeech.corpus.store import FeatureStore
+
+    local = stores[0]
+    got = FeatureStore(tmp_path / "env")
+    for uid in local.ids():
+        np.testing.assert_allclose(got.load(uid), local.load(uid), rtol=RTOL, atol=1e-6)
+
+
+def _assert_same_gmm(a, b) -> None:
+    np.testing.assert_allclose(b.weights_, a.weights_, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=RTOL, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def ubms(stores, cluster):
+    from gmmspeech.speaker.ubm import train_ubm
+
+    store = stores[0]
+    # small chunks: the corpus is cut into several E-step tasks
+    kw = dict(max_iter=4, init="split", random_state=7, chunk_frames=300, reservoir_size=2000)
+    local = train_ubm(store, 8, "diag", n_jobs=1, **kw)
+    remote = train_ubm(store, 8, "diag", backend="dask", scheduler=cluster, **kw)
+    return local, remote
+
+
+def test_train_ubm_dask_equals_local(ubms):
+    local, remote = ubms
+    _assert_same_gmm(local, remote)
+    np.testing.assert_allclose(remote.history_, local.history_, rtol=RTOL)
+    assert len(local.history_) == 4
+    # EM never decreases the likelihood (a check that the run did real EM on the data)
+    assert np.all(np.diff(local.history_) > -1e-6)
+
+
+def test_train_ubm_dask_full_covariance(stores, cluster):
+    from gmmspeech.speaker.ubm import train_ubm
+
+    kw = dict(max_iter=2, init="kmeans", random_state=3, chunk_frames=400, reservoir_size=1500)
+    local = train_ubm(stores[0], 4, "full", **kw)
+    remote = train_ubm(stores[0], 4, "full", backend="dask", scheduler=cluster, **kw)
+    _assert_same_gmm(local, remote)
+
+
+def _speaker_data(store):
+    data: dict[str, list] = {}
+    for uid, label in store.labels().items():
+        if not uid.endswith("u3"):  # u3 of every speaker is kept for testing
+            data.setdefault(label, []).append(store.load(uid, mmap=False))
+    return data
+
+
+def test_enroll_dask_equals_local(stores, ubms, cluster):
+    from gmmspeech.speaker.map import enroll
+
+    ubm = ubms[0]
+    data = _speaker_data(stores[0])
+    local = enroll(ubm, data, relevance_factor=16.0, n_jobs=1)
+    remote = enroll(ubm, data, relevance_factor=16.0, backend="dask", scheduler=cluster)
+    assert list(remote) == list(local) == sorted(data)
+    for label in local:
+        _assert_same_gmm(local[label], remote[label])
+        # MAP moved the means away from the UBM's
+        assert np.abs(local[label].means_ - ubm.means_).max() > 1e-3
+
+
+def test_score_dask_equals_local(stores, ubms, cluster):
+    from gmmspeech.speaker.map import enroll
+    from gmmspeech.speaker.scoring import score
+
+    ubm = ubms[0]
+    store = stores[0]
+    models = enroll(ubm, _speaker_data(store))
+    tests = [store.load(uid, mmap=False) for uid in store.ids() if uid.endswith("u3")]
+    local = score(models, ubm, tests)
+    remote = score(models, ubm, tests, backend="dask", scheduler=cluster)
+    assert local.shape == (N_SPK, N_SPK)
+    np.testing.assert_allclose(remote, local, rtol=RTOL, atol=1e-9)
+    # each test utterance scores best against its own speaker
+    assert list(local.argmax(axis=1)) == list(range(N_SPK))
