@@ -102,6 +102,11 @@ def test_features_cli_refuses_another_config(tmp_path, small_corpus, capsys):
     assert "another feature configuration" in err and str(out) in err
     assert main(["features", str(good), "--out", str(tmp_path / "k"), "--preset", "kaldi", "-q"]) == 0
     assert FeatureStore(tmp_path / "k").load("a").shape == (_frames(1.0), 13)
+    # the Python API takes a preset name too; same configuration, so nothing is redone
+    from gmmspeech.corpus.manifest import read_manifest
+
+    report = FeatureStore(tmp_path / "k").build(read_manifest(good), config="kaldi", progress=False)
+    assert (report.n_done, report.n_skipped) == (0, 1)
 
 
 def test_features_cli_config_file_and_data_root(tmp_path, small_corpus):
