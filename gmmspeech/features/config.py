@@ -11,14 +11,15 @@ Presets
     energy VAD (frames within 30 dB of the loudest, 5-frame smoothing); utterance mean
     and variance normalisation over the kept frames. 60 dimensions.
 ``kaldi``
-    Close to Kaldi's ``compute-mfcc-feats`` defaults: 25/10 ms, ``snip_edges``, DC
-    removal, pre-emphasis 0.97 per frame, Povey window, 23 HTK-mel bins from 20 Hz to
-    Nyquist without area normalisation, natural log of the power spectrum with a
-    ``FLT_EPSILON`` floor, 13 cepstra, lifter 22, ``use_energy=false``. Differences:
-    ``dither`` is 0 (Kaldi's default is 1.0 on the int16 scale; set ``dither=1/32768``
-    for the same amount on our [-1, 1] scale), the mel triangles are librosa's (linear
-    in Hz, Kaldi's are linear in mel) and the Nyquist bin is kept. No deltas, VAD or
-    CMVN. 13 dimensions.
+    Kaldi's ``compute-mfcc-feats`` as configured by the usual ``conf/mfcc.conf``
+    (``--use-energy=false``): samples on the int16 scale (``sample_scale=32768``, so the
+    numbers match Kaldi's), 25/10 ms frames, ``snip_edges``, DC removal, pre-emphasis
+    0.97 within each frame, Povey window, 512-point FFT, 23 mel bins from 20 Hz to
+    Nyquist built as Kaldi builds them (triangles linear in HTK mel, no Nyquist bin,
+    ``mel_bank="kaldi"``), natural log of the power with a ``FLT_EPSILON`` floor, 13
+    cepstra, lifter 22, no energy. ``dither`` is 0 here (Kaldi's default is 1.0 on the
+    int16 scale: ``replace(dither=1.0)`` adds the same amount, seeded by ``dither_seed``
+    so runs repeat). No deltas, VAD or CMVN. 13 dimensions.
 ``librosa``
     :func:`librosa.feature.mfcc` defaults: 22050 Hz, ``n_fft=2048``, ``hop_length=512``,
     periodic Hann window, centre padding with zeros, power 2, 128 Slaney mel bands
@@ -48,6 +49,7 @@ _WINDOWS = ("hamming", "hann", "povey", "blackman", "rectangular")
 _LOG_TYPES = ("log", "db")
 _MEL_SCALES = ("htk", "slaney")
 _MEL_NORMS = ("slaney", "none")
+_MEL_BANKS = ("librosa", "kaldi")
 _PAD_MODES = ("constant", "edge", "reflect")
 _CMVN_MODES = ("none", "utterance", "sliding", "warping")
 _VAD_REFERENCES = ("max", "mean")
@@ -75,6 +77,7 @@ class FeatureConfig:
     center: bool = False
     pad_mode: str = "constant"
     # per-frame processing
+    sample_scale: float = 1.0
     dither: float = 0.0
     dither_seed: int = 0
     remove_dc: bool = True
@@ -88,6 +91,7 @@ class FeatureConfig:
     fmax: float | None = 7600.0
     mel_scale: str = "htk"
     mel_norm: str = "none"
+    mel_bank: str = "librosa"
     log_type: str = "log"
     log_floor: float = _FLT_EPSILON
     top_db: float | None = None
@@ -164,6 +168,7 @@ class FeatureConfig:
             raise bad("win_length", self.win_length, f"must be <= n_fft ({self.n_fft})")
         check_bool("center")
         check_choice("pad_mode", _PAD_MODES)
+        check_real("sample_scale", 0.0, strict_lo=True)
         check_real("dither", 0.0)
         check_int("dither_seed", 0)
         check_bool("remove_dc")
@@ -180,6 +185,10 @@ class FeatureConfig:
             raise bad("fmin", self.fmin, f"must be below Nyquist ({0.5 * self.sample_rate} Hz)")
         check_choice("mel_scale", _MEL_SCALES)
         check_choice("mel_norm", _MEL_NORMS)
+        check_choice("mel_bank", _MEL_BANKS)
+        if self.mel_bank == "kaldi" and (self.mel_scale != "htk" or self.mel_norm != "none"):
+            raise bad("mel_bank", self.mel_bank,
+                      "needs mel_scale='htk' and mel_norm='none' (Kaldi's bank has no other form)")
         check_choice("log_type", _LOG_TYPES)
         check_real("log_floor", 0.0, strict_lo=True)
         check_real("top_db", 0.0, optional=True)
@@ -324,6 +333,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         frame_length=0.025,
         frame_shift=0.010,
         center=False,
+        sample_scale=32768.0,
         dither=0.0,
         remove_dc=True,
         preemphasis=0.97,
@@ -335,6 +345,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         fmax=None,
         mel_scale="htk",
         mel_norm="none",
+        mel_bank="kaldi",
         log_type="log",
         log_floor=_FLT_EPSILON,
         n_mfcc=13,

@@ -18,7 +18,15 @@ import numpy as np
 
 from gmmspeech.features.config import FeatureConfig
 
-__all__ = ["mfcc", "mfcc_and_energy", "deltas", "mel_filterbank", "dct_matrix", "analysis_window"]
+__all__ = [
+    "mfcc",
+    "mfcc_and_energy",
+    "deltas",
+    "mel_filterbank",
+    "kaldi_mel_filterbank",
+    "dct_matrix",
+    "analysis_window",
+]
 
 
 # ---------------------------------------------------------------------------- cached pieces
@@ -48,8 +56,35 @@ def mel_filterbank(
 
 
 @lru_cache(maxsize=64)
+def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Kaldi's mel bank (``MelBanks``) as a read-only (n_fft // 2 + 1, n_mels) float32 matrix.
+
+    Triangles are linear in HTK mel (``1127 ln(1 + f / 700)``) between equally spaced
+    mel points from ``fmin`` to ``fmax``; the Nyquist bin gets no weight (Kaldi uses
+    ``n_fft / 2`` bins). librosa's triangles are linear in Hz instead.
+    """
+
+    def mel(f):
+        return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
+
+    lo, hi = float(mel(fmin)), float(mel(fmax))
+    delta = (hi - lo) / (n_mels + 1)
+    left = lo + delta * np.arange(n_mels)
+    center, right = left + delta, left + 2 * delta
+    m = mel(np.arange(n_fft // 2) * sr / n_fft)[:, None]  # Kaldi's bins: no Nyquist
+    up = (m - left) / (center - left)
+    down = (right - m) / (right - center)
+    w = np.where((m > left) & (m < right), np.where(m <= center, up, down), 0.0)
+    bank = np.zeros((n_fft // 2 + 1, n_mels), dtype=np.float32)
+    bank[: n_fft // 2] = w
+    bank.setflags(write=False)
+    return bank
+
+
+@lru_cache(maxsize=64)
 def _mel_bands(
-    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None,
+    kaldi: bool = False,
 ) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The mel bank cut into groups of adjacent filters with their FFT-bin support.
 
@@ -57,7 +92,10 @@ def _mel_bands(
     (``sub == bank[lo:hi, c0:c1]``): the product becomes a few small dense ones that skip
     the zeros of the triangular filters (5-10x fewer operations).
     """
-    bank = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    if kaldi:
+        bank = kaldi_mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    else:
+        bank = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, norm)
     size = 8 if n_mels >= 64 else 16
     nonzero = bank != 0
     groups = []
@@ -285,7 +323,8 @@ def mfcc_and_energy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cepstra and per-frame log-energy, frames first.
 
-    Per frame, in Kaldi's order: dither (Gaussian, seeded by ``config.dither_seed``),
+    The signal is first multiplied by ``config.sample_scale`` (32768 in the ``kaldi``
+    preset, Kaldi's int16 scale). Per frame, in Kaldi's order: dither (Gaussian, seeded by ``config.dither_seed``),
     DC removal, raw energy, pre-emphasis (``x[i] - c * x[i - 1]``, ``x[0] - c * x[0]``
     within the frame), window, zero-padded FFT, power, mel bank, log, DCT with lifter.
     Frames are processed in cache-sized blocks of :data:`BLOCK_FRAMES` through one
@@ -323,12 +362,15 @@ def mfcc_and_energy(
     if config.fmin >= 0.5 * sr:
         raise ValueError(f"config.fmin={config.fmin} is not below Nyquist at sr={sr}")
     y = _check_signal(y)
+    if config.sample_scale != 1.0:
+        y = y * np.float32(config.sample_scale)
     pieces, n_frames, win, hop, n_fft = _frame_pieces(y, sr, config)
     c = np.float32(config.preemphasis)
     window = analysis_window(config.window, win, config.periodic_window)
     bands = _mel_bands(
         sr, n_fft, config.n_mels, float(config.fmin), float(config.mel_fmax(sr)),
         config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney",
+        config.mel_bank == "kaldi",
     )
     rng = np.random.default_rng(config.dither_seed) if config.dither > 0 else None
     half_power = np.float32(config.power / 2.0)
