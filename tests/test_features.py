@@ -416,6 +416,14 @@ def test_extract_segment_and_resampling(write_wav):
         extract(path, sr=8000)
 
 
+def test_extract_integer_pcm_is_scaled():
+    y = speechlike(sr=16000, seconds=0.5, seed=11)
+    pcm = np.round(y * 32767).astype(np.int16)
+    X = extract(pcm, sr=16000, config=FeatureConfig.preset("kaldi"))
+    ref = extract(pcm.astype(np.float32) / 32768, sr=16000, config=FeatureConfig.preset("kaldi"))
+    np.testing.assert_allclose(X, ref, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["none", "sliding", "warping"])
 def test_extract_normalisation_modes(mode):
     y = speechlike(sr=16000, seconds=1.0)

@@ -1,11 +1,15 @@
 """MFCCs and their deltas, fast, from librosa's building blocks.
 
-The pipeline (all float32): frame the signal as a strided view
-(:func:`librosa.util.frame`), per-frame DC removal / dither / pre-emphasis / window into
-one buffer, :func:`scipy.fft.rfft`, power as ``re**2 + im**2`` (no complex ``abs``), the
-mel filter bank (:func:`librosa.filters.mel`, cached) as banded matrix products, log, and
-the DCT-II (orthonormal, with the lifter folded in, cached) as a second matrix product.
-With the ``librosa`` preset the result equals :func:`librosa.feature.mfcc`.
+The pipeline (float32 throughout): frames as strided views of the signal
+(:func:`librosa.util.frame`; centre padding copies only the edge frames), then per block
+of :data:`BLOCK_FRAMES` frames held in one reused, cache-sized buffer: DC removal,
+energy, pre-emphasis and window (one fused numba pass, or numpy passes), zero-padded
+:func:`scipy.fft.rfft`, power as ``re**2 + im**2`` on the interleaved output (no complex
+``abs``), and the mel filter bank (:func:`librosa.filters.mel` or Kaldi's, cached) as a
+few small dense products over each filter group's band. Then log and the orthonormal
+DCT-II (cached matrix, lifter folded in) as one matrix product. The thin matrix products
+run on one BLAS thread (thread start-up costs more than they take). With the
+``librosa`` preset the result equals :func:`librosa.feature.mfcc`.
 """
 
 from __future__ import annotations
