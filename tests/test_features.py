@@ -490,6 +490,10 @@ def test_presets():
     assert (lb.sample_rate, lb.fft_size(), lb.hop_samples(), lb.win_samples(), lb.n_mels, lb.n_features) == (22050, 2048, 512, 2048, 128, 20)
     with pytest.raises(ValueError, match="'htk'"):
         FeatureConfig.preset("htk")
+    eight = FeatureConfig.preset("speech", sample_rate=8000)
+    assert (eight.win_samples(), eight.hop_samples(), eight.fft_size(), eight.mel_fmax()) == (200, 80, 256, 3800.0)
+    with pytest.raises(ValueError, match="n_mels"):
+        FeatureConfig.preset("speech", n_mels=-1)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,11 @@ Presets
     (Slaney area normalisation) from 0 Hz to Nyquist, ``power_to_db`` (amin 1e-10,
     top_db 80), 20 cepstra, no lifter. No deltas, VAD or CMVN. 20 dimensions.
 
+Other sampling rates: frame lengths are in seconds, so ``FeatureConfig.preset("speech",
+sample_rate=8000)`` analyses 8 kHz audio (e.g. FSDD) with 200-sample frames, a 256-point
+FFT and the band edge below. Audio at another rate is resampled to ``sample_rate`` by
+:func:`gmmspeech.features.extract`.
+
 Band edge above Nyquist: ``fmax`` larger than 95 % of Nyquist is clipped to 0.95 x
 Nyquist at the analysis rate (7600 Hz at 16 kHz stays, 8 kHz audio gets 3800 Hz);
 ``fmax=None`` means Nyquist.
@@ -217,15 +222,20 @@ class FeatureConfig:
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def preset(cls, name: str) -> FeatureConfig:
-        """The named preset: ``"speech"`` (default), ``"kaldi"`` or ``"librosa"``."""
+    def preset(cls, name: str, **overrides: Any) -> FeatureConfig:
+        """The named preset: ``"speech"`` (default), ``"kaldi"`` or ``"librosa"``.
+
+        ``overrides`` change fields of the preset, e.g.
+        ``FeatureConfig.preset("speech", sample_rate=8000)``.
+        """
         try:
             changes = PRESETS[name]
         except (KeyError, TypeError):
             raise ValueError(
                 f"unknown feature preset {name!r}; choose one of {', '.join(map(repr, PRESETS))}"
             ) from None
-        return cls(name=name, **changes)
+        config = cls(name=name, **changes)
+        return config.replace(**overrides) if overrides else config
 
     def replace(self, **changes: Any) -> FeatureConfig:
         """A copy with some fields changed (validated)."""
