@@ -182,3 +182,82 @@ def test_corpus_bad_cases_are_bad_and_good_cases_load(corpus):
         with pytest.raises(AudioError) as info:
             audio.load(path, start=float(start) if start else None, end=float(end) if end else None)
         assert re.search(BAD_REASONS[rid], info.value.reason, re.I), (rid, info.value.reason)
+
+
+def _read_errors(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, dialect="excel-tab"))
+
+
+def _assert_bad_reported_once(errors: list[dict], bad_ids: list[str]) -> None:
+    ids = [r["id"] for r in errors]
+    assert sorted(ids) == sorted(bad_ids), f"reported {sorted(ids)}"
+    for r in errors:
+        assert re.search(BAD_REASONS[r["id"]], r["reason"], re.I), (r["id"], r["reason"])
+        assert r["path"]
+
+
+# ------------------------------------------------------------------------- features
+
+
+@pytest.fixture(scope="module")
+def feature_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("badfeat") / "store"
+    res = run_cli("features", corpus.all_manifest, "--out", out, "--quiet")
+    return out, res
+
+
+def test_features_cli_reports_each_bad_file_and_finishes_the_good(corpus, feature_run):
+    from gmmspeech.corpus.store import FeatureStore
+
+    out, res = feature_run
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert res.returncode == 1, (res.returncode, res.stderr)  # documented: some files failed
+    assert f"{len(corpus.bad_ids)} of {len(corpus.good_ids) + len(corpus.bad_ids)}" in res.stderr
+    # errors.tsv: every bad file exactly once, with its reason; no good file
+    _assert_bad_reported_once(_read_errors(out / "errors.tsv"), corpus.bad_ids)
+    for rid in corpus.bad_ids:
+        assert res.stderr.count(rid) <= 1
+    # every good file is in the store, finite, with the configured dimension
+    store = FeatureStore(out)
+    assert sorted(store.ids()) == sorted(corpus.good_ids)
+    for rid in corpus.good_ids:
+        x = store.load(rid, mmap=False)
+        assert x.ndim == 2 and x.shape[1] == store.config.n_features and x.shape[0] > 20, rid
+        assert np.all(np.isfinite(x)), rid
+        assert store.label(rid) == corpus.labels[rid]
+
+
+def test_features_cli_rerun_skips_good_and_reports_bad_again(corpus, feature_run):
+    out, first = feature_run
+    res = run_cli("features", corpus.all_manifest, "--out", out, "--quiet")
+    assert "Traceback" not in res.stderr
+    assert res.returncode == 1
+    _assert_bad_reported_once(_read_errors(out / "errors.tsv"), corpus.bad_ids)
+    from gmmspeech.corpus.store import FeatureStore
+
+    assert sorted(FeatureStore(out).ids()) == sorted(corpus.good_ids)
+
+
+def test_store_build_library_report(corpus, tmp_path):
+    """The same through the library, with two local worker processes."""
+    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.store import FeatureStore
+
+    rows = read_manifest(corpus.test_manifest)
+    report = FeatureStore(tmp_path / "s").build(rows, config="speech", n_jobs=2, progress=False)
+    bad_here = [r.id for r in rows if r.id in BAD_REASONS]
+    assert sorted(f[0] for f in report.failed) == sorted(bad_here)
+    assert report.n_done == len(rows) - len(bad_here)
+    for rid, path, reason in report.failed:
+        assert re.search(BAD_REASONS[rid], reason, re.I), (rid, reason)
+        assert path
+
+
+def test_bad_manifest_is_a_clean_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,path\nx,a.wav\n")  # no label column
+    res = run_cli("features", bad, "--out", tmp_path / "s", "--quiet")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "bad.csv" in res.stderr and "label" in res.stderr
