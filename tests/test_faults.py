@@ -189,3 +189,100 @@ def test_two_concurrent_feature_builds(corpus, reference_store, tmp_path):
     assert meta["config_hash"] == reference_store.config_hash
     assert len(_npy_files(out)) == N_FILES
     assert [p for p in out.rglob("*") if ".tmp-" in p.name] == []
+
+
+# ---------------------------------------------------------------------------- train-ubm
+
+UBM_K = 16
+UBM_ITERS = 10
+
+
+def synthetic_features(path, *, config, start, end):
+    """Store extractor for the UBM tests: ``path`` is ``synth:<seed>:<frames>``."""
+    _, seed, frames = path.split(":")
+    r = np.random.default_rng(int(seed))
+    centres = np.random.default_rng(99).normal(0, 4, (6, config.n_features))
+    comp = r.integers(0, 6, int(frames))
+    return (centres[comp] + r.standard_normal((int(frames), config.n_features))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def ubm_store(tmp_path_factory):
+    """A store of 60 synthetic utterances x 400 frames (24k frames)."""
+    from gmmspeech.corpus.manifest import Row
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.features.config import FeatureConfig
+
+    store = FeatureStore(tmp_path_factory.mktemp("ubm") / "store")
+    rows = [Row(f"u{i:03d}", f"synth:{i}:400", f"s{i % 5}") for i in range(60)]
+    config = FeatureConfig.preset("kaldi")
+    report = store.build(rows, config=config, progress=False, extractor=synthetic_features)
+    assert report.ok
+    return store
+
+
+_TRAIN_SCRIPT = """
+import sys
+from gmmspeech.corpus.store import FeatureStore
+from gmmspeech.mixture.io import save
+from gmmspeech.speaker.ubm import train_ubm
+store, ckpt, out, resume = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+ubm = train_ubm(FeatureStore(store), {k}, "diag", max_iter={iters}, init="split", random_state=11,
+                chunk_frames=3000, reservoir_size=8000, checkpoint=ckpt, resume=resume)
+save(ubm, out)
+"""
+
+
+def _train_cmd(store, ckpt, out, resume: bool) -> list[str]:
+    code = _TRAIN_SCRIPT.format(k=UBM_K, iters=UBM_ITERS)
+    return [sys.executable, "-c", code, str(store), str(ckpt), str(out), "1" if resume else "0"]
+
+
+def _checkpoint_iteration(ckpt: Path) -> int | None:
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.mixture.io import load_metadata
+
+    try:
+        meta = load_metadata(ckpt)
+    except (ModelFileError, FileNotFoundError):
+        return None
+    state = meta.get("metadata", meta).get("ubm_training") if isinstance(meta, dict) else None
+    return None if state is None else int(state["iteration"])
+
+
+def test_train_ubm_killed_then_resumed_matches_uninterrupted(ubm_store, tmp_path):
+    from gmmspeech.mixture.io import load
+
+    # the uninterrupted run (its own checkpoint file, never resumed)
+    t0 = time.monotonic()
+    ref = subprocess.run(_train_cmd(ubm_store.root, tmp_path / "ref.ckpt.npz", tmp_path / "ref.npz",
+                                    False), env=_env(), capture_output=True, text=True, timeout=300)
+    duration = time.monotonic() - t0
+    assert ref.returncode == 0, ref.stderr
+    reference = load(tmp_path / "ref.npz")
+
+    # the same run killed (SIGKILL) at seeded random points, resumed each time
+    ckpt, out = tmp_path / "run.ckpt.npz", tmp_path / "run.npz"
+    rng = random.Random(2024)
+    kills_with_progress = 0
+    for attempt in range(3):
+        proc = subprocess.Popen(_train_cmd(ubm_store.root, ckpt, out, attempt > 0), env=_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.35, 0.8) * duration)
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        it = _checkpoint_iteration(ckpt)
+        kills_with_progress += it is not None and 0 < it < UBM_ITERS
+    final = subprocess.run(_train_cmd(ubm_store.root, ckpt, out, True), env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert "Traceback" not in final.stderr
+    assert kills_with_progress >= 1, "no kill landed mid-training: the test did not test resume"
+
+    got = load(out)
+    np.testing.assert_array_equal(got.weights_, reference.weights_)
+    np.testing.assert_array_equal(got.means_, reference.means_)
+    np.testing.assert_array_equal(got.covariances_, reference.covariances_)
+    np.testing.assert_array_equal(np.asarray(got.history_), np.asarray(reference.history_))
