@@ -541,3 +541,28 @@ def test_hash_stable_and_sensitive():
         assert hk not in seen, k
         seen.add(hk)
     assert len({FeatureConfig.preset(n).config_hash() for n in ("speech", "kaldi", "librosa")}) == 3
+
+
+@pytest.mark.parametrize("preset", ["speech", "kaldi", "librosa"])
+@pytest.mark.parametrize("n, amplitude", [(400, 0.3), (401, 1e-6), (2047, 1.0), (2048, 1e-3), (3000, 0.9), (16000, 1e-4)])
+def test_extract_never_returns_non_finite(preset, n, amplitude):
+    rng = np.random.default_rng(n)
+    y = (amplitude * np.clip(rng.standard_normal(n), -1, 1)).astype(np.float32)
+    y[: n // 3] = 0.0  # digital silence at the start
+    cfg = FeatureConfig.preset(preset)
+    if n < cfg.win_samples():  # shorter than one analysis frame (2048 for librosa)
+        with pytest.raises(AudioError, match="too short"):
+            extract(y, sr=cfg.sample_rate, config=cfg)
+        return
+    try:
+        X = extract(y, sr=cfg.sample_rate, config=cfg)
+    except FeatureError as exc:
+        assert "no speech frames" in str(exc)
+        return
+    assert X.dtype == np.float32 and X.shape[1] == cfg.n_features and X.shape[0] >= 1
+    assert np.isfinite(X).all()
+
+
+def test_extract_dc_only_signal_has_no_speech():
+    with pytest.raises(FeatureError, match="no speech frames"):
+        extract(np.full(16000, 0.25, np.float32))
