@@ -223,6 +223,11 @@ def design_matrix(x, ref, form, dtype, *, out=None, ref_c=None) -> np.ndarray:
         z = np.empty((n, n_quad + d + 1), dtype=dtype)
     else:
         z = out[:n]
+    if form == "full" and n > 0:
+        kern = kernels()
+        if kern is not None:
+            kern.vech_design(x, ref if x.dtype == np.float64 else ref.astype(x.dtype), z)
+            return z
     lin = z[:, n_quad : n_quad + d]
     if x.dtype == dtype:
         np.subtract(x, ref.astype(dtype) if ref_c is None else ref_c, out=lin)
@@ -282,3 +287,113 @@ def logsumexp_normalize(lp: np.ndarray, weights: np.ndarray | None = None, top_c
         scale = scale * weights[:, None]
     lp *= scale.astype(lp.dtype)
     return logp
+
+
+# ----------------------------------------------------------------------------- numba kernels
+
+_KERNELS = None
+
+
+class _Kernels:
+    """Fused row loops compiled with numba (imported and compiled on first use, cached)."""
+
+    def __init__(self):
+        from numba import njit
+
+        @njit(cache=True, nogil=True)
+        def vech_design(x, ref, z):  # pragma: no cover - compiled
+            n, d = x.shape
+            p = d * (d + 1) // 2
+            for r in range(n):
+                for i in range(d):
+                    z[r, p + i] = x[r, i] - ref[i]
+                off = 0
+                for i in range(d):
+                    vi = z[r, p + i]
+                    for j in range(i, d):
+                        z[r, off] = vi * z[r, p + j]
+                        off += 1
+                z[r, p + d] = 1.0
+
+        @njit(cache=True, nogil=True)
+        def row_max_subtract(lp, m):  # pragma: no cover - compiled
+            n, k = lp.shape
+            for r in range(n):
+                mx = -np.inf
+                for c in range(k):
+                    v = lp[r, c]
+                    if v != v:
+                        lp[r, c] = -np.inf
+                    elif v > mx:
+                        mx = v
+                if not np.isfinite(mx):
+                    mx = 0.0
+                m[r] = mx
+                for c in range(k):
+                    lp[r, c] -= mx
+
+        @njit(cache=True, nogil=True)
+        def row_normalise(e, m, w, logp, factor, scale_e):  # pragma: no cover - compiled
+            n, k = e.shape
+            has_w = w.shape[0] > 0
+            for r in range(n):
+                s = 0.0
+                for c in range(k):
+                    s += e[r, c]
+                if s > 0.0:
+                    logp[r] = m[r] + np.log(s)
+                    f = (w[r] if has_w else 1.0) / s
+                else:
+                    logp[r] = -np.inf
+                    f = 0.0
+                factor[r] = f
+                if scale_e:
+                    for c in range(k):
+                        e[r, c] *= f
+
+        @njit(cache=True, nogil=True)
+        def scale_rows(a, factor):  # pragma: no cover - compiled
+            n, k = a.shape
+            for r in range(n):
+                f = factor[r]
+                for c in range(k):
+                    a[r, c] *= f
+
+        self.vech_design = vech_design
+        self.row_max_subtract = row_max_subtract
+        self.row_normalise = row_normalise
+        self.scale_rows = scale_rows
+
+
+def kernels():
+    """The numba kernels, or None where numba is unavailable (numpy fallbacks are used)."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            _KERNELS = _Kernels()
+        except ImportError:  # pragma: no cover - numba ships with librosa
+            _KERNELS = False
+    return _KERNELS or None
+
+
+def posteriors_and_scale(lp, z, weights, top_c, logp, m, factor):
+    """E-step core of one chunk, in place: after it, ``lp.T @ z`` is the chunk's ``R^T Z``.
+
+    ``lp`` (n, K) holds weighted log-densities; ``z`` (n, cols) the design matrix. The frame
+    posteriors times frame weights are split between ``lp`` and ``z``: whichever is narrower
+    gets scaled by ``w_n / sum_k exp(lp_nk - max)`` (the other holds ``exp(lp - max)``).
+    Writes ``log p(x_n)`` into ``logp``.
+    """
+    n, k = lp.shape
+    kern = kernels()
+    if kern is None or (top_c is not None and top_c < k):
+        logp[:n] = logsumexp_normalize(lp, weights, top_c)
+        return
+    mm, ff = m[:n], factor[:n]
+    kern.row_max_subtract(lp, mm)
+    np.exp(lp, out=lp)
+    w = np.empty(0, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    scale_e = k <= z.shape[1]
+    kern.row_normalise(lp, mm, w, logp[:n], ff, scale_e)
+    if not scale_e:
+        kern.scale_rows(z, ff)

@@ -40,6 +40,7 @@ re-seeded components is counted in ``n_reseeded_``.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import warnings
 
@@ -52,6 +53,7 @@ from gmmspeech.mixture.densities import (
     covariances_from_precisions,
     logsumexp_normalize,
     n_parameters,
+    posteriors_and_scale,
     precisions_cholesky_from_covariances,
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
@@ -74,30 +76,97 @@ class ConvergenceWarning(UserWarning):
 # ----------------------------------------------------------------------------- chunk engine
 
 
-def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -> SufficientStats:
-    """E-step of one block of frames against ``plan`` (module-level: runs in workers)."""
+def _block_rows(plan: DensityPlan, chunk_size: int) -> int:
+    """Rows per block: at most ``chunk_size``, and small enough for the (rows x K) and
+    (rows x columns) blocks to stay in a core's cache (about 1 MB each)."""
+    width = max(plan.n_components, plan.n_columns)
+    return int(max(64, min(int(chunk_size), (1 << 18) // width)))
+
+
+def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -> SufficientStats:
     n, d = X.shape
     k = plan.n_components
-    chunk = max(1, min(int(chunk_size), n))
+    chunk = max(1, min(_block_rows(plan, chunk_size), n))
     g = np.zeros((k, plan.n_columns))
     zbuf = np.empty((chunk, plan.n_columns), dtype=plan.dtype)
     lbuf = np.empty((chunk, k), dtype=plan.dtype)
+    logp = np.empty(chunk)
+    m = np.empty(chunk, dtype=plan.dtype)
+    factor = np.empty(chunk)
     loglik = 0.0
     for a in range(0, n, chunk):
         xc = X[a : a + chunk]
+        nc = xc.shape[0]
         z = plan.design(xc, out=zbuf)
         lp = plan.log_prob(z, out=lbuf)
         wc = None if sample_weight is None else sample_weight[a : a + chunk]
-        logp = logsumexp_normalize(lp, None if wc is None else wc.astype(plan.dtype), top_c)
+        posteriors_and_scale(lp, z, wc, top_c, logp, m, factor)
         if wc is None:
-            loglik += float(logp.sum())
+            loglik += float(logp[:nc].sum())
         else:
             pos = wc > 0
-            loglik += float(wc[pos] @ logp[pos])
+            loglik += float(wc[pos] @ logp[:nc][pos])
         g += lp.T @ z
     nk, f, s = plan.uncentre(g)
     n_frames = float(n) if sample_weight is None else float(np.sum(sample_weight))
     return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
+
+
+_CONTROLLER = None
+
+
+def _controller():
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
+def _blas_threads() -> int:
+    """Threads the BLAS may use now (1 inside loky workers limited by parallel_map)."""
+    try:
+        infos = [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
+        return max(1, min(infos)) if infos else 1
+    except Exception:  # pragma: no cover - threadpoolctl missing or failing
+        return 1
+
+
+def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_threads=None) -> SufficientStats:
+    """E-step of one block of frames against ``plan`` (module-level: runs in workers).
+
+    With several cores and enough frames the rows are split over ``n_threads`` Python threads
+    running single-threaded BLAS (numpy and the numba kernels release the GIL): on small
+    cores counts this beats one multi-threaded BLAS call per chunk, since the element-wise
+    work runs in parallel too and no BLAS thread pool spins between chunks.
+    """
+    n = X.shape[0]
+    if n_threads is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+        n_threads = min(cores, _blas_threads())
+    rows = _block_rows(plan, chunk_size)
+    n_threads = int(max(1, min(n_threads, n // (2 * rows))))
+    if n < 4 * rows:  # small inputs (scoring one utterance): no thread or BLAS-limit overhead
+        return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
+    with _controller().limit(limits=1, user_api="blas"):
+        if n_threads == 1:
+            return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n, n_threads + 1).astype(int)
+
+        def run(ab):
+            a, b = ab
+            w = None if sample_weight is None else sample_weight[a:b]
+            return _accumulate_serial(plan, X[a:b], w, top_c, chunk_size)
+
+        with ThreadPoolExecutor(n_threads) as ex:
+            parts = list(ex.map(run, zip(bounds[:-1], bounds[1:])))
+    return sum(parts)
 
 
 def _floor_full(cov: np.ndarray, floor_d: np.ndarray) -> np.ndarray:
@@ -736,7 +805,7 @@ class GMM:
 
             bounds = np.linspace(0, n, n_jobs + 1).astype(int)
             items = [
-                (plan, X[a:b], None if w is None else w[a:b], top_c, self.chunk_size)
+                (plan, X[a:b], None if w is None else w[a:b], top_c, self.chunk_size, 1)
                 for a, b in zip(bounds[:-1], bounds[1:])
                 if b > a
             ]
