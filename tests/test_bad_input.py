@@ -41,7 +41,8 @@ GOOD_UNUSUAL = ("good_6ch_44k", "good_mp3")
 @dataclass
 class BadCorpus:
     root: Path
-    train_manifest: Path  # good + bad rows for enrolment / feature extraction
+    background_manifest: Path  # good rows of other speakers + bad rows, for the UBM
+    train_manifest: Path  # good + bad rows for enrolment
     test_manifest: Path  # good + bad rows for testing
     all_manifest: Path  # every row of both
     good_ids: list[str] = field(default_factory=list)
@@ -51,7 +52,7 @@ class BadCorpus:
 
 def _speaker_signal(speaker: int, utt: int, seconds: float = 1.2, sr: int = SR) -> np.ndarray:
     """A speech-like signal whose pitch identifies the speaker, with a little variation."""
-    f0 = (105.0, 165.0, 240.0)[speaker] * (1.0 + 0.015 * utt)
+    f0 = (105.0, 165.0, 240.0, 90.0, 130.0, 200.0, 280.0)[speaker] * (1.0 + 0.015 * utt)
     y = speechlike(sr=sr, seconds=seconds, f0=f0, seed=100 * speaker + utt)
     # syllable-like amplitude modulation so that an energy VAD has something to keep
     t = np.arange(y.size) / sr
@@ -62,13 +63,16 @@ def _speaker_signal(speaker: int, utt: int, seconds: float = 1.2, sr: int = SR) 
 def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_test: int = 2) -> BadCorpus:
     """Write good utterances of ``n_speakers`` speakers plus every bad case under ``root``.
 
-    Returns the manifests and the ids. Bad rows are split between the train and the test
-    manifest so both the enrolment and the scoring path meet them; the two unusual but
-    valid files (6-channel 44.1 kHz WAV, MP3) are in the test manifest and must succeed.
+    Returns the manifests and the ids. Bad rows are split between the background, the
+    train and the test manifest (each bad row in exactly one), so the UBM, enrolment and
+    scoring paths all meet them; the two unusual but valid files (6-channel 44.1 kHz WAV,
+    MP3) are in the test manifest and must succeed. Background speakers (4 of them) are
+    not the enrolled ones.
     """
     root = Path(root)
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
+    bg_rows: list[list] = []
     train_rows: list[list] = []
     test_rows: list[list] = []
     labels: dict[str, str] = {}
@@ -88,6 +92,13 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
             add(train_rows if u < n_train else test_rows, rid, path, label)
             good.append(rid)
 
+    for s in range(3, 7):
+        for u in range(3):
+            rid = f"bg{s}_u{u}"
+            sf.write(audio / f"{rid}.wav", _speaker_signal(s, u), SR, subtype="PCM_16")
+            add(bg_rows, rid, audio / f"{rid}.wav", f"bg{s}")
+            good.append(rid)
+
     # 6-channel 44.1 kHz float WAV: every channel the same voice, different gains (GOOD)
     y = _speaker_signal(0, 7, sr=44100)
     multi = np.stack([y * g for g in (1.0, 0.8, 0.6, 0.9, 0.7, 0.5)], axis=1)
@@ -102,7 +113,7 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
     bad: list[str] = []
     # empty file
     (audio / "bad_empty.wav").write_bytes(b"")
-    add(train_rows, "bad_empty", audio / "bad_empty.wav", "spk0")
+    add(bg_rows, "bad_empty", audio / "bad_empty.wav", "bg3")
     # truncated FLAC: the first half of a valid file
     full = audio / "full.flac.tmp"
     sf.write(full, _speaker_signal(1, 8), SR, format="FLAC")
@@ -112,7 +123,7 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
     add(test_rows, "bad_truncated_flac", audio / "bad_truncated_flac.flac", "spk1")
     # text renamed .wav
     (audio / "bad_text_as_wav.wav").write_text("id,path,label\nthis is not audio\n" * 20)
-    add(train_rows, "bad_text_as_wav", audio / "bad_text_as_wav.wav", "spk1")
+    add(bg_rows, "bad_text_as_wav", audio / "bad_text_as_wav.wav", "bg4")
     # float WAV holding NaN
     y = _speaker_signal(2, 8)
     y[1000:1100] = np.nan
@@ -136,11 +147,12 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
             w.writerow(["id", "path", "label", "start", "end"])
             w.writerows(rows)
 
-    corpus = BadCorpus(root, root / "train.csv", root / "test.csv", root / "all.csv",
-                       good_ids=good, bad_ids=bad, labels=labels)
+    corpus = BadCorpus(root, root / "background.csv", root / "train.csv", root / "test.csv",
+                       root / "all.csv", good_ids=good, bad_ids=bad, labels=labels)
+    write(corpus.background_manifest, bg_rows)
     write(corpus.train_manifest, train_rows)
     write(corpus.test_manifest, test_rows)
-    write(corpus.all_manifest, train_rows + test_rows)
+    write(corpus.all_manifest, bg_rows + train_rows + test_rows)
     return corpus
 
 
