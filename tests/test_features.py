@@ -566,3 +566,12 @@ def test_extract_never_returns_non_finite(preset, n, amplitude):
 def test_extract_dc_only_signal_has_no_speech():
     with pytest.raises(FeatureError, match="no speech frames"):
         extract(np.full(16000, 0.25, np.float32))
+
+
+def test_feature_warping_numpy_fallback_agrees(monkeypatch):
+    from gmmspeech.features import normalize
+
+    X = np.round(np.random.default_rng(12).standard_normal((150, 3)), 1)  # many ties
+    fast = feature_warping(X, window=41)
+    monkeypatch.setattr(normalize, "_warp_kernel", lambda: None)
+    np.testing.assert_array_equal(feature_warping(X, window=41), fast)
