@@ -193,8 +193,8 @@ def test_two_concurrent_feature_builds(corpus, reference_store, tmp_path):
 
 # ---------------------------------------------------------------------------- train-ubm
 
-UBM_K = 16
-UBM_ITERS = 10
+UBM_K = 32
+UBM_ITERS = 12
 
 
 def synthetic_features(path, *, config, start, end):
@@ -208,37 +208,27 @@ def synthetic_features(path, *, config, start, end):
 
 @pytest.fixture(scope="module")
 def ubm_store(tmp_path_factory):
-    """A store of 60 synthetic utterances x 400 frames (24k frames)."""
+    """A store of 200 synthetic utterances x 600 frames x 60 dims (120k frames)."""
     from gmmspeech.corpus.manifest import Row
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
 
     store = FeatureStore(tmp_path_factory.mktemp("ubm") / "store")
-    rows = [Row(f"u{i:03d}", f"synth:{i}:400", f"s{i % 5}") for i in range(60)]
-    config = FeatureConfig.preset("kaldi")
+    rows = [Row(f"u{i:03d}", f"synth:{i}:600", f"s{i % 5}") for i in range(200)]
+    config = FeatureConfig.preset("speech")
     report = store.build(rows, config=config, progress=False, extractor=synthetic_features)
     assert report.ok
     return store
 
 
-_TRAIN_SCRIPT = """
-import sys
-from gmmspeech.corpus.store import FeatureStore
-from gmmspeech.mixture.io import save
-from gmmspeech.speaker.ubm import train_ubm
-store, ckpt, out, resume = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-ubm = train_ubm(FeatureStore(store), {k}, "diag", max_iter={iters}, init="split", random_state=11,
-                chunk_frames=3000, reservoir_size=8000, checkpoint=ckpt, resume=resume)
-save(ubm, out)
-"""
-
-
-def _train_cmd(store, ckpt, out, resume: bool) -> list[str]:
-    code = _TRAIN_SCRIPT.format(k=UBM_K, iters=UBM_ITERS)
-    return [sys.executable, "-c", code, str(store), str(ckpt), str(out), "1" if resume else "0"]
+def _train_args(store, out, ckpt, resume: bool) -> list:
+    args = ["train-ubm", store, "--out", out, "--components", UBM_K, "--iterations", UBM_ITERS,
+            "--init", "split", "--seed", 11, "--reservoir", 20000, "--checkpoint", ckpt, "--quiet"]
+    return args + (["--resume"] if resume else [])
 
 
 def _checkpoint_iteration(ckpt: Path) -> int | None:
+    """The last finished EM iteration recorded in a checkpoint (None: no usable checkpoint)."""
     from gmmspeech.errors import ModelFileError
     from gmmspeech.mixture.io import load_metadata
 
@@ -246,41 +236,44 @@ def _checkpoint_iteration(ckpt: Path) -> int | None:
         meta = load_metadata(ckpt)
     except (ModelFileError, FileNotFoundError):
         return None
-    state = meta.get("metadata", meta).get("ubm_training") if isinstance(meta, dict) else None
+    state = meta.get("metadata", meta).get("ubm_training")
     return None if state is None else int(state["iteration"])
 
 
 def test_train_ubm_killed_then_resumed_matches_uninterrupted(ubm_store, tmp_path):
     from gmmspeech.mixture.io import load
 
-    # the uninterrupted run (its own checkpoint file, never resumed)
-    t0 = time.monotonic()
-    ref = subprocess.run(_train_cmd(ubm_store.root, tmp_path / "ref.ckpt.npz", tmp_path / "ref.npz",
-                                    False), env=_env(), capture_output=True, text=True, timeout=300)
-    duration = time.monotonic() - t0
+    ref = run_cli(*_train_args(ubm_store.root, tmp_path / "ref.npz", tmp_path / "ref.ckpt.npz", False))
     assert ref.returncode == 0, ref.stderr
     reference = load(tmp_path / "ref.npz")
+    assert len(reference.history_) == UBM_ITERS
 
-    # the same run killed (SIGKILL) at seeded random points, resumed each time
+    # the same run killed (SIGKILL) twice at seeded random points during EM, resumed each time:
+    # the kill lands after a random iteration, a random fraction of the way into the next one
     ckpt, out = tmp_path / "run.ckpt.npz", tmp_path / "run.npz"
     rng = random.Random(2024)
-    kills_with_progress = 0
-    for attempt in range(3):
-        proc = subprocess.Popen(_train_cmd(ubm_store.root, ckpt, out, attempt > 0), env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.35, 0.8) * duration)
-        if proc.poll() is not None:
-            break
+    killed_at = []
+    for attempt in range(2):
+        after = rng.randint(1 + 4 * attempt, 3 + 4 * attempt)
+        proc = start_cli(*_train_args(ubm_store.root, out, ckpt, attempt > 0))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            it = _checkpoint_iteration(ckpt)
+            if it is not None and it >= after:
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))  # somewhere inside the next iteration
+        assert proc.poll() is None, "training finished before the kill: make it longer"
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        it = _checkpoint_iteration(ckpt)
-        kills_with_progress += it is not None and 0 < it < UBM_ITERS
-    final = subprocess.run(_train_cmd(ubm_store.root, ckpt, out, True), env=_env(),
-                           capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL
+        killed_at.append(_checkpoint_iteration(ckpt))
+    assert all(it is not None and 0 < it < UBM_ITERS for it in killed_at), killed_at
+    assert not out.exists()
+
+    final = run_cli(*_train_args(ubm_store.root, out, ckpt, True))
     assert final.returncode == 0, final.stderr
     assert "Traceback" not in final.stderr
-    assert kills_with_progress >= 1, "no kill landed mid-training: the test did not test resume"
-
     got = load(out)
     np.testing.assert_array_equal(got.weights_, reference.weights_)
     np.testing.assert_array_equal(got.means_, reference.means_)
