@@ -1,7 +1,327 @@
-"""Sub-commands: (being written)."""
+"""Sub-commands ``train-ubm``, ``enroll``, ``score``, ``evaluate`` and ``speaker-id``.
+
+Parsing and printing only: the work is done by :mod:`gmmspeech.speaker` (imported
+inside the command functions so that ``gmmspeech --help`` stays fast).
+"""
 
 from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from gmmspeech.cli.common import add_data_root_arg, add_parallel_args
+
+
+def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
+    g = p.add_argument_group("features")
+    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
+                   help="feature preset (default: "
+                        + ("the configuration saved in the UBM file, else " if from_ubm else "")
+                        + "speech)")
+    g.add_argument("--features-dir", default=None, metavar="DIR",
+                   help="keep the extracted features in this feature store folder "
+                        "(default: a temporary folder)")
+    add_data_root_arg(g)
+
+
+def _add_ubm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("UBM")
+    g.add_argument("--components", "-k", type=int, default=256, metavar="K",
+                   help="Gaussian components (default 256)")
+    g.add_argument("--covariance", default="diag", choices=["diag", "full"],
+                   help="covariance type (default diag)")
+    g.add_argument("--iterations", type=int, default=10, metavar="N",
+                   help="EM iterations over the corpus (default 10)")
+    g.add_argument("--init", default="split", choices=["split", "kmeans", "k-means++", "random_from_data"],
+                   help="initialisation on a reservoir sample of frames (default split)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def register(sub) -> None:
     """Add this module's sub-commands to the parser."""
+    # ------------------------------------------------------------------ train-ubm
+    p = sub.add_parser(
+        "train-ubm", help="train a universal background model (GMM) on a corpus",
+        description="Train a UBM by streaming EM over SOURCE, a manifest (features are "
+        "extracted first) or a feature store folder. A checkpoint is written after every EM "
+        "iteration; --resume continues an interrupted run and reaches the same model.",
+    )
+    p.add_argument("source", metavar="MANIFEST_OR_STORE", help="manifest CSV or feature store folder")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output model file (.npz)")
+    _add_ubm_args(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--reservoir", type=int, default=500_000, metavar="N",
+                   help="frames sampled for the initialisation (default 500000)")
+    g.add_argument("--subsample", type=int, default=1, metavar="S",
+                   help="use every S-th frame in each E-step (default 1)")
+    g.add_argument("--top-c", type=int, default=None, metavar="C",
+                   help="Gaussian selection: only the C best components per frame get a posterior")
+    g.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="checkpoint file (default: OUT.ckpt.npz, removed after success)")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _add_features_args(p, from_ubm=False)
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train_ubm)
+
+    # ------------------------------------------------------------------ enroll
+    p = sub.add_parser(
+        "enroll", help="MAP-adapt one speaker model per label of a manifest",
+        description="Adapt the UBM to every label of MANIFEST (rows with the same label are "
+        "pooled) and write DIR/<label>.npz. Unusable files are reported and skipped (exit 1).",
+    )
+    p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file")
+    p.add_argument("--manifest", required=True, metavar="CSV", help="enrolment manifest")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder of models")
+    p.add_argument("--relevance", type=float, default=16.0, metavar="R",
+                   help="MAP relevance factor (default 16)")
+    p.add_argument("--adapt", default="m", metavar="PARAMS",
+                   help="parameters to adapt: m, mw, mwv, ... (default m)")
+    _add_features_args(p, from_ubm=True)
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_enroll)
+
+    # ------------------------------------------------------------------ score
+    p = sub.add_parser(
+        "score", help="score every test row against every speaker model",
+        description="Average frame log-likelihood ratio of every row of MANIFEST against every "
+        "model of --models (and the UBM). Writes a TSV: test_id, model, score, test_label.",
+    )
+    p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file")
+    p.add_argument("--models", required=True, metavar="DIR", help="folder of speaker models")
+    p.add_argument("--manifest", required=True, metavar="CSV", help="test manifest")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output scores.tsv")
+    p.add_argument("--mode", default=None, choices=["exact", "topc", "linear"],
+                   help="scoring mode (default: topc with --top-c, else exact)")
+    p.add_argument("--top-c", type=int, default=5, metavar="C",
+                   help="components per frame in top-C mode (default 5; 0 for exact)")
+    _add_features_args(p, from_ubm=True)
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_score)
+
+    # ------------------------------------------------------------------ evaluate
+    p = sub.add_parser(
+        "evaluate", help="identification accuracy, EER, minDCF and a DET plot from a score file",
+        description="Evaluate SCORES (from 'gmmspeech score'): writes DIR/results.json "
+        "(accuracy, eer, min_dcf_sre08, min_dcf_sre10, ...), DIR/det.png and DIR/scores.png.",
+    )
+    p.add_argument("scores", metavar="SCORES", help="scores.tsv")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--manifest", default=None, metavar="CSV",
+                   help="test manifest giving the labels (when SCORES has no test_label column)")
+    add_data_root_arg(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    # ------------------------------------------------------------------ speaker-id
+    p = sub.add_parser(
+        "speaker-id", help="the whole GMM-UBM recipe: features, UBM, enrolment, scoring, metrics",
+        description="Train a UBM on the background manifest, enrol one model per label of the "
+        "enrolment manifest and score every test row against every model. Writes "
+        "DIR/results.json, DIR/scores.tsv, DIR/det.png, DIR/ubm.npz and DIR/models/. Files that "
+        "cannot be used are reported and skipped.",
+    )
+    p.add_argument("--background", required=True, metavar="CSV", help="UBM training manifest")
+    p.add_argument("--enroll", required=True, metavar="CSV", help="enrolment manifest")
+    p.add_argument("--test", required=True, metavar="CSV", help="test manifest")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    _add_ubm_args(p)
+    p.add_argument("--ubm-on-enroll", action="store_true",
+                   help="train the UBM on background + enrolment data")
+    p.add_argument("--relevance", type=float, default=16.0, metavar="R",
+                   help="MAP relevance factor (default 16)")
+    p.add_argument("--adapt", default="m", metavar="PARAMS", help="adapted parameters (default m)")
+    p.add_argument("--top-c", type=int, default=5, metavar="C",
+                   help="top-C scoring with C components (default 5; 0 for exact)")
+    p.add_argument("--mode", default=None, choices=["exact", "topc", "linear"],
+                   help="scoring mode (overrides --top-c)")
+    p.add_argument("--norm", default="none", choices=["none", "znorm", "tnorm", "snorm", "asnorm"],
+                   help="score normalisation (default none)")
+    g = p.add_argument_group("features")
+    g.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
+                   help="feature preset (default speech)")
+    g.add_argument("--features-dir", default=None, metavar="DIR",
+                   help="shared folder for the feature stores (default DIR/features)")
+    add_data_root_arg(g)
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_speaker_id)
+
+
+# --------------------------------------------------------------------------- helpers
+def _config_for(args, ubm=None):
+    """The feature configuration: --preset, else the UBM's saved one, else 'speech'."""
+    from gmmspeech.features.config import FeatureConfig
+
+    if getattr(args, "preset", None):
+        return FeatureConfig.preset(args.preset)
+    saved = getattr(ubm, "metadata_", {}).get("feature_config") if ubm is not None else None
+    if isinstance(saved, dict):
+        return FeatureConfig.from_dict(saved)
+    return FeatureConfig.preset("speech")
+
+
+class _FeatureDir:
+    """``--features-dir`` or a temporary folder removed on exit."""
+
+    def __init__(self, path):
+        self.path = path
+        self._tmp = None
+
+    def __enter__(self) -> str:
+        if self.path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="gmmspeech-features-")
+            return self._tmp.name
+        return os.fspath(self.path)
+
+    def __exit__(self, *exc):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _report_bad(cmd: str, bad) -> None:
+    for b in bad:
+        print(f"gmmspeech {cmd}: skipped {b['path']} ({b['id']}): {b['reason']}", file=sys.stderr)
+
+
+def _par(args) -> dict:
+    return dict(n_jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_train_ubm(args) -> int:
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.ubm import train_ubm
+
+    progress = not args.quiet
+    src = args.source
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"{src}: no such manifest or feature store")
+    ckpt = args.checkpoint or (args.out + ".ckpt.npz")
+    with _FeatureDir(args.features_dir) as fdir:
+        if os.path.isdir(src):
+            store = FeatureStore(src)
+            if not len(store):
+                raise FileNotFoundError(f"{src}: not a feature store (or an empty one)")
+            config = store.config
+            source = store
+            bad = []
+        else:
+            from gmmspeech.speaker.pipeline import build_features
+
+            config = _config_for(args)
+            store, rows, bad = build_features(src, fdir, config=config, data_root=args.data_root,
+                                              progress=progress, role="source", **_par(args))
+            _report_bad("train-ubm", bad)
+            if not rows:
+                print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
+                return 2
+            source = store
+        ubm = train_ubm(source, args.components, args.covariance, max_iter=args.iterations,
+                        init=args.init, reservoir_size=args.reservoir, subsample=args.subsample,
+                        top_c=args.top_c, random_state=args.seed, checkpoint=ckpt,
+                        resume=args.resume, progress=progress, **_par(args))
+    meta = {"role": "ubm", "source": os.path.abspath(src)}
+    if config is not None:
+        meta["feature_config"] = config.to_dict()
+    mio.save(ubm, args.out, metadata=meta)
+    if args.checkpoint is None and os.path.exists(ckpt):
+        os.unlink(ckpt)
+    hist = getattr(ubm, "history_", [])
+    last = f", log-likelihood/frame {hist[-1]:.4f}" if hist else ""
+    print(f"wrote {args.out}: {ubm.n_components} {ubm.covariance_type} components, "
+          f"{len(hist)} EM iterations{last}")
+    return 1 if bad else 0
+
+
+def _cmd_enroll(args) -> int:
+    import numpy as np
+
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.map import enroll
+    from gmmspeech.speaker.pipeline import build_features, save_models
+
+    progress = not args.quiet
+    ubm = mio.load(args.ubm)
+    config = _config_for(args, ubm)
+    with _FeatureDir(args.features_dir) as fdir:
+        store, rows, bad = build_features(args.manifest, fdir, config=config,
+                                          data_root=args.data_root, progress=progress,
+                                          role="enroll", **_par(args))
+        _report_bad("enroll", bad)
+        spk: dict[str, list] = {}
+        for r in rows:
+            spk.setdefault(str(r.label), []).append(np.asarray(store.load(r.id)))
+        if not spk:
+            print(f"gmmspeech enroll: error: {args.manifest}: no usable file", file=sys.stderr)
+            return 2
+        models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
+                        progress=progress, **_par(args))
+    save_models(models, args.out)
+    print(f"wrote {len(models)} speaker models to {args.out}"
+          + (f" ({len(bad)} file(s) skipped)" if bad else ""))
+    return 1 if bad else 0
+
+
+def _cmd_score(args) -> int:
+    import numpy as np
+
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import build_features, load_models, write_scores
+    from gmmspeech.speaker.scoring import score
+
+    progress = not args.quiet
+    ubm = mio.load(args.ubm)
+    models = load_models(args.models)
+    config = _config_for(args, ubm)
+    mode = args.mode or ("topc" if args.top_c else "exact")
+    with _FeatureDir(args.features_dir) as fdir:
+        store, rows, bad = build_features(args.manifest, fdir, config=config,
+                                          data_root=args.data_root, progress=progress,
+                                          role="test", **_par(args))
+        _report_bad("score", bad)
+        if not rows:
+            print(f"gmmspeech score: error: {args.manifest}: no usable file", file=sys.stderr)
+            return 2
+        utts = [np.asarray(store.load(r.id)) for r in rows]
+        labels = list(models)
+        s = score([models[m] for m in labels], ubm, utts,
+                  top_c=args.top_c if mode == "topc" else None, mode=mode, progress=progress)
+    write_scores(args.out, [r.id for r in rows], [str(r.label) for r in rows], labels, s)
+    print(f"wrote {args.out}: {len(rows)} tests x {len(labels)} models ({mode})"
+          + (f", {len(bad)} file(s) skipped" if bad else ""))
+    return 1 if bad else 0
+
+
+def _cmd_evaluate(args) -> int:
+    from gmmspeech.speaker.pipeline import evaluate_score_file, summary_line
+
+    labels = None
+    if args.manifest:
+        from gmmspeech.corpus.manifest import read_manifest
+
+        labels = {r.id: str(r.label) for r in read_manifest(args.manifest, data_root=args.data_root)}
+    res = evaluate_score_file(args.scores, args.out, labels=labels)
+    print(summary_line(res))
+    print(f"wrote {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def _cmd_speaker_id(args) -> int:
+    from gmmspeech.speaker.pipeline import run_speaker_id
+
+    res = run_speaker_id(
+        args.background, args.enroll, args.test, args.out,
+        data_root=args.data_root, preset=args.preset, features_dir=args.features_dir,
+        n_components=args.components, covariance_type=args.covariance, max_iter=args.iterations,
+        ubm_init=args.init, ubm_on_enroll=args.ubm_on_enroll, relevance_factor=args.relevance,
+        adapt=args.adapt, top_c=args.top_c or None, score_mode=args.mode,
+        norm=None if args.norm == "none" else args.norm, random_state=args.seed,
+        progress=not args.quiet, **_par(args),
+    )
+    print(f"wrote {os.path.join(args.out, 'results.json')}")
+    return 1 if res.get("bad_files") else 0
