@@ -273,3 +273,45 @@ def test_bad_manifest_is_a_clean_error(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "bad.csv" in res.stderr and "label" in res.stderr
+
+
+# ----------------------------------------------------------------------- speaker-id
+
+
+def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
+    out = tmp_path / "sid"
+    res = run_cli("speaker-id", "--background", corpus.background_manifest, "--enroll",
+                  corpus.train_manifest, "--test", corpus.test_manifest, "--out", out,
+                  "--components", 16, "--iterations", 3, "--quiet", timeout=300)
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert res.returncode in (0, 1), res.stderr
+    # each bad file reported once on stderr, with its reason
+    for rid in corpus.bad_ids:
+        lines = [ln for ln in res.stderr.splitlines() if re.search(rf"\b{rid}\b", ln)]
+        assert len(lines) == 1, (rid, lines)
+        assert re.search(BAD_REASONS[rid], lines[0], re.I), lines[0]
+    # results are written, and list the bad files with their reasons
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    _assert_bad_reported_once(results["bad_files"], corpus.bad_ids)
+    assert (out / "ubm.npz").is_file()
+    # every good test file was scored against every enrolled speaker, including the
+    # 6-channel 44.1 kHz WAV and the MP3
+    with open(out / "scores.tsv", newline="", encoding="utf-8") as fh:
+        trials = list(csv.DictReader(fh, dialect="excel-tab"))
+    good_tests = [r[0] for r in csv.reader(open(corpus.test_manifest)) if r[0] in corpus.good_ids]
+    assert set(GOOD_UNUSUAL) <= set(good_tests)
+    scored = {}
+    for t in trials:
+        scored.setdefault(t["test_id"], set()).add(t["model"])
+        assert np.isfinite(float(t["score"]))
+    assert set(scored) == set(good_tests)
+    assert all(models == {"spk0", "spk1", "spk2"} for models in scored.values())
+    assert results["n_tests"] == len(good_tests)
+    # the speakers are easy to tell apart (pitch): each good test's best model is its own
+    best = {}
+    for t in trials:
+        if t["test_id"] not in best or float(t["score"]) > best[t["test_id"]][1]:
+            best[t["test_id"]] = (t["model"], float(t["score"]))
+    assert all(best[tid][0] == corpus.labels[tid] for tid in good_tests), best
