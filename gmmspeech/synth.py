@@ -66,6 +66,11 @@ _BANDWIDTHS = np.array([80.0, 100.0, 140.0, 200.0, 260.0])
 # fricative centre frequency (Hz, adult male) and bandwidth
 _FRICATIVES = {"s": (5200.0, 1400.0), "sh": (2900.0, 900.0), "f": (4000.0, 3500.0)}
 _HOP_SECONDS = 0.005
+#: Spread of the personal formant scale factors, of the personal vowel-space deviations
+#: and of the token-to-token formant variation (relative standard deviations).
+FORMANT_DEV_SD = 0.06
+VOWEL_DEV_SD = 0.08
+TOKEN_SD = 0.02
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class SpeakerProfile:
         Level of aspiration noise relative to the voiced source.
     rate : float
         Speaking-rate factor (> 1 faster, shorter segments).
+    vowel_dev : tuple of tuple of float
+        Personal multiplicative deviation of F1..F3 of each vowel of :data:`VOWELS` (in
+        that order): the speaker's own vowel space (accent). Empty: none.
     """
 
     name: str
@@ -112,12 +120,21 @@ class SpeakerProfile:
     open_quotient: float
     breathiness: float
     rate: float
+    vowel_dev: tuple[tuple[float, float, float], ...] = ()
 
     def to_dict(self) -> dict:
         """The profile as plain JSON-able types."""
         d = asdict(self)
         d["formant_dev"] = list(self.formant_dev)
+        d["vowel_dev"] = [list(v) for v in self.vowel_dev]
         return d
+
+    def vowel_targets(self, vowel: str) -> np.ndarray:
+        """F1..F5 (Hz) of ``vowel`` for this speaker, before token-to-token variation."""
+        f = np.asarray(VOWELS[vowel]) * self.vtl_scale * np.asarray(self.formant_dev)
+        if self.vowel_dev:
+            f[:3] *= np.asarray(self.vowel_dev[_VOWEL_NAMES.index(vowel)])
+        return f
 
 
 @dataclass
@@ -169,13 +186,15 @@ def random_speakers(n_speakers: int, *, seed: int = 0, prefix: str = "spk") -> l
                 f0=float(f0),
                 f0_range=float(rng.uniform(2.0, 6.0)),
                 vtl_scale=float(vtl),
-                formant_dev=tuple(float(v) for v in rng.normal(1.0, 0.035, size=5)),
+                formant_dev=tuple(float(v) for v in rng.normal(1.0, FORMANT_DEV_SD, size=5)),
                 bandwidth_scale=float(rng.uniform(0.8, 1.3)),
                 jitter=float(rng.uniform(0.004, 0.02)),
                 shimmer=float(rng.uniform(0.02, 0.08)),
                 open_quotient=float(rng.uniform(0.45, 0.75)),
                 breathiness=float(rng.uniform(0.02, 0.2)),
                 rate=float(rng.uniform(0.85, 1.2)),
+                vowel_dev=tuple(tuple(float(v) for v in row)
+                                for row in rng.normal(1.0, VOWEL_DEV_SD, size=(len(VOWELS), 3))),
             )
         )
     return speakers
@@ -422,7 +441,6 @@ def synth_utterance(
     block_t = (np.arange(n_blocks) + 0.5) * hop
 
     # speaker-scaled vowel targets with a little token-to-token variation
-    scale = speaker.vtl_scale * np.asarray(speaker.formant_dev)
     anchors_t, anchors_f = [], []
     voiced_env = np.zeros(n)
     asp_env = np.zeros(n)
@@ -430,7 +448,7 @@ def synth_utterance(
     for (kind, label, _), a, b in zip(segs, bounds[:-1], bounds[1:]):
         m = b - a
         if kind == "vowel":
-            target = np.asarray(VOWELS[label]) * scale * rng.normal(1.0, 0.03, size=5)
+            target = speaker.vowel_targets(label) * rng.normal(1.0, TOKEN_SD, size=5)
             anchors_t += [a + 0.3 * m, b - 0.3 * m]
             anchors_f += [target, target]
             voiced_env[a:b] = _ramp(m, int(0.02 * sr)) * rng.uniform(0.7, 1.0)
@@ -450,7 +468,7 @@ def synth_utterance(
                 env *= np.exp(-np.arange(m) / (0.004 * sr))
             fric[a:b] = level * env * shaped / (np.std(shaped) + 1e-12)
     if not anchors_t:  # cannot happen with duration > 0, kept for safety
-        anchors_t, anchors_f = [0.0], [np.asarray(VOWELS["V"]) * scale]
+        anchors_t, anchors_f = [0.0], [speaker.vowel_targets("V")]
     anchors_f = np.asarray(anchors_f)
     formants = np.stack([np.interp(block_t, anchors_t, anchors_f[:, k]) for k in range(5)], axis=1)
     # keep resonances ordered and below Nyquist
