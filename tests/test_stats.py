@@ -188,3 +188,28 @@ def test_m_step_rejects_wrong_stats():
         full.m_step(SufficientStats.zeros(1, 2, "diag"))
     with pytest.raises(TypeError):
         gmm.m_step({"n": 1})
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_float32_narrow_component_far_from_the_mixture_mean_is_exact(covariance_type):
+    # component 1 is 1e4 of its own sigmas away from the mixture mean: the GEMM expansion
+    # would lose every digit in float32; such components are scored with exact centring
+    rng = np.random.default_rng(5)
+    d = 3
+    means = np.array([[0.0] * d, [50.0] * d])
+    var = np.array([[1.0] * d, [1e-4] * d])
+    cov = var if covariance_type == "diag" else np.stack([np.diag(v) for v in var])
+    X = np.vstack([rng.normal(0, 1, (200, d)), 50.0 + 1e-2 * rng.normal(size=(200, d))])
+    g32 = GMM.from_params([0.5, 0.5], means, cov, covariance_type, dtype=np.float32)
+    g64 = GMM.from_params([0.5, 0.5], means, cov, covariance_type, dtype=np.float64)
+    assert g32._plan().risky.tolist() == [1]
+    np.testing.assert_allclose(g32.score_samples(X), g64.score_samples(X), atol=2e-3)
+    ref = _reference_logprob(X, [0.5, 0.5], means, _full_covs(cov, covariance_type, 2, d))
+    np.testing.assert_allclose(g32.weighted_log_prob(X), ref, rtol=1e-5, atol=2e-3)
+    s32, s64 = g32.accumulate(X), g64.accumulate(X)
+    np.testing.assert_allclose(s32.n, s64.n, rtol=1e-5)
+    np.testing.assert_allclose(s32.f / s32.n[:, None], s64.f / s64.n[:, None], rtol=1e-6, atol=1e-4)
+    # the variance of the narrow component survives (S/n - mu^2 is ~1e-4 of S/n)
+    var32 = s32.to_diag().s[1] / s32.n[1] - (s32.f[1] / s32.n[1]) ** 2
+    var64 = s64.to_diag().s[1] / s64.n[1] - (s64.f[1] / s64.n[1]) ** 2
+    np.testing.assert_allclose(var32, var64, rtol=1e-3)

@@ -154,6 +154,11 @@ class DensityPlan:
         Compute dtype of the GEMMs (float32 or float64).
     """
 
+    #: a component is scored exactly (per-component centring, float64) when the GEMM form's
+    #: rounding error, about ``2 eps M_k`` with ``M_k = sum_d prec_kd (mu_kd - ref_d)^2``,
+    #: could exceed this many nats (narrow components far from the mixture mean)
+    max_rounding_error = 5e-4
+
     def __init__(self, weights, means, prec_chol, covariance_type, dtype=np.float32):
         means = np.asarray(means, dtype=np.float64)
         weights = np.asarray(weights, dtype=np.float64)
@@ -191,8 +196,75 @@ class DensityPlan:
             w[p : p + d] = lin.T
             w[p + d] = const - 0.5 * np.sum(lin * mu, axis=1)
             self.n_quad = p
+        # float32 guard: components whose expansion cancels badly are scored exactly
+        pc = np.asarray(prec_chol, dtype=np.float64)
+        if covariance_type == "full":
+            mag = np.einsum("kd,kde->ke", mu, pc)
+        elif covariance_type == "tied":
+            mag = mu @ pc
+        elif covariance_type == "diag":
+            mag = mu * pc
+        else:
+            mag = mu * pc[:, None]
+        m_k = np.sum(mag * mag, axis=1)
+        risky = np.flatnonzero(2.0 * np.finfo(self.dtype).eps * m_k > self.max_rounding_error)
+        if risky.size > max(1, k // 4) and self.dtype != np.float64:
+            # too many: the whole E-step in float64 is cheaper than per-component work
+            self.dtype = np.dtype(np.float64)
+            risky = risky[:0]
+        self.risky = risky
+        if risky.size:
+            self.const = const[risky]
+            self.means64 = means[risky]
+            if covariance_type in ("full", "tied"):
+                self.chol64 = pc[risky] if covariance_type == "full" else np.repeat(pc[None], risky.size, 0)
+            else:
+                p2 = pc**2
+                self.prec64 = p2[risky] if covariance_type == "diag" else np.repeat(p2[risky][:, None], d, 1)
         self.W = np.ascontiguousarray(w, dtype=self.dtype)
         self.ref_c = self.ref.astype(self.dtype)
+
+    def exact_columns(self, x: np.ndarray, lp: np.ndarray) -> None:
+        """Overwrite the columns of the risky components with exactly centred float64 values."""
+        xd = np.asarray(x, dtype=np.float64)
+        for j, k in enumerate(self.risky):
+            diff = xd - self.means64[j]
+            if self.form == "full":
+                y = diff @ self.chol64[j]
+                q = np.einsum("ij,ij->i", y, y)
+            else:
+                q = (diff * diff) @ self.prec64[j]
+            lp[:, k] = self.const[j] - 0.5 * q
+
+    def exact_stats(self, x: np.ndarray, resp_cols: np.ndarray, acc: dict) -> None:
+        """Add centred float64 statistics of the risky components (posteriors ``resp_cols``)."""
+        xd = np.asarray(x, dtype=np.float64)
+        for j in range(self.risky.size):
+            r = np.asarray(resp_cols[:, j], dtype=np.float64)
+            diff = xd - self.means64[j]
+            acc["n"][j] += r.sum()
+            acc["f"][j] += r @ diff
+            if self.form == "full":
+                acc["s"][j] += (diff * r[:, None]).T @ diff
+            else:
+                acc["s"][j] += r @ (diff * diff)
+
+    def exact_accumulator(self) -> dict:
+        r, d = self.risky.size, self.n_features
+        s_shape = (r, d, d) if self.form == "full" else (r, d)
+        return {"n": np.zeros(r), "f": np.zeros((r, d)), "s": np.zeros(s_shape)}
+
+    def patch_stats(self, n, f, s, acc: dict) -> None:
+        """Replace the risky components' statistics by their exact (uncentred) values."""
+        for j, k in enumerate(self.risky):
+            mu = self.means64[j]
+            nk, fc, sc = acc["n"][j], acc["f"][j], acc["s"][j]
+            n[k] = nk
+            f[k] = fc + nk * mu
+            if self.form == "full":
+                s[k] = sc + np.outer(fc, mu) + np.outer(mu, fc) + nk * np.outer(mu, mu)
+            else:
+                s[k] = sc + 2.0 * fc * mu + nk * mu * mu
 
     @property
     def n_columns(self) -> int:
@@ -382,13 +454,14 @@ def posteriors_and_scale(lp, z, weights, top_c, logp, m, factor):
     ``lp`` (n, K) holds weighted log-densities; ``z`` (n, cols) the design matrix. The frame
     posteriors times frame weights are split between ``lp`` and ``z``: whichever is narrower
     gets scaled by ``w_n / sum_k exp(lp_nk - max)`` (the other holds ``exp(lp - max)``).
-    Writes ``log p(x_n)`` into ``logp``.
+    Writes ``log p(x_n)`` into ``logp``; returns True when ``z`` was scaled (then the
+    posteriors are ``lp * factor[:, None]``), False when ``lp`` holds the posteriors.
     """
     n, k = lp.shape
     kern = kernels()
     if kern is None or (top_c is not None and top_c < k):
         logp[:n] = logsumexp_normalize(lp, weights, top_c)
-        return
+        return False
     mm, ff = m[:n], factor[:n]
     kern.row_max_subtract(lp, mm)
     np.exp(lp, out=lp)
@@ -397,3 +470,4 @@ def posteriors_and_scale(lp, z, weights, top_c, logp, m, factor):
     kern.row_normalise(lp, mm, w, logp[:n], ff, scale_e)
     if not scale_e:
         kern.scale_rows(z, ff)
+    return not scale_e

@@ -94,13 +94,21 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
     m = np.empty(chunk, dtype=plan.dtype)
     factor = np.empty(chunk)
     loglik = 0.0
+    exact = plan.exact_accumulator() if plan.risky.size else None
     for a in range(0, n, chunk):
         xc = X[a : a + chunk]
         nc = xc.shape[0]
         z = plan.design(xc, out=zbuf)
         lp = plan.log_prob(z, out=lbuf)
+        if exact is not None:
+            plan.exact_columns(xc, lp)
         wc = None if sample_weight is None else sample_weight[a : a + chunk]
-        posteriors_and_scale(lp, z, wc, top_c, logp, m, factor)
+        scaled_z = posteriors_and_scale(lp, z, wc, top_c, logp, m, factor)
+        if exact is not None:
+            cols = lp[:, plan.risky].astype(np.float64)
+            if scaled_z:
+                cols *= factor[:nc, None]
+            plan.exact_stats(xc, cols, exact)
         if wc is None:
             loglik += float(logp[:nc].sum())
         else:
@@ -108,6 +116,8 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
             loglik += float(wc[pos] @ logp[:nc][pos])
         g += lp.T @ z
     nk, f, s = plan.uncentre(g)
+    if exact is not None:
+        plan.patch_stats(nk, f, s, exact)
     n_frames = float(n) if sample_weight is None else float(np.sum(sample_weight))
     return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
 
@@ -829,7 +839,10 @@ class GMM:
         plan = self._plan()
         out = np.empty((X.shape[0], self.n_components), dtype=np.float64)
         for a, xc in self._chunks(X):
-            out[a : a + xc.shape[0]] = plan.log_prob(plan.design(xc))
+            lp = plan.log_prob(plan.design(xc))
+            if plan.risky.size:
+                plan.exact_columns(xc, lp)
+            out[a : a + xc.shape[0]] = lp
         return out
 
     def _estimate(self, X, want_resp):
@@ -838,6 +851,8 @@ class GMM:
         resp = np.empty((X.shape[0], self.n_components)) if want_resp else None
         for a, xc in self._chunks(X):
             lp = plan.log_prob(plan.design(xc))
+            if plan.risky.size:
+                plan.exact_columns(xc, lp)
             logp[a : a + xc.shape[0]] = logsumexp_normalize(lp)
             if want_resp:
                 resp[a : a + xc.shape[0]] = lp
@@ -863,7 +878,10 @@ class GMM:
         plan = self._plan()
         labels = np.empty(X.shape[0], dtype=np.int64)
         for a, xc in self._chunks(X):
-            labels[a : a + xc.shape[0]] = np.argmax(plan.log_prob(plan.design(xc)), axis=1)
+            lp = plan.log_prob(plan.design(xc))
+            if plan.risky.size:
+                plan.exact_columns(xc, lp)
+            labels[a : a + xc.shape[0]] = np.argmax(lp, axis=1)
         return labels
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
