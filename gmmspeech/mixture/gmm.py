@@ -143,6 +143,15 @@ def _blas_threads() -> int:
         return 1
 
 
+def _available_threads() -> int:
+    """Cores this process may use, capped by the BLAS thread limit in force."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _blas_threads()))
+
+
 def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_threads=None) -> SufficientStats:
     """E-step of one block of frames against ``plan`` (module-level: runs in workers).
 
@@ -153,11 +162,7 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
     """
     n = X.shape[0]
     if n_threads is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            cores = os.cpu_count() or 1
-        n_threads = min(cores, _blas_threads())
+        n_threads = _available_threads()
     rows = _block_rows(plan, chunk_size)
     n_threads = int(max(1, min(n_threads, n // (2 * rows))))
     if n < 4 * rows:  # small inputs (scoring one utterance): no thread or BLAS-limit overhead
@@ -828,6 +833,38 @@ class GMM:
         for a in range(0, X.shape[0], step):
             yield a, X[a : a + step]
 
+    def _for_blocks(self, X, fn):
+        """Call ``fn(a, log_prob_block)`` for cache-sized row blocks of ``X`` (``a``: first row).
+
+        Large inputs are split over threads with single-threaded BLAS, as in the E-step;
+        ``fn`` must only write rows ``a : a + len(block)`` of its outputs.
+        """
+        plan = self._plan()
+        rows = _block_rows(plan, self.chunk_size)
+        n = X.shape[0]
+
+        def run(lo, hi):
+            for a in range(lo, hi, rows):
+                xc = X[a : min(a + rows, hi)]
+                lp = plan.log_prob(plan.design(xc))
+                if plan.risky.size:
+                    plan.exact_columns(xc, lp)
+                fn(a, lp)
+
+        if n < 4 * rows:
+            run(0, n)
+            return
+        n_threads = int(max(1, min(_available_threads(), n // (2 * rows))))
+        with _controller().limit(limits=1, user_api="blas"):
+            if n_threads == 1:
+                run(0, n)
+                return
+            from concurrent.futures import ThreadPoolExecutor
+
+            bounds = np.linspace(0, n, n_threads + 1).astype(int)
+            with ThreadPoolExecutor(n_threads) as ex:
+                list(ex.map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
+
     def weighted_log_prob(self, X) -> np.ndarray:
         """``log phi_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component.
 
@@ -836,26 +873,24 @@ class GMM:
         ndarray (N, K) float64
         """
         X = self._check_X(X, reset=False)
-        plan = self._plan()
         out = np.empty((X.shape[0], self.n_components), dtype=np.float64)
-        for a, xc in self._chunks(X):
-            lp = plan.log_prob(plan.design(xc))
-            if plan.risky.size:
-                plan.exact_columns(xc, lp)
-            out[a : a + xc.shape[0]] = lp
+
+        def put(a, lp):
+            out[a : a + lp.shape[0]] = lp
+
+        self._for_blocks(X, put)
         return out
 
     def _estimate(self, X, want_resp):
-        plan = self._plan()
         logp = np.empty(X.shape[0])
         resp = np.empty((X.shape[0], self.n_components)) if want_resp else None
-        for a, xc in self._chunks(X):
-            lp = plan.log_prob(plan.design(xc))
-            if plan.risky.size:
-                plan.exact_columns(xc, lp)
-            logp[a : a + xc.shape[0]] = logsumexp_normalize(lp)
+
+        def put(a, lp):
+            logp[a : a + lp.shape[0]] = logsumexp_normalize(lp)
             if want_resp:
-                resp[a : a + xc.shape[0]] = lp
+                resp[a : a + lp.shape[0]] = lp
+
+        self._for_blocks(X, put)
         return logp, resp
 
     def score_samples(self, X) -> np.ndarray:
@@ -875,13 +910,12 @@ class GMM:
     def predict(self, X) -> np.ndarray:
         """Most probable component of every frame, shape (N,)."""
         X = self._check_X(X, reset=False)
-        plan = self._plan()
         labels = np.empty(X.shape[0], dtype=np.int64)
-        for a, xc in self._chunks(X):
-            lp = plan.log_prob(plan.design(xc))
-            if plan.risky.size:
-                plan.exact_columns(xc, lp)
-            labels[a : a + xc.shape[0]] = np.argmax(lp, axis=1)
+
+        def put(a, lp):
+            labels[a : a + lp.shape[0]] = np.argmax(lp, axis=1)
+
+        self._for_blocks(X, put)
         return labels
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
