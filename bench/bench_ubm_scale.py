@@ -180,9 +180,9 @@ def _child_train(args) -> None:
             # the reservoir and the initialisation are over: start the EM-only peak
             em_peak.update(_status_kb())
             sampler.em = em_peak
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = original(func, items, **kw)
-        passes.append((name, time.perf_counter() - t))
+        passes.append((name, time.perf_counter() - t, time.process_time() - c))
         return out
 
     gp.parallel_map = timed_map
@@ -197,11 +197,13 @@ def _child_train(args) -> None:
         limits.unregister()
     sampler.stop()
     gp.parallel_map = original
-    estep = [s for name, s in passes if name == "_estep_task"]
-    reservoir = sum(s for name, s in passes if name == "_reservoir_task")
+    estep = [s for name, s, _ in passes if name == "_estep_task"]
+    estep_cpu = [c for name, _, c in passes if name == "_estep_task"]
+    reservoir = sum(s for name, s, _ in passes if name == "_reservoir_task")
     print(json.dumps({
         "frames": n, "total": total, "n_iter": len(estep),
-        "iteration_seconds": estep, "reservoir_seconds": reservoir,
+        "iteration_seconds": estep, "iteration_cpu_seconds": estep_cpu,
+        "reservoir_seconds": reservoir,
         "init_seconds": total - reservoir - sum(estep),
         "peak_kb": sampler.peak, "em_peak_kb": em_peak, "base_kb": base,
         "finite": bool(np.all(np.isfinite(ubm.means_)) and np.all(np.isfinite(ubm.covariances_))),
@@ -274,14 +276,17 @@ def main(argv=None) -> int:
                                   + common)
             secs = res["iteration_seconds"]
             s_iter = float(np.median(secs))
+            cpu_iter = float(np.median(res["iteration_cpu_seconds"]))
             em = res["em_peak_kb"]
             print(f"    reservoir pass {res['reservoir_seconds']:.1f} s, init {res['init_seconds']:.1f} s, "
-                  f"EM iterations {', '.join(f'{x:.1f}' for x in secs)} s; peak RSS {rss / 1024:.0f} MB "
+                  f"EM iterations {', '.join(f'{x:.1f}' for x in secs)} s (CPU "
+                  f"{', '.join(f'{x:.1f}' for x in res['iteration_cpu_seconds'])} s); peak RSS {rss / 1024:.0f} MB "
                   f"(whole run), {em.get('VmRSS', 0) / 1024:.0f} MB during EM (anon "
                   f"{em.get('RssAnon', 0) / 1024:.0f} MB, file-backed {em.get('RssFile', 0) / 1024:.0f} MB); "
                   f"finite={res['finite']}", flush=True)
             results.append({"size": size, "frames": w["frames"], "bytes": w["bytes"],
                             "s_iter": s_iter, "s_iter_per_M": s_iter / (w["frames"] / 1e6),
+                            "cpu_per_M": cpu_iter / (w["frames"] / 1e6),
                             "rss_mb": rss / 1024, "em_mb": em.get("VmRSS", 0) / 1024,
                             "anon_mb": res["peak_kb"].get("RssAnon", 0) / 1024,
                             "file_mb": res["peak_kb"].get("RssFile", 0) / 1024})
@@ -293,16 +298,21 @@ def main(argv=None) -> int:
 
     print()
     print(f"{'frames':>10} {'data GB':>8} {'s/iter':>8} {'s/iter/Mfr':>11} {'ratio':>6} "
+          f"{'CPU s/iter/Mfr':>15} {'ratio':>6} "
           f"{'peak RSS MB':>12} {'EM RSS MB':>10} {'anon MB':>8} {'file MB':>8}")
     ref = results[0]["s_iter_per_M"] if results else 1.0
+    cref = results[0]["cpu_per_M"] if results else 1.0
     for r in results:
         print(f"{r['frames']:>10,d} {r['bytes'] / 1e9:>8.2f} {r['s_iter']:>8.2f} {r['s_iter_per_M']:>11.2f} "
-              f"{r['s_iter_per_M'] / ref:>6.2f} {r['rss_mb']:>12.0f} {r['em_mb']:>10.0f} {r['anon_mb']:>8.0f} "
+              f"{r['s_iter_per_M'] / ref:>6.2f} {r['cpu_per_M']:>15.2f} {r['cpu_per_M'] / cref:>6.2f} "
+              f"{r['rss_mb']:>12.0f} {r['em_mb']:>10.0f} {r['anon_mb']:>8.0f} "
               f"{r['file_mb']:>8.0f}")
     if results:
         big = results[-1]
         lin = max(r["s_iter_per_M"] for r in results) / min(r["s_iter_per_M"] for r in results)
-        print(f"linearity: s/iter per million frames varies by x{lin:.2f} across sizes "
+        clin = max(r["cpu_per_M"] for r in results) / min(r["cpu_per_M"] for r in results)
+        print(f"linearity: s/iter per million frames varies by x{lin:.2f} across sizes (CPU time: "
+              f"x{clin:.2f}; with --jobs > 1 the CPU is spent in the workers and only wall time counts) "
               f"(target <= 1.25); peak RSS at {big['frames'] / 1e6:g} M frames: {big['rss_mb']:.0f} MB "
               f"for {big['bytes'] / 1e9:.2f} GB of features (target < 2048 MB)")
     return 0
