@@ -304,3 +304,21 @@ def test_score_dask_equals_local(stores, ubms, cluster):
     np.testing.assert_allclose(remote, local, rtol=RTOL, atol=1e-9)
     # each test utterance scores best against its own speaker
     assert list(local.argmax(axis=1)) == list(range(N_SPK))
+
+
+def test_train_ubm_cli_dask_equals_local(stores, cluster, tmp_path):
+    """``gmmspeech train-ubm --backend dask --scheduler ADDR`` trains the local model."""
+    from gmmspeech.mixture.io import load
+
+    store = stores[0].root
+    common = ["train-ubm", store, "--components", 8, "--iterations", 3, "--seed", 5,
+              "--reservoir", 3000, "--quiet"]
+    runs = {}
+    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster])):
+        out = tmp_path / f"{name}.npz"
+        res = subprocess.run([sys.executable, "-m", "gmmspeech", *map(str, common), "--out", str(out),
+                              *extra], env=_cli_env(), capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr
+        runs[name] = load(out)
+    _assert_same_gmm(runs["local"], runs["dask"])
