@@ -157,3 +157,27 @@ def report_systems(rep, systems: dict[str, dict], *, prefix: str, title: str,
         ax.set_ylabel("log-likelihood / frame")
         ax.grid(True, color="0.9")
         ax.legend(fontsize=8)
+
+
+def save_system(sysres: dict, folder, *, config) -> Path:
+    """Write ``folder/ubm.npz`` and ``folder/models/<label>.npz`` (gmmspeech model files,
+    the layout of ``gmmspeech enroll``), each with the feature configuration in its
+    metadata so that :mod:`gmmspeech.recipes.score_files` can extract matching features."""
+    import re
+
+    from gmmspeech.mixture import io as mio
+
+    folder = Path(folder)
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    cfg = config.to_dict()
+    mio.save(sysres["ubm"], folder / "ubm.npz", metadata={"role": "ubm", "feature_config": cfg})
+    used: set[str] = set()
+    for label, model in sysres["models"].items():
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)).strip("._") or "model"
+        name, n = base, 1
+        while name in used:
+            name, n = f"{base}.{n}", n + 1
+        used.add(name)
+        mio.save(model, folder / "models" / f"{name}.npz",
+                 metadata={"label": str(label), "role": "speaker-model", "feature_config": cfg})
+    return folder

@@ -81,7 +81,8 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
     n_jobs, backend, scheduler
         Parallelism (see :mod:`gmmspeech.parallel`).
     n_speakers, n_utterances : int or None
-        Synthetic target speakers and utterances per speaker (half enrolment, half test).
+        Synthetic target speakers and utterances per speaker (half enrolment, half test);
+        with LibriSpeech, ``n_speakers`` keeps the first speakers of the protocol.
     n_components : int or None
         UBM components (default 64 synthetic, 32 quick; 256 LibriSpeech).
     verbose : bool
@@ -113,11 +114,12 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
         root = require_data_root(data_root, "librispeech", "demo")
         sets = {part: read_manifest(default_manifest("librispeech", f"{part}.csv"), data_root=root)
                 for part in ("background", "enroll", "test")}
-        if quick:
-            keep = sorted({r.label for r in sets["enroll"]})[:20]
+        if quick or n_speakers:
+            keep = sorted({r.label for r in sets["enroll"]})[: int(n_speakers or 10)]
             sets["enroll"] = [r for r in sets["enroll"] if r.label in keep]
             sets["test"] = [r for r in sets["test"] if r.label in keep]
-            sets["background"] = sets["background"][::4]
+        if quick:
+            sets["background"] = sets["background"][::10]
         K = int(n_components or (32 if quick else 256))
         profiles = None
         corpus = "librispeech"
@@ -140,6 +142,7 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
         n_components=K, covariance_type="diag", max_iter=10, seed=seed, n_jobs=n_jobs,
         backend=backend, scheduler=scheduler,
     )
+    chain.save_system(system, out, config=config)
     m = system["metrics"]
     n_models = m["n_models"]
     results = {
@@ -189,6 +192,9 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
         "picks the best model; every (segment, model) pair is also a verification trial for "
         f"the EER and minDCF. Chance accuracy is {100.0 / n_models:.1f} %."
     )
+    rep.text("The UBM and the speaker models are saved as `ubm.npz` and `models/<speaker>.npz`; "
+             f"`gmmspeech recipe score_files --models {out}/models --input {out}/audio "
+             f"--out {out}/scored` scores any folder of audio against them.")
     if failed:
         rep.text(f"{len(failed)} files could not be used (see `features/errors.tsv`).")
     chain.report_systems(rep, {f"GMM-UBM diag-{K}": system}, prefix="demo",
