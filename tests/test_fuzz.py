@@ -309,3 +309,55 @@ def test_manifest_oversized_field(workdir):
     path = workdir / "huge-field.csv"
     path.write_text('id,path,label\na,"' + "x" * 200_000 + '",b\n', encoding="utf-8")
     _check_manifest(path)
+
+
+# ------------------------------------------------------- audio: header fields, resampling
+
+
+@settings(FUZZ, max_examples=40)  # low claimed rates mean long resampling: fewer examples
+@given(
+    rate=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 7, 8000, 44100, 2**31 - 1, 2**32 - 1])),
+    channels=st.integers(0, 2**16 - 1),
+    target=st.sampled_from([16000, 8000, None]),
+)
+def test_audio_loader_hostile_wav_header(workdir, rate, channels, target):
+    """A WAV whose header claims any sampling rate or channel count: resampling to
+    ``target`` and mixing down either work or raise AudioError."""
+    import struct
+
+    from gmmspeech import audio
+
+    raw = bytearray(_valid("WAV"))
+    # canonical 44-byte header: channels at 22 (uint16), sample rate at 24 (uint32),
+    # byte rate at 28 (uint32), block align at 32 (uint16)
+    raw[22:24] = struct.pack("<H", channels)
+    raw[24:28] = struct.pack("<I", rate)
+    raw[28:32] = struct.pack("<I", (rate * max(channels, 1) * 2) % 2**32)
+    raw[32:34] = struct.pack("<H", (max(channels, 1) * 2) % 2**16)
+    path = _fresh(workdir, ".wav")
+    path.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            info = audio.info(path)
+            assert info.samplerate > 0 and info.channels > 0
+            y = audio.load(path, sr=target)
+        except AudioError as exc:
+            assert exc.path == os.fspath(path) and exc.reason
+            return
+    assert y.dtype == np.float32 and y.ndim == 1 and y.size > 0 and np.all(np.isfinite(y))
+
+
+@FUZZ
+@given(data=st.binary(max_size=512), suffix=st.sampled_from([".wav", ".flac", ".mp3"]))
+def test_audio_info_random_bytes(workdir, data, suffix):
+    from gmmspeech import audio
+
+    path = _fresh(workdir, suffix)
+    path.write_bytes(data)
+    try:
+        info = audio.info(path)
+    except AudioError as exc:
+        assert exc.path == os.fspath(path)
+        return
+    assert info.samplerate > 0 and info.channels > 0 and info.frames >= 0
