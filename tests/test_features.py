@@ -575,3 +575,18 @@ def test_feature_warping_numpy_fallback_agrees(monkeypatch):
     fast = feature_warping(X, window=41)
     monkeypatch.setattr(normalize, "_warp_kernel", lambda: None)
     np.testing.assert_array_equal(feature_warping(X, window=41), fast)
+
+
+def test_energy_raw_and_windowed_against_plain_frames():
+    y = speechlike(sr=16000, seconds=0.2, seed=13) + np.float32(0.05)  # with a DC offset
+    n = np.arange(400)
+    hamming = 0.54 - 0.46 * np.cos(2 * np.pi * n / 399)
+    cfg = FeatureConfig.preset("speech")
+    _, raw = mfcc_and_energy(y, sr=16000, config=cfg)
+    _, windowed = mfcc_and_energy(y, sr=16000, config=cfg.replace(raw_energy=False))
+    for t in (0, 5, 17):
+        x = y[t * 160 : t * 160 + 400].astype(np.float64)
+        x = x - x.mean()
+        assert raw[t] == pytest.approx(math.log(np.sum(x * x)), abs=1e-4)
+        pre = np.concatenate([[x[0] * 0.03], x[1:] - 0.97 * x[:-1]]) * hamming
+        assert windowed[t] == pytest.approx(math.log(np.sum(pre * pre)), abs=1e-4)

@@ -328,6 +328,7 @@ def mfcc_and_energy(
     config: FeatureConfig | None = None,
     workers: int | None = None,
     use_numba: bool = True,
+    _need_energy: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cepstra and per-frame log-energy, frames first.
 
@@ -384,7 +385,9 @@ def mfcc_and_energy(
     half_power = np.float32(config.power / 2.0)
 
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
-    energy = np.empty(n_frames, dtype=np.float64)
+    energy = np.zeros(n_frames, dtype=np.float64)
+    # the windowed-frame energy costs a pass; skip it when nobody reads it (mfcc())
+    need_windowed_energy = not config.raw_energy and (_need_energy or config.use_energy)
     # one cache-sized working set, reused for every block of frames
     block = min(BLOCK_FRAMES, n_frames)
     buf = np.zeros((block, n_fft), dtype=np.float32)  # columns past win stay zero
@@ -424,7 +427,7 @@ def mfcc_and_energy(
                     np.subtract(core[:, 1:], t, out=core[:, 1:])
                     core[:, 0] *= one_minus_c
                 core *= window
-            if not config.raw_energy:
+            if need_windowed_energy:
                 energy[b0:b1] = np.einsum("ij,ij->i", core, core)
             spec = scipy.fft.rfft(blk, axis=1, workers=workers)
             ri = spec.view(np.float32)  # re, im interleaved
@@ -484,7 +487,7 @@ def mfcc(
     >>> mfcc(y, sr=16000, config=FeatureConfig.preset("speech")).shape
     (20, 98)
     """
-    ceps, _ = mfcc_and_energy(y, sr=sr, config=config, workers=workers)
+    ceps, _ = mfcc_and_energy(y, sr=sr, config=config, workers=workers, _need_energy=False)
     return ceps.T
 
 
