@@ -238,6 +238,8 @@ def test_mfcc_rejects_bad_input():
         mfcc(np.zeros(100, np.float32), sr=16000, config=cfg)
     with pytest.raises(ValueError, match="sr"):
         mfcc(np.zeros(1000, np.float32), sr=0, config=cfg)
+    with pytest.raises(ValueError, match="fmin=3900"):
+        mfcc(np.zeros(8000, np.float32), sr=8000, config=cfg.replace(fmin=3900.0))
 
 
 # ------------------------------------------------------------------ deltas

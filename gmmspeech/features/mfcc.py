@@ -368,8 +368,11 @@ def mfcc_and_energy(
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ValueError(f"sr must be a positive integer, got {sr!r}")
     sr = int(sr)
-    if config.fmin >= 0.5 * sr:
-        raise ValueError(f"config.fmin={config.fmin} is not below Nyquist at sr={sr}")
+    if config.fmin >= config.mel_fmax(sr):
+        raise ValueError(
+            f"config.fmin={config.fmin} Hz is not below the upper band edge "
+            f"{config.mel_fmax(sr):g} Hz at sr={sr}"
+        )
     y = _check_signal(y)
     if config.sample_scale != 1.0:
         y = y * np.float32(config.sample_scale)

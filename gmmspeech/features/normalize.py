@@ -94,6 +94,8 @@ def sliding_cmvn(
 ) -> np.ndarray:
     """Sliding-window CMVN with Kaldi's ``apply-cmvn-sliding`` semantics.
 
+    The defaults are those of Kaldi's speaker-recognition recipes
+    (``--cmn-window=300 --center=true``; the binary's own defaults are 600 and false).
     Each frame has the mean of its window subtracted (and, with ``norm_vars``, is divided
     by the window's standard deviation; a one-frame window gives 0). See
     :func:`sliding_window_bounds` for the window placement.
