@@ -61,7 +61,7 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def run_case(name, ours, theirs, repeat, check):
+def run_case(name, ours, theirs, repeat, check, seconds=None):
     # warm up both (caches, imports, JIT of nothing)
     a, b = ours(), theirs()
     check(a, b)
@@ -74,6 +74,8 @@ def run_case(name, ours, theirs, repeat, check):
     print(f"{name:<34} gmmspeech {best_o:7.3f} s (median {med_o:6.3f})   "
           f"librosa {best_t:7.3f} s (median {med_t:6.3f})   "
           f"ratio best {best_t / best_o:5.2f}x  median {med_t / med_o:5.2f}x")
+    if seconds:
+        print(f"{'':<34} {seconds / best_o:,.0f}x real time vs {seconds / best_t:,.0f}x real time")
     return best_t / best_o, med_t / med_o
 
 
@@ -123,6 +125,7 @@ def main(argv=None) -> int:
             ),
             args.repeat,
             check_shape,
+            y.size / sr,
         )
         results["librosa"] = run_case(
             "librosa preset (2048/512, 128 mels)",
@@ -130,6 +133,7 @@ def main(argv=None) -> int:
             lambda: librosa.feature.mfcc(y=y, sr=sr),
             args.repeat,
             check_close,
+            y.size / sr,
         )
         utterances = np.array_split(y, max(1, y.size // (sr // 2)))
 
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
 
         results["short"] = run_case(
             f"speech preset, {len(utterances)} x 0.5 s calls",
-            ours_short, theirs_short, max(1, min(args.repeat, 3)), check_list,
+            ours_short, theirs_short, max(1, min(args.repeat, 3)), check_list, y.size / sr,
         )
     finally:
         if ctx is not None:
