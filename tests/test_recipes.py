@@ -163,3 +163,139 @@ def test_em_tutorial_without_faithful_skips_part_two(tmp_path):
     assert "Skipped" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="n_heights"):
         recipes.run("em_tutorial", out=out, n_heights=5, verbose=False)
+
+
+# --------------------------------------------------------------------------- synthetic helpers
+@pytest.fixture(scope="module")
+def synth_wavs(tmp_path_factory):
+    """Nine synthetic utterances of three speakers as 16 kHz WAV files, plus two bad files."""
+    import soundfile as sf
+
+    from gmmspeech.synth import synth_corpus
+
+    root = tmp_path_factory.mktemp("wavs")
+    _, utts = synth_corpus(3, 3, seed=5, duration=1.2, snr_db=30.0)
+    for u in utts:
+        (root / u.speaker).mkdir(exist_ok=True)
+        sf.write(root / u.speaker / f"{u.id}.wav", u.y, u.sr)
+    (root / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    sf.write(root / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    return root, utts
+
+
+# --------------------------------------------------------------------------- score_files
+def test_score_files_folder_with_bad_files(tmp_path, synth_wavs):
+    import csv
+
+    from gmmspeech.features import FeatureConfig, extract
+    from gmmspeech.mixture.gmm import GMM
+    from gmmspeech.mixture.io import save
+
+    root, utts = synth_wavs
+    cfg = FeatureConfig.preset("speech")
+    feats = {u.id: extract(root / u.speaker / f"{u.id}.wav", config=cfg) for u in utts}
+    models = tmp_path / "models"
+    models.mkdir()
+    fitted = {}
+    for spk in ("spk00", "spk01", "spk02"):
+        X = np.concatenate([feats[u.id] for u in utts if u.speaker == spk])
+        fitted[spk] = GMM(2, random_state=0, reg_covar=1e-3).fit(X)
+        save(fitted[spk], models / f"{spk}.npz", metadata={"label": spk})
+    out = tmp_path / "scored"
+    res = recipes.run("score_files", out=out, models=models, input=root, verbose=False)
+    saved = _load_results(out)
+    assert saved["n_files"] == 11 and saved["n_scored"] == 9 and saved["n_failed"] == 2
+    assert saved["llr"] is False  # no UBM: plain average log-likelihoods
+    reasons = {Path(f["path"]).name: f["reason"] for f in res["failed"]}
+    assert set(reasons) == {"broken.wav", "silence.wav"}
+    bad = (out / "bad_files.tsv").read_text()
+    assert "broken.wav" in bad and "silence.wav" in bad
+    with open(out / "scores.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert len(rows) == 9
+    for row in rows:
+        u = next(u for u in utts if row["id"].endswith(f"{u.id}.wav"))
+        X = feats[u.id].astype(np.float64)
+        for spk, g in fitted.items():  # independent: the GMM's own average log-likelihood
+            assert float(row[f"score:{spk}"]) == pytest.approx(g.score(X), abs=2e-3)
+        assert row["best_model"] == max(fitted, key=lambda s: float(row[f"score:{s}"]))
+    with pytest.raises(FileNotFoundError, match="no such"):
+        recipes.run("score_files", out=out, models=models, input=tmp_path / "nope", verbose=False)
+    with pytest.raises(FileNotFoundError, match="--models"):
+        recipes.run("score_files", out=out, models=tmp_path / "nope", input=root, verbose=False)
+
+
+# --------------------------------------------------------------------------- train_corpus
+def test_train_corpus_reports_bad_files_and_resumes(tmp_path, synth_wavs):
+    from gmmspeech.corpus.manifest import Row, write_manifest
+    from gmmspeech.mixture.io import load
+
+    root, utts = synth_wavs
+    rows = [Row(u.id, str(root / u.speaker / f"{u.id}.wav"), u.speaker, None, None, None)
+            for u in utts]
+    rows.append(Row("broken", str(root / "broken.wav"), "x", None, None, None))
+    manifest = tmp_path / "train.csv"
+    write_manifest(rows, manifest)
+    out = tmp_path / "ubm"
+    kw = dict(out=out, manifest=manifest, n_components=4, max_iter=3, verbose=False, seed=1)
+    res = recipes.run("train_corpus", **kw)
+    saved = _load_results(out)
+    assert saved["n_used"] == 9 and saved["n_failed"] == 1 and not saved["resumed"]
+    assert saved["failed"][0]["id"] == "broken"
+    h = saved["history"]
+    assert len(h) == 3 and all(b >= a - 1e-9 for a, b in zip(h, h[1:]))
+    ubm = load(out / "ubm.npz")
+    assert ubm.n_components == 4 and ubm.weights_.sum() == pytest.approx(1.0)
+    assert ubm.metadata_["role"] == "ubm"
+    # the final model explains the training frames at least as well as the last E-step
+    from gmmspeech.corpus.store import FeatureStore
+
+    store = FeatureStore(out / "store")
+    X = np.concatenate([store.load(i) for i in store.ids()]).astype(np.float64)
+    assert X.shape[0] == saved["n_frames"]
+    assert ubm.score(X) >= h[-1] - 1e-4
+    # second run: nothing re-extracted, training resumes from the checkpoint
+    again = recipes.run("train_corpus", **kw)
+    assert again["resumed"] and again["n_extracted"] == 0 and again["n_already_in_store"] == 9
+    np.testing.assert_allclose(load(out / "ubm.npz").means_, ubm.means_)
+    assert res["n_components"] == 4
+
+
+# --------------------------------------------------------------------------- shared datasets
+def test_digits_small_against_sklearn(tmp_path, fsdd_root):
+    out = tmp_path / "digits"
+    res = recipes.run("digits", out=out, data_root=fsdd_root.parent, max_per_class=6,
+                      max_folds=2, n_components=2, verbose=False)
+    saved = _load_results(out)
+    assert len(saved["folds"]) == 2 and saved["n_files"] == 6 * 10 * 6
+    assert saved["accuracy"] > 0.3  # chance is 0.1
+    cm = np.asarray(saved["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == sum(f["n_test"] for f in saved["folds"])
+    assert np.trace(cm) / cm.sum() == pytest.approx(saved["accuracy"])
+    if "accuracy_sklearn" in res:  # same features, same model family: close results
+        assert abs(saved["accuracy"] - saved["accuracy_sklearn"]) <= 0.15
+        assert saved["agreement_with_sklearn"] >= 0.7
+    assert "CC BY-SA 4.0" in (out / "report.md").read_text()
+
+
+def test_speaker_id_fsdd_small(tmp_path, fsdd_root):
+    out = tmp_path / "spk"
+    recipes.run("speaker_id", out=out, data_root=fsdd_root.parent, protocols=["fsdd"],
+                n_components=8, n_components_full=2, max_files=60, verbose=False)
+    saved = _load_results(out)
+    p = saved["protocols"]["fsdd"]
+    assert p["n_models"] == 6 and p["n_tests"] == 60
+    assert set(p["systems"]) == {"diag-8", "full-2"}
+    for s in p["systems"].values():
+        assert 1 / 6 < s["accuracy"] <= 1.0  # above chance
+        assert 0.0 <= s["eer"] < 0.5
+        assert s["n_target"] == 60 and s["n_nontarget"] == 300
+    text = (out / "report.md").read_text()
+    assert "fsdd_det.png" in text and "fsdd_confusion.png" in text
+
+
+def test_speaker_id_needs_data_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        recipes.run("speaker_id", out=tmp_path, verbose=False)
+    res = recipes.run("speaker_id", out=tmp_path, data_root=tmp_path, verbose=False)
+    assert all("skipped" in v for v in res["protocols"].values())

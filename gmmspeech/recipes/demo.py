@@ -57,7 +57,7 @@ def _write_synthetic(out: Path, *, n_speakers: int, n_utterances: int, n_backgro
     man = out / "manifests"
     man.mkdir(exist_ok=True)
     for part, rows in sets.items():
-        write_manifest(rows, man / f"{part}.csv", root=out)
+        write_manifest(rows, man / f"{part}.csv", root=man)  # paths relative to the manifest
     profiles = {s.name: s.to_dict() for s in targets}
     return sets, profiles
 

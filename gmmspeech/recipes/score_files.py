@@ -130,6 +130,8 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
         raise ValueError(f"--preset {config.name!r} gives {config.n_features}-dimensional features "
                          f"but the models in {models} have {dims} dimensions")
     rows = input_rows(input, data_root=data_root, max_files=max_files or (50 if quick else None))
+    if not rows:
+        raise ValueError(f"--input {input}: no rows to score")
     store, good, failed = chain.build_features(rows, Path(out) / "features", config=config,
                                                n_jobs=n_jobs, backend=backend,
                                                scheduler=scheduler, progress=verbose)
@@ -208,7 +210,7 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
     if verbose:
         print(format_text_table(["files", "scored", "failed", "models", "table"],
                                 [[len(rows), len(good), len(failed), len(labels), str(tsv)]]))
-        for i, p, why in failed:
+        for _id, p, why in failed:
             print(f"bad file: {p}: {why}")
         if "evaluation" in results:
             print(f"accuracy {results['evaluation']['accuracy']:.4f}")
