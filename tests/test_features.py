@@ -466,6 +466,9 @@ def test_extract_errors(tmp_path):
     assert exc.value.path == str(short)
     with pytest.raises(AudioError, match="past the end"):
         extract(speechlike(seconds=0.5), start=1.0)
+    with pytest.raises(AudioError, match="past the end"):
+        extract(speechlike(seconds=0.5), start=0.1, end=1.5)
+    assert extract(speechlike(seconds=0.5), start=0.1, end=0.7).shape[1] == 60  # 0.2 s overshoot: clipped
     with pytest.raises(ValueError, match="1-D"):
         extract(np.zeros((2, 16000), np.float32))
 

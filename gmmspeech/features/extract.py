@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, load
 from gmmspeech.errors import AudioError, FeatureError
 from gmmspeech.features.config import FeatureConfig
 from gmmspeech.features.mfcc import deltas, mfcc_and_energy
@@ -36,13 +37,17 @@ def _slice_signal(y: np.ndarray, sr: int, start, end) -> np.ndarray:
     e = float(end)
     if not math.isfinite(e) or e <= s:
         raise AudioError(None, f"segment end {end!r} is not after its start {s:g} s")
+    if e > n / sr + DEFAULT_MAX_OVERSHOOT:
+        raise AudioError(
+            None, f"segment end {e:g} s is past the end of the signal ({n / sr:g} s) by more "
+            f"than {DEFAULT_MAX_OVERSHOOT:g} s",
+        )
     last = min(int(round(e * sr)), n)
     return y[first:last]
 
 
 def _signal(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, str | None]:
     """Samples at ``config.sample_rate`` and the path (None for an array)."""
-    from gmmspeech import audio
 
     rate = config.sample_rate
     min_samples = config.win_samples(rate)
@@ -52,7 +57,7 @@ def _signal(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, 
                 f"sr={sr!r} given with a file: files are read at config.sample_rate ({rate} Hz);"
                 " change the configuration instead"
             )
-        y = audio.load(source, sr=rate, start=start, end=end, min_duration=None,
+        y = load(source, sr=rate, start=start, end=end, min_duration=None,
                        min_samples=min_samples)
         return y, os.fspath(source)
     y = np.asarray(source)
