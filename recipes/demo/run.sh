@@ -1,0 +1,8 @@
+#!/bin/sh
+# demo recipe: see README.md in this folder. Extra arguments go to the command
+# (e.g. --quick for a small run, -j 2 for two worker processes).
+set -eu
+cd "$(dirname "$0")/../.."
+GMMSPEECH=${GMMSPEECH:-.venv/bin/gmmspeech}
+DATA_ROOT=${DATA_ROOT:-../shared/datasets}
+exec "$GMMSPEECH" demo --out "${OUT:-demo-out}" "$@"
