@@ -314,9 +314,10 @@ def test_manifest_oversized_field(workdir):
 # ------------------------------------------------------- audio: header fields, resampling
 
 
-@settings(FUZZ, max_examples=40)  # low claimed rates mean long resampling: fewer examples
+# (a claimed 1 Hz is left out of the fixed values: 4000 samples become 64 M at 16 kHz, ~8 s)
+@settings(FUZZ, max_examples=60)
 @given(
-    rate=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 7, 8000, 44100, 2**31 - 1, 2**32 - 1])),
+    rate=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 7, 8000, 44100, 2**31 - 1, 2**32 - 1])),
     channels=st.integers(0, 2**16 - 1),
     target=st.sampled_from([16000, 8000, None]),
 )
