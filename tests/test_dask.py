@@ -8,6 +8,7 @@ closures: the workers cannot import this test module.
 
 from __future__ import annotations
 
+import csv
 import math
 import operator
 import os
@@ -322,3 +323,31 @@ def test_train_ubm_cli_dask_equals_local(stores, cluster, tmp_path):
         assert "Traceback" not in res.stderr
         runs[name] = load(out)
     _assert_same_gmm(runs["local"], runs["dask"])
+
+
+def test_speaker_id_cli_dask_equals_local(manifest, cluster, tmp_path):
+    """The whole recipe (features, UBM, enrolment, scoring) on the cluster gives the local
+    run's scores."""
+    header, *rows = manifest.read_text().splitlines()
+    absolute = [",".join([i, str(manifest.parent / p), lab]) for i, p, lab in (r.split(",") for r in rows)]
+    enroll = tmp_path / "enroll.csv"
+    test = tmp_path / "test.csv"
+    enroll.write_text("\n".join([header] + [r for r in absolute if not r.split(",")[0].endswith("u3")]) + "\n")
+    test.write_text("\n".join([header] + [r for r in absolute if r.split(",")[0].endswith("u3")]) + "\n")
+    scores = {}
+    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster])):
+        out = tmp_path / name
+        res = subprocess.run(
+            [sys.executable, "-m", "gmmspeech", "speaker-id", "--background", str(manifest),
+             "--enroll", str(enroll), "--test", str(test), "--out", str(out), "--components", "8",
+             "--iterations", "3", "--quiet", *extra],
+            env=_cli_env(), capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr
+        with open(out / "scores.tsv", newline="") as fh:
+            lines = list(csv.DictReader(fh, dialect="excel-tab"))
+        scores[name] = {(r["test_id"], r["model"]): float(r["score"]) for r in lines}
+    assert len(scores["local"]) == N_SPK * N_SPK
+    assert scores["dask"].keys() == scores["local"].keys()
+    for key, val in scores["local"].items():
+        assert scores["dask"][key] == pytest.approx(val, rel=RTOL, abs=1e-9)
