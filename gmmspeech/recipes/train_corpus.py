@@ -145,11 +145,29 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
     ax.grid(True, color="0.9")
     sample = np.concatenate([np.asarray(fs.load(i)) for i in ids[: min(len(ids), 40)]])
     if sample.shape[1] >= 3:
-        plots.density_plot(sample[:: max(1, sample.shape[0] // 5000)], ubm, dims=(1, 2),
-                           path=out / "ubm_density.png",
-                           title="UBM over cepstra c1 and c2 (1 and 2 sigma ellipses)")
-        rep.add_image("ubm_density.png", "Frames (grey) and the UBM's components projected on "
-                      "the first two cepstral coefficients")
+        from gmmspeech.mixture.gmm import GMM
+
+        dims = [1, 2]
+        cov = np.asarray(ubm.covariances_)
+        marginal = GMM.from_params(
+            ubm.weights_, np.asarray(ubm.means_)[:, dims],
+            cov[:, dims] if covariance_type == "diag" else cov[:, dims][:, :, dims],
+            covariance_type=covariance_type)
+        lo = np.percentile(sample[:, dims], 0.5, axis=0)
+        hi = np.percentile(sample[:, dims], 99.5, axis=0)
+        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
+        dens = np.exp(marginal.score_samples(np.column_stack([gx.ravel(), gy.ravel()])))
+        fig, axes = rep.figure("ubm_density.png", "Left: frames projected on cepstra c1 and c2 "
+                               "(2-D histogram). Right: the UBM's density over the same two "
+                               "coefficients (its marginal). The two should look alike.",
+                               ncols=2, figsize=(10, 4.2))
+        axes[0].hist2d(sample[:, 1], sample[:, 2], bins=80, range=[[lo[0], hi[0]], [lo[1], hi[1]]],
+                       cmap="viridis", density=True)
+        axes[1].pcolormesh(gx, gy, dens.reshape(gx.shape), cmap="viridis", shading="auto")
+        for ax, t in zip(axes, ("frames", "UBM marginal density")):
+            ax.set_xlabel("c1")
+            ax.set_ylabel("c2")
+            ax.set_title(t)
     if "librispeech" in str(manifest):
         rep.credit("librispeech")
     results["seconds"]["total"] = time.perf_counter() - t0
