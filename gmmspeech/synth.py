@@ -17,8 +17,8 @@ stops with bursts, pauses) rendered as
   at a random signal-to-noise ratio, so that utterances of one speaker differ.
 
 Speakers differ in mean pitch and pitch range, vocal-tract length (formant scaling),
-personal vowel formant offsets, jitter, shimmer, open quotient, breathiness and
-speaking rate, all drawn from overlapping distributions: the speakers of a corpus are
+personal formant offsets and a personal vowel space (accent), formant bandwidths,
+jitter, shimmer, open quotient, breathiness and speaking rate, all drawn from overlapping distributions: the speakers of a corpus are
 separable but not trivially so.
 
 Everything is deterministic given the seed: utterance ``j`` of speaker ``i`` uses the

@@ -299,3 +299,39 @@ def test_speaker_id_needs_data_root(tmp_path):
         recipes.run("speaker_id", out=tmp_path, verbose=False)
     res = recipes.run("speaker_id", out=tmp_path, data_root=tmp_path, verbose=False)
     assert all("skipped" in v for v in res["protocols"].values())
+
+
+# --------------------------------------------------------------------------- CLI wiring
+def test_every_recipe_cli_option_is_a_run_parameter():
+    """Each `gmmspeech recipe NAME` parser maps onto that recipe's run() signature."""
+    import argparse
+    import inspect
+
+    from gmmspeech.cli import build_parser, cmd_recipes
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    rsub = next(a for a in sub.choices["recipe"]._actions
+                if isinstance(a, argparse._SubParsersAction))
+    required = {"score_files": ["--models", "m", "--input", "i"]}
+    for name in recipes.names():
+        args = parser.parse_args(["recipe", name, *required.get(name, [])])
+        assert args.func is cmd_recipes._run
+        params = inspect.signature(recipes.get(name).run).parameters
+        options = {k for k in vars(args) if k not in cmd_recipes._NOT_OPTIONS} | {"verbose"}
+        if "jobs" in vars(args):
+            options.add("n_jobs")
+        assert options <= set(params), (name, sorted(options - set(params)))
+        assert name in rsub.choices
+    demo = parser.parse_args(["demo"])
+    assert demo.out == "demo-out" and demo.recipe == "demo"
+
+
+def test_recipe_folders_have_readme_and_run_script():
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    for name in recipes.names():
+        run_sh = root / name / "run.sh"
+        assert (root / name / "README.md").is_file() and run_sh.is_file()
+        text = run_sh.read_text()
+        assert text.startswith("#!/bin/sh") and run_sh.stat().st_mode & 0o111
+        assert (f"recipe {name} " in text) or (name == "demo" and '" demo ' in text)
