@@ -103,3 +103,18 @@ def test_demo_librispeech(tmp_path, librispeech_root):
     assert r["corpus"] == "librispeech" and r["system"]["n_models"] == 6
     assert r["accuracy"] > 0.5  # chance is 1/6
     assert "LibriSpeech" in (tmp_path / "ls" / "report.md").read_text()
+
+
+def test_demo_is_deterministic_for_a_seed(tmp_path):
+    from gmmspeech.mixture.io import load
+    from gmmspeech.recipes import demo
+
+    kw = dict(quick=True, seed=11, n_speakers=3, n_utterances=2, n_components=4, verbose=False)
+    a = demo.run(out=tmp_path / "a", **kw)
+    b = demo.run(out=tmp_path / "b", **kw)
+    assert a["accuracy"] == b["accuracy"] and a["eer"] == b["eer"]
+    for m in ("ubm.npz", "models/spk00.npz", "models/spk02.npz"):
+        np.testing.assert_array_equal(load(tmp_path / "a" / m).means_, load(tmp_path / "b" / m).means_)
+    demo.run(out=tmp_path / "c", **{**kw, "seed": 12})
+    assert not np.array_equal(load(tmp_path / "a" / "ubm.npz").means_,
+                              load(tmp_path / "c" / "ubm.npz").means_)

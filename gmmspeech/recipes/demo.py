@@ -176,6 +176,7 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
             f"{len(tests) // max(n_models, 1)} test utterances, written to `audio/` with "
             "manifests in `manifests/`."
         )
+        rep.credit("synthetic")
     else:
         rep.text(
             "The LibriSpeech protocol of `data_manifests/librispeech`: UBM on `background.csv` "
