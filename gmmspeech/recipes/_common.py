@@ -53,3 +53,15 @@ def require_data_root(data_root: str | os.PathLike | None, dataset: str, recipe:
             f"holding {dataset}/"
         )
     return root
+
+
+def credit_datasets(rep, paths) -> None:
+    """Credit, in report ``rep``, the shared corpora that any of ``paths`` lies in."""
+    marks = {"librispeech": "/librispeech/", "fsdd": "/fsdd/", "old-faithful": "/old-faithful/"}
+    seen = set()
+    for p in paths:
+        s = "/" + str(p).replace(os.sep, "/").lower()
+        for key, mark in marks.items():
+            if key not in seen and mark in s:
+                seen.add(key)
+                rep.credit(key)

@@ -113,6 +113,7 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
     from gmmspeech import metrics, plots
     from gmmspeech.features.config import FeatureConfig
     from gmmspeech.recipes import _speaker as chain
+    from gmmspeech.recipes._common import credit_datasets
     from gmmspeech.speaker.scoring import score
 
     t0 = time.perf_counter()
@@ -205,6 +206,7 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
                                  path=out_dir / "confusion.png", title="scored files")
             rep.add_image("confusion.png", "Confusion matrix of the labelled files (rows: label, "
                           "columns: best model, rows normalised)")
+    credit_datasets(rep, [r.path for r in rows])
     results["seconds"] = time.perf_counter() - t0
     report = rep.write(results)
     if verbose:

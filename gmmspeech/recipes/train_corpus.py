@@ -58,7 +58,7 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
     from gmmspeech.mixture import io as mio
-    from gmmspeech.recipes._common import default_manifest
+    from gmmspeech.recipes._common import credit_datasets, default_manifest
     from gmmspeech.speaker.ubm import train_ubm
 
     t0 = time.perf_counter()
@@ -168,8 +168,7 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
             ax.set_xlabel("c1")
             ax.set_ylabel("c2")
             ax.set_title(t)
-    if "librispeech" in str(manifest):
-        rep.credit("librispeech")
+    credit_datasets(rep, [r.path for r in rows])
     results["seconds"]["total"] = time.perf_counter() - t0
     report = rep.write(results)
     if verbose:
