@@ -56,7 +56,7 @@ def test_results_json_rejects_non_finite_and_names_the_key(tmp_path):
 def test_markdown_table_and_report(tmp_path):
     table = format_table(["a", "b|c"], [[1, 0.123456], ["x|y", float("nan")]], floatfmt=".3f")
     lines = table.splitlines()
-    assert lines[0] == "| a | b|c |"
+    assert lines[0] == "| a | b\\|c |"  # a pipe inside a cell must not split it
     assert lines[2] == "| 1 | 0.123 |"
     assert lines[3] == "| x\\|y | n/a |"
     with pytest.raises(ValueError, match="cells"):

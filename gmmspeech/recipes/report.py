@@ -133,7 +133,7 @@ def _cell(v: Any, floatfmt: str) -> str:
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured Markdown table; floats formatted with ``floatfmt``."""
-    headers = [str(h) for h in headers]
+    headers = [str(h).replace("|", "\\|") for h in headers]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for row in rows:
         row = list(row)
