@@ -351,3 +351,43 @@ def test_speaker_id_cli_dask_equals_local(manifest, cluster, tmp_path):
     assert scores["dask"].keys() == scores["local"].keys()
     for key, val in scores["local"].items():
         assert scores["dask"][key] == pytest.approx(val, rel=RTOL, abs=1e-9)
+
+
+def _sleep_then(seconds: float, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def test_parallel_map_survives_a_killed_worker(cluster, no_backend_env):
+    """A worker process killed (SIGKILL) while it runs a task: Dask reruns the task on the
+    other worker (or the restarted one) and the map still returns every result, in order.
+    Runs last in this module: the cluster's nanny restarts the killed worker."""
+    import signal
+    import threading
+    import time
+
+    import cloudpickle
+
+    client = parallel.dask_client(cluster)
+    victim = sorted(client.run(os.getpid).values())[0]
+    timer = threading.Timer(0.8, os.kill, args=(victim, signal.SIGKILL))
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the workers cannot import this file
+    timer.start()
+    try:
+        items = [(0.4, i) for i in range(10)]
+        got = parallel.parallel_map(_sleep_then, items, backend="dask", scheduler=cluster, star=True)
+    finally:
+        timer.join()
+        cloudpickle.unregister_pickle_by_value(module)
+    assert got == list(range(10))
+    # the killed process is gone and the nanny has started a new one
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = set(client.run(os.getpid).values())
+        if len(pids) == 2 and victim not in pids:
+            break
+        time.sleep(0.2)
+    assert victim not in pids and len(pids) == 2
