@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from gmmspeech.errors import GMMSpeechError
+
 BACKEND_ENV = "GMMSPEECH_BACKEND"
 SCHEDULER_ENV = "GMMSPEECH_SCHEDULER"
 BACKENDS = ("loky", "threading", "sequential", "dask")
 
 _CLIENTS: dict[str, Any] = {}
+
+
+class BackendError(GMMSpeechError, ValueError):
+    """The parallel backend asked for cannot be used: unknown name, no Dask scheduler
+    address, or a scheduler that cannot be reached."""
 
 
 def resolve_backend(backend: str | None = None, scheduler: str | None = None) -> tuple[str, str | None]:
@@ -40,7 +47,7 @@ def resolve_backend(backend: str | None = None, scheduler: str | None = None) ->
     if backend == "local":
         backend = "loky"
     if backend not in BACKENDS:
-        raise ValueError(
+        raise BackendError(
             f"backend={backend!r} is not supported; choose one of {', '.join(BACKENDS)} (or 'local')"
         )
     return backend, scheduler
@@ -69,14 +76,29 @@ def dask_client(scheduler: str | None = None):
     if scheduler is None:
         try:
             return default_client()
-        except ValueError as exc:
-            raise ValueError(
-                "backend='dask' needs a scheduler address (scheduler=... or "
+        except ValueError:
+            raise BackendError(
+                "backend='dask' needs a scheduler address (--scheduler, scheduler=... or "
                 f"{SCHEDULER_ENV}) or an existing dask.distributed.Client"
-            ) from exc
+            ) from None
     client = _CLIENTS.get(scheduler)
     if client is None or client.status in ("closed", "closing"):
-        client = Client(scheduler, set_as_default=False)
+        from distributed.comm import get_address_host_port
+
+        try:  # check the form first: a Client half-built from a bad address hangs on exit
+            get_address_host_port(scheduler)
+        except ValueError as exc:
+            raise BackendError(
+                f"scheduler={scheduler!r} is not a Dask scheduler address like "
+                f"tcp://HOST:8786 ({exc})"
+            ) from None
+        try:
+            client = Client(scheduler, set_as_default=False)
+        except (OSError, ValueError, TypeError) as exc:  # TimeoutError is an OSError
+            raise BackendError(
+                f"cannot connect to the Dask scheduler at {scheduler!r} ({exc}); check that "
+                "`dask scheduler` is running there and that the address is reachable"
+            ) from None
         _CLIENTS[scheduler] = client
     return client
 

@@ -363,7 +363,7 @@ def _sleep_then(seconds: float, value):
 def test_parallel_map_survives_a_killed_worker(cluster, no_backend_env):
     """A worker process killed (SIGKILL) while it runs a task: Dask reruns the task on the
     other worker (or the restarted one) and the map still returns every result, in order.
-    Runs last in this module: the cluster's nanny restarts the killed worker."""
+    Runs after the other cluster tests: the cluster's nanny restarts the killed worker."""
     import signal
     import threading
     import time
@@ -391,3 +391,43 @@ def test_parallel_map_survives_a_killed_worker(cluster, no_backend_env):
             break
         time.sleep(0.2)
     assert victim not in pids and len(pids) == 2
+
+
+# ------------------------------------------------------------ backend errors are clean
+
+
+def test_backend_errors_are_gmmspeech_errors(no_backend_env):
+    from gmmspeech.errors import GMMSpeechError
+
+    with pytest.raises(parallel.BackendError, match="not supported"):
+        parallel.resolve_backend("spark")
+    assert issubclass(parallel.BackendError, GMMSpeechError)
+    assert issubclass(parallel.BackendError, ValueError)
+    with pytest.raises(parallel.BackendError, match="not a Dask scheduler address"):
+        parallel.dask_client("no-port-here")
+
+
+def _closed_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--backend", "dask"], "needs a scheduler address"),
+    (["--scheduler", "not-an-address"], "not a Dask scheduler address"),
+    (["--scheduler", "UNREACHABLE"], "cannot connect to the Dask scheduler"),
+])
+def test_features_cli_bad_scheduler_is_a_clean_error(manifest, tmp_path, extra, message):
+    if "UNREACHABLE" in extra:
+        extra = ["--scheduler", f"tcp://127.0.0.1:{_closed_loopback_port()}"]
+    env = _cli_env()
+    env["DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"] = "2s"
+    res = subprocess.run([sys.executable, "-m", "gmmspeech", "features", str(manifest), "--out",
+                          str(tmp_path / "s"), "--quiet", *extra], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert message in res.stderr
