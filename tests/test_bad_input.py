@@ -315,3 +315,13 @@ def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
         if t["test_id"] not in best or float(t["score"]) > best[t["test_id"]][1]:
             best[t["test_id"]] = (t["model"], float(t["score"]))
     assert all(best[tid][0] == corpus.labels[tid] for tid in good_tests), best
+
+
+def test_train_ubm_cli_more_components_than_frames_is_a_clean_error(corpus, feature_run):
+    """A user error in the arguments, not a crash: exit 2, a message, no traceback."""
+    out, _ = feature_run
+    res = run_cli("train-ubm", out, "--out", out.parent / "ubm.npz", "--components", 100000,
+                  "--iterations", 1, "--quiet")
+    assert "Traceback" not in res.stderr
+    assert res.returncode == 2, res.stderr
+    assert "n_components" in res.stderr or "components" in res.stderr
