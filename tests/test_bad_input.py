@@ -317,11 +317,20 @@ def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
     assert all(best[tid][0] == corpus.labels[tid] for tid in good_tests), best
 
 
-def test_train_ubm_cli_more_components_than_frames_is_a_clean_error(corpus, feature_run):
+@pytest.mark.parametrize("extra, word", [
+    (["--components", 100000], "components"),  # more components than frames
+    (["--components", 0], "components"),
+    (["--iterations", -1], "iter"),
+    (["--top-c", 0], "top"),
+    (["--subsample", 0], "subsample"),
+])
+def test_train_ubm_cli_bad_arguments_are_clean_errors(corpus, feature_run, extra, word):
     """A user error in the arguments, not a crash: exit 2, a message, no traceback."""
     out, _ = feature_run
-    res = run_cli("train-ubm", out, "--out", out.parent / "ubm.npz", "--components", 100000,
-                  "--iterations", 1, "--quiet")
+    args = {"--components": 4, "--iterations": 1}
+    args.update(dict(zip(extra[::2], extra[1::2])))
+    res = run_cli("train-ubm", out, "--out", out.parent / "ubm.npz", "--quiet",
+                  *[str(v) for kv in args.items() for v in kv])
     assert "Traceback" not in res.stderr
     assert res.returncode == 2, res.stderr
-    assert "n_components" in res.stderr or "components" in res.stderr
+    assert word in res.stderr.lower()
