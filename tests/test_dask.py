@@ -233,6 +233,28 @@ def test_features_cli_dask_from_environment(manifest, cluster, tmp_path, stores)
         np.testing.assert_allclose(got.load(uid), local.load(uid), rtol=RTOL, atol=1e-6)
 
 
+def test_features_cli_dask_reports_bad_files(cluster, tmp_path_factory):
+    """Bad files met by a Dask worker are reported like local ones: once each, with the
+    reason, and the good files are all extracted."""
+    import re
+
+    from test_bad_input import BAD_REASONS, write_bad_corpus
+
+    from gmmspeech.corpus.store import FeatureStore
+
+    corpus = write_bad_corpus(tmp_path_factory.mktemp("dask-bad"), n_speakers=2, n_train=1, n_test=1)
+    out = corpus.root / "store"
+    res = _features_cli(corpus.all_manifest, "--out", out, "--backend", "dask", "--scheduler", cluster)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    with open(out / "errors.tsv", newline="") as fh:
+        errors = list(csv.DictReader(fh, dialect="excel-tab"))
+    assert sorted(r["id"] for r in errors) == sorted(corpus.bad_ids)
+    for r in errors:
+        assert re.search(BAD_REASONS[r["id"]], r["reason"], re.I), r
+    assert sorted(FeatureStore(out).ids()) == sorted(corpus.good_ids)
+
+
 def _assert_same_gmm(a, b) -> None:
     np.testing.assert_allclose(b.weights_, a.weights_, rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(b.means_, a.means_, rtol=RTOL, atol=1e-9)
