@@ -207,7 +207,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="20,000 frames")
     p.add_argument("--frames", type=int, default=200_000)
     p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--chunk-size", type=int, default=4096)
+    p.add_argument("--chunk-size", type=int, default=2048)
     p.add_argument("--repeat", type=int, default=2, help="gmmspeech subprocess repeats (min kept)")
     p.add_argument("--cases", nargs="*", default=["diag:64", "diag:256", "full:64"])
     p.add_argument("--skip-sklearn", action="store_true")

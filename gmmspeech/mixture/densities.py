@@ -376,35 +376,47 @@ class _Kernels:
         def vech_design(x, ref, z):  # pragma: no cover - compiled
             n, d = x.shape
             p = d * (d + 1) // 2
+            buf = np.empty(d, z.dtype)
             for r in range(n):
                 for i in range(d):
-                    z[r, p + i] = x[r, i] - ref[i]
+                    v = x[r, i] - ref[i]
+                    buf[i] = v
+                    z[r, p + i] = v
                 off = 0
                 for i in range(d):
-                    vi = z[r, p + i]
-                    for j in range(i, d):
-                        z[r, off] = vi * z[r, p + j]
-                        off += 1
+                    vi = buf[i]
+                    row = z[r, off : off + d - i]
+                    for j in range(d - i):
+                        row[j] = vi * buf[i + j]
+                    off += d - i
                 z[r, p + d] = 1.0
 
-        @njit(cache=True, nogil=True)
+        # no NaN can reach these kernels (finite design times finite weights; -inf only
+        # from zero weights), which lets LLVM vectorise the max and the sums
+        @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "nnan"})
         def row_max_subtract(lp, m):  # pragma: no cover - compiled
             n, k = lp.shape
+            acc = np.empty(16, lp.dtype)
+            k16 = k - k % 16
             for r in range(n):
+                for lane in range(16):
+                    acc[lane] = -np.inf
+                for c in range(0, k16, 16):
+                    for lane in range(16):
+                        v = lp[r, c + lane]
+                        acc[lane] = v if v > acc[lane] else acc[lane]
                 mx = -np.inf
-                for c in range(k):
-                    v = lp[r, c]
-                    if v != v:
-                        lp[r, c] = -np.inf
-                    elif v > mx:
-                        mx = v
-                if not np.isfinite(mx):
+                for lane in range(16):
+                    mx = acc[lane] if acc[lane] > mx else mx
+                for c in range(k16, k):
+                    mx = lp[r, c] if lp[r, c] > mx else mx
+                if not (mx > -np.inf and mx < np.inf):
                     mx = 0.0
                 m[r] = mx
                 for c in range(k):
                     lp[r, c] -= mx
 
-        @njit(cache=True, nogil=True)
+        @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
         def row_normalise(e, m, w, logp, factor, scale_e):  # pragma: no cover - compiled
             n, k = e.shape
             has_w = w.shape[0] > 0

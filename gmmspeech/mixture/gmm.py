@@ -87,7 +87,7 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
     n, d = X.shape
     k = plan.n_components
     chunk = max(1, min(_block_rows(plan, chunk_size), n))
-    g = np.zeros((k, plan.n_columns))
+    gt = np.zeros((plan.n_columns, k))  # (R^T Z)^T, accumulated in float64
     zbuf = np.empty((chunk, plan.n_columns), dtype=plan.dtype)
     lbuf = np.empty((chunk, k), dtype=plan.dtype)
     logp = np.empty(chunk)
@@ -114,8 +114,8 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
         else:
             pos = wc > 0
             loglik += float(wc[pos] @ logp[:nc][pos])
-        g += lp.T @ z
-    nk, f, s = plan.uncentre(g)
+        gt += z.T @ lp
+    nk, f, s = plan.uncentre(gt.T)
     if exact is not None:
         plan.patch_stats(nk, f, s, exact)
     n_frames = float(n) if sample_weight is None else float(np.sum(sample_weight))
@@ -258,8 +258,9 @@ class GMM:
     n_jobs : int, default 1
         Worker processes for the E-step (:func:`gmmspeech.parallel.parallel_map`, one BLAS
         thread each); 1 computes in this process (with a multi-threaded BLAS).
-    chunk_size : int, default 4096
-        Frames per E-step chunk (bounds memory to ``chunk_size * (K + D^2)`` values).
+    chunk_size : int, default 2048
+        Largest number of frames per E-step block; blocks are made smaller still so that
+        their ``rows x K`` and ``rows x columns`` arrays stay in a core's cache (about 1 MB).
     dtype : {np.float32, np.float64}, default np.float32
         Compute dtype of the E-step. Statistics and M-step are float64.
     verbose : int, default 0
@@ -310,7 +311,7 @@ class GMM:
         precisions_init=None,
         random_state=None,
         n_jobs=1,
-        chunk_size=4096,
+        chunk_size=2048,
         dtype=np.float32,
         verbose=0,
         verbose_interval=10,
