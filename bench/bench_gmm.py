@@ -81,17 +81,21 @@ def worker(impl: str, covariance_type: str, k: int, n_frames: int, n_iter: int, 
     w0, m0, p0 = initial_params(X64, k, covariance_type)
     dtype = np.float64 if impl == "sklearn64" else np.float32
     X = X64 if dtype == np.float64 else X64.astype(np.float32)
-    if impl != "sklearn64":
-        del_x64 = True
-    else:
-        del_x64 = False
+    import warnings
+
+    from sklearn.mixture import GaussianMixture
+
+    from gmmspeech import GMM
+
+    if impl == "gmmspeech":
+        # warm-up (numba compilation / cache load, BLAS first call) on a slice, not timed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            GMM(k, covariance_type=covariance_type, max_iter=1, weights_init=w0, means_init=m0,
+                precisions_init=p0).fit(X[: 64 * k])
     rss_before = current_rss_mb()
     times = []
     if impl.startswith("sklearn"):
-        import warnings
-
-        from sklearn.mixture import GaussianMixture
-
         gm = GaussianMixture(
             k, covariance_type=covariance_type, tol=0.0, max_iter=n_iter, reg_covar=1e-6,
             weights_init=w0.astype(dtype), means_init=m0.astype(dtype), precisions_init=p0.astype(dtype),
@@ -112,18 +116,11 @@ def worker(impl: str, covariance_type: str, k: int, n_frames: int, n_iter: int, 
         weights, means, cov = gm.weights_, gm.means_, gm.covariances_
         fit_seconds = float(sum(times))
     else:
-        import warnings
-
-        from gmmspeech import GMM
-
         gm = GMM(
             k, covariance_type=covariance_type, tol=0.0, max_iter=n_iter, reg_covar=1e-6,
             var_floor_rel=0.0, weights_init=w0, means_init=m0, precisions_init=p0,
             dtype=np.float32, chunk_size=chunk_size,
         )
-        # warm-up (numba / BLAS first-call costs) on a slice, not timed
-        GMM(k, covariance_type=covariance_type, max_iter=1, weights_init=w0, means_init=m0,
-            precisions_init=p0, chunk_size=chunk_size).fit(X[: 4 * k])
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -139,8 +136,6 @@ def worker(impl: str, covariance_type: str, k: int, n_frames: int, n_iter: int, 
         times.append(fit_seconds / n_iter)
         weights, means, cov = gm.weights_, gm.means_, gm.covariances_
     peak = peak_rss_mb()
-    if del_x64:
-        pass
     score = neutral_score(X64, weights, means, cov, covariance_type)
     return {
         "impl": impl,

@@ -295,10 +295,14 @@ def design_matrix(x, ref, form, dtype, *, out=None, ref_c=None) -> np.ndarray:
         z = np.empty((n, n_quad + d + 1), dtype=dtype)
     else:
         z = out[:n]
-    if form == "full" and n > 0:
+    if n > 0:
         kern = kernels()
         if kern is not None:
-            kern.vech_design(x, ref if x.dtype == np.float64 else ref.astype(x.dtype), z)
+            r = ref if x.dtype == np.float64 else ref.astype(x.dtype)
+            if form == "full":
+                kern.vech_design(x, r, z)
+            else:
+                kern.diag_design(x, r, z)
             return z
     lin = z[:, n_quad : n_quad + d]
     if x.dtype == dtype:
@@ -391,6 +395,16 @@ class _Kernels:
                     off += d - i
                 z[r, p + d] = 1.0
 
+        @njit(cache=True, nogil=True)
+        def diag_design(x, ref, z):  # pragma: no cover - compiled
+            n, d = x.shape
+            for r in range(n):
+                for i in range(d):
+                    v = z.dtype.type(x[r, i] - ref[i])
+                    z[r, d + i] = v
+                    z[r, i] = v * v
+                z[r, 2 * d] = 1.0
+
         # no NaN can reach these kernels (finite design times finite weights; -inf only
         # from zero weights), which lets LLVM vectorise the max and the sums
         @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "nnan"})
@@ -444,6 +458,7 @@ class _Kernels:
                     a[r, c] *= f
 
         self.vech_design = vech_design
+        self.diag_design = diag_design
         self.row_max_subtract = row_max_subtract
         self.row_normalise = row_normalise
         self.scale_rows = scale_rows

@@ -143,6 +143,24 @@ def _blas_threads() -> int:
         return 1
 
 
+_POOL: tuple[int, object] | None = None
+
+
+def _thread_pool():
+    """A process-wide thread pool (re-created after a fork), one thread per core."""
+    global _POOL
+    pid = os.getpid()
+    if _POOL is None or _POOL[0] != pid:
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+        _POOL = (pid, ThreadPoolExecutor(max(1, cores), thread_name_prefix="gmmspeech-estep"))
+    return _POOL[1]
+
+
 def _available_threads() -> int:
     """Cores this process may use, capped by the BLAS thread limit in force."""
     try:
@@ -170,8 +188,6 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
     with _controller().limit(limits=1, user_api="blas"):
         if n_threads == 1:
             return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
-        from concurrent.futures import ThreadPoolExecutor
-
         bounds = np.linspace(0, n, n_threads + 1).astype(int)
 
         def run(ab):
@@ -179,8 +195,7 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
             w = None if sample_weight is None else sample_weight[a:b]
             return _accumulate_serial(plan, X[a:b], w, top_c, chunk_size)
 
-        with ThreadPoolExecutor(n_threads) as ex:
-            parts = list(ex.map(run, zip(bounds[:-1], bounds[1:])))
+        parts = list(_thread_pool().map(run, zip(bounds[:-1], bounds[1:])))
     return sum(parts)
 
 
@@ -860,11 +875,8 @@ class GMM:
             if n_threads == 1:
                 run(0, n)
                 return
-            from concurrent.futures import ThreadPoolExecutor
-
             bounds = np.linspace(0, n, n_threads + 1).astype(int)
-            with ThreadPoolExecutor(n_threads) as ex:
-                list(ex.map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
+            list(_thread_pool().map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
 
     def weighted_log_prob(self, X) -> np.ndarray:
         """``log phi_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component.
