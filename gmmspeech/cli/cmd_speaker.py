@@ -143,6 +143,9 @@ def register(sub) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
                    help="feature preset (default speech)")
+    g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
+                   help="override the preset's cepstral mean/variance normalisation "
+                        "('none' is best when enrolment and test share recordings)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="shared folder for the feature stores (default DIR/features)")
     add_data_root_arg(g)
@@ -317,6 +320,7 @@ def _cmd_speaker_id(args) -> int:
     res = run_speaker_id(
         args.background, args.enroll, args.test, args.out,
         data_root=args.data_root, preset=args.preset, features_dir=args.features_dir,
+        feature_overrides={"cmvn": args.cmvn} if args.cmvn else None,
         n_components=args.components, covariance_type=args.covariance, max_iter=args.iterations,
         ubm_init=args.init, ubm_on_enroll=args.ubm_on_enroll, relevance_factor=args.relevance,
         adapt=args.adapt, top_c=args.top_c or None, score_mode=args.mode,

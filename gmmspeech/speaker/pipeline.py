@@ -319,6 +319,7 @@ def run_speaker_id(
     data_root=None,
     preset: str = "speech",
     config=None,
+    feature_overrides: Mapping[str, Any] | None = None,
     features_dir=None,
     n_components: int = 256,
     covariance_type: str = "diag",
@@ -355,6 +356,11 @@ def run_speaker_id(
     preset, config
         Feature preset name, or a :class:`~gmmspeech.features.config.FeatureConfig`
         (wins over ``preset``).
+    feature_overrides : dict, optional
+        Changes applied with ``FeatureConfig.replace`` (e.g. ``{"cmvn": "none"}``: when
+        enrolment and test come from the same recordings, as in the LibriSpeech
+        protocol, the long-term spectral mean is speaker (and channel) information that
+        utterance CMVN would remove).
     features_dir : path, optional
         Where the feature stores go (``<features_dir>/<config hash>/{background,enroll,test}``,
         shareable between runs); default ``out/features``.
@@ -402,6 +408,8 @@ def run_speaker_id(
     out = os.path.abspath(os.fspath(out))
     os.makedirs(out, exist_ok=True)
     cfg = config if config is not None else feature_config(preset)
+    if feature_overrides:
+        cfg = cfg.replace(**dict(feature_overrides))
     if features_dir is None:
         fdir = os.path.join(out, "features")
     else:
