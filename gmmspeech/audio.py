@@ -244,10 +244,7 @@ def load(
 
     out_sr = sr_file if sr is None else sr
     if out_sr != sr_file:
-        import librosa
-
-        y = librosa.resample(y, orig_sr=sr_file, target_sr=out_sr, res_type=res_type)
-        y = np.ascontiguousarray(y, dtype=np.float32)
+        y = resample(y, orig_sr=sr_file, target_sr=out_sr, res_type=res_type)
 
     need = 1
     if min_duration is not None:
@@ -261,3 +258,29 @@ def load(
             f"need at least {need} (one analysis frame)",
         )
     return y
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, res_type: str = "soxr_hq") -> np.ndarray:
+    """Resample a 1-D signal to ``target_sr``, as ``librosa.resample`` does.
+
+    The soxr qualities (``"soxr_vhq"``, ``"soxr_hq"``, ``"soxr_mq"``, ``"soxr_lq"``,
+    ``"soxr_qq"``) call soxr directly: the same samples as librosa (length
+    ``ceil(n * target_sr / orig_sr)``) without importing librosa, which costs seconds
+    in every fresh worker process. Other ``res_type`` values go through librosa.
+    """
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(y, dtype=np.float32)
+    n_out = int(math.ceil(y.shape[-1] * float(target_sr) / orig_sr))
+    if res_type.startswith("soxr_"):
+        import soxr
+
+        out = soxr.resample(y, orig_sr, target_sr, quality=res_type[len("soxr_"):].upper())
+    else:
+        import librosa
+
+        out = librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
+    if out.shape[-1] > n_out:
+        out = out[..., :n_out]
+    elif out.shape[-1] < n_out:
+        out = np.pad(out, (0, n_out - out.shape[-1]))
+    return np.ascontiguousarray(out, dtype=np.float32)

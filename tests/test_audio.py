@@ -222,3 +222,27 @@ def test_fsdd_file(fsdd_root):
     assert np.isfinite(y).all()
     sf_y, _ = sf.read(path, dtype="float32")
     np.testing.assert_array_equal(audio.load(path, sr=None), sf_y)
+
+
+def test_resample_matches_librosa_without_importing_it():
+    import subprocess
+    import sys
+
+    import librosa
+
+    from gmmspeech.audio import resample
+
+    r = np.random.default_rng(3)
+    for n, (a, b) in [(16001, (44100, 16000)), (8000, (8000, 16000)), (12345, (22050, 16000))]:
+        y = r.standard_normal(n).astype(np.float32)
+        ours = resample(y, orig_sr=a, target_sr=b)
+        ref = librosa.resample(y, orig_sr=a, target_sr=b, res_type="soxr_hq")
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=1e-6)
+    code = (
+        "import sys, numpy as np; from gmmspeech.audio import resample; "
+        "resample(np.ones(800, np.float32), orig_sr=8000, target_sr=16000); "
+        "print('librosa' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

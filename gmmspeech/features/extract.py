@@ -80,11 +80,9 @@ def _signal(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, 
         y = _slice_signal(y, y_sr, start, end)
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y_sr != rate:
-        import librosa
+        from gmmspeech.audio import resample
 
-        y = np.ascontiguousarray(
-            librosa.resample(y, orig_sr=y_sr, target_sr=rate, res_type="soxr_hq"), dtype=np.float32
-        )
+        y = resample(y, orig_sr=y_sr, target_sr=rate, res_type="soxr_hq")
     if y.size < min_samples:
         raise AudioError(
             None, f"too short: {y.size} samples at {rate} Hz, need at least {min_samples} "
