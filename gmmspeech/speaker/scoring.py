@@ -185,6 +185,7 @@ def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress):
                 [np.concatenate([t[1], t[2]], axis=1) for t in plan.terms], axis=0
             ).T.astype(dt)  # (2D, M*K)
             off = np.concatenate([t[0] for t in plan.terms]).astype(dt)
+        off = off.astype(np.float32)
         for X, owner in _iter(utts, chunk_frames, progress):
             Xc = (X - plan.ref).astype(dt)
             X2 = Xc * Xc
@@ -195,7 +196,7 @@ def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress):
                 P = np.concatenate([Xc, X2], axis=1) @ W
             out = np.empty((X.shape[0], plan.M))
             kern.block_logsumexp(P.astype(np.float32, copy=False),
-                                 off.astype(np.float32), np.ascontiguousarray(Lu, np.float32),
+                                 off, np.ascontiguousarray(Lu, np.float32),
                                  plan.shared, K, out)
             _add_rows(ll, owner, out)
             if plan.ubm is not None:
@@ -336,7 +337,7 @@ def score(
     top_c: int | None = None,
     mode: str = "exact",
     *,
-    chunk_frames: int = 2048,
+    chunk_frames: int = 512,
     dtype=np.float32,
     progress: bool = False,
 ) -> np.ndarray:
