@@ -194,7 +194,23 @@ def _par(args) -> dict:
     return dict(n_jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
 
 
+def _clean_errors(func):
+    """Argument and data errors (ValueError) become a one-line message and exit code 2."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(args) -> int:
+        try:
+            return func(args)
+        except ValueError as exc:
+            print(f"gmmspeech {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- commands
+@_clean_errors
 def _cmd_train_ubm(args) -> int:
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.mixture import io as mio
@@ -241,6 +257,7 @@ def _cmd_train_ubm(args) -> int:
     return 1 if bad else 0
 
 
+@_clean_errors
 def _cmd_enroll(args) -> int:
     import numpy as np
 
@@ -270,6 +287,7 @@ def _cmd_enroll(args) -> int:
     return 1 if bad else 0
 
 
+@_clean_errors
 def _cmd_score(args) -> int:
     import numpy as np
 
@@ -300,6 +318,7 @@ def _cmd_score(args) -> int:
     return 1 if bad else 0
 
 
+@_clean_errors
 def _cmd_evaluate(args) -> int:
     from gmmspeech.speaker.pipeline import evaluate_score_file, summary_line
 
@@ -314,6 +333,7 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+@_clean_errors
 def _cmd_speaker_id(args) -> int:
     from gmmspeech.speaker.pipeline import run_speaker_id
 

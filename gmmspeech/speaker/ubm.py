@@ -427,17 +427,27 @@ def train_ubm(
             seed = (int(random_state) if random_state is not None
                     else int(np.random.SeedSequence().entropy % (2**63)))
             # pass 0: reservoir sample for the initialisation
-            parts = parallel_map(
-                _reservoir_task, [(c, seed, int(reservoir_size)) for c in chunks],
-                n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True,
-                progress=progress, desc="UBM reservoir",
-            )
-            keys = np.concatenate([p[0] for p in parts])
-            frames = np.concatenate([p[1] for p in parts if p[1].size])
-            del parts
-            if keys.size > reservoir_size:
-                keep = np.sort(np.argpartition(keys, int(reservoir_size) - 1)[: int(reservoir_size)])
-                frames = frames[keep]
+            # merged batch by batch: at most reservoir_size + one batch of chunks in memory
+            from gmmspeech.parallel import effective_n_jobs
+
+            batch = max(1, 2 * effective_n_jobs(n_jobs))
+            keys = np.zeros(0)
+            frames = None
+            R = int(reservoir_size)
+            for b0 in range(0, len(chunks), batch):
+                parts = parallel_map(
+                    _reservoir_task, [(c, seed, R) for c in chunks[b0:b0 + batch]],
+                    n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True,
+                )
+                ks = [keys] + [p[0] for p in parts if p[0].size]
+                fs = ([frames] if frames is not None else []) + [p[1] for p in parts if p[0].size]
+                del parts
+                keys = np.concatenate(ks)
+                frames = np.concatenate(fs)
+                del ks, fs
+                if keys.size > R:
+                    keep = np.sort(np.argpartition(keys, R - 1)[:R])
+                    keys, frames = keys[keep], frames[keep]
             model = _initialise(frames, int(n_components), covariance_type, init, seed, gmm_kwargs)
             del frames, keys
             start, history = 0, []
