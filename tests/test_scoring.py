@@ -140,3 +140,11 @@ def test_errors(setup):
         score([], ubm, utts)
     with pytest.raises(ValueError, match="needs a UBM"):
         score(mm, None, utts, mode="linear")
+
+
+def test_parallel_groups_equal_sequential(setup):
+    ubm, utts, mm, _ = setup
+    seq = score(mm, ubm, utts)
+    np.testing.assert_allclose(score(mm, ubm, utts, n_jobs=2), seq, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(score(mm, ubm, utts, n_jobs=2, backend="threading", mode="topc"),
+                               score(mm, ubm, utts, mode="topc"), rtol=1e-12, atol=1e-12)

@@ -311,7 +311,8 @@ def _cmd_score(args) -> int:
         utts = [np.asarray(store.load(r.id)) for r in rows]
         labels = list(models)
         s = score([models[m] for m in labels], ubm, utts,
-                  top_c=args.top_c if mode == "topc" else None, mode=mode, progress=progress)
+                  top_c=args.top_c if mode == "topc" else None, mode=mode, progress=progress,
+                  **_par(args))
     write_scores(args.out, [r.id for r in rows], [str(r.label) for r in rows], labels, s)
     print(f"wrote {args.out}: {len(rows)} tests x {len(labels)} models ({mode})"
           + (f", {len(bad)} file(s) skipped" if bad else ""))

@@ -468,13 +468,13 @@ def run_speaker_id(
     say(f"score: {len(utts)} tests x {len(models)} models ({mode})")
     model_labels = list(models)
     raw = score_fn([models[m] for m in model_labels], ubm, utts,
-                   top_c=top_c if mode == "topc" else None, mode=mode, progress=progress)
+                   top_c=top_c if mode == "topc" else None, mode=mode, progress=progress, **par)
     imp = None
     if norm in ("znorm", "snorm", "asnorm"):
         bg_arrays = (np.asarray(stores["background"].load(r.id)) for r in rows["background"])
         segs = _segments(bg_arrays, int(impostor_segment_frames), int(max_impostors))
         imp = score_fn([models[m] for m in model_labels], ubm, segs,
-                       top_c=top_c if mode == "topc" else None, mode=mode)
+                       top_c=top_c if mode == "topc" else None, mode=mode, **par)
     scores = normalise_scores(raw, norm, impostor_scores=imp, top_n=norm_top_n)
     timings["score"] = time.perf_counter() - t0
 

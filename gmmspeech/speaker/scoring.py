@@ -340,6 +340,9 @@ def score(
     chunk_frames: int = 512,
     dtype=np.float32,
     progress: bool = False,
+    n_jobs: int | None = 1,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> np.ndarray:
     """Score every utterance against every model.
 
@@ -362,6 +365,9 @@ def score(
         accumulated in float64).
     progress : bool
         Progress bar.
+    n_jobs, backend, scheduler
+        Score groups of utterances in parallel (see
+        :func:`gmmspeech.parallel.parallel_map`); the models travel once per group.
 
     Returns
     -------
@@ -382,6 +388,21 @@ def score(
             raise ValueError(f"utterances[{i}] has {u.shape[1]} dims but the models have {D}")
     chunk_frames = max(1, int(chunk_frames))
 
+    from gmmspeech.parallel import effective_n_jobs, parallel_map, resolve_backend
+
+    be, _ = resolve_backend(backend, scheduler)
+    workers = effective_n_jobs(n_jobs)
+    if len(utts) > 1 and (be == "dask" or (workers > 1 and be != "sequential")):
+        n_groups = min(len(utts), max(workers, 2) * (4 if be == "dask" else 1))
+        groups = np.array_split(np.arange(len(utts)), n_groups)
+        parts = parallel_map(
+            _score_group,
+            [(models, ubm, [utts[i] for i in g], top_c, mode, chunk_frames, dtype) for g in groups],
+            n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True,
+            progress=progress, desc="scoring",
+        )
+        return np.vstack(parts)
+
     if mode == "linear":
         return _linear(models, ubm, utts, chunk_frames, progress)
 
@@ -400,3 +421,7 @@ def score(
     if ubm is not None:
         ll = ll - ll_ubm[:, None]
     return ll / T[:, None]
+
+
+def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype):
+    return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames, dtype=dtype)
