@@ -96,22 +96,14 @@ def _is_diag(g) -> bool:
 
 
 def _chunks(utts: list[np.ndarray], chunk_frames: int):
-    """Yield ``(X, owner)``: stacked frames of consecutive utterances and the utterance
-    index of every frame."""
-    buf, owners, n = [], [], 0
+    """Yield ``(X, owner)``: blocks of at most ``chunk_frames`` frames of one utterance and
+    the utterance index of every frame. Blocks never span utterances, so an utterance's
+    score does not depend on which other utterances are scored with it (same float32
+    products locally, in worker groups or on a cluster)."""
     for i, u in enumerate(utts):
-        start = 0
-        while start < u.shape[0]:
-            take = min(u.shape[0] - start, chunk_frames - n)
-            buf.append(u[start:start + take])
-            owners.append(np.full(take, i, dtype=np.int64))
-            n += take
-            start += take
-            if n >= chunk_frames:
-                yield np.concatenate(buf), np.concatenate(owners)
-                buf, owners, n = [], [], 0
-    if buf:
-        yield np.concatenate(buf), np.concatenate(owners)
+        for start in range(0, u.shape[0], chunk_frames):
+            x = u[start:start + chunk_frames]
+            yield x, np.full(x.shape[0], i, dtype=np.int64)
 
 
 def _add_rows(acc: np.ndarray, owner: np.ndarray, frame_vals: np.ndarray) -> None:
