@@ -37,6 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "map_adapt": ("gmmspeech.speaker.map", "map_adapt"),
     "enroll": ("gmmspeech.speaker.map", "enroll"),
     "score": ("gmmspeech.speaker.scoring", "score"),
+    "run_speaker_id": ("gmmspeech.speaker.pipeline", "run_speaker_id"),
     # submodules
     "audio": ("gmmspeech.audio", None),
     "features": ("gmmspeech.features", None),
@@ -83,5 +84,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from gmmspeech.mixture.select import select_n_components
     from gmmspeech.mixture.stats import SufficientStats
     from gmmspeech.speaker.map import enroll, map_adapt
+    from gmmspeech.speaker.pipeline import run_speaker_id
     from gmmspeech.speaker.scoring import score
     from gmmspeech.speaker.ubm import train_ubm
