@@ -671,6 +671,11 @@ class GMM:
         """
         if not isinstance(stats, SufficientStats):
             raise TypeError(f"m_step expects SufficientStats, got {type(stats).__name__}")
+        # K small (D x D) factorisations: a multi-threaded BLAS only spins on these
+        with _controller().limit(limits=1, user_api="blas"):
+            return self._m_step(stats)
+
+    def _m_step(self, stats: SufficientStats) -> GMM:
         self._check_parameters()
         kind = stats_kind(self.covariance_type)
         if stats.kind != kind:
