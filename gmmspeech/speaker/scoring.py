@@ -335,6 +335,7 @@ def score(
     n_jobs: int | None = 1,
     backend: str | None = None,
     scheduler: str | None = None,
+    n_threads: int | None = 1,
 ) -> np.ndarray:
     """Score every utterance against every model.
 
@@ -360,6 +361,11 @@ def score(
     n_jobs, backend, scheduler
         Score groups of utterances in parallel (see
         :func:`gmmspeech.parallel.parallel_map`); the models travel once per group.
+    n_threads : int or None
+        Threads of the numba kernels and of BLAS inside one scoring call (None: all
+        cores). One thread by default: the kernels are already vectorised, the chunks
+        are small, and on a shared machine thread pools lose far more to contention
+        than they gain; use ``n_jobs`` for parallelism across utterances.
 
     Returns
     -------
@@ -389,12 +395,44 @@ def score(
         groups = np.array_split(np.arange(len(utts)), n_groups)
         parts = parallel_map(
             _score_group,
-            [(models, ubm, [utts[i] for i in g], top_c, mode, chunk_frames, dtype) for g in groups],
+            [(models, ubm, [utts[i] for i in g], top_c, mode, chunk_frames, dtype, n_threads)
+             for g in groups],
             n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True,
             progress=progress, desc="scoring",
         )
         return np.vstack(parts)
 
+    with _thread_limit(n_threads):
+        return _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress)
+
+
+class _thread_limit:
+    """Limit numba and BLAS threads within a block (restored afterwards)."""
+
+    def __init__(self, n_threads):
+        self.n = n_threads
+
+    def __enter__(self):
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        n_max = numba.config.NUMBA_NUM_THREADS
+        n = n_max if self.n is None else max(1, min(int(self.n), n_max))
+        self._numba_prev = numba.get_num_threads()
+        numba.set_num_threads(n)
+        self._blas = threadpool_limits(limits=n)
+        self._blas.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import numba
+
+        self._blas.__exit__(*exc)
+        numba.set_num_threads(self._numba_prev)
+        return False
+
+
+def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
     if mode == "linear":
         return _linear(models, ubm, utts, chunk_frames, progress)
 
@@ -415,5 +453,6 @@ def score(
     return ll / T[:, None]
 
 
-def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype):
-    return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames, dtype=dtype)
+def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype, n_threads=1):
+    return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames,
+                 dtype=dtype, n_threads=n_threads)
