@@ -128,3 +128,101 @@ def topc_scores(X, X2, Lu, C, dB, dA, dG, shared, out_models, out_ubm):
             for c in range(C):
                 s += np.exp(np.float64(w[c] - best))
             out_models[n, m] = best + np.log(s)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def prune_mask(X, Lu, dB, dG, cU, gmax, nS, margin, mask):
+    """Components that can matter for any model, frame by frame (means-only models).
+
+    Model m's weighted log-density of component k on frame x is
+    ``Lu[n, k] + dG[m, k] + x . dB[m, k]``. Writing ``x . dB = (x - mu_k) . dB +
+    mu_k . dB`` and bounding the first term by Cauchy-Schwarz in the metric of the
+    component's precision gives ``U[n, k] = Lu[n, k] + gmax[k] + r_k nS[k]``, with
+    ``gmax[k] = max_m dG[m, k] + mu_k . dB[m, k]``, ``nS[k] = max_m |dB[m, k] sigma_k|``
+    and the Mahalanobis distance ``r_k = sqrt(2 (cU[k] - Lu[n, k]))`` (``cU`` the
+    component's log weight and normaliser). Every model's log-likelihood is at least
+    its density of the UBM's best component, so with ``lower`` the smallest of those
+    over the models, a component with ``U[n, k] < lower - margin`` adds less than
+    ``exp(-margin)`` relative to every model's likelihood: ``mask[n, k]`` is False.
+    Returns the number of kept (frame, component) pairs.
+    """
+    N, D = X.shape
+    K = Lu.shape[1]
+    M = dB.shape[0]
+    kept = 0
+    for n in prange(N):
+        kb = 0
+        for k in range(1, K):
+            if Lu[n, k] > Lu[n, kb]:
+                kb = k
+        lo = np.float32(np.inf)
+        for m in range(M):
+            acc = Lu[n, kb] + dG[m, kb]
+            for d in range(D):
+                acc += X[n, d] * dB[m, kb, d]
+            lo = min(lo, acc)
+        thr = lo - margin
+        c = 0
+        for k in range(K):
+            r2 = max(np.float32(2.0) * (cU[k] - Lu[n, k]), np.float32(0.0))
+            keep = Lu[n, k] + gmax[k] + np.sqrt(r2) * nS[k] >= thr
+            mask[n, k] = keep
+            c += keep
+        kept += c
+    return kept
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
+    """Exact scores of means-only models on the components kept by :func:`prune_mask`.
+
+    ``dBt`` (K, D, M) and ``dGt`` (K, M) are the models' parameters laid out with the
+    model axis last, so that every multiply-add runs over a contiguous row of models.
+    ``out_models[n, m]`` is the log-sum-exp over kept k of
+    ``Lu[n, k] + dGt[k, m] + x . dBt[k, :, m]``; ``out_ubm[n]`` the UBM's
+    log-likelihood over all K components.
+    """
+    N, D = X.shape
+    K = Lu.shape[1]
+    M = dBt.shape[2]
+    n_blocks = (N + 15) // 16
+    for blk in prange(n_blocks):
+        idx = np.empty(K, np.int64)
+        acc = np.empty((K, M), np.float32)
+        best = np.empty(M, np.float32)
+        tot = np.empty(M, np.float32)
+        for n in range(blk * 16, min(N, blk * 16 + 16)):
+            mx = Lu[n, 0]
+            for k in range(1, K):
+                mx = max(mx, Lu[n, k])
+            s = 0.0
+            for k in range(K):
+                s += np.exp(np.float64(Lu[n, k] - mx))
+            out_ubm[n] = mx + np.log(s)
+            C = 0
+            for k in range(K):
+                if mask[n, k]:
+                    idx[C] = k
+                    C += 1
+            for m in range(M):
+                best[m] = -np.inf
+                tot[m] = 0.0
+            for c in range(C):
+                k = idx[c]
+                lu = Lu[n, k]
+                for m in range(M):
+                    acc[c, m] = lu + dGt[k, m]
+                for d in range(D):
+                    xd = X[n, d]
+                    for m in range(M):
+                        acc[c, m] += xd * dBt[k, d, m]
+                for m in range(M):
+                    best[m] = max(best[m], acc[c, m])
+            for c in range(C):
+                for m in range(M):
+                    tot[m] += np.exp(acc[c, m] - best[m])
+            for m in range(M):
+                if best[m] == -np.inf:
+                    out_models[n, m] = best[m]
+                else:
+                    out_models[n, m] = best[m] + np.log(tot[m])
