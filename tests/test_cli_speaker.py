@@ -129,3 +129,32 @@ def test_librispeech_small(librispeech_root, tmp_path):
     assert res["n_speakers"] == 20 and res["n_tests"] == len(tst)
     assert res["accuracy"] >= 0.85
     assert res["eer"] <= 0.15
+
+
+def test_protocol_preset_and_overrides():
+    """--protocol librispeech gives the tuned settings; explicit options win."""
+    from gmmspeech.cli import build_parser
+    from gmmspeech.cli.cmd_speaker import speaker_id_settings
+    from gmmspeech.speaker.pipeline import protocol_settings
+
+    base = ["speaker-id", "--background", "b.csv", "--enroll", "e.csv", "--test", "t.csv", "--out", "o"]
+    parser = build_parser()
+    s = speaker_id_settings(parser.parse_args(base + ["--protocol", "librispeech"]))
+    assert s["feature_overrides"] == {"cmvn": "none", "vad": False, "n_mfcc": 24}
+    assert (s["n_components"], s["relevance_factor"], s["ubm_on_enroll"]) == (128, 4.0, True)
+    assert (s["top_c"], s["score_mode"], s["norm"]) == (None, "exact", "tnorm")
+    s = speaker_id_settings(parser.parse_args(
+        base + ["--protocol", "librispeech", "-k", "64", "--top-c", "3", "--norm", "none", "--n-mfcc", "20"]))
+    assert s["n_components"] == 64 and s["relevance_factor"] == 4.0
+    assert (s["top_c"], s["score_mode"], s["norm"]) == (3, None, None)
+    assert s["feature_overrides"] == {"cmvn": "none", "vad": False, "n_mfcc": 20}
+    # without --protocol: the plain defaults, as before
+    s = speaker_id_settings(parser.parse_args(base + ["--cmvn", "none", "--no-vad"]))
+    assert s["feature_overrides"] == {"cmvn": "none", "vad": False}
+    assert (s["n_components"], s["relevance_factor"], s["ubm_on_enroll"], s["top_c"], s["norm"]) == (
+        256, 16.0, False, 5, None)
+    # the preset is a copy: changing it leaves the table intact
+    protocol_settings("librispeech")["feature_overrides"]["n_mfcc"] = 99
+    assert protocol_settings("librispeech")["feature_overrides"]["n_mfcc"] == 24
+    with pytest.raises(ValueError, match="not one of"):
+        protocol_settings("timit")

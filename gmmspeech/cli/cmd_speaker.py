@@ -129,7 +129,7 @@ def register(sub) -> None:
     p.add_argument("--test", required=True, metavar="CSV", help="test manifest")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     _add_ubm_args(p)
-    p.add_argument("--ubm-on-enroll", action="store_true",
+    p.add_argument("--ubm-on-enroll", action="store_true", default=None,
                    help="train the UBM on background + enrolment data")
     p.add_argument("--relevance", type=float, default=16.0, metavar="R",
                    help="MAP relevance factor (default 16)")
@@ -146,12 +146,23 @@ def register(sub) -> None:
     g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
                    help="override the preset's cepstral mean/variance normalisation "
                         "('none' is best when enrolment and test share recordings)")
+    g.add_argument("--no-vad", dest="vad", action="store_false", default=None,
+                   help="keep every frame (no energy VAD)")
+    g.add_argument("--n-mfcc", type=int, default=None, metavar="N",
+                   help="cepstra per frame before deltas (default: the preset's, 20)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="shared folder for the feature stores (default DIR/features)")
     add_data_root_arg(g)
+    p.add_argument("--protocol", default=None, choices=["librispeech"],
+                   help="start from the tuned settings of a protocol of data_manifests/ "
+                        "(librispeech: --cmvn none --no-vad --n-mfcc 24 -k 128 --relevance 4 "
+                        "--ubm-on-enroll --mode exact --norm tnorm); options given on the "
+                        "command line win")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_speaker_id)
+    # None = not given: the --protocol preset, else the documented default, applies
+    p.set_defaults(func=_cmd_speaker_id, components=None, relevance=None, adapt=None,
+                   top_c=None, norm=None, preset=None, ubm_on_enroll=None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -334,19 +345,43 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def speaker_id_settings(args) -> dict:
+    """The :func:`~gmmspeech.speaker.pipeline.run_speaker_id` settings of parsed
+    ``speaker-id`` arguments: the ``--protocol`` preset (if any) or the plain defaults,
+    overridden by every option given on the command line."""
+    from gmmspeech.speaker.pipeline import protocol_settings
+
+    out = protocol_settings(args.protocol) if args.protocol else dict(
+        preset="speech", feature_overrides={}, n_components=256, ubm_on_enroll=False,
+        relevance_factor=16.0, adapt="m", top_c=5, score_mode=None, norm=None)
+    fo = dict(out.get("feature_overrides") or {})
+    for dest in ("cmvn", "vad", "n_mfcc"):
+        if getattr(args, dest) is not None:
+            fo[dest] = getattr(args, dest)
+    out["feature_overrides"] = fo or None
+    for dest, key in {"preset": "preset", "components": "n_components",
+                      "ubm_on_enroll": "ubm_on_enroll", "relevance": "relevance_factor",
+                      "adapt": "adapt"}.items():
+        if getattr(args, dest) is not None:
+            out[key] = getattr(args, dest)
+    if args.top_c is not None or args.mode is not None:
+        out["top_c"] = 5 if args.top_c is None else (args.top_c or None)
+        out["score_mode"] = args.mode
+    if args.norm is not None:
+        out["norm"] = None if args.norm == "none" else args.norm
+    return out
+
+
 @_clean_errors
 def _cmd_speaker_id(args) -> int:
     from gmmspeech.speaker.pipeline import run_speaker_id
 
+    settings = speaker_id_settings(args)
     res = run_speaker_id(
         args.background, args.enroll, args.test, args.out,
-        data_root=args.data_root, preset=args.preset, features_dir=args.features_dir,
-        feature_overrides={"cmvn": args.cmvn} if args.cmvn else None,
-        n_components=args.components, covariance_type=args.covariance, max_iter=args.iterations,
-        ubm_init=args.init, ubm_on_enroll=args.ubm_on_enroll, relevance_factor=args.relevance,
-        adapt=args.adapt, top_c=args.top_c or None, score_mode=args.mode,
-        norm=None if args.norm == "none" else args.norm, random_state=args.seed,
-        progress=not args.quiet, **_par(args),
+        data_root=args.data_root, features_dir=args.features_dir,
+        covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
+        random_state=args.seed, progress=not args.quiet, **settings, **_par(args),
     )
     print(f"wrote {os.path.join(args.out, 'results.json')}")
     return 1 if res.get("bad_files") else 0
