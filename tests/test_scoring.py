@@ -148,3 +148,26 @@ def test_parallel_groups_equal_sequential(setup):
     np.testing.assert_allclose(score(mm, ubm, utts, n_jobs=2), seq, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(score(mm, ubm, utts, n_jobs=2, backend="threading", mode="topc"),
                                score(mm, ubm, utts, mode="topc"), rtol=1e-12, atol=1e-12)
+
+
+def test_exact_pruned_means_only_equals_sklearn(monkeypatch):
+    # well separated components: exact mode skips (frame, component) pairs whose bound is
+    # > 25 nats below every model's likelihood; results must still match scikit-learn
+    from gmmspeech.speaker import _kernels as kern
+
+    r = np.random.default_rng(3)
+    K, D, M = 96, 39, 6
+    w = r.dirichlet(np.full(K, 2.0))
+    mu = r.normal(0, 1.5, (K, D))
+    var = r.uniform(0.2, 1.0, (K, D))
+    ubm = GMM.from_params(w, mu, var)
+    models = [GMM.from_params(w, mu + r.normal(0, 0.15, (K, D)), var) for _ in range(M)]
+    z = r.choice(K, size=(5, 120), p=w)
+    utts = [(mu[zz] + np.sqrt(var[zz]) * r.standard_normal((120, D))).astype(np.float32) for zz in z]
+    utts.append(r.normal(0, 3.0, (40, D)).astype(np.float32))  # outlying frames
+    calls = []
+    real = kern.pruned_scores
+    monkeypatch.setattr(kern, "pruned_scores", lambda *a: (calls.append(1), real(*a))[1])
+    got = score(models, ubm, utts)
+    assert calls, "the pruned kernel was not used on well separated components"
+    np.testing.assert_allclose(got, _sk_llr(models, ubm, utts), atol=2e-5)
