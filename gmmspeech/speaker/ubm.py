@@ -64,10 +64,22 @@ class _Chunk:
     ids: tuple[str, ...] = ()
     arrays: tuple[np.ndarray, ...] = ()
     n_frames: int = 0
+    # absolute .npy paths of ``ids``, resolved once when planning: a worker reads them
+    # directly instead of re-reading the store's index for every task
+    files: tuple[str, ...] = ()
 
 
 def _chunk_arrays(chunk: _Chunk) -> Iterable[tuple[str, np.ndarray]]:
-    if chunk.store_root is not None:
+    if chunk.store_root is not None and chunk.files:
+        for utt, path in zip(chunk.ids, chunk.files, strict=True):
+            try:
+                x = np.load(path, allow_pickle=False)
+            except (FileNotFoundError, ValueError, OSError) as exc:
+                raise ValueError(
+                    f"feature store {chunk.store_root}: cannot read {path} (id {utt!r}): {exc}"
+                ) from exc
+            yield utt, x
+    elif chunk.store_root is not None:
         from gmmspeech.corpus.store import FeatureStore
 
         store = FeatureStore(chunk.store_root)
@@ -105,10 +117,12 @@ def _plan_store(store, chunk_frames: int) -> tuple[list[_Chunk], int, int]:
         cur_n += n
         total += n
         if cur_n >= chunk_frames:
-            chunks.append(_Chunk(len(chunks), store.root, tuple(cur), (), cur_n))
+            chunks.append(_Chunk(len(chunks), store.root, tuple(cur), (), cur_n,
+                                 tuple(store.file(u) for u in cur)))
             cur, cur_n = [], 0
     if cur:
-        chunks.append(_Chunk(len(chunks), store.root, tuple(cur), (), cur_n))
+        chunks.append(_Chunk(len(chunks), store.root, tuple(cur), (), cur_n,
+                             tuple(store.file(u) for u in cur)))
     dims = store.dims
     if dims is None:
         dims = int(store.load(ids[0]).shape[1])
@@ -186,7 +200,7 @@ def _open_source(source, *, config, data_root, features_dir, n_jobs, backend, sc
                 raise ValueError(f"feature store {st.root} has {d} dims, the first store has {dims}")
             dims = d
             total += n
-            chunks.extend(_Chunk(len(chunks) + i, ch.store_root, ch.ids, (), ch.n_frames)
+            chunks.extend(_Chunk(len(chunks) + i, ch.store_root, ch.ids, (), ch.n_frames, ch.files)
                           for i, ch in enumerate(c))
         return chunks, total, dims, None
     if isinstance(source, Iterable):
