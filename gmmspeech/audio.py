@@ -30,6 +30,10 @@ import numpy as np
 
 from gmmspeech.errors import AudioError
 
+#: Lowest sampling rate :func:`load` accepts: a header claiming less is corrupt or not
+#: speech, and resampling it would inflate a tiny file into a huge array.
+MIN_SAMPLE_RATE = 1000
+
 __all__ = ["AudioInfo", "info", "load", "DEFAULT_MIN_DURATION", "DEFAULT_MAX_OVERSHOOT"]
 
 #: Default minimum signal length: one 25 ms analysis frame.
@@ -229,8 +233,12 @@ def load(
     _check_file(path)
     with _open(path) as f:
         sr_file, n_file = int(f.samplerate), int(f.frames)
-        if sr_file <= 0:
-            raise AudioError(path, f"invalid sampling rate {sr_file} in header")
+        if sr_file < MIN_SAMPLE_RATE:
+            raise AudioError(
+                path,
+                f"implausible sampling rate {sr_file} Hz in header "
+                f"(speech audio needs at least {MIN_SAMPLE_RATE} Hz)",
+            )
         if n_file <= 0:
             raise AudioError(path, "no samples (empty audio stream)")
         first, last = _segment_frames(path, n_file, sr_file, start, end, max_overshoot)

@@ -246,3 +246,10 @@ def test_resample_matches_librosa_without_importing_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_implausible_sample_rate_is_rejected(tmp_path):
+    path = tmp_path / "one_hz.wav"
+    sf.write(path, np.zeros(4000, dtype=np.float32), 1, subtype="FLOAT")
+    with pytest.raises(AudioError, match="implausible sampling rate 1 Hz"):
+        audio.load(path, sr=16000)
