@@ -180,7 +180,7 @@ def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
     model axis last, so that every multiply-add runs over a contiguous row of models.
     ``out_models[n, m]`` is the log-sum-exp over kept k of
     ``Lu[n, k] + dGt[k, m] + x . dBt[k, :, m]``; ``out_ubm[n]`` the UBM's
-    log-likelihood over all K components.
+    log-likelihood over all K components (not computed when ``out_ubm`` is empty).
     """
     N, D = X.shape
     K = Lu.shape[1]
@@ -192,13 +192,14 @@ def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
         best = np.empty(M, np.float32)
         tot = np.empty(M, np.float32)
         for n in range(blk * 16, min(N, blk * 16 + 16)):
-            mx = Lu[n, 0]
-            for k in range(1, K):
-                mx = max(mx, Lu[n, k])
-            s = 0.0
-            for k in range(K):
-                s += np.exp(np.float64(Lu[n, k] - mx))
-            out_ubm[n] = mx + np.log(s)
+            if out_ubm.shape[0] > 0:
+                mx = Lu[n, 0]
+                for k in range(1, K):
+                    mx = max(mx, Lu[n, k])
+                s = 0.0
+                for k in range(K):
+                    s += np.exp(np.float64(Lu[n, k] - mx))
+                out_ubm[n] = mx + np.log(s)
             C = 0
             for k in range(K):
                 if mask[n, k]:
@@ -226,3 +227,34 @@ def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
                     out_models[n, m] = best[m]
                 else:
                     out_models[n, m] = best[m] + np.log(tot[m])
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def topc_mask(Lu, C, mask, out_ubm):
+    """Mark the C best UBM components of every frame (ties: the lower index) and
+    return the UBM's log-likelihood over them in ``out_ubm``."""
+    N, K = Lu.shape
+    for n in prange(N):
+        idx = np.empty(C, np.int64)
+        val = np.empty(C, np.float32)
+        for c in range(C):
+            val[c] = -np.inf
+            idx[c] = 0
+        for k in range(K):
+            mask[n, k] = False
+            v = Lu[n, k]
+            if v > val[C - 1]:
+                j = C - 1
+                while j > 0 and val[j - 1] < v:
+                    val[j] = val[j - 1]
+                    idx[j] = idx[j - 1]
+                    j -= 1
+                val[j] = v
+                idx[j] = k
+        for c in range(C):
+            mask[n, idx[c]] = True
+        mx = val[0]
+        s = 0.0
+        for c in range(C):
+            s += np.exp(np.float64(val[c] - mx))
+        out_ubm[n] = mx + np.log(s)

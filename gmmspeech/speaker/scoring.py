@@ -259,13 +259,22 @@ def _topc_diag(plan: _DiagPlan, utts, top_c, chunk_frames, progress):
     n_u = len(utts)
     ll = np.zeros((n_u, plan.M))
     ll_ubm = np.zeros(n_u)
+    if plan.shared:  # model axis last: contiguous multiply-adds over all models
+        dBt = np.ascontiguousarray(dB.transpose(1, 2, 0))
+        dGt = np.ascontiguousarray(dG.T)
+        no_ubm = np.empty(0)
     for X, owner in _iter(utts, chunk_frames, progress):
         Xc = (X - plan.ref).astype(np.float32)
         X2 = Xc * Xc
         Lu = np.ascontiguousarray(plan.frame_ubm(Xc, X2), dtype=np.float32)
         om = np.empty((X.shape[0], plan.M))
         ou = np.empty(X.shape[0])
-        kern.topc_scores(Xc, X2, Lu, C, dB, dA, dG, plan.shared, om, ou)
+        if plan.shared:
+            mask = np.empty(Lu.shape, np.bool_)
+            kern.topc_mask(Lu, C, mask, ou)
+            kern.pruned_scores(Xc, Lu, mask, dBt, dGt, om, no_ubm)
+        else:
+            kern.topc_scores(Xc, X2, Lu, C, dB, dA, dG, plan.shared, om, ou)
         _add_rows(ll, owner, om)
         _add_rows(ll_ubm, owner, ou)
     return ll, ll_ubm
