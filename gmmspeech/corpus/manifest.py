@@ -23,11 +23,11 @@ import io
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gmmspeech.atomic import atomic_write_text
 from gmmspeech.errors import ManifestError
 
 __all__ = ["Row", "read_manifest", "write_manifest", "from_kaldi", "COLUMNS"]
@@ -206,24 +206,6 @@ def _as_fields(row: Any) -> tuple[str, str, str, float | None, float | None]:
             getattr(row, "start", None), getattr(row, "end", None))
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def format_manifest(rows: Iterable[Any], *, root: str | os.PathLike | None = None) -> str:
     """The CSV text :func:`write_manifest` writes (see there)."""
     recs = [_as_fields(r) for r in rows]
@@ -269,7 +251,7 @@ def write_manifest(rows: Iterable[Any], path: str | os.PathLike, *,
     The ``start`` and ``end`` columns are written only when some row has a bound;
     times are written with full float precision.
     """
-    _atomic_write_text(os.fspath(path), format_manifest(rows, root=root))
+    atomic_write_text(os.fspath(path), format_manifest(rows, root=root))
 
 
 # --------------------------------------------------------------------------- Kaldi

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from gmmspeech.atomic import atomic_write, atomic_write_text
 from gmmspeech.errors import GMMSpeechError
 
 __all__ = ["FeatureStore", "BuildReport", "StoreError", "Entry", "file_name"]
@@ -164,27 +165,12 @@ def _tmp_name(final: str) -> str:
 
 
 def _atomic_write_bytes(final: str, write: Callable[[Any], None]) -> None:
-    tmp = _tmp_name(final)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # temporary names carry _TMP_MARK, host and pid, so leftovers of dead writers are found
+    atomic_write(final, write, tmp_path=_tmp_name(final), sync=False)
 
 
 def _atomic_write_text(final: str, text: str, *, sync: bool = False) -> None:
-    def write(fh):
-        fh.write(text.encode("utf-8"))
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    _atomic_write_bytes(final, write)
+    atomic_write_text(final, text, tmp_path=_tmp_name(final), sync=sync)
 
 
 def _default_extractor(path: str, *, config: Any, start: float | None, end: float | None) -> np.ndarray:

@@ -27,12 +27,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from gmmspeech.atomic import atomic_write
 from gmmspeech.errors import ModelFileError
 
 __all__ = ["save", "load", "load_metadata", "model_info", "FORMAT", "FORMAT_VERSION"]
@@ -187,22 +187,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
     blob = json.dumps(meta, sort_keys=True).encode("utf-8")
     arrays[_META] = np.frombuffer(blob, dtype=np.uint8)
 
-    out = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    out = atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return out
 
 

@@ -1,0 +1,71 @@
+"""Atomic file writes: a reader sees the old file or the whole new one, never a part.
+
+The data goes to a temporary file in the destination's folder (same file system), which
+then replaces the destination with ``os.replace``. A crash leaves at worst a temporary
+file, never a truncated destination.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import IO
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[IO[bytes]], object],
+    *,
+    tmp_path: str | None = None,
+    sync: bool = True,
+) -> str:
+    """Write a file atomically through ``write(binary_file_handle)``.
+
+    Parameters
+    ----------
+    path : path-like
+        The destination; its folder is created if needed.
+    write : callable
+        Writes the content to the open binary handle it is given.
+    tmp_path : str or None
+        The temporary file to use (default: a unique hidden name beside ``path``).
+        Callers that clean up after crashed writers pass a name they can recognise.
+    sync : bool
+        ``fsync`` the data before the rename (durable across a power loss).
+
+    Returns
+    -------
+    str
+        ``path`` as a string.
+    """
+    final = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(final))
+    os.makedirs(folder, exist_ok=True)
+    if tmp_path is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=folder)
+        fh = os.fdopen(fd, "wb")
+    else:
+        tmp = tmp_path
+        fh = open(tmp, "wb")  # noqa: SIM115 - closed by the with block below
+    try:
+        with fh:
+            write(fh)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return final
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, tmp_path: str | None = None,
+                      sync: bool = True) -> str:
+    """Write UTF-8 text atomically (see :func:`atomic_write`)."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda fh: fh.write(data), tmp_path=tmp_path, sync=sync)
