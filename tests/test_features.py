@@ -595,3 +595,26 @@ def test_energy_raw_and_windowed_against_plain_frames():
         assert raw[t] == pytest.approx(math.log(np.sum(x * x)), abs=1e-4)
         pre = np.concatenate([[x[0] * 0.03], x[1:] - 0.97 * x[:-1]]) * hamming
         assert windowed[t] == pytest.approx(math.log(np.sum(pre * pre)), abs=1e-4)
+
+
+def test_first_use_from_many_threads_takes_the_same_path(tmp_path):
+    """Threads racing on the lazily built numba kernels (a Dask worker with 2 threads) must
+    all wait for the kernel: a thread that fell back to the numpy path rounded differently."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, numpy as np
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, {tests!r})
+from conftest import speechlike
+from gmmspeech.features import extract, FeatureConfig
+cfg = FeatureConfig.preset("speech", cmvn="warping")
+ys = [speechlike(16000, 1.5, 100 + 20 * i, i) for i in range(6)]
+with ThreadPoolExecutor(6) as ex:
+    first = list(ex.map(lambda y: extract(y, sr=16000, config=cfg), ys))
+again = [extract(y, sr=16000, config=cfg) for y in ys]
+print(max(float(np.abs(a - b).max()) for a, b in zip(first, again)))
+""".format(tests=str(__import__("pathlib").Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip()) == 0.0

@@ -188,6 +188,7 @@ def _single_thread_blas():
 
 # ---------------------------------------------------------------------------- fused kernel
 _kernel_state: dict = {"fn": None, "tried": False}
+_LAZY_LOCK = threading.Lock()
 
 
 def _frame_kernel():
@@ -196,8 +197,10 @@ def _frame_kernel():
     Three vectorised passes over each frame in cache instead of six numpy passes
     (about 10x faster on that stage). Compiled on first use and cached on disk; without numba the numpy path runs.
     """
-    if not _kernel_state["tried"]:
-        _kernel_state["tried"] = True
+    if _kernel_state["tried"]:
+        return _kernel_state["fn"]
+
+    def build():
         try:
             import numba
         except ImportError:  # pragma: no cover - numba comes with librosa
@@ -228,7 +231,12 @@ def _frame_kernel():
                 for i in range(1, win):
                     out[i] = (x[i] - c * x[i - 1] - k) * window[i]
 
-        _kernel_state["fn"] = kernel
+        return kernel
+
+    with _LAZY_LOCK:  # a second thread waits for the kernel instead of taking the numpy path
+        if not _kernel_state["tried"]:
+            _kernel_state["fn"] = build()
+            _kernel_state["tried"] = True
     return _kernel_state["fn"]
 
 

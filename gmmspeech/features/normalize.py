@@ -10,6 +10,8 @@ Statistics are accumulated in float64; the output keeps the input's floating dty
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 __all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds"]
@@ -188,6 +190,7 @@ def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
 
 
 _warp_state: dict = {"fn": None, "tried": False}
+_LAZY_LOCK = threading.Lock()
 
 
 def _warp_kernel():
@@ -196,8 +199,10 @@ def _warp_kernel():
     Writes ``2 * rank`` (``2 * #less + #equal + 1``, an integer) for every frame and
     dimension; about 10x faster than the numpy counting loop.
     """
-    if not _warp_state["tried"]:
-        _warp_state["tried"] = True
+    if _warp_state["tried"]:
+        return _warp_state["fn"]
+
+    def build():
         try:
             import numba
         except ImportError:  # pragma: no cover - numba comes with librosa
@@ -219,5 +224,10 @@ def _warp_kernel():
                             acc += 1
                     out[t, j] = acc
 
-        _warp_state["fn"] = kernel
+        return kernel
+
+    with _LAZY_LOCK:  # a second thread waits for the kernel instead of taking the numpy path
+        if not _warp_state["tried"]:
+            _warp_state["fn"] = build()
+            _warp_state["tried"] = True
     return _warp_state["fn"]
