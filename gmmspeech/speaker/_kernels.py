@@ -31,6 +31,25 @@ def _exp_poly(t):
             np.float32(1.0 / 120.0) + f * np.float32(1.0 / 720.0))))))
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _select_top(row, C, idx, val):
+    """The C largest values of ``row`` in descending order (ties: the lower index first),
+    by insertion into a sorted list of C: one pass, no allocation."""
+    for c in range(C):
+        val[c] = -np.inf
+        idx[c] = 0
+    for k in range(row.shape[0]):
+        v = row[k]
+        if v > val[C - 1]:
+            j = C - 1
+            while j > 0 and val[j - 1] < v:
+                val[j] = val[j - 1]
+                idx[j] = idx[j - 1]
+                j -= 1
+            val[j] = v
+            idx[j] = k
+
+
 @njit(fastmath=True, cache=True)
 def _lse_block(vals, K, ib, fb, pb):
     mx = vals[0]
@@ -86,24 +105,11 @@ def topc_scores(X, X2, Lu, C, dB, dA, dG, shared, out_models, out_ubm):
     ``out_ubm[n]`` is the UBM's top-C log-likelihood, ``out_models[n, m]`` the models'.
     """
     N, D = X.shape
-    K = Lu.shape[1]
     M = dB.shape[0]
     for n in prange(N):
         idx = np.empty(C, np.int64)
         val = np.empty(C, np.float32)
-        for c in range(C):
-            val[c] = -np.inf
-            idx[c] = 0
-        for k in range(K):
-            v = Lu[n, k]
-            if v > val[C - 1]:
-                j = C - 1
-                while j > 0 and val[j - 1] < v:
-                    val[j] = val[j - 1]
-                    idx[j] = idx[j - 1]
-                    j -= 1
-                val[j] = v
-                idx[j] = k
+        _select_top(Lu[n], C, idx, val)
         mx = val[0]
         s = 0.0
         for c in range(C):
@@ -237,20 +243,9 @@ def topc_mask(Lu, C, mask, out_ubm):
     for n in prange(N):
         idx = np.empty(C, np.int64)
         val = np.empty(C, np.float32)
-        for c in range(C):
-            val[c] = -np.inf
-            idx[c] = 0
+        _select_top(Lu[n], C, idx, val)
         for k in range(K):
             mask[n, k] = False
-            v = Lu[n, k]
-            if v > val[C - 1]:
-                j = C - 1
-                while j > 0 and val[j - 1] < v:
-                    val[j] = val[j - 1]
-                    idx[j] = idx[j - 1]
-                    j -= 1
-                val[j] = v
-                idx[j] = k
         for c in range(C):
             mask[n, idx[c]] = True
         mx = val[0]
