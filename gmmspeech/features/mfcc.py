@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from gmmspeech._lazy import lazy_kernel
 from gmmspeech.features.config import FeatureConfig
 
 __all__ = [
@@ -187,57 +188,46 @@ def _single_thread_blas():
 
 
 # ---------------------------------------------------------------------------- fused kernel
-_kernel_state: dict = {"fn": None, "tried": False}
-_LAZY_LOCK = threading.Lock()
 
 
+@lazy_kernel
 def _frame_kernel():
     """Numba kernel fusing DC removal, raw energy, pre-emphasis and window (or None).
 
     Three vectorised passes over each frame in cache instead of six numpy passes
     (about 10x faster on that stage). Compiled on first use and cached on disk; without numba the numpy path runs.
     """
-    if _kernel_state["tried"]:
-        return _kernel_state["fn"]
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba comes with librosa
+        return None
 
-    def build():
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba comes with librosa
-            return None
-
-        @numba.njit(cache=True, fastmath=True, nogil=True)
-        def kernel(sig, first, hop, n, win, dst, row0, window, c, remove_dc, energy, e0):  # pragma: no cover
-            # frame t = sig[first + t * hop : ... + win] -> dst[row0 + t, :win]; slices
-            # (not base + i indexing) let LLVM vectorise the loops
-            one_minus_c = np.float32(1.0) - c
-            for t in range(n):
-                base = first + t * hop
-                x = sig[base : base + win]
-                m = np.float32(0.0)
-                if remove_dc:
-                    s1 = np.float32(0.0)
-                    for i in range(win):
-                        s1 += x[i]
-                    m = s1 / np.float32(win)
-                s2 = np.float32(0.0)
+    @numba.njit(cache=True, fastmath=True, nogil=True)
+    def kernel(sig, first, hop, n, win, dst, row0, window, c, remove_dc, energy, e0):  # pragma: no cover
+        # frame t = sig[first + t * hop : ... + win] -> dst[row0 + t, :win]; slices
+        # (not base + i indexing) let LLVM vectorise the loops
+        one_minus_c = np.float32(1.0) - c
+        for t in range(n):
+            base = first + t * hop
+            x = sig[base : base + win]
+            m = np.float32(0.0)
+            if remove_dc:
+                s1 = np.float32(0.0)
                 for i in range(win):
-                    d = x[i] - m
-                    s2 += d * d
-                energy[e0 + t] = s2
-                k = one_minus_c * m
-                out = dst[row0 + t]
-                out[0] = (one_minus_c * x[0] - k) * window[0]
-                for i in range(1, win):
-                    out[i] = (x[i] - c * x[i - 1] - k) * window[i]
+                    s1 += x[i]
+                m = s1 / np.float32(win)
+            s2 = np.float32(0.0)
+            for i in range(win):
+                d = x[i] - m
+                s2 += d * d
+            energy[e0 + t] = s2
+            k = one_minus_c * m
+            out = dst[row0 + t]
+            out[0] = (one_minus_c * x[0] - k) * window[0]
+            for i in range(1, win):
+                out[i] = (x[i] - c * x[i - 1] - k) * window[i]
 
-        return kernel
-
-    with _LAZY_LOCK:  # a second thread waits for the kernel instead of taking the numpy path
-        if not _kernel_state["tried"]:
-            _kernel_state["fn"] = build()
-            _kernel_state["tried"] = True
-    return _kernel_state["fn"]
+    return kernel
 
 
 # ---------------------------------------------------------------------------- framing

@@ -10,9 +10,9 @@ Statistics are accumulated in float64; the output keeps the input's floating dty
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+
+from gmmspeech._lazy import lazy_kernel
 
 __all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds"]
 
@@ -189,45 +189,34 @@ def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
     return ndtri((rank - 0.5) / N).astype(X.dtype, copy=False)
 
 
-_warp_state: dict = {"fn": None, "tried": False}
-_LAZY_LOCK = threading.Lock()
 
 
+@lazy_kernel
 def _warp_kernel():
     """Numba kernel for the window ranks of :func:`feature_warping` (or None).
 
     Writes ``2 * rank`` (``2 * #less + #equal + 1``, an integer) for every frame and
     dimension; about 10x faster than the numpy counting loop.
     """
-    if _warp_state["tried"]:
-        return _warp_state["fn"]
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba comes with librosa
+        return None
 
-    def build():
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba comes with librosa
-            return None
+    @numba.njit(cache=True, nogil=True)
+    def kernel(X, start, N, out):  # pragma: no cover - compiled
+        n, d = X.shape
+        for t in range(n):
+            s = start[t]
+            for j in range(d):
+                x = X[t, j]
+                acc = 1
+                for k in range(s, s + N):
+                    v = X[k, j]
+                    if v < x:
+                        acc += 2
+                    elif v == x:
+                        acc += 1
+                out[t, j] = acc
 
-        @numba.njit(cache=True, nogil=True)
-        def kernel(X, start, N, out):  # pragma: no cover - compiled
-            n, d = X.shape
-            for t in range(n):
-                s = start[t]
-                for j in range(d):
-                    x = X[t, j]
-                    acc = 1
-                    for k in range(s, s + N):
-                        v = X[k, j]
-                        if v < x:
-                            acc += 2
-                        elif v == x:
-                            acc += 1
-                    out[t, j] = acc
-
-        return kernel
-
-    with _LAZY_LOCK:  # a second thread waits for the kernel instead of taking the numpy path
-        if not _warp_state["tried"]:
-            _warp_state["fn"] = build()
-            _warp_state["tried"] = True
-    return _warp_state["fn"]
+    return kernel
