@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from gmmspeech._lazy import lazy_kernel
+
 COVARIANCE_TYPES = ("spherical", "tied", "diag", "full")
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -367,7 +369,6 @@ def logsumexp_normalize(lp: np.ndarray, weights: np.ndarray | None = None, top_c
 
 # ----------------------------------------------------------------------------- numba kernels
 
-_KERNELS = None
 
 
 class _Kernels:
@@ -464,15 +465,16 @@ class _Kernels:
         self.scale_rows = scale_rows
 
 
+@lazy_kernel
 def kernels():
-    """The numba kernels, or None where numba is unavailable (numpy fallbacks are used)."""
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            _KERNELS = _Kernels()
-        except ImportError:  # pragma: no cover - numba ships with librosa
-            _KERNELS = False
-    return _KERNELS or None
+    """The numba kernels, or None where numba is unavailable (numpy fallbacks are used).
+
+    Built once, on first use; E-step threads arriving meanwhile wait for them.
+    """
+    try:
+        return _Kernels()
+    except ImportError:  # pragma: no cover - numba ships with librosa
+        return None
 
 
 def posteriors_and_scale(lp, z, weights, top_c, logp, m, factor):
