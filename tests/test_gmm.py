@@ -360,3 +360,37 @@ def test_get_set_params_and_clone():
     with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
         gmm.set_params(bogus=1)
     assert "covariance_type='full'" in repr(gmm)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_estep_statistics_do_not_depend_on_thread_count(cov, monkeypatch):
+    """Threads split the frames on block boundaries, so every float32 block product is the
+    one a single thread computes: 1, 2 or 3 threads give the same statistics up to float64
+    summation order (a Dask worker with one thread equals a local run with two)."""
+    import gmmspeech.mixture.gmm as gmm_module
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((20000, 13)) * 3 + 5).astype(np.float32)
+    g = GMM(8, covariance_type=cov, random_state=0, max_iter=2, tol=0.0).fit(X)
+    out = []
+    for t in (1, 2, 3):
+        monkeypatch.setattr(gmm_module, "_available_threads", lambda t=t: t)
+        out.append(g.accumulate(X))
+    for st in out[1:]:
+        for a, b in ((out[0].n, st.n), (out[0].f, st.f), (out[0].s, st.s)):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+
+
+def test_estep_statistics_do_not_depend_on_blas_threads():
+    """Small inputs run on one thread; their float32 block products use single-threaded BLAS
+    whatever the process's BLAS limit, so a worker limited to one BLAS thread agrees."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((1500, 39)) * rng.uniform(0.5, 2, 39) + 3).astype(np.float32)
+    g = GMM(4, covariance_type="full", random_state=0, max_iter=2, tol=0.0).fit(X)
+    a = g.accumulate(X)
+    with threadpool_limits(limits=1, user_api="blas"):
+        b = g.accumulate(X)
+    np.testing.assert_allclose(b.n, a.n, rtol=1e-12)
+    np.testing.assert_allclose(b.s, a.s, rtol=1e-12, atol=1e-12 * np.abs(a.s).max())

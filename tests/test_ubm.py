@@ -57,7 +57,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = train_ubm(utts, 4, max_iter=6, **kw)
     part = train_ubm(utts, 4, max_iter=2, checkpoint=ck, **kw)
     assert mio.load(ck).metadata_["ubm_training"]["iteration"] == 2
-    assert not np.allclose(part.means_, full.means_)
+    # k-means lands next to the optimum here: later iterations move the means by ~1e-7,
+    # still five orders of magnitude above the tolerance of the resume comparison below
+    assert np.abs(part.means_ - full.means_).max() > 1e-9
     resumed = train_ubm(utts, 4, max_iter=6, checkpoint=ck, resume=True, **kw)
     np.testing.assert_allclose(resumed.means_, full.means_, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(resumed.covariances_, full.covariances_, rtol=1e-12)

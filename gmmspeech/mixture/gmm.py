@@ -183,12 +183,16 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
         n_threads = _available_threads()
     rows = _block_rows(plan, chunk_size)
     n_threads = int(max(1, min(n_threads, n // (2 * rows))))
-    if n < 4 * rows:  # small inputs (scoring one utterance): no thread or BLAS-limit overhead
-        return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
+    # single-threaded BLAS always: a multi-threaded GEMM may split the reduction over frames,
+    # and its float32 rounding would then depend on the BLAS thread count of the process
+    # (a Dask worker with one BLAS thread would disagree with a local run)
     with _controller().limit(limits=1, user_api="blas"):
-        if n_threads == 1:
+        if n < 4 * rows or n_threads == 1:
             return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
-        bounds = np.linspace(0, n, n_threads + 1).astype(int)
+        # thread boundaries on block boundaries: every block (a float32 product) is the one
+        # the serial path computes, so the statistics do not depend on the thread count
+        n_blocks = -(-n // rows)
+        bounds = np.minimum(np.linspace(0, n_blocks, n_threads + 1).astype(int) * rows, n)
 
         def run(ab):
             a, b = ab
