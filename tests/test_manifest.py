@@ -346,3 +346,64 @@ def test_malformed_csv_and_bare_carriage_returns(tmp_path):
     m = _write(tmp_path / "huge.csv", 'id,path,label\na,b,c\nd,"' + "x" * 200_000 + '",e\n')
     with pytest.raises(ManifestError, match=r"line 3: malformed CSV \(field larger"):
         read_manifest(m)
+
+
+def test_from_kaldi_keeps_relative_paths_relative(tmp_path):
+    d = _kaldi_dir(tmp_path, "rec1 /data/a.wav\nrec2 audio/b.flac\n", "rec1 s\nrec2 t\n")
+    rows = from_kaldi(d)
+    assert [r.path for r in rows] == ["/data/a.wav", "audio/b.flac"]
+    out = tmp_path / "m.csv"
+    write_manifest(rows, out)
+    back = read_manifest(out, data_root=tmp_path / "root")
+    assert back[1].path == str(tmp_path / "root" / "audio" / "b.flac")
+    assert back[0].path == "/data/a.wav"
+    rows = from_kaldi(d, wav_root=tmp_path / "w")
+    assert rows[1].path == str(tmp_path / "w" / "audio" / "b.flac")
+
+
+def test_from_kaldi_metadata_columns(tmp_path):
+    d = _kaldi_dir(tmp_path, "u1 a/1.flac\nu2 a/2.flac\nu3 b/3.flac\n", "u1 s1\nu2 s1\nu3 s2\n")
+    (d / "text").write_text("u1 WE CALL IT BEAR\nu2 THREE, TWO\n")
+    (d / "spk2gender").write_text("s1 m\ns2 f\n")
+    (d / "spk2age").write_text("s1 6\ns2 21\n")
+    rows = from_kaldi(d)
+    assert [dict(r.extra) for r in rows] == [
+        {"gender": "m", "age": "6", "text": "WE CALL IT BEAR"},
+        {"gender": "m", "age": "6", "text": "THREE, TWO"},
+        {"gender": "f", "age": "21", "text": ""},
+    ]
+    out = tmp_path / "m.csv"
+    write_manifest(rows, out)
+    assert out.read_text().splitlines()[:3] == [
+        "id,path,label,gender,age,text", "u1,a/1.flac,s1,m,6,WE CALL IT BEAR",
+        'u2,a/2.flac,s1,m,6,"THREE, TWO"',
+    ]
+    back = read_manifest(out, data_root=tmp_path)
+    assert [(r.id, r.label, r.extra["text"], r.extra["age"]) for r in back] == [
+        ("u1", "s1", "WE CALL IT BEAR", "6"), ("u2", "s1", "THREE, TWO", "6"), ("u3", "s2", "", "21")]
+    (d / "spk2age").write_text("s1\n")
+    with pytest.raises(ManifestError) as ei:
+        from_kaldi(d)
+    assert ei.value.path == str(d / "spk2age") and ei.value.line == 1
+
+
+def test_from_kaldi_real_data_dir_resolves_with_data_root(tmp_path, capsys, datasets_root, monkeypatch):
+    """speechocean762's train/ is a real Kaldi data dir whose wav.scp paths are relative to
+    the corpus folder: the converted manifest keeps them relative and checks clean with
+    --data-root, whatever the current folder was at conversion."""
+    from gmmspeech.cli import main
+
+    kaldi = datasets_root / "speechocean762" / "train"
+    if not kaldi.is_dir():
+        pytest.skip(f"{kaldi} not found")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "so.csv"
+    assert main(["manifest", "from-kaldi", str(kaldi), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "1000 recordings, 125 speakers" in said and "--data-root" in said
+    rows = read_manifest(out, data_root=kaldi.parent)
+    assert len(rows) == 1000 and all(os.path.isfile(r.path) for r in rows)
+    assert {r.extra["gender"] for r in rows} == {"m", "f"}
+    assert all(r.extra["text"] and r.extra["age"].isdigit() for r in rows)
+    assert main(["manifest", "check", str(out), "--data-root", str(kaldi.parent)]) == 0
+    assert "0 missing files" in capsys.readouterr().out

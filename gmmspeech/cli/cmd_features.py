@@ -35,17 +35,24 @@ def register(sub) -> None:
     msub = m.add_subparsers(dest="manifest_command", metavar="ACTION")
     k = msub.add_parser(
         "from-kaldi",
-        help="convert a Kaldi data directory (wav.scp, utt2spk[, segments]) to a manifest",
+        help="convert a Kaldi data directory (wav.scp, utt2spk[, segments, text, spk2gender, "
+             "spk2age]) to a manifest",
         description="Convert a Kaldi data directory to a manifest: one row per recording of "
-        "wav.scp, or per segment when DIR/segments exists; label = speaker from utt2spk. "
-        "wav.scp must list plain file paths (piped commands are refused).",
+        "wav.scp, or per segment when DIR/segments exists; label = speaker from utt2spk; "
+        "text, spk2gender and spk2age become the columns text, gender and age. "
+        "wav.scp must list plain file paths (piped commands are refused). Relative paths "
+        "stay relative: use the manifest with --data-root set to the folder they are relative "
+        "to (for a Kaldi recipe, its top folder), or give --wav-root to resolve them now.",
     )
     k.add_argument("data_dir", metavar="DIR", help="Kaldi data directory")
     k.add_argument("--out", "-o", default=None, metavar="FILE", help="output CSV (default: stdout)")
-    k.add_argument("--root", default=None, metavar="R",
-                   help="folder relative wav.scp paths resolve against (default: current folder)")
+    k.add_argument("--wav-root", "--root", dest="wav_root", default=None, metavar="R",
+                   help="resolve relative wav.scp paths against R now (absolute paths in the "
+                        "manifest); default: keep them relative, to be resolved by --data-root "
+                        "when the manifest is used")
     k.add_argument("--relative-to", default=None, metavar="R",
-                   help="write paths relative to R (read back with --data-root R); default absolute")
+                   help="write absolute paths relative to R (read back with --data-root R); "
+                        "default: paths as wav.scp (or --wav-root) gives them")
     k.set_defaults(func=_cmd_from_kaldi)
     c = msub.add_parser("check", help="validate a manifest and check that every file exists",
                         description="Validate MANIFEST and check that every audio file exists; "
@@ -95,7 +102,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 def _cmd_from_kaldi(args: argparse.Namespace) -> int:
     from gmmspeech.corpus.manifest import format_manifest, from_kaldi, write_manifest
 
-    rows = from_kaldi(args.data_dir, root=args.root)
+    rows = from_kaldi(args.data_dir, wav_root=args.wav_root)
     if args.out is None:
         sys.stdout.write(format_manifest(rows, root=args.relative_to))
     else:
@@ -103,6 +110,10 @@ def _cmd_from_kaldi(args: argparse.Namespace) -> int:
         n_seg = sum(r.start is not None or r.end is not None for r in rows)
         kind = "segments" if n_seg else "recordings"
         print(f"{len(rows)} {kind}, {len({r.label for r in rows})} speakers -> {args.out}")
+        n_rel = sum(not os.path.isabs(r.path) for r in rows)
+        if n_rel:
+            print(f"{n_rel} paths are relative: use {args.out} with --data-root set to the folder "
+                  "they are relative to (or convert again with --wav-root)")
     return 0
 
 

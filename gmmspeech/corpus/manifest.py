@@ -12,8 +12,10 @@ Relative paths resolve against ``data_root`` when given, else against the folder
 holding the manifest; absolute paths are used as they are. Every problem raises
 :class:`gmmspeech.errors.ManifestError` naming the manifest and the line.
 
-:func:`from_kaldi` turns a Kaldi data directory (``wav.scp``, ``utt2spk`` and an
-optional ``segments``) into rows.
+:func:`from_kaldi` turns a Kaldi data directory (``wav.scp``, ``utt2spk`` and the optional
+``segments``, ``text``, ``spk2gender`` and ``spk2age``) into rows; the optional files become
+the extra columns ``text``, ``gender`` and ``age``, which :func:`write_manifest` writes after
+the standard ones.
 """
 
 from __future__ import annotations
@@ -192,41 +194,47 @@ def _fmt_time(t: float | None) -> str:
     return "" if t is None else repr(float(t))
 
 
-def _as_fields(row: Any) -> tuple[str, str, str, float | None, float | None]:
+def _as_fields(row: Any) -> tuple[str, str, str, float | None, float | None, Mapping[str, str]]:
     if isinstance(row, Mapping):
         get = row.get
+        extra = {k: str(v) for k, v in row.items() if k not in COLUMNS and v is not None}
         return (str(row["id"]), os.fspath(row["path"]), str(get("label", "") or ""),
-                get("start"), get("end"))
+                get("start"), get("end"), extra)
     if isinstance(row, tuple) and not hasattr(row, "path"):
         rid, rpath, label, *rest = row
         start = rest[0] if len(rest) > 0 else None
         end = rest[1] if len(rest) > 1 else None
-        return str(rid), os.fspath(rpath), str(label), start, end
+        return str(rid), os.fspath(rpath), str(label), start, end, {}
     return (str(row.id), os.fspath(row.path), str(row.label or ""),
-            getattr(row, "start", None), getattr(row, "end", None))
+            getattr(row, "start", None), getattr(row, "end", None),
+            dict(getattr(row, "extra", None) or {}))
 
 
 def format_manifest(rows: Iterable[Any], *, root: str | os.PathLike | None = None) -> str:
     """The CSV text :func:`write_manifest` writes (see there)."""
     recs = [_as_fields(r) for r in rows]
     with_times = any(r[3] is not None or r[4] is not None for r in recs)
+    extra_cols: list[str] = []
+    for r in recs:
+        extra_cols += [k for k in r[5] if k not in extra_cols]
     base = None if root is None else os.path.abspath(os.path.expanduser(os.fspath(root)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS if with_times else REQUIRED)
+    w.writerow([*(COLUMNS if with_times else REQUIRED), *extra_cols])
     seen: set[str] = set()
-    for rid, rpath, label, start, end in recs:
+    for rid, rpath, label, start, end, extra in recs:
         if rid == "" or rpath == "":
             raise ValueError(f"row with id={rid!r}, path={rpath!r}: id and path must not be empty")
         if rid in seen:
             raise ValueError(f"duplicate id {rid!r}")
         seen.add(rid)
-        if base is not None:
-            rpath = os.path.relpath(os.path.abspath(rpath), base)
-            rpath = rpath.replace(os.sep, "/")
+        if base is not None and os.path.isabs(rpath):
+            rpath = os.path.relpath(rpath, base)
+        rpath = rpath.replace(os.sep, "/")
         row = [rid, rpath, label]
         if with_times:
             row += [_fmt_time(start), _fmt_time(end)]
+        row += [extra.get(k, "") for k in extra_cols]
         w.writerow(row)
     return buf.getvalue()
 
@@ -238,18 +246,19 @@ def write_manifest(rows: Iterable[Any], path: str | os.PathLike, *,
     Parameters
     ----------
     rows : iterable
-        :class:`Row` objects, mappings with keys ``id, path, label[, start, end]`` or
-        tuples ``(id, path, label[, start, end])``.
+        :class:`Row` objects, mappings with keys ``id, path, label[, start, end]`` (and
+        any further keys, written as extra columns) or tuples ``(id, path, label[, start, end])``.
     path : path-like
         Output file.
     root : path-like or None
-        Write paths relative to this folder (as read back with ``data_root=root``);
-        default: write them as given.
+        Write absolute paths relative to this folder (as read back with ``data_root=root``);
+        relative paths are written as they are. Default: write paths as given.
 
     Notes
     -----
     The ``start`` and ``end`` columns are written only when some row has a bound;
-    times are written with full float precision.
+    times are written with full float precision. Extra columns (:attr:`Row.extra`) follow
+    the standard ones in order of first appearance; a row without one has an empty cell.
     """
     atomic_write_text(os.fspath(path), format_manifest(rows, root=root))
 
@@ -266,7 +275,22 @@ def _kaldi_lines(path: str) -> Iterable[tuple[int, list[str], str]]:
             yield n, text.split(), text
 
 
-def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = None) -> list[Row]:
+def _kaldi_table(path: str, what: str) -> dict[str, tuple[str, int]]:
+    """``<key> <value...>`` lines of an optional Kaldi table (``text``, ``spk2gender``...)."""
+    table: dict[str, tuple[str, int]] = {}
+    if not os.path.isfile(path):
+        return table
+    for n, parts, text in _kaldi_lines(path):
+        if len(parts) < 2:
+            raise ManifestError(path, n, f"expected '<{what}-id> <value>', got {text!r}")
+        if parts[0] in table:
+            raise ManifestError(path, n, f"duplicate {what} id {parts[0]!r}")
+        table[parts[0]] = (text[len(parts[0]):].strip(), n)
+    return table
+
+
+def from_kaldi(data_dir: str | os.PathLike, *, wav_root: str | os.PathLike | None = None,
+               root: str | os.PathLike | None = None) -> list[Row]:
     """Rows of a Kaldi data directory.
 
     Parameters
@@ -275,16 +299,22 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
         Folder with ``wav.scp`` (``<recording-id> <path>``), ``utt2spk``
         (``<utterance-id> <speaker>``) and optionally ``segments``
         (``<segment-id> <recording-id> <start> <end>``; ``end`` -1 means the end of the
-        recording).
+        recording), ``text`` (``<utterance-id> <transcript>``), ``spk2gender`` and ``spk2age``
+        (``<speaker> <value>``).
+    wav_root : path-like or None
+        Folder that relative paths of ``wav.scp`` resolve against now (the rows then hold
+        absolute paths). Default: relative paths stay relative, to be resolved at use by
+        ``data_root`` / ``--data-root`` like those of any manifest; absolute paths stay as
+        they are.
     root : path-like or None
-        Folder that relative paths of ``wav.scp`` resolve against; default the current
-        working directory, as in Kaldi (paths are relative to the recipe directory).
+        Former name of ``wav_root``, still accepted.
 
     Returns
     -------
     list of Row
         One row per recording (no ``segments``) or per segment, labelled with the
-        speaker from ``utt2spk``; ``line`` is the line of ``wav.scp`` or ``segments``.
+        speaker from ``utt2spk``; ``line`` is the line of ``wav.scp`` or ``segments``;
+        ``extra`` holds ``text``, ``gender`` and ``age`` where the data directory has them.
 
     Raises
     ------
@@ -295,7 +325,10 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
     d = os.fspath(data_dir)
     if not os.path.isdir(d):
         raise ManifestError(d, None, "not a Kaldi data directory (no such folder)")
-    base = os.path.abspath(os.fspath(root)) if root is not None else os.getcwd()
+    if wav_root is not None and root is not None:
+        raise ValueError("give wav_root or its former name root, not both")
+    wav_root = wav_root if wav_root is not None else root
+    base = None if wav_root is None else os.path.abspath(os.path.expanduser(os.fspath(wav_root)))
     scp = os.path.join(d, "wav.scp")
     u2s_path = os.path.join(d, "utt2spk")
     seg_path = os.path.join(d, "segments")
@@ -322,7 +355,11 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
             raise ManifestError(scp, n, f"recording {rid!r} reads from stdin, which is not supported")
         if rid in recordings:
             raise ManifestError(scp, n, f"duplicate recording id {rid!r} (first on line {recordings[rid][1]})")
-        recordings[rid] = (_resolve(target, base), n)
+        if base is not None:
+            target = _resolve(target, base)
+        elif os.path.isabs(target):
+            target = os.path.normpath(target)
+        recordings[rid] = (target, n)
 
     utt2spk: dict[str, str] = {}
     for n, parts, text in _kaldi_lines(u2s_path):
@@ -331,6 +368,21 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
         if parts[0] in utt2spk:
             raise ManifestError(u2s_path, n, f"duplicate utterance id {parts[0]!r}")
         utt2spk[parts[0]] = parts[1]
+
+    texts = _kaldi_table(os.path.join(d, "text"), "utterance")
+    genders = _kaldi_table(os.path.join(d, "spk2gender"), "speaker")
+    ages = _kaldi_table(os.path.join(d, "spk2age"), "speaker")
+
+    def extra(utt: str) -> dict[str, str]:
+        spk = utt2spk[utt]
+        out: dict[str, str] = {}
+        if genders:
+            out["gender"] = genders.get(spk, ("", 0))[0]
+        if ages:
+            out["age"] = ages.get(spk, ("", 0))[0]
+        if texts:
+            out["text"] = texts.get(utt, ("", 0))[0]
+        return out
 
     rows: list[Row] = []
     if os.path.isfile(seg_path):
@@ -356,10 +408,10 @@ def from_kaldi(data_dir: str | os.PathLike, *, root: str | os.PathLike | None = 
                 end = None  # Kaldi: -1 means "to the end of the recording"
             if end is not None and end <= start:
                 raise ManifestError(seg_path, n, f"end={end:g} is not after start={start:g}")
-            rows.append(Row(sid, recordings[rec][0], utt2spk[sid], start, end, n))
+            rows.append(Row(sid, recordings[rec][0], utt2spk[sid], start, end, n, extra(sid)))
     else:
         for rid, (rpath, n) in recordings.items():
             if rid not in utt2spk:
                 raise ManifestError(scp, n, f"recording {rid!r} has no speaker in {u2s_path}")
-            rows.append(Row(rid, rpath, utt2spk[rid], None, None, n))
+            rows.append(Row(rid, rpath, utt2spk[rid], None, None, n, extra(rid)))
     return rows
