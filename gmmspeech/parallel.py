@@ -130,6 +130,7 @@ def parallel_map(
     desc: str | None = None,
     total: int | None = None,
     star: bool = False,
+    unit: str = "tasks",
 ) -> list[Any]:
     """Apply ``func`` to every item, in parallel where asked, keeping the input order.
 
@@ -145,13 +146,16 @@ def parallel_map(
     backend, scheduler : str or None
         See :func:`resolve_backend`.
     progress : bool
-        Show a tqdm progress bar (to stderr).
+        Show progress on stderr (:func:`gmmspeech.progress.progress_bar`: a bar on a
+        terminal, plain periodic lines in a log).
     desc : str or None
         The progress bar's label.
     total : int or None
         Number of items, for the progress bar when ``items`` has no length.
     star : bool
         Call ``func(*item)`` instead of ``func(item)``.
+    unit : str
+        What the progress counts (``"files"``, ``"speakers"``...).
 
     Returns
     -------
@@ -166,9 +170,9 @@ def parallel_map(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from gmmspeech.progress import progress_bar
 
-        bar = tqdm(total=total, desc=desc, unit="task", leave=False, dynamic_ncols=True)
+        bar = progress_bar(total, desc=desc, unit=unit)
 
     try:
         if backend != "dask" and (n_workers == 1 or backend == "sequential"):

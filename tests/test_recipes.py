@@ -219,6 +219,16 @@ def test_score_files_folder_with_bad_files(tmp_path, synth_wavs):
         for spk, g in fitted.items():  # independent: the GMM's own average log-likelihood
             assert float(row[f"score:{spk}"]) == pytest.approx(g.score(X), abs=2e-3)
         assert row["best_model"] == max(fitted, key=lambda s: float(row[f"score:{s}"]))
+    assert saved["ubm"] is None
+    # with a background model the report and results say which file it was
+    ubm_path = tmp_path / "bg.npz"
+    save(GMM(2, random_state=0, reg_covar=1e-3).fit(np.concatenate(list(feats.values()))),
+         ubm_path, metadata={"role": "ubm"})
+    out2 = tmp_path / "scored-llr"
+    recipes.run("score_files", out=out2, models=models, input=root, ubm=ubm_path, verbose=False)
+    assert _load_results(out2)["llr"] is True
+    assert _load_results(out2)["ubm"] == str(ubm_path)
+    assert f"log-likelihood ratios to the UBM `{ubm_path}`" in (out2 / "report.md").read_text()
     with pytest.raises(FileNotFoundError, match="no such"):
         recipes.run("score_files", out=out, models=models, input=tmp_path / "nope", verbose=False)
     with pytest.raises(FileNotFoundError, match="--models"):
@@ -254,10 +264,17 @@ def test_train_corpus_reports_bad_files_and_resumes(tmp_path, synth_wavs):
     X = np.concatenate([store.load(i) for i in store.ids()]).astype(np.float64)
     assert X.shape[0] == saved["n_frames"]
     assert ubm.score(X) >= h[-1] - 1e-4
-    # second run: nothing re-extracted, training resumes from the checkpoint
+    # the checkpoint served its purpose once ubm.npz was written
+    assert not (out / "ubm.ckpt.npz").exists()
+    # second run: nothing re-extracted, the finished model reused, not trained again
     again = recipes.run("train_corpus", **kw)
-    assert again["resumed"] and again["n_extracted"] == 0 and again["n_already_in_store"] == 9
+    assert again["reused_model"] and not again["resumed"]
+    assert again["n_extracted"] == 0 and again["n_already_in_store"] == 9
     np.testing.assert_allclose(load(out / "ubm.npz").means_, ubm.means_)
+    assert again["history"] == h
+    # other settings: trained again (one more iteration), not reused
+    third = recipes.run("train_corpus", **{**kw, "max_iter": 4})
+    assert not third["reused_model"] and len(third["history"]) == 4
     assert res["n_components"] == 4
 
 

@@ -21,6 +21,14 @@ _HELP = {
 }
 
 
+def _describe(name: str) -> str:
+    """The description ``gmmspeech recipe NAME --help`` shows."""
+    text = _HELP[name]
+    return (f"{text[0].upper()}{text[1:]}. Writes OUT/report.md (tables and PNG figures) and "
+            f"OUT/results.json; see recipes/{name}/README.md for the protocol and expected "
+            "run times.")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -60,7 +68,7 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--utterances", dest="n_utterances", type=_positive_int, default=None,
                    help="synthetic utterances per speaker (default 6: 3 enrolment, 3 test)")
     p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
-                   help="UBM components (default 64 synthetic, 256 LibriSpeech)")
+                   help="UBM components (default 64 synthetic, 128 LibriSpeech)")
 
 
 def register(sub) -> None:
@@ -86,13 +94,13 @@ def register(sub) -> None:
     rsub = rec.add_subparsers(dest="recipe", metavar="NAME")
     rec.set_defaults(func=_list)
 
-    p = rsub.add_parser("demo", help=_HELP["demo"])
+    p = rsub.add_parser("demo", help=_HELP["demo"], description=_describe("demo"))
     _common(p, "demo", data_root_help="shared datasets folder (LibriSpeech protocol)")
     _add_demo_args(p)
     p.set_defaults(func=_run)
 
     ds = "shared datasets folder holding fsdd/ and librispeech/ (e.g. ../shared/datasets)"
-    p = rsub.add_parser("speaker_id", aliases=["speaker-id"], help=_HELP["speaker_id"])
+    p = rsub.add_parser("speaker_id", aliases=["speaker-id"], help=_HELP["speaker_id"], description=_describe("speaker_id"))
     _common(p, "speaker_id", data_root_help=ds)
     p.add_argument("--protocol", dest="protocols", action="append",
                    choices=["librispeech", "fsdd"], default=None,
@@ -108,7 +116,7 @@ def register(sub) -> None:
                    help="use at most N files of each manifest (for quick runs)")
     p.set_defaults(func=_run, recipe="speaker_id")
 
-    p = rsub.add_parser("digits", help=_HELP["digits"])
+    p = rsub.add_parser("digits", help=_HELP["digits"], description=_describe("digits"))
     _common(p, "digits", data_root_help=ds)
     p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
                    help="Gaussian components per digit model (default 16)")
@@ -122,7 +130,7 @@ def register(sub) -> None:
                    help="skip the scikit-learn GaussianMixture comparison")
     p.set_defaults(func=_run, recipe="digits")
 
-    p = rsub.add_parser("score_files", aliases=["score-files"], help=_HELP["score_files"])
+    p = rsub.add_parser("score_files", aliases=["score-files"], help=_HELP["score_files"], description=_describe("score_files"))
     _common(p, "score_files", data_root_help="folder that relative manifest paths resolve against")
     p.add_argument("--models", required=True, metavar="DIR",
                    help="folder of saved models (*.npz, e.g. from gmmspeech enroll); a file "
@@ -139,7 +147,7 @@ def register(sub) -> None:
                    help="score at most N files")
     p.set_defaults(func=_run, recipe="score_files")
 
-    p = rsub.add_parser("train_corpus", aliases=["train-corpus"], help=_HELP["train_corpus"])
+    p = rsub.add_parser("train_corpus", aliases=["train-corpus"], help=_HELP["train_corpus"], description=_describe("train_corpus"))
     _common(p, "train_corpus", data_root_help="folder that relative manifest paths resolve against")
     p.add_argument("--manifest", default=None, metavar="CSV",
                    help="training manifest (default data_manifests/librispeech/background.csv)")
@@ -157,7 +165,7 @@ def register(sub) -> None:
                    help="use at most N files of the manifest")
     p.set_defaults(func=_run, recipe="train_corpus")
 
-    p = rsub.add_parser("em_tutorial", aliases=["em-tutorial"], help=_HELP["em_tutorial"])
+    p = rsub.add_parser("em_tutorial", aliases=["em-tutorial"], help=_HELP["em_tutorial"], description=_describe("em_tutorial"))
     _common(p, "em_tutorial", data_root_help="shared datasets folder holding old-faithful/faithful.csv",
             parallel=False)
     p.add_argument("--epsilon", type=_positive_float, default=1e-4,

@@ -663,7 +663,7 @@ class FeatureStore:
 
         results = parallel_map(_extract_task, tasks, n_jobs=n_jobs, backend=backend,
                                scheduler=scheduler, progress=progress and bool(tasks),
-                               desc="features") if tasks else []
+                               desc="features", unit="files") if tasks else []
         failed: list[tuple[str, str, str]] = []
         n_done = 0
         for task, (rid, ok, frames, dims, reason) in zip(tasks, results):

@@ -88,12 +88,34 @@ def run_system(
 
 def metrics_row(name: str, sysres: dict) -> list:
     m = sysres["metrics"]
-    return [name, m["n_models"], m["n_tests"], m["accuracy"], _pct(m.get("eer")),
+    return [name, m["n_models"], m["n_tests"], _pct(m["accuracy"]), _pct(m.get("eer")),
             _num(m.get("min_dcf_sre08")), _num(m.get("min_dcf_sre10"))]
 
 
-METRIC_HEADERS = ["system", "models", "test segments", "ID accuracy", "EER (%)",
+METRIC_HEADERS = ["system", "models", "test segments", "ID accuracy (%)", "EER (%)",
                   "minDCF SRE08", "minDCF SRE10"]
+
+#: One line under every metrics table: what the columns mean.
+METRICS_EXPLAINED = (
+    "ID accuracy: test segments whose best-scoring model is the true speaker. EER: the "
+    "rate at which misses equal false alarms over all (segment, model) trials. minDCF: the "
+    "lowest normalised detection cost over all thresholds, at NIST SRE08's operating point "
+    "(C_miss 10, C_fa 1, P_target 0.01) and SRE10's (C_miss 1, C_fa 1, P_target 0.001); 0 is "
+    "perfect, 1 is no better than always rejecting."
+)
+
+
+def convergence_note(history) -> str:
+    """Whether an EM run converged, from its per-iteration average log-likelihoods."""
+    h = [float(v) for v in history]
+    if len(h) < 2:
+        return f"{len(h)} EM iteration(s): convergence not assessed"
+    gain = h[-1] - h[-2]
+    if abs(gain) < 1e-3:
+        return (f"converged: the last of {len(h)} iterations changed the average "
+                f"log-likelihood by {gain:+.2g} per frame")
+    return (f"still rising at the last of {len(h)} iterations ({gain:+.2g} per frame): more "
+            "iterations would fit the background data a little better")
 
 
 def _pct(v):
@@ -122,6 +144,7 @@ def report_systems(rep, systems: dict[str, dict], *, prefix: str, title: str,
     from gmmspeech import metrics, plots
 
     rep.table(METRIC_HEADERS, [metrics_row(n, s) for n, s in systems.items()], floatfmt=".4g")
+    rep.text(METRICS_EXPLAINED)
     with_trials = {n: (s["targets"], s["nontargets"]) for n, s in systems.items()
                    if len(s["targets"]) and len(s["nontargets"])}
     out = Path(rep.out)
@@ -157,6 +180,7 @@ def report_systems(rep, systems: dict[str, dict], *, prefix: str, title: str,
         ax.set_ylabel("log-likelihood / frame")
         ax.grid(True, color="0.9")
         ax.legend(fontsize=8)
+        rep.bullets([f"UBM of {n}: {convergence_note(h)}." for n, h in hist.items()])
 
 
 def save_system(sysres: dict, folder, *, config) -> Path:

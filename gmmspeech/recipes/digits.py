@@ -142,9 +142,9 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
             all_pred_sk += sk_pred
         folds.append(fold)
         if verbose:
-            extra = (f", scikit-learn {fold['accuracy_sklearn']:.3f}"
+            extra = (f", scikit-learn {100 * fold['accuracy_sklearn']:.1f} %"
                      if "accuracy_sklearn" in fold else "")
-            print(f"fold {test_speaker}: accuracy {fold['accuracy']:.3f}{extra}", flush=True)
+            print(f"fold {test_speaker}: accuracy {100 * fold['accuracy']:.1f} %{extra}", flush=True)
 
     acc = metrics.accuracy(all_true, all_pred)
     results: dict = {
@@ -182,20 +182,20 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     )
     if per_class:
         rep.text(f"Reduced run: at most {per_class} recordings per digit and speaker.")
-    cols = ["held-out speaker", "test files", "accuracy (gmmspeech)"]
+    cols = ["held-out speaker", "test files", "accuracy % (gmmspeech)"]
     if all_pred_sk:
-        cols += ["accuracy (scikit-learn)", "same decision"]
+        cols += ["accuracy % (scikit-learn)", "same decision %"]
     table = []
     for f in folds:
-        row = [f["test_speaker"], f["n_test"], f["accuracy"]]
+        row = [f["test_speaker"], f["n_test"], 100 * f["accuracy"]]
         if all_pred_sk:
-            row += [f["accuracy_sklearn"], f["agreement_with_sklearn"]]
+            row += [100 * f["accuracy_sklearn"], 100 * f["agreement_with_sklearn"]]
         table.append(row)
-    total = ["all folds", sum(f["n_test"] for f in folds), acc]
+    total = ["all folds", sum(f["n_test"] for f in folds), 100 * acc]
     if all_pred_sk:
-        total += [results["accuracy_sklearn"], results["agreement_with_sklearn"]]
+        total += [100 * results["accuracy_sklearn"], 100 * results["agreement_with_sklearn"]]
     table.append(total)
-    rep.table(cols, table, floatfmt=".4f")
+    rep.table(cols, table, floatfmt=".1f")
     if all_pred_sk:
         rep.text(f"Training time of the per-digit models: gmmspeech {fit_ours:.1f} s, "
                  f"scikit-learn {fit_sk:.1f} s (same data, same settings).")
@@ -207,21 +207,22 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     fig, ax = rep.figure("accuracy_per_speaker.png", "Accuracy per held-out speaker")
     xs = np.arange(len(folds))
     width = 0.38 if all_pred_sk else 0.6
-    ax.bar(xs - (width / 2 if all_pred_sk else 0), [f["accuracy"] for f in folds], width,
+    ax.bar(xs - (width / 2 if all_pred_sk else 0), [100 * f["accuracy"] for f in folds], width,
            label="gmmspeech")
     if all_pred_sk:
-        ax.bar(xs + width / 2, [f["accuracy_sklearn"] for f in folds], width, label="scikit-learn")
+        ax.bar(xs + width / 2, [100 * f["accuracy_sklearn"] for f in folds], width,
+               label="scikit-learn")
     ax.set_xticks(xs)
     ax.set_xticklabels([f["test_speaker"] for f in folds], rotation=30)
-    ax.set_ylim(0, 1)
-    ax.axhline(0.1, color="0.5", ls=":", lw=0.8)
-    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 100)
+    ax.axhline(10, color="0.5", ls=":", lw=0.8)  # chance: one digit in ten
+    ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
     rep.credit("fsdd")
     results["seconds"] = time.perf_counter() - t0
     report = rep.write(results)
     if verbose:
-        print(format_text_table(cols, table, floatfmt=".4f"))
+        print(format_text_table(cols, table, floatfmt=".1f"))
         if GaussianMixture is None and sklearn:
             print("scikit-learn not installed: comparison skipped")
         print(f"report: {report}")

@@ -190,8 +190,14 @@ def _heights(rep: Report, *, n: int, seed: int, epsilon: float, k_max: int,
             ax.axhline(t, color="0.6", lw=0.8, ls=":")
         ax.set_ylabel(lab)
         ax.legend(fontsize=7)
+    from matplotlib.ticker import NullLocator
+
+    n_last = max(1, len(tr["params"]) - 1)
+    ticks = [0] + [10**e for e in range(int(np.floor(np.log10(n_last))) + 1)]
     for ax in axes:
         ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xticks(ticks, [str(t) for t in ticks])  # plain iteration numbers: 0, 1, 10, 100
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("iteration (log scale)")
         ax.grid(True, color="0.9")
 
@@ -372,7 +378,8 @@ def _faithful(rep: Report, path: Path, *, seed: int, epsilon: float, max_iter: i
         p = tr["params"][it]
         snap = GMM.from_params(p["weights"], p["means"], p["covariances"], covariance_type="full")
         r = snap.predict_proba(X)[:, order[0]]
-        ax.scatter(X[:, 0], X[:, 1], c=r, cmap="coolwarm", vmin=0, vmax=1, s=7)
+        # coolwarm reversed: responsibility 1 for component order[0] is blue, like its ellipses
+        pts = ax.scatter(X[:, 0], X[:, 1], c=r, cmap="coolwarm_r", vmin=0, vmax=1, s=7)
         for k, color in zip(order, ("tab:blue", "tab:red")):
             vals, vecs = np.linalg.eigh(p["covariances"][k])
             angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
@@ -383,6 +390,8 @@ def _faithful(rep: Report, path: Path, *, seed: int, epsilon: float, max_iter: i
         ax.set_title(f"iteration {it}" + (" (final)" if it == tr["n_iter"] else ""))
         ax.set_xlabel("eruption (min)")
     axes[0].set_ylabel("waiting (min)")
+    cbar = fig.colorbar(pts, ax=list(axes), fraction=0.02, pad=0.01)
+    cbar.set_label("p(blue component | x)")
     fig2, ax2 = rep.figure("faithful_loglik.png", "EM on Old Faithful: average log-likelihood "
                            "per iteration", figsize=(5.5, 3.6))
     from gmmspeech import plots

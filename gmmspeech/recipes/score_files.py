@@ -33,12 +33,13 @@ def load_model_folder(models, ubm=None):
     folder = Path(models)
     if not folder.is_dir():
         raise FileNotFoundError(f"--models {folder}: no such folder")
-    out, cfg, bg = {}, None, None
+    out, cfg, bg, bg_path = {}, None, None, None
     for path in sorted(folder.glob("*.npz")):
         m = mio.load(path)
         meta = getattr(m, "metadata_", {}) or {}
         if path.name == "ubm.npz" or meta.get("role") == "ubm":
-            bg = bg or m
+            if bg is None:
+                bg, bg_path = m, path
             cfg = cfg or meta.get("feature_config")
             continue
         label = str(meta.get("label", path.stem))
@@ -49,14 +50,17 @@ def load_model_folder(models, ubm=None):
     if not out:
         raise ModelFileError(folder, "no speaker/class model files (*.npz) in this folder")
     if ubm is not None:
-        bg = mio.load(ubm)
+        bg, bg_path = mio.load(ubm), Path(ubm)
         cfg = cfg or (getattr(bg, "metadata_", {}) or {}).get("feature_config")
     elif bg is None and (folder.parent / "ubm.npz").is_file():
-        bg = mio.load(folder.parent / "ubm.npz")
+        bg_path = folder.parent / "ubm.npz"
+        bg = mio.load(bg_path)
         cfg = cfg or (getattr(bg, "metadata_", {}) or {}).get("feature_config")
     dims = {m.n_features_in_ for m in out.values()} | ({bg.n_features_in_} if bg is not None else set())
     if len(dims) != 1:
         raise ModelFileError(folder, f"models of different dimensions {sorted(dims)}")
+    if bg is not None:
+        bg.source_path_ = str(bg_path)
     return out, bg, cfg
 
 
@@ -163,13 +167,14 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
     results: dict = {
         "recipe": "score_files", "n_files": len(rows), "n_scored": len(good),
         "n_failed": len(failed), "n_models": len(labels), "llr": bg is not None,
+        "ubm": None if bg is None else bg.source_path_,
         "scores_tsv": str(tsv), "mean_margin": float(np.mean(margin)) if len(good) else 0.0,
         "failed": [{"id": i, "path": p, "reason": why} for i, p, why in failed],
     }
     rep = Report(out, "Scoring files against saved models")
     rep.text(
         f"{len(rows)} files from `{input}` scored against the {len(labels)} models of "
-        f"`{models}` ({'log-likelihood ratios to the UBM' if bg is not None else 'average frame log-likelihoods (no UBM)'}; "
+        f"`{models}` ({f'log-likelihood ratios to the UBM `{bg.source_path_}`' if bg is not None else 'average frame log-likelihoods (no UBM was found or given)'}; "
         f"features: `{config.name}` preset at {config.sample_rate} Hz). Full table: "
         f"`{tsv.name}`; unusable files: `bad_files.tsv`."
     )
@@ -198,8 +203,8 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
             ev = metrics.evaluate_scores(S[known], labels, tl)
             results["evaluation"] = {k: v for k, v in ev.items() if v is not None}
             rep.heading("Against the labels of the manifest", 3)
-            rep.table(["labelled files", "accuracy", "EER (%)"],
-                      [[len(known), ev["accuracy"],
+            rep.table(["labelled files", "accuracy (%)", "EER (%)"],
+                      [[len(known), 100 * ev["accuracy"],
                         float("nan") if ev["eer"] is None else 100 * ev["eer"]]], floatfmt=".4g")
             cm = metrics.confusion_matrix(tl, [labels[best[i]] for i in known], labels=labels)
             plots.confusion_plot(cm, labels if len(labels) <= 40 else None,
@@ -210,11 +215,13 @@ def run(*, out, models, input, ubm=None, data_root=None, tsv=None, preset: str |
     results["seconds"] = time.perf_counter() - t0
     report = rep.write(results)
     if verbose:
+        print("background model: " + (bg.source_path_ if bg is not None
+                                       else "none (scores are average log-likelihoods)"))
         print(format_text_table(["files", "scored", "failed", "models", "table"],
                                 [[len(rows), len(good), len(failed), len(labels), str(tsv)]]))
         for _id, p, why in failed:
             print(f"bad file: {p}: {why}")
         if "evaluation" in results:
-            print(f"accuracy {results['evaluation']['accuracy']:.4f}")
+            print(f"accuracy {100 * results['evaluation']['accuracy']:.1f} %")
         print(f"report: {report}")
     return results

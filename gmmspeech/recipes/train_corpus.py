@@ -5,16 +5,20 @@ there are skipped, so an interrupted extraction resumes where it stopped; unread
 files are listed in ``errors.tsv`` and left out). The UBM is then trained by streaming
 EM over the store with a checkpoint after every iteration; running the recipe again
 with the same settings continues from the last checkpoint. The result is
-``OUT/ubm.npz`` (a gmmspeech model file with the feature configuration in its metadata).
+``OUT/ubm.npz`` (a gmmspeech model file with the feature configuration and the training
+settings in its metadata); the checkpoint is removed once it is written, and a run with the
+same data and settings as a finished one reuses its model instead of training again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gmmspeech.errors import GMMSpeechError
 from gmmspeech.recipes.report import Report, format_text_table
 
 
@@ -43,7 +47,9 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
     preset : str
         Feature preset.
     resume : bool
-        Continue from ``out/ubm.ckpt.npz`` when it exists (same data and settings).
+        Continue from ``out/ubm.ckpt.npz`` when it exists (same data and settings), and
+        reuse ``out/ubm.npz`` when a finished run trained it on the same data with the same
+        settings.
     max_files : int or None
         Use only the first rows of the manifest (``quick``: 20).
     seed : int
@@ -90,18 +96,35 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
                          f"(see {build.errors_path})")
     n_frames = int(fs.total_frames(ids))
     ckpt = out / "ubm.ckpt.npz"
-    resumed = bool(resume and ckpt.is_file())
+    training = {"ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+                "n_frames": n_frames, "config_hash": config.config_hash(), "n_components": K,
+                "covariance_type": covariance_type, "max_iter": iters, "seed": int(seed)}
+    reused = False
+    if resume and (out / "ubm.npz").is_file():
+        try:
+            done = mio.load(out / "ubm.npz")
+            reused = (getattr(done, "metadata_", {}) or {}).get("training") == training
+        except GMMSpeechError:
+            reused = False  # unreadable: train again
+    resumed = bool(resume and not reused and ckpt.is_file())
     t2 = time.perf_counter()
-    arrays = ids if len(ids) == len(fs) else None
-    source = fs if arrays is not None else [fs.load(i) for i in ids]
-    ubm = train_ubm(source, K, covariance_type, max_iter=iters, init="split", random_state=seed,
-                    n_jobs=n_jobs, backend=backend, scheduler=scheduler, checkpoint=ckpt,
-                    resume=resume, progress=verbose)
+    if reused:
+        ubm = done
+        if verbose:
+            print(f"train_corpus: {out / 'ubm.npz'} was trained on the same data with the same "
+                  "settings: reused (--no-resume trains again)")
+    else:
+        arrays = ids if len(ids) == len(fs) else None
+        source = fs if arrays is not None else [fs.load(i) for i in ids]
+        ubm = train_ubm(source, K, covariance_type, max_iter=iters, init="split",
+                        random_state=seed, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                        checkpoint=ckpt, resume=resume, progress=verbose)
+        mio.save(ubm, out / "ubm.npz", metadata={
+            "role": "ubm", "feature_config": config.to_dict(), "manifest": str(manifest),
+            "n_files": len(ids), "n_frames": n_frames, "training": training})
+        ckpt.unlink(missing_ok=True)  # the model is saved: the checkpoint has served
     t_train = time.perf_counter() - t2
     history = [float(v) for v in getattr(ubm, "history_", [])]
-    mio.save(ubm, out / "ubm.npz", metadata={
-        "role": "ubm", "feature_config": config.to_dict(), "manifest": str(manifest),
-        "n_files": len(ids), "n_frames": n_frames})
 
     results = {
         "recipe": "train_corpus", "quick": bool(quick), "manifest": str(manifest),
@@ -109,6 +132,7 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
         "n_extracted": build.n_done, "n_already_in_store": build.n_skipped,
         "n_frames": n_frames, "n_components": K, "covariance_type": covariance_type,
         "n_iter": int(getattr(ubm, "n_iter_", len(history))), "resumed": resumed,
+        "reused_model": reused,
         "history": history, "final_avg_loglik": history[-1] if history else None,
         "min_weight": float(np.min(ubm.weights_)), "max_weight": float(np.max(ubm.weights_)),
         "seconds": {"features": t_feat, "training": t_train},
@@ -121,8 +145,11 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
         f"{len(build.failed)} unusable, listed in `errors.tsv`), {n_frames} frames of "
         f"{config.n_features}-dim `{config.name}` features. A {K}-component "
         f"{covariance_type}-covariance UBM by binary splitting and {iters} streaming EM "
-        f"iterations, checkpointed to `{ckpt.name}` after every iteration"
-        + (" (this run resumed from a checkpoint)" if resumed else "") + ". Model: `ubm.npz`."
+        f"iterations, checkpointed to `{ckpt.name}` after every iteration (removed once "
+        "`ubm.npz` was written)"
+        + (" (this run resumed from a checkpoint)" if resumed else "")
+        + (" (this run reused the model of an earlier, finished run with the same data and "
+           "settings)" if reused else "") + ". Model: `ubm.npz`."
     )
     rep.table(["files", "frames", "components", "covariance", "EM iterations",
                "final log-lik / frame", "features (s)", "training (s)"],

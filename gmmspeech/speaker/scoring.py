@@ -284,10 +284,19 @@ def _iter(utts, chunk_frames, progress):
     it = _chunks(utts, chunk_frames)
     if not progress:
         return it
-    from tqdm.auto import tqdm
+    from gmmspeech.progress import progress_bar
 
     total = -(-sum(u.shape[0] for u in utts) // chunk_frames)
-    return tqdm(it, total=total, desc="scoring", unit="chunk", leave=False)
+    return _counted(it, progress_bar(total, desc="scoring", unit="chunks"))
+
+
+def _counted(it, bar):
+    try:
+        for x in it:
+            yield x
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 # --------------------------------------------------------------------------- linear

@@ -32,6 +32,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from gmmspeech.errors import GMMSpeechError
+from gmmspeech.progress import format_duration, stage
 
 __all__ = ["train_ubm", "UBMCheckpointError"]
 
@@ -416,6 +418,10 @@ def train_ubm(
         n_jobs=n_jobs, backend=backend, scheduler=scheduler, progress=progress,
         chunk_frames=int(chunk_frames),
     )
+    if progress:
+        stage(f"UBM: {n_frames:,} frames of {dims} dims in {len(chunks)} chunks "
+              f"({n_frames / 360000:.2f} h at 10 ms frames); {int(n_components)} "
+              f"{covariance_type} components, at most {int(max_iter)} EM iterations")
     try:
         ckpt = None if checkpoint is None else os.fspath(checkpoint)
         expect = {
@@ -437,6 +443,8 @@ def train_ubm(
             seed = int(state["seed"])
             start = int(state["iteration"])
             history = [float(v) for v in state["history"]]
+            if progress:
+                stage(f"UBM: resumed from {ckpt} after iteration {start}")
         else:
             seed = (int(random_state) if random_state is not None
                     else int(np.random.SeedSequence().entropy % (2**63)))
@@ -462,7 +470,13 @@ def train_ubm(
                 if keys.size > R:
                     keep = np.sort(np.argpartition(keys, R - 1)[:R])
                     keys, frames = keys[keep], frames[keep]
+            if progress:
+                t_init = time.monotonic()
+                stage(f"UBM: initialising {int(n_components)} components ({init}) from a "
+                      f"sample of {frames.shape[0]:,} frames")
             model = _initialise(frames, int(n_components), covariance_type, init, seed, gmm_kwargs)
+            if progress:
+                stage(f"UBM: initialised in {format_duration(time.monotonic() - t_init)}")
             del frames, keys
             start, history = 0, []
             if ckpt:
@@ -470,10 +484,10 @@ def train_ubm(
 
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from gmmspeech.progress import progress_bar
 
-            bar = tqdm(total=int(max_iter), initial=min(start, int(max_iter)), desc="UBM EM",
-                       unit="iter", leave=True, dynamic_ncols=True)
+            bar = progress_bar(int(max_iter), initial=min(start, int(max_iter)), desc="UBM EM",
+                               unit="iter", leave=True)
         converged = False
         try:
             for it in range(start + 1, int(max_iter) + 1):
