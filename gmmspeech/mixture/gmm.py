@@ -638,7 +638,11 @@ class GMM:
         if not np.isclose(w.sum(), 1.0, rtol=1e-6, atol=1e-6):
             raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
         cov = model._validate_covariances(covariances, k, d)
-        model._set_parameters(w / w.sum(), means, cov)
+        # weights that sum to 1 up to rounding are kept as given, so that the parameters of
+        # a fitted model (e.g. a UBM's weights in a mean-only MAP model) round-trip exactly
+        if abs(w.sum() - 1.0) > 4 * k * np.finfo(np.float64).eps:
+            w = w / w.sum()
+        model._set_parameters(w, means, cov)
         model.n_features_in_ = d
         model.converged_ = True
         model.n_iter_ = 0
