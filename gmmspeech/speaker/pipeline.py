@@ -175,17 +175,19 @@ def load_models(folder) -> dict[str, Any]:
 # --------------------------------------------------------------------------- score files
 def write_scores(path, test_ids, test_labels, model_labels, scores) -> None:
     """``test_id  model  score  test_label`` lines (tab-separated, header first), atomically."""
+    import io
+
+    from gmmspeech.atomic import atomic_write_text
+
     s = np.asarray(scores, dtype=np.float64)
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(["test_id", "model", "score", "test_label"])
-        for i, (tid, tlab) in enumerate(zip(test_ids, test_labels)):
-            for j, mlab in enumerate(model_labels):
-                w.writerow([tid, mlab, repr(float(s[i, j])), tlab])
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(["test_id", "model", "score", "test_label"])
+    for i, (tid, tlab) in enumerate(zip(test_ids, test_labels)):
+        for j, mlab in enumerate(model_labels):
+            w.writerow([tid, mlab, repr(float(s[i, j])), tlab])
+    # atomic: a full disk leaves the old file (or none) and no temporary file
+    atomic_write_text(path, buf.getvalue(), sync=False)
 
 
 def read_scores(path, *, labels: Mapping[str, str] | None = None):
@@ -288,11 +290,10 @@ def evaluate_score_file(path, out_dir, *, labels: Mapping[str, str] | None = Non
 
 
 def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from gmmspeech.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n",
+                      sync=False)
 
 
 def summary_line(res: Mapping[str, Any]) -> str:
