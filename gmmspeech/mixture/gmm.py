@@ -39,12 +39,15 @@ re-seeded components is counted in ``n_reseeded_``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 import warnings
 
 import numpy as np
+from scipy.sparse import issparse as sp_issparse
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils.validation import check_array, validate_data
 
 from gmmspeech.mixture import init as _init
 from gmmspeech.mixture.densities import (
@@ -65,12 +68,9 @@ INIT_PARAMS = _init.INIT_PARAMS
 SPLIT_PERTURBATION = float(np.sqrt(2.0 / np.pi))  # half-normal mean, in sigmas
 
 
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before it was fitted (as scikit-learn's ``NotFittedError``)."""
-
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before meeting the convergence criterion."""
+# NotFittedError (ValueError, AttributeError) and ConvergenceWarning are scikit-learn's own, so
+# `except sklearn.exceptions.NotFittedError` and warning filters on scikit-learn's category work.
+__all__ = ["GMM", "NotFittedError", "ConvergenceWarning"]
 
 
 # ----------------------------------------------------------------------------- chunk engine
@@ -232,7 +232,7 @@ def _check_shape(param, shape, name):
 
 def _is_single_array(X) -> bool:
     """True when ``X`` is one array-like of frames (not an iterable of chunks)."""
-    if isinstance(X, np.ndarray):
+    if isinstance(X, np.ndarray) or hasattr(X, "columns") or sp_issparse(X):
         return True
     if isinstance(X, (list, tuple)):
         try:
@@ -242,7 +242,7 @@ def _is_single_array(X) -> bool:
     return False
 
 
-class GMM:
+class GMM(DensityMixin, BaseEstimator):
     """Gaussian mixture model trained by expectation-maximisation.
 
     Parameters
@@ -360,54 +360,22 @@ class GMM:
         self.kmeans_iter = kmeans_iter
         self.backend = backend
 
-    # ================================================================== sklearn plumbing
-    @classmethod
-    def _get_param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return sorted(
-            p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD
-        )
-
-    def get_params(self, deep=True):
-        """Constructor parameters as a dict (scikit-learn's protocol)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        """Set constructor parameters; returns ``self``."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Invalid parameter {key!r} for estimator {self.__class__.__name__}(). "
-                    f"Valid parameters are: {valid!r}."
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = {
-            p.name: p.default
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self"
-        }
-        parts = []
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            default = defaults.get(name, inspect.Parameter.empty)
-            same = value is default
-            if not same:
-                try:
-                    same = bool(value == default) and type(value) is type(default)
-                except Exception:
-                    same = False
-            if not same:
-                if name == "dtype":
-                    parts.append(f"dtype={np.dtype(value).name}")
-                elif isinstance(value, np.ndarray):
-                    parts.append(f"{name}=array{value.shape}")
-                else:
-                    parts.append(f"{name}={value!r}")
-        return f"{self.__class__.__name__}({', '.join(parts)})"
+    # ================================================================== scikit-learn protocol
+    # get_params / set_params / clone / repr come from BaseEstimator; score is overridden below.
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        # a fixed random_state gives the same model on a given machine (E-step partial sums are
+        # reduced in a fixed order), so the estimator is deterministic in scikit-learn's sense
+        tags.non_deterministic = False
+        tags.input_tags.two_d_array = True
+        tags.input_tags.one_d_array = False  # accepted as univariate, but 2-D is the contract
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.input_tags.string = False
+        tags.input_tags.categorical = False
+        tags.target_tags.required = False  # unsupervised: y is ignored
+        return tags
 
     # ================================================================== validation
     def _check_parameters(self):
@@ -457,32 +425,41 @@ class GMM:
         return np.dtype(self.dtype)
 
     def _check_X(self, X, *, reset=False, name="X"):
-        X = np.asarray(X)
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"{name} must hold real numbers; got an array of dtype {X.dtype}")
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
-        if X.ndim == 0:
-            raise ValueError(f"Expected 2D array, got scalar array instead: {name}={X!r}")
-        if X.ndim == 1:
-            X = X[:, None]
-        elif X.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
-        if X.shape[0] < 1:
-            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
-        if X.shape[1] < 1:
-            raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
-        if not np.all(np.isfinite(X)):
-            if np.any(np.isnan(X)):
-                raise ValueError(f"Input {name} contains NaN.")
-            raise ValueError(f"Input {name} contains infinity or a value too large for {X.dtype!r}.")
+        """Validate frames as scikit-learn does (``check_array`` + ``validate_data``).
+
+        A 1-D array is the univariate case: N frames of one feature, shape (N, 1). Float32 and
+        float64 are kept, anything else real is converted to float64. ``reset=True`` (fit)
+        records ``n_features_in_`` and, for a DataFrame, ``feature_names_in_``; otherwise the
+        model must be fitted and the features must match.
+        """
         if not reset:
             self._check_is_fitted()
-            if X.shape[1] != self.n_features_in_:
+        named = hasattr(X, "columns")
+        if named:  # a DataFrame: its column names are recorded (fit) or checked
+            validate_data(self, X, reset=reset, skip_check_array=True)
+        elif not sp_issparse(X):
+            X = np.asarray(X)
+        if not named and not sp_issparse(X) and X.ndim == 1:
+            X = X.reshape(-1, 1)
+            if not reset and self.n_features_in_ != 1:
                 raise ValueError(
-                    f"{name} has {X.shape[1]} features, but {self.__class__.__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
+                    f"Expected 2D array, got 1D array instead: {name} has {X.shape[0]} values and "
+                    f"{self.__class__.__name__} is expecting {self.n_features_in_} features. A 1-D "
+                    "array is read as N frames of one feature. Reshape your data using "
+                    "array.reshape(1, -1) if it contains a single sample."
                 )
+        X = check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_2d=True,
+            allow_nd=False,
+            ensure_min_samples=1,
+            ensure_min_features=1,
+            input_name=name,
+            estimator=self,
+        )
+        if not named:  # n_features_in_ (fit) or the feature check, and no stale feature names
+            validate_data(self, X, reset=reset, skip_check_array=True)
         return X
 
     @staticmethod
@@ -945,8 +922,8 @@ class GMM:
         return labels
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
-        """Fit, then return the most probable component of every frame."""
-        return self.fit(X, sample_weight).predict(X)
+        """Fit, then return the most probable component of every frame (``y`` is ignored)."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     # ================================================================== information criteria
     def _n_parameters(self) -> int:
@@ -1147,13 +1124,16 @@ class GMM:
         self.m_step(stats)
         return avg
 
-    def fit(self, X, sample_weight=None, *, y=None) -> GMM:
+    def fit(self, X, y=None, sample_weight=None) -> GMM:
         """Estimate the parameters with EM (``n_init`` initialisations, the best kept).
 
         Parameters
         ----------
-        X : array (N, D) or (N,)
-            Frames; a 1-D array is the univariate case (N, 1).
+        X : array-like (N, D) or (N,)
+            Frames (a DataFrame records ``feature_names_in_``); a 1-D array is the
+            univariate case (N, 1).
+        y : ignored
+            Present for scikit-learn's API (pipelines, model selection).
         sample_weight : array (N,) or None
             Non-negative frame weights.
 
@@ -1212,7 +1192,7 @@ class GMM:
             )
         return self
 
-    def partial_fit(self, X, sample_weight=None) -> GMM:
+    def partial_fit(self, X, y=None, sample_weight=None) -> GMM:
         """One EM step over a pass of data that may arrive in chunks (streaming).
 
         ``X`` is an array (one chunk) or an iterable of arrays (the chunks of one pass over
