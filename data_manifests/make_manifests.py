@@ -31,6 +31,32 @@ ENROLL_FRACTION = 0.6
 #: ... and test on consecutive 3 s segments of the rest, keeping a last piece >= 1 s.
 TEST_SEGMENT = 3.0
 MIN_TAIL = 1.0
+#: Speaker-independent classification (digits, words): every ``SPLIT_EVERY``-th speaker in
+#: sorted order, starting at ``SPLIT_OFFSET``, is a test speaker; settings are chosen by
+#: cross-validation over the speakers of the train split (never on the test speakers).
+FSDD_TEST_EVERY, FSDD_TEST_OFFSET = 3, 2  # lucas, yweweler
+WORDS_TEST_EVERY, WORDS_TEST_OFFSET = 4, 3  # 5 of 23 speakers
+
+
+def speaker_split(rows, speaker_of, every: int, offset: int) -> tuple[list[Row], list[Row]]:
+    """(train, test) rows: the speakers at sorted positions offset, offset + every, ... test."""
+    speakers = sorted({speaker_of(r) for r in rows})
+    test_spk = set(speakers[offset::every])
+    return ([r for r in rows if speaker_of(r) not in test_spk],
+            [r for r in rows if speaker_of(r) in test_spk])
+
+
+def dspspeech20_word_rows(datasets: Path) -> list[Row]:
+    """Every DSPSpeech-20 file labelled with its word (``00``-``19``); the id
+    ``{speaker}-{word}-{round}`` names the speaker."""
+    import csv
+
+    base = datasets / "dspspeech20"
+    rows = []
+    with open(base / "files.tsv", encoding="utf-8", newline="") as fh:
+        for rec in csv.DictReader(fh, delimiter="\t"):
+            rows.append(Row(rec["id"], str(base / rec["path"]), rec["word_label"]))
+    return sorted(rows, key=lambda r: r.id)
 
 
 def fsdd_rows(datasets: Path) -> tuple[list[Row], list[Row], list[Row]]:
@@ -282,6 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         train, test, digits = fsdd_rows(datasets)
         outputs.update({"fsdd/speaker_train.csv": train, "fsdd/speaker_test.csv": test,
                         "fsdd/digits.csv": digits})
+        d_train, d_test = speaker_split(digits, lambda r: r.id.split("_")[0],
+                                        FSDD_TEST_EVERY, FSDD_TEST_OFFSET)
+        outputs.update({"fsdd/digits_train.csv": d_train, "fsdd/digits_test.csv": d_test})
+    if (datasets / "dspspeech20" / "files.tsv").is_file():
+        words = dspspeech20_word_rows(datasets)
+        w_train, w_test = speaker_split(words, lambda r: r.id.split("-")[0],
+                                        WORDS_TEST_EVERY, WORDS_TEST_OFFSET)
+        outputs.update({"dspspeech20/words_train.csv": w_train,
+                        "dspspeech20/words_test.csv": w_test})
     if (datasets / "librispeech").is_dir():
         background, enroll, test = librispeech_rows(datasets)
         outputs.update({"librispeech/background.csv": background,

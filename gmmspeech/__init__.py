@@ -38,6 +38,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "enroll": ("gmmspeech.speaker.map", "enroll"),
     "score": ("gmmspeech.speaker.scoring", "score"),
     "run_speaker_id": ("gmmspeech.speaker.pipeline", "run_speaker_id"),
+    # per-class models
+    "GMMClassifier": ("gmmspeech.classes", "GMMClassifier"),
     # submodules
     "audio": ("gmmspeech.audio", None),
     "features": ("gmmspeech.features", None),
@@ -68,6 +70,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gmmspeech.classes import GMMClassifier
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.errors import (

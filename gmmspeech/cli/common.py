@@ -185,3 +185,9 @@ def check_max_duration(args) -> float | None:
     if not (v > 0) or v != v:
         raise ValueError(f"--max-duration must be > 0 seconds, got {v}")
     return float(v)
+
+
+def feature_overrides_from_args(args: argparse.Namespace) -> dict:
+    """The FeatureConfig changes asked for by :func:`add_feature_options` options."""
+    return {dest: getattr(args, dest) for dest in ("sample_rate", "n_mfcc", "cmvn", "vad")
+            if getattr(args, dest, None) is not None}

@@ -70,10 +70,10 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         Print the results table.
     """
     from gmmspeech import metrics, plots
+    from gmmspeech.classes import GMMClassifier
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
-    from gmmspeech.mixture.gmm import GMM
     from gmmspeech.recipes._common import default_manifest, require_data_root
 
     t0 = time.perf_counter()
@@ -113,14 +113,16 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     for test_speaker in speakers[: folds_max or len(speakers)]:
         train = [r for r in rows if _speaker_of(r) != test_speaker]
         test = [r for r in rows if _speaker_of(r) == test_speaker]
-        models, sk_models = [], []
-        for d in DIGITS:
-            X = np.concatenate([feats[r.id] for r in train if r.label == d])
-            t = time.perf_counter()
-            models.append(GMM(K, covariance_type=covariance_type, max_iter=100, tol=1e-3,
-                              reg_covar=1e-3, random_state=seed, n_jobs=1).fit(X))
-            fit_ours += time.perf_counter() - t
-            if GaussianMixture is not None:
+        train_X = [feats[r.id] for r in train]
+        train_y = [r.label for r in train]
+        t = time.perf_counter()
+        clf = GMMClassifier(K, covariance_type=covariance_type, max_iter=100, tol=1e-3,
+                            reg_covar=1e-3, random_state=seed).fit(train_X, train_y)
+        fit_ours += time.perf_counter() - t
+        sk_models = []
+        if GaussianMixture is not None:
+            for d in DIGITS:
+                X = np.concatenate([x for x, lab in zip(train_X, train_y) if lab == d])
                 t = time.perf_counter()
                 sk_models.append(GaussianMixture(K, covariance_type=covariance_type, max_iter=100,
                                                  tol=1e-3, reg_covar=1e-3,
@@ -128,8 +130,7 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
                 fit_sk += time.perf_counter() - t
         frames = [feats[r.id] for r in test]
         truth = [r.label for r in test]
-        scores = _utterance_scores(models, frames, lambda m, X: m.score_samples(X))
-        pred = [DIGITS[i] for i in np.argmax(scores, axis=1)]
+        pred = [str(p) for p in clf.predict(frames)]
         fold = {"test_speaker": test_speaker, "n_train": len(train), "n_test": len(test),
                 "accuracy": metrics.accuracy(truth, pred)}
         all_true += truth

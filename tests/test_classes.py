@@ -1,0 +1,244 @@
+"""GMMClassifier against a hand-built scikit-learn per-class GaussianMixture, model
+selection with cross_val_score over lists of utterances, the scikit-learn API checks that
+apply to list-of-utterances input, and the classes folder format."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+
+pytest.importorskip("sklearn")
+from sklearn.mixture import GaussianMixture  # noqa: E402
+from sklearn.model_selection import GroupKFold, cross_val_score  # noqa: E402
+
+from gmmspeech.classes import (  # noqa: E402
+    MODEL_TYPES,
+    GMMClassifier,
+    as_utterances,
+    load_classifier,
+    save_classifier,
+)
+from gmmspeech.errors import ModelFileError  # noqa: E402
+
+D = 4
+
+
+def _utterances(seed=0, n_per_class=12, classes=("a", "b", "c"), spread=3.0, overlap=False):
+    """Utterances of random length; class c draws frames from its own 2-component mixture.
+    Each 'speaker' (group) shifts every frame by a small offset."""
+    r = np.random.default_rng(seed)
+    centres = {c: spread * r.standard_normal((2, D)) for c in classes}
+    X, y, groups = [], [], []
+    for i in range(n_per_class):
+        offset = 0.2 * r.standard_normal(D)
+        for c in classes:
+            T = int(r.integers(20, 60))
+            comp = r.integers(0, 2, T)
+            scale = 1.5 if overlap else 0.6
+            X.append((centres[c][comp] + offset + scale * r.standard_normal((T, D))).astype(np.float64))
+            y.append(c)
+            groups.append(i % 4)
+    return X, np.array(y), np.array(groups)
+
+
+def _split(data):
+    """Training utterances of groups 0-2 with labels, test utterances of group 3."""
+    X, y, g = data
+    train = g != 3
+    return ([x for x, t in zip(X, train) if t], y[train],
+            [x for x, t in zip(X, train) if not t])
+
+
+def _sklearn_reference(X, y, Xt, *, k, cov, scale="average", seed=0):
+    """Per-class GaussianMixture, total log-likelihood per utterance, posterior with the
+    empirical priors, written out by hand."""
+    classes = np.unique(y)
+    models = [GaussianMixture(k, covariance_type=cov, reg_covar=1e-6, tol=1e-6, max_iter=500,
+                              random_state=seed).fit(np.concatenate([x for x, t in zip(X, y) if t == c]))
+              for c in classes]
+    L = np.array([[m.score_samples(u).sum() for m in models] for u in Xt])
+    T = np.array([u.shape[0] for u in Xt], dtype=float)
+    s = 1.0 / T if scale == "average" else np.ones_like(T)
+    prior = np.array([np.mean(y == c) for c in classes])
+    logp = log_softmax(L * s[:, None] + np.log(prior), axis=1)
+    return classes, L, np.exp(logp)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+@pytest.mark.parametrize("scale", ["average", "total"])
+def test_single_gaussian_per_class_equals_sklearn(cov, scale):
+    # K=1 has one optimum (the sample mean and covariance): both must agree closely
+    X, y, Xt = _split(_utterances(0, n_per_class=16, overlap=True))
+    clf = GMMClassifier(1, covariance_type=cov, likelihood_scale=scale, tol=1e-6,
+                        model_params={"var_floor_rel": 0.0, "dtype": np.float64}).fit(X, y)
+    classes, L, P = _sklearn_reference(X, y, Xt, k=1, cov=cov, scale=scale)
+    assert list(clf.classes_) == list(classes)
+    np.testing.assert_allclose(clf.log_likelihoods(Xt), L, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(Xt), P, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(Xt), classes[np.argmax(P, axis=1)])
+
+
+def test_mixture_per_class_matches_sklearn_decisions_and_probabilities():
+    # well separated components: EM from either initialisation reaches the same optimum
+    X, y, Xt = _split(_utterances(2, n_per_class=16, spread=6.0))
+    clf = GMMClassifier(2, covariance_type="diag", tol=1e-6, max_iter=500, random_state=0,
+                        model_params={"var_floor_rel": 0.0}).fit(X, y)
+    classes, L, P = _sklearn_reference(X, y, Xt, k=2, cov="diag")
+    np.testing.assert_allclose(clf.log_likelihoods(Xt), L, rtol=1e-4)
+    np.testing.assert_allclose(clf.predict_proba(Xt), P, atol=1e-4)
+    np.testing.assert_array_equal(clf.predict(Xt), classes[np.argmax(P, axis=1)])
+
+
+def test_probabilities_and_priors():
+    X, y, _ = _utterances(4, overlap=True)
+    clf = GMMClassifier(2, random_state=0).fit(X, y)
+    P = clf.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-12)
+    assert np.all((P >= 0) & (P <= 1))
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[P.argmax(1)])
+    np.testing.assert_allclose(clf.class_prior_, [1 / 3] * 3)
+    # a prior that overwhelms the per-frame evidence decides every utterance
+    clf2 = GMMClassifier(2, random_state=0, priors=[1 - 2e-30, 1e-30, 1e-30]).fit(X, y)
+    assert set(clf2.predict(X)) == {"a"}
+    # "total" is sharper than "average" (same argmax without priors)
+    clf3 = GMMClassifier(2, random_state=0, likelihood_scale="total").fit(X, y)
+    assert clf3.predict_proba(X).max(1).mean() >= P.max(1).mean()
+    np.testing.assert_array_equal(clf3.predict(X), clf.predict(X))
+    assert clf.score(X, y) == pytest.approx(np.mean(clf.predict(X) == y))
+
+
+def test_cross_val_score_with_groups_on_lists_of_utterances():
+    X, y, groups = _utterances(5)
+    assert len({u.shape[0] for u in X}) > 1  # different lengths: no regular array possible
+    scores = cross_val_score(GMMClassifier(2, random_state=0), X, y, groups=groups,
+                             cv=GroupKFold(n_splits=4))
+    assert scores.shape == (4,)
+    assert scores.min() > 0.9
+    # an object array of utterances works the same way
+    Xo = np.empty(len(X), dtype=object)
+    Xo[:] = X
+    scores_o = cross_val_score(GMMClassifier(2, random_state=0), Xo, y, groups=groups,
+                               cv=GroupKFold(n_splits=4))
+    np.testing.assert_allclose(scores_o, scores)
+
+
+def test_map_from_ubm_and_clone_keeps_fitted_ubm():
+    from sklearn.base import clone
+
+    from gmmspeech import GMM, map_adapt
+
+    X, y, groups = _utterances(6)
+    ubm = GMM(4, random_state=0).fit(np.concatenate(X))
+    clf = GMMClassifier(ubm=ubm, relevance_factor=4.0).fit(X, y)
+    # each class model is exactly map_adapt of its frames
+    for c, m in zip(clf.classes_, clf.models_):
+        ref = map_adapt(ubm, [x for x, t in zip(X, y) if t == c], relevance_factor=4.0)
+        np.testing.assert_allclose(m.means_, ref.means_)
+        np.testing.assert_allclose(m.covariances_, ubm.covariances_)
+    c2 = clone(clf)
+    assert c2.ubm is ubm and not hasattr(c2, "models_")
+    scores = cross_val_score(GMMClassifier(ubm=ubm, relevance_factor=4.0), X, y, groups=groups,
+                             cv=GroupKFold(n_splits=4))
+    assert scores.min() > 0.9
+    # ubm="fit" trains the UBM inside fit (on training folds only)
+    c3 = GMMClassifier(4, ubm="fit", random_state=0).fit(X, y)
+    assert c3.ubm_.n_components == 4
+    assert c3.score(X, y) > 0.9
+
+
+def test_parallel_fit_equals_serial():
+    X, y, _ = _utterances(7)
+    a = GMMClassifier(2, random_state=0).fit(X, y)
+    b = GMMClassifier(2, random_state=0, n_jobs=2, backend="threading").fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-12)
+
+
+def test_input_validation_messages():
+    X, y, _ = _utterances(8)
+    clf = GMMClassifier(2)
+    with pytest.raises(ValueError, match="list of utterances"):
+        clf.fit(np.zeros((10, D)), np.zeros(10))
+    with pytest.raises(ValueError, match=r"X\[1\] has 3 features"):
+        as_utterances([np.zeros((5, 4)), np.zeros((5, 3))])
+    with pytest.raises(ValueError, match=r"X\[0\] has no frames"):
+        as_utterances([np.zeros((0, 4))])
+    with pytest.raises(ValueError, match="NaN"):
+        as_utterances([np.full((3, 2), np.nan)])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.fit(X, y[:-1])
+    with pytest.raises(ValueError, match="only one class"):
+        clf.fit(X[:3], ["a"] * 3)
+    with pytest.raises(ValueError, match="fewer than n_components=500"):
+        GMMClassifier(500).fit(X, y)
+    with pytest.raises(ValueError, match="likelihood_scale"):
+        GMMClassifier(likelihood_scale="median").fit(X, y)
+    with pytest.raises(ValueError, match="model='nope'"):
+        GMMClassifier(model="nope").fit(X, y)
+    fitted = GMMClassifier(2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="expecting 4 features"):
+        fitted.predict([np.zeros((5, 3))])
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        GMMClassifier().predict(X)
+    # a 3-D array is a set of equal-length utterances
+    X3 = np.stack([x[:20] for x in X])
+    np.testing.assert_array_equal(fitted.predict(X3), fitted.predict([x[:20] for x in X]))
+
+
+def test_sklearn_api_checks_that_apply():
+    """parametrize_with_checks cannot feed lists of utterances (it yields no check for an
+    estimator whose tags say two_d_array=False, which is the honest tag here). These
+    scikit-learn checks do not depend on the input type and are run directly; the
+    data-driven ones (fit on 2-D float arrays, sample weights, sparse input, ...) do not
+    apply: a 2-D array is refused with a message saying how to pass utterances."""
+    from sklearn.utils import estimator_checks as ec
+
+    est = GMMClassifier()
+    for check in ("check_no_attributes_set_in_init", "check_get_params_invariance",
+                  "check_set_params", "check_estimator_repr", "check_estimator_cloneable",
+                  "check_parameters_default_constructible", "check_valid_tag_types",
+                  "check_estimator_tags_renamed"):
+        fn = getattr(ec, check, None)
+        if fn is None:  # older scikit-learn
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn("GMMClassifier", est)
+    from sklearn.utils import get_tags
+
+    tags = get_tags(est)
+    assert tags.estimator_type == "classifier"
+    assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
+
+
+def test_save_load_round_trip(tmp_path):
+    X, y, _ = _utterances(9)
+    clf = GMMClassifier(2, random_state=0).fit(X, y)
+    save_classifier(clf, tmp_path / "m", metadata={"feature_config": {"name": "speech"}})
+    doc = json.loads((tmp_path / "m" / "classes.json").read_text())
+    assert doc["classes"] == ["a", "b", "c"] and doc["model"] == "gmm"
+    back = load_classifier(tmp_path / "m")
+    assert back.metadata_ == {"feature_config": {"name": "speech"}}
+    np.testing.assert_array_equal(back.classes_, clf.classes_)
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), atol=1e-12)
+    # a file name that escapes the folder is refused
+    doc["files"][0] = "../a.npz"
+    (tmp_path / "m" / "classes.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="plain file name"):
+        load_classifier(tmp_path / "m")
+    # a tampered model file is refused by the model format's checksum
+    doc["files"][0] = "a.npz"
+    (tmp_path / "m" / "classes.json").write_text(json.dumps(doc))
+    raw = bytearray((tmp_path / "m" / "b.npz").read_bytes())
+    i = raw.find(b"means.npy")
+    raw[-200] ^= 0xFF
+    assert i >= 0
+    (tmp_path / "m" / "b.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError):
+        load_classifier(tmp_path / "m")
+    assert "gmm" in MODEL_TYPES
