@@ -1,4 +1,5 @@
-"""Model files: a :class:`~gmmspeech.mixture.gmm.GMM` saved as ``.npz`` plus JSON metadata.
+"""Model files: a :class:`~gmmspeech.mixture.gmm.GMM` (or a
+:class:`~gmmspeech.mixture.hmm.GMMHMM`) saved as ``.npz`` plus JSON metadata.
 
 Format (version 1)
 ------------------
@@ -12,6 +13,14 @@ numeric arrays:
   ``covariance_type``, ``n_components``, ``n_features``, ``dtype`` (compute dtype),
   ``gmmspeech_version``, ``params`` (constructor parameters), ``fitted`` (``converged_``,
   ``n_iter_``, ...), ``metadata`` (the caller's dict) and ``checksum``.
+
+A GMM-HMM file (``format`` ``gmmspeech-hmm``, version 1) has the same structure with the
+arrays ``startprob`` (S,), ``transmat`` (S, S), ``weights`` (S, M), ``means`` (S, M, D),
+``covariances`` (S, M, D) or (S, M, D, D), ``var_floor`` (D,), ``history``,
+``history_n_mix`` and ``lower_bound``; its metadata holds ``n_states``, ``n_mix``,
+``n_features`` and ``covariance_type``. On loading, the probabilities must be finite,
+non-negative, rows summing to 1, the transitions left-to-right within ``max_jump``, and the
+covariances positive definite.
 
 The checksum is SHA-256 over every array (name, dtype, shape and bytes, in name order)
 followed by the canonical JSON of the metadata without the checksum, so any change to
@@ -35,10 +44,14 @@ import numpy as np
 from gmmspeech.atomic import atomic_write
 from gmmspeech.errors import ModelFileError
 
-__all__ = ["save", "load", "load_metadata", "model_info", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_metadata", "model_info", "FORMAT", "FORMAT_VERSION", "HMM_FORMAT"]
 
 FORMAT = "gmmspeech-gmm"
 FORMAT_VERSION = 1
+HMM_FORMAT = "gmmspeech-hmm"
+_FORMATS = (FORMAT, HMM_FORMAT)
+_HMM_REQUIRED = ("startprob", "transmat", "weights", "means", "covariances", "var_floor")
+_HMM_FITTED = ("converged_", "n_iter_", "n_viterbi_iter_", "n_reseeded_")
 _META = "__meta__"
 _INIT_PREFIX = "init__"
 _REQUIRED = ("weights", "means", "covariances")
@@ -138,18 +151,14 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
     from gmmspeech import __version__
     from gmmspeech.mixture.gmm import GMM
 
-    if not isinstance(model, GMM):
-        raise TypeError(f"save expects a fitted GMM, got {type(model).__name__}")
+    is_hmm = type(model).__name__ == "GMMHMM" and type(model).__module__ == "gmmspeech.mixture.hmm"
+    if not isinstance(model, GMM) and not is_hmm:
+        raise TypeError(f"save expects a fitted GMM or GMMHMM, got {type(model).__name__}")
     if not hasattr(model, "means_") or not hasattr(model, "covariances_"):
         raise ValueError(f"This {type(model).__name__} instance is not fitted yet; nothing to save")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        user = json.loads(json.dumps(metadata, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable ({exc})") from None
+    user = _user_metadata(metadata)
+    if is_hmm:
+        return _save_hmm(model, path, user, __version__)
 
     arrays: dict[str, np.ndarray] = {
         "weights": np.asarray(model.weights_),
@@ -180,15 +189,121 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         "fitted": fitted,
         "metadata": user,
     }
+    return _write(path, arrays, meta)
+
+
+def _user_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(metadata, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable ({exc})") from None
+
+
+def _write(path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """Checksum ``meta`` over ``arrays``, embed it and write the archive atomically."""
     for name, a in arrays.items():
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {a.dtype}; only numeric arrays are saved")
     meta["checksum"] = _checksum(arrays, meta)
     blob = json.dumps(meta, sort_keys=True).encode("utf-8")
     arrays[_META] = np.frombuffer(blob, dtype=np.uint8)
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
-    out = atomic_write(path, lambda fh: np.savez(fh, **arrays))
-    return out
+
+def _save_hmm(model: Any, path, user: dict[str, Any], version: str) -> str:
+    arrays: dict[str, np.ndarray] = {
+        "startprob": np.asarray(model.startprob_, dtype=np.float64),
+        "transmat": np.asarray(model.transmat_, dtype=np.float64),
+        "weights": np.asarray(model.weights_, dtype=np.float64),
+        "means": np.asarray(model.means_, dtype=np.float64),
+        "covariances": np.asarray(model.covariances_, dtype=np.float64),
+        "var_floor": np.asarray(model.var_floor_, dtype=np.float64),
+        "history": np.asarray(_or_empty(getattr(model, "history_", None)), dtype=np.float64).ravel(),
+        "history_n_mix": np.asarray(_or_empty(getattr(model, "history_n_mix_", None)), dtype=np.int64).ravel(),
+        "lower_bound": np.asarray(getattr(model, "lower_bound_", -np.inf), dtype=np.float64),
+    }
+    params = {name: _json_param(name, value, arrays) for name, value in model.get_params().items()}
+    fitted: dict[str, Any] = {}
+    for name in _HMM_FITTED:
+        if hasattr(model, name):
+            v = getattr(model, name)
+            fitted[name] = bool(v) if isinstance(v, (bool, np.bool_)) else int(v)
+    fitted["unused_states_"] = [int(j) for j in getattr(model, "unused_states_", [])]
+    s, m, d = arrays["means"].shape
+    meta = {
+        "format": HMM_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gmmspeech_version": version,
+        "model": "GMMHMM",
+        "covariance_type": str(model.covariance_type),
+        "n_states": int(s),
+        "n_mix": int(m),
+        "n_features": int(d),
+        "dtype": np.dtype(getattr(model, "dtype", np.float64)).name,
+        "params": params,
+        "fitted": fitted,
+        "metadata": user,
+    }
+    return _write(path, arrays, meta)
+
+
+def _load_hmm(p: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    """A GMMHMM from verified arrays and metadata (every value checked; ModelFileError)."""
+    from gmmspeech.mixture.hmm import GMMHMM, HMM_COVARIANCE_TYPES
+
+    missing = [n for n in _HMM_REQUIRED if n not in arrays]
+    if missing:
+        raise ModelFileError(p, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    ct = meta.get("covariance_type")
+    if ct not in HMM_COVARIANCE_TYPES:
+        raise ModelFileError(p, f"unknown covariance_type {ct!r} for a GMM-HMM")
+    a = {n: arrays[n].astype(np.float64, copy=False) for n in _HMM_REQUIRED}
+    means = a["means"]
+    if means.ndim != 3:
+        raise ModelFileError(p, f"means must be 3-D (states, mixtures, features), got shape {means.shape}")
+    s, m, d = means.shape
+    dims = (meta.get("n_states"), meta.get("n_mix"), meta.get("n_features"))
+    if dims != (s, m, d):
+        raise ModelFileError(p, f"metadata dims {dims} do not match the arrays {(s, m, d)}")
+    if a["var_floor"].shape != (d,) or not np.all(np.isfinite(a["var_floor"])) or np.any(a["var_floor"] <= 0):
+        raise ModelFileError(p, "var_floor must hold one positive finite value per feature")
+    params_json = meta.get("params") or {}
+    if not isinstance(params_json, dict):
+        raise ModelFileError(p, "metadata 'params' is not a dict")
+    valid = set(GMMHMM().get_params())
+    try:
+        params = {name: _param_from_json(v, arrays) for name, v in params_json.items()
+                  if name in valid and name not in ("n_states", "n_mix", "covariance_type")}
+        model = GMMHMM.from_params(a["startprob"], a["transmat"], a["weights"], means, a["covariances"],
+                                   covariance_type=ct, **params)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelFileError(p, f"invalid model parameters ({exc})") from None
+    # exactly the saved values (from_params renormalises the probabilities)
+    model.startprob_, model.transmat_, model.weights_ = a["startprob"], a["transmat"], a["weights"]
+    model.var_floor_ = a["var_floor"]
+    model.history_ = [float(v) for v in np.ravel(arrays.get("history", np.zeros(0)))]
+    model.history_n_mix_ = [int(v) for v in np.ravel(arrays.get("history_n_mix", np.zeros(0, dtype=np.int64)))]
+    lb = np.ravel(arrays.get("lower_bound", np.zeros(0)))
+    model.lower_bound_ = float(lb[0]) if lb.size else -np.inf
+    fitted = meta.get("fitted") or {}
+    if not isinstance(fitted, dict):
+        raise ModelFileError(p, "metadata 'fitted' is not a dict")
+    for name in _HMM_FITTED:
+        if name in fitted:
+            v = fitted[name]
+            if not isinstance(v, (bool, int)):
+                raise ModelFileError(p, f"fitted.{name} must be a number, got {v!r}")
+            setattr(model, name, bool(v) if name == "converged_" else int(v))
+    unused = fitted.get("unused_states_", [])
+    if not isinstance(unused, list) or not all(isinstance(j, int) and 0 <= j < s for j in unused):
+        raise ModelFileError(p, f"fitted.unused_states_ must list states in [0, {s}), got {unused!r}")
+    model.unused_states_ = list(unused)
+    model.metadata_ = dict(meta.get("metadata") or {})
+    return model
 
 
 def _read(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
@@ -243,14 +358,15 @@ def _read(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(p, f"metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in _FORMATS:
         raise ModelFileError(p, "not a gmmspeech model file (metadata 'format' is not "
-                                f"{FORMAT!r})")
+                                f"{FORMAT!r} or {HMM_FORMAT!r})")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(p, f"format version {version!r} is not supported (this gmmspeech "
                                 f"reads version {FORMAT_VERSION})")
-    missing = [n for n in _REQUIRED if n not in arrays]
+    required = _REQUIRED if meta["format"] == FORMAT else _HMM_REQUIRED
+    missing = [n for n in required if n not in arrays]
     if missing:
         raise ModelFileError(p, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     for name, a in arrays.items():
@@ -270,7 +386,7 @@ def load(path: str | os.PathLike):
 
     Returns
     -------
-    GMM
+    GMM or GMMHMM
         Fitted, with the saved constructor parameters, ``weights_``, ``means_`` and
         ``covariances_`` bit-for-bit as saved, precisions recomputed, the fit trace
         (``history_``, ``lower_bound_``, ``converged_``, ``n_iter_``) and the saved
@@ -285,6 +401,8 @@ def load(path: str | os.PathLike):
     from gmmspeech.mixture.gmm import GMM
 
     p, arrays, meta = _read(path)
+    if meta["format"] == HMM_FORMAT:
+        return _load_hmm(p, arrays, meta)
     ct = meta.get("covariance_type")
     if ct not in _COV_NDIM:
         raise ModelFileError(p, f"unknown covariance_type {ct!r}")
