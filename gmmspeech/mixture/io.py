@@ -1,4 +1,5 @@
-"""Model files: a :class:`~gmmspeech.mixture.gmm.GMM` saved as ``.npz`` plus JSON metadata.
+"""Model files: a :class:`~gmmspeech.mixture.gmm.GMM` (or a
+:class:`~gmmspeech.mixture.hmm.GMMHMM`) saved as ``.npz`` plus JSON metadata.
 
 Format (version 1)
 ------------------
@@ -12,6 +13,14 @@ numeric arrays:
   ``covariance_type``, ``n_components``, ``n_features``, ``dtype`` (compute dtype),
   ``gmmspeech_version``, ``params`` (constructor parameters), ``fitted`` (``converged_``,
   ``n_iter_``, ...), ``metadata`` (the caller's dict) and ``checksum``.
+
+A GMM-HMM file (``format`` ``gmmspeech-hmm``, version 1) has the same structure with the
+arrays ``startprob`` (S,), ``transmat`` (S, S), ``weights`` (S, M), ``means`` (S, M, D),
+``covariances`` (S, M, D) or (S, M, D, D), ``var_floor`` (D,), ``history``,
+``history_n_mix`` and ``lower_bound``; its metadata holds ``n_states``, ``n_mix``,
+``n_features`` and ``covariance_type``. On loading, the probabilities must be finite,
+non-negative, rows summing to 1, the transitions left-to-right within ``max_jump``, and the
+covariances positive definite.
 
 The checksum is SHA-256 over every array (name, dtype, shape and bytes, in name order)
 followed by the canonical JSON of the metadata without the checksum, so any change to
@@ -37,17 +46,19 @@ from gmmspeech.atomic import atomic_write
 from gmmspeech.errors import ModelFileError
 
 __all__ = ["save", "load", "load_metadata", "model_info", "fingerprint", "check_parameters",
-           "FORMAT", "FORMAT_VERSION"]
+           "FORMAT", "FORMAT_VERSION", "HMM_FORMAT"]
 
 FORMAT = "gmmspeech-gmm"
 FORMAT_VERSION = 1
+HMM_FORMAT = "gmmspeech-hmm"
+_FORMATS = (FORMAT, HMM_FORMAT)
+_HMM_REQUIRED = ("startprob", "transmat", "weights", "means", "covariances", "var_floor")
+_HMM_FITTED = ("converged_", "n_iter_", "n_viterbi_iter_", "n_reseeded_")
 _META = "__meta__"
 _INIT_PREFIX = "init__"
 _REQUIRED = ("weights", "means", "covariances")
 _COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
 _FITTED_SCALARS = ("converged_", "n_iter_", "n_features_in_", "n_reseeded_")
-# largest uncompressed archive accepted (guards against zip bombs in hostile files)
-_MAX_BYTES = 8 << 30
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -157,18 +168,14 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
     from gmmspeech import __version__
     from gmmspeech.mixture.gmm import GMM
 
-    if not isinstance(model, GMM):
-        raise TypeError(f"save expects a fitted GMM, got {type(model).__name__}")
+    is_hmm = type(model).__name__ == "GMMHMM" and type(model).__module__ == "gmmspeech.mixture.hmm"
+    if not isinstance(model, GMM) and not is_hmm:
+        raise TypeError(f"save expects a fitted GMM or GMMHMM, got {type(model).__name__}")
     if not hasattr(model, "means_") or not hasattr(model, "covariances_"):
         raise ValueError(f"This {type(model).__name__} instance is not fitted yet; nothing to save")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        user = json.loads(json.dumps(metadata, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable ({exc})") from None
+    user = _user_metadata(metadata)
+    if is_hmm:
+        return _save_hmm(model, path, user, __version__)
     ubm_fp = getattr(model, "ubm_fingerprint_", None)
     if ubm_fp is not None and "ubm_fingerprint" not in user:
         user["ubm_fingerprint"] = str(ubm_fp)
@@ -202,15 +209,121 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
         "fitted": fitted,
         "metadata": user,
     }
+    return _write(path, arrays, meta)
+
+
+def _user_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(metadata, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable ({exc})") from None
+
+
+def _write(path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """Checksum ``meta`` over ``arrays``, embed it and write the archive atomically."""
     for name, a in arrays.items():
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} has dtype {a.dtype}; only numeric arrays are saved")
     meta["checksum"] = _checksum(arrays, meta)
     blob = json.dumps(meta, sort_keys=True).encode("utf-8")
     arrays[_META] = np.frombuffer(blob, dtype=np.uint8)
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
-    out = atomic_write(path, lambda fh: np.savez(fh, **arrays))
-    return out
+
+def _save_hmm(model: Any, path, user: dict[str, Any], version: str) -> str:
+    arrays: dict[str, np.ndarray] = {
+        "startprob": np.asarray(model.startprob_, dtype=np.float64),
+        "transmat": np.asarray(model.transmat_, dtype=np.float64),
+        "weights": np.asarray(model.weights_, dtype=np.float64),
+        "means": np.asarray(model.means_, dtype=np.float64),
+        "covariances": np.asarray(model.covariances_, dtype=np.float64),
+        "var_floor": np.asarray(model.var_floor_, dtype=np.float64),
+        "history": np.asarray(_or_empty(getattr(model, "history_", None)), dtype=np.float64).ravel(),
+        "history_n_mix": np.asarray(_or_empty(getattr(model, "history_n_mix_", None)), dtype=np.int64).ravel(),
+        "lower_bound": np.asarray(getattr(model, "lower_bound_", -np.inf), dtype=np.float64),
+    }
+    params = {name: _json_param(name, value, arrays) for name, value in model.get_params().items()}
+    fitted: dict[str, Any] = {}
+    for name in _HMM_FITTED:
+        if hasattr(model, name):
+            v = getattr(model, name)
+            fitted[name] = bool(v) if isinstance(v, (bool, np.bool_)) else int(v)
+    fitted["unused_states_"] = [int(j) for j in getattr(model, "unused_states_", [])]
+    s, m, d = arrays["means"].shape
+    meta = {
+        "format": HMM_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gmmspeech_version": version,
+        "model": "GMMHMM",
+        "covariance_type": str(model.covariance_type),
+        "n_states": int(s),
+        "n_mix": int(m),
+        "n_features": int(d),
+        "dtype": np.dtype(getattr(model, "dtype", np.float64)).name,
+        "params": params,
+        "fitted": fitted,
+        "metadata": user,
+    }
+    return _write(path, arrays, meta)
+
+
+def _load_hmm(p: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
+    """A GMMHMM from verified arrays and metadata (every value checked; ModelFileError)."""
+    from gmmspeech.mixture.hmm import GMMHMM, HMM_COVARIANCE_TYPES
+
+    missing = [n for n in _HMM_REQUIRED if n not in arrays]
+    if missing:
+        raise ModelFileError(p, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    ct = meta.get("covariance_type")
+    if ct not in HMM_COVARIANCE_TYPES:
+        raise ModelFileError(p, f"unknown covariance_type {ct!r} for a GMM-HMM")
+    a = {n: arrays[n].astype(np.float64, copy=False) for n in _HMM_REQUIRED}
+    means = a["means"]
+    if means.ndim != 3:
+        raise ModelFileError(p, f"means must be 3-D (states, mixtures, features), got shape {means.shape}")
+    s, m, d = means.shape
+    dims = (meta.get("n_states"), meta.get("n_mix"), meta.get("n_features"))
+    if dims != (s, m, d):
+        raise ModelFileError(p, f"metadata dims {dims} do not match the arrays {(s, m, d)}")
+    if a["var_floor"].shape != (d,) or not np.all(np.isfinite(a["var_floor"])) or np.any(a["var_floor"] <= 0):
+        raise ModelFileError(p, "var_floor must hold one positive finite value per feature")
+    params_json = meta.get("params") or {}
+    if not isinstance(params_json, dict):
+        raise ModelFileError(p, "metadata 'params' is not a dict")
+    valid = set(GMMHMM().get_params())
+    try:
+        params = {name: _param_from_json(v, arrays) for name, v in params_json.items()
+                  if name in valid and name not in ("n_states", "n_mix", "covariance_type")}
+        model = GMMHMM.from_params(a["startprob"], a["transmat"], a["weights"], means, a["covariances"],
+                                   covariance_type=ct, **params)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelFileError(p, f"invalid model parameters ({exc})") from None
+    # exactly the saved values (from_params renormalises the probabilities)
+    model.startprob_, model.transmat_, model.weights_ = a["startprob"], a["transmat"], a["weights"]
+    model.var_floor_ = a["var_floor"]
+    model.history_ = [float(v) for v in np.ravel(arrays.get("history", np.zeros(0)))]
+    model.history_n_mix_ = [int(v) for v in np.ravel(arrays.get("history_n_mix", np.zeros(0, dtype=np.int64)))]
+    lb = np.ravel(arrays.get("lower_bound", np.zeros(0)))
+    model.lower_bound_ = float(lb[0]) if lb.size else -np.inf
+    fitted = meta.get("fitted") or {}
+    if not isinstance(fitted, dict):
+        raise ModelFileError(p, "metadata 'fitted' is not a dict")
+    for name in _HMM_FITTED:
+        if name in fitted:
+            v = fitted[name]
+            if not isinstance(v, (bool, int)):
+                raise ModelFileError(p, f"fitted.{name} must be a number, got {v!r}")
+            setattr(model, name, bool(v) if name == "converged_" else int(v))
+    unused = fitted.get("unused_states_", [])
+    if not isinstance(unused, list) or not all(isinstance(j, int) and 0 <= j < s for j in unused):
+        raise ModelFileError(p, f"fitted.unused_states_ must list states in [0, {s}), got {unused!r}")
+    model.unused_states_ = list(unused)
+    model.metadata_ = dict(meta.get("metadata") or {})
+    return model
 
 
 # --------------------------------------------------------------------------- reading
@@ -240,7 +353,10 @@ _MIN_VAR_RATIO = 1e-18
 _FLOAT_DTYPES = ("<f8", "<f4")
 _MEMBER_DTYPES = {"weights": _FLOAT_DTYPES, "means": _FLOAT_DTYPES,
                   "covariances": _FLOAT_DTYPES, "history": _FLOAT_DTYPES,
-                  "lower_bound": _FLOAT_DTYPES, _META: ("|u1",)}
+                  "lower_bound": _FLOAT_DTYPES, _META: ("|u1",),
+                  # GMM-HMM members
+                  "startprob": _FLOAT_DTYPES, "transmat": _FLOAT_DTYPES, "var_floor": _FLOAT_DTYPES,
+                  "history_n_mix": ("<i8", "<i4")}
 _INIT_DTYPES = ("<f8", "<f4", "<i8", "<i4")
 _INIT_NAMES = ("weights_init", "means_init", "precisions_init")
 _COV_TYPES = tuple(_COV_NDIM)
@@ -759,10 +875,12 @@ def _read_archive(zf: zipfile.ZipFile) -> tuple[dict[str, np.ndarray], dict[str,
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _Fail(_META, f"metadata is not valid JSON ({str(exc)[:200]})") from None
-    ct, k, d = _check_meta(meta)
-
-    shapes = _expected_shapes(ct, k, d)
-    missing = [n for n in _REQUIRED if n not in members]
+    if isinstance(meta, dict) and meta.get("format") == HMM_FORMAT:
+        ct, shapes, required, what = _check_hmm_meta(meta)
+    else:
+        ct, k, d = _check_meta(meta)
+        shapes, required, what = _expected_shapes(ct, k, d), _REQUIRED, f"{k} x {d} ({ct})"
+    missing = [n for n in required if n not in members]
     if missing:
         raise _Fail(None, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     budget = 0
@@ -777,7 +895,7 @@ def _read_archive(zf: zipfile.ZipFile) -> tuple[dict[str, np.ndarray], dict[str,
     declared = sum(i.file_size for n, i in members.items() if n != _META)
     if declared > min(budget, _MAX_BYTES):
         raise _Fail(None, f"archive declares {declared} uncompressed bytes; a model of "
-                          f"{k} x {d} ({ct}) needs at most {min(budget, _MAX_BYTES)} "
+                          f"{what} needs at most {min(budget, _MAX_BYTES)} "
                           "(zip bomb or corrupt directory); nothing was decompressed")
     arrays: dict[str, np.ndarray] = {}
     for name, info in members.items():
@@ -797,8 +915,76 @@ def _read_archive(zf: zipfile.ZipFile) -> tuple[dict[str, np.ndarray], dict[str,
         raise _Fail(None, f"metadata cannot be verified ({exc})") from None
     if meta.get("checksum") != expected:
         raise _Fail("checksum", "checksum mismatch: the file was modified or damaged")
-    _check_values(ct, arrays)
+    if meta.get("format") == HMM_FORMAT:
+        _check_hmm_values(ct, arrays)
+    else:
+        _check_values(ct, arrays)
     return arrays, meta
+
+
+def _check_hmm_meta(meta: dict) -> tuple[str, dict, tuple[str, ...], str]:
+    """The schema of a GMM-HMM file's metadata: ``(covariance_type, shapes, required, what)``."""
+    from gmmspeech.mixture.hmm import HMM_COVARIANCE_TYPES
+
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION or not _is_int(version):
+        raise _Fail("format_version", f"format version {_short(version)} is not supported "
+                                      f"(this gmmspeech reads version {FORMAT_VERSION})")
+    ct = meta.get("covariance_type")
+    if ct not in HMM_COVARIANCE_TYPES:
+        raise _Fail("covariance_type", f"unknown covariance_type {_short(ct)} for a GMM-HMM")
+    s = _want_int(meta.get("n_states"), "n_states", 1, 4096)
+    m = _want_int(meta.get("n_mix"), "n_mix", 1, 4096)
+    d = _want_int(meta.get("n_features"), "n_features", 1, _MAX_FEATURES)
+    if s * m > _MAX_COMPONENTS:
+        raise _Fail("n_mix", f"{s} states x {m} mixtures is more than {_MAX_COMPONENTS} Gaussians")
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise _Fail("dtype", f"must be 'float32' or 'float64', got {_short(meta.get('dtype'))}")
+    for key in ("gmmspeech_version", "model"):
+        if key in meta:
+            _want_str(meta[key], key, 64)
+    cs = meta.get("checksum")
+    if not isinstance(cs, str) or len(cs) != 64 or set(cs) - _HEX:
+        raise _Fail("checksum", "missing or not a SHA-256 hex digest")
+    for name, value in _want_dict(meta.get("params", {}), "params").items():
+        _check_param(name, value, meta)
+    for name, value in _want_dict(meta.get("fitted", {}), "fitted").items():
+        f = f"fitted.{name}"
+        if name == "converged_":
+            if not isinstance(value, bool):
+                raise _Fail(f, f"must be true or false, got {_short(value)}")
+        elif name == "unused_states_":
+            if not isinstance(value, list) or len(value) > s or not all(
+                    _is_int(j) and 0 <= j < s for j in value):
+                raise _Fail(f, f"must list states in [0, {s}), got {_short(value)}")
+        else:
+            _want_int(value, f, 0, _MAX_INT)
+    _check_user_metadata(meta.get("metadata", {}))
+    cov = (s, m, d) if ct == "diag" else (s, m, d, d)
+    shapes = {"startprob": (s,), "transmat": (s, s), "weights": (s, m), "means": (s, m, d),
+              "covariances": cov, "var_floor": (d,), "history": None, "history_n_mix": None,
+              "lower_bound": ()}
+    return ct, shapes, _HMM_REQUIRED, f"GMM-HMM of {s} states x {m} mixtures x {d} ({ct})"
+
+
+def _check_hmm_values(ct: str, arrays: dict[str, np.ndarray]) -> None:
+    """Probabilities in [0, 1] summing to 1 per row, finite means, positive finite variances."""
+    for name in ("startprob", "transmat", "weights"):
+        a = arrays[name].astype(np.float64)
+        if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+            raise _Fail(name, "probabilities must be finite and in [0, 1]")
+        if not np.allclose(a.sum(axis=-1), 1.0, rtol=0, atol=1e-6):
+            raise _Fail(name, "probabilities must sum to 1")
+    means = arrays["means"].astype(np.float64)
+    if not np.all(np.isfinite(means)) or np.any(np.abs(means) > _MAX_SCALE):
+        raise _Fail("means", f"must be finite with |mean| <= {_MAX_SCALE:g}")
+    cov = arrays["covariances"].astype(np.float64)
+    var = cov if ct == "diag" else np.linalg.eigvalsh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    if not np.all(np.isfinite(cov)) or np.any(var < _MIN_VAR):
+        raise _Fail("covariances", f"variances must be finite and at least {_MIN_VAR:g}")
+    vf = arrays["var_floor"].astype(np.float64)
+    if not np.all(np.isfinite(vf)) or np.any(vf <= 0):
+        raise _Fail("var_floor", "must hold one positive finite value per feature")
 
 
 def _meta_len(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
@@ -843,7 +1029,7 @@ def load(path: str | os.PathLike):
 
     Returns
     -------
-    GMM
+    GMM or GMMHMM
         Fitted, with the saved constructor parameters, ``weights_``, ``means_`` and
         ``covariances_`` bit-for-bit as saved, precisions recomputed, the fit trace
         (``history_``, ``lower_bound_``, ``converged_``, ``n_iter_``), the saved
@@ -861,6 +1047,8 @@ def load(path: str | os.PathLike):
     from gmmspeech.mixture.gmm import GMM
 
     p, arrays, meta = _read(path)
+    if meta["format"] == HMM_FORMAT:
+        return _load_hmm(p, arrays, meta)
     ct = meta["covariance_type"]
     w = arrays["weights"].astype(np.float64, copy=False)
     means = arrays["means"].astype(np.float64, copy=False)
