@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, add_preset_arg
+from gmmspeech.cli.common import (
+    add_data_root_arg,
+    add_parallel_args,
+    add_preset_arg,
+    feature_overrides,
+)
 
 
 def register(sub) -> None:
@@ -24,7 +29,7 @@ def register(sub) -> None:
     add_preset_arg(p)
     p.add_argument("--config", default=None, metavar="JSON",
                    help="FeatureConfig JSON file, or another store's store.json to reuse its "
-                        "configuration; overrides --preset")
+                        "configuration; overrides --preset (--sdc, --pitch, ... still apply)")
     add_data_root_arg(p)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -88,6 +93,12 @@ def _cmd_features(args: argparse.Namespace) -> int:
             return 2
     else:
         config = FeatureConfig.preset(args.preset)
+    try:
+        changes = feature_overrides(args)
+        config = config.replace(**changes) if changes else config
+    except ValueError as exc:
+        print(f"gmmspeech features: error: {exc}", file=sys.stderr)
+        return 2
     rows = read_manifest(args.manifest, data_root=args.data_root)
     store = FeatureStore(args.out)
     report = store.build(rows, config=config, n_jobs=args.jobs, backend=args.backend,

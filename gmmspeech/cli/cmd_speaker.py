@@ -11,13 +11,19 @@ import os
 import sys
 import tempfile
 
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args
+from gmmspeech.cli.common import (
+    PRESET_NAMES,
+    add_data_root_arg,
+    add_parallel_args,
+    add_preset_arg,
+    feature_overrides,
+)
 
 
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                   help="feature preset (default: "
+    add_preset_arg(g, default=None,
+                   help="feature preset (" + ", ".join(PRESET_NAMES) + "; default: "
                         + ("the configuration saved in the UBM file, else " if from_ubm else "")
                         + "speech)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
@@ -141,8 +147,8 @@ def register(sub) -> None:
     p.add_argument("--norm", default="none", choices=["none", "znorm", "tnorm", "snorm", "asnorm"],
                    help="score normalisation (default none)")
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
-                   help="feature preset (default speech)")
+    add_preset_arg(g, default="speech",
+                   help="feature preset (" + ", ".join(PRESET_NAMES) + "; default speech)")
     g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
                    help="override the preset's cepstral mean/variance normalisation "
                         "('none' is best when enrolment and test share recordings)")
@@ -170,12 +176,13 @@ def _config_for(args, ubm=None):
     """The feature configuration: --preset, else the UBM's saved one, else 'speech'."""
     from gmmspeech.features.config import FeatureConfig
 
+    changes = feature_overrides(args)
     if getattr(args, "preset", None):
-        return FeatureConfig.preset(args.preset)
-    saved = getattr(ubm, "metadata_", {}).get("feature_config") if ubm is not None else None
-    if isinstance(saved, dict):
-        return FeatureConfig.from_dict(saved)
-    return FeatureConfig.preset("speech")
+        config = FeatureConfig.preset(args.preset)
+    else:
+        saved = getattr(ubm, "metadata_", {}).get("feature_config") if ubm is not None else None
+        config = FeatureConfig.from_dict(saved) if isinstance(saved, dict) else FeatureConfig.preset("speech")
+    return config.replace(**changes) if changes else config
 
 
 class _FeatureDir:
@@ -358,6 +365,7 @@ def speaker_id_settings(args) -> dict:
     for dest in ("cmvn", "vad", "n_mfcc"):
         if getattr(args, dest) is not None:
             fo[dest] = getattr(args, dest)
+    fo.update(feature_overrides(args))
     out["feature_overrides"] = fo or None
     for dest, key in {"preset": "preset", "components": "n_components",
                       "ubm_on_enroll": "ubm_on_enroll", "relevance": "relevance_factor",
