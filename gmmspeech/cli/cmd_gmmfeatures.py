@@ -10,7 +10,6 @@ from gmmspeech.cli.common import (
     add_data_root_arg,
     add_parallel_args,
     add_preset_arg,
-    feature_overrides,
 )
 
 
