@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from gmmspeech.cli.common import add_parallel_args
+from gmmspeech.cli.common import PRESET_NAMES, add_parallel_args
 
 # the registry is duplicated here as plain strings so that --help imports nothing
 _HELP = {
@@ -162,7 +162,7 @@ def register(sub) -> None:
                    help="background model: scores become log-likelihood ratios")
     p.add_argument("--tsv", default=None, metavar="FILE",
                    help="output table (default OUT/scores.tsv)")
-    p.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
+    p.add_argument("--preset", default=None, choices=PRESET_NAMES,
                    help="feature preset (default: the configuration saved with the models, else speech)")
     p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,
                    help="score at most N files")
@@ -179,7 +179,7 @@ def register(sub) -> None:
     p.add_argument("--covariance", dest="covariance_type", choices=["diag", "full"], default="diag")
     p.add_argument("--iterations", dest="max_iter", type=_positive_int, default=None,
                    help="EM iterations per split stage (default 10)")
-    p.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"])
+    p.add_argument("--preset", default="speech", choices=PRESET_NAMES)
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start training from scratch even when a checkpoint exists")
     p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,

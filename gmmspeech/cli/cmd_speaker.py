@@ -11,15 +11,19 @@ import os
 import sys
 
 from gmmspeech.cli.common import (
+    PRESET_NAMES,
     add_data_root_arg,
     add_feature_options,
+    add_frontend_options,
     add_max_duration_arg,
     add_parallel_args,
+    add_preset_arg,
     check_adapt,
     check_common,
     check_input,
     check_number,
     check_output,
+    feature_overrides,
     resume_command,
 )
 
@@ -27,9 +31,10 @@ from gmmspeech.cli.common import (
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     g = p.add_argument_group("features")
     if from_ubm:
-        g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                       help="feature preset (default: the configuration saved in the UBM file, "
-                            "else speech)")
+        g.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                       help="feature preset (" + ", ".join(PRESET_NAMES) + "; default: the "
+                            "configuration saved in the UBM file, else speech)")
+        add_frontend_options(g)
     else:  # train-ubm: the options of `features` (not with a feature store as SOURCE)
         add_feature_options(g)
     g.add_argument("--features-dir", default=None, metavar="DIR",
@@ -164,8 +169,8 @@ def register(sub) -> None:
     p.add_argument("--norm", default="none", choices=["none", "znorm", "tnorm", "snorm", "asnorm"],
                    help="score normalisation (default none)")
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
-                   help="feature preset (default speech)")
+    add_preset_arg(g, default="speech",
+                   help="feature preset (" + ", ".join(PRESET_NAMES) + "; default speech)")
     g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
                    help="override the preset's cepstral mean/variance normalisation "
                         "('none' is best when enrolment and test share recordings)")
@@ -197,17 +202,23 @@ def register(sub) -> None:
 def _config_for(args, ubm=None):
     """The feature configuration: --preset, else the UBM's saved one, else 'speech'.
 
-    With a UBM, the features must have its dimensions (checked before any audio is read)."""
+    The front-end options (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``) apply on
+    top. With a UBM, the features must have its dimensions (checked before any audio is
+    read)."""
     from gmmspeech.features.config import FeatureConfig
     from gmmspeech.speaker.pipeline import check_config_against_ubm, saved_feature_config
 
+    changes = feature_overrides(args)
     saved = saved_feature_config(ubm) if ubm is not None else None
     if getattr(args, "preset", None):
         config = FeatureConfig.preset(args.preset)
     elif saved is not None:
-        return saved
+        if not changes:
+            return saved
+        config = saved
     else:
         config = FeatureConfig.preset("speech")
+    config = config.replace(**changes) if changes else config
     if ubm is not None:
         option = f"--preset {args.preset}" if getattr(args, "preset", None) else "the default preset"
         check_config_against_ubm(config, ubm, option=option)
@@ -571,6 +582,7 @@ def speaker_id_settings(args) -> dict:
     for dest in ("cmvn", "vad", "n_mfcc", "sample_rate"):
         if getattr(args, dest, None) is not None:
             fo[dest] = getattr(args, dest)
+    fo.update(feature_overrides(args))
     out["feature_overrides"] = fo or None
     for dest, key in {"preset": "preset", "components": "n_components",
                       "ubm_on_enroll": "ubm_on_enroll", "relevance": "relevance_factor",

@@ -22,9 +22,55 @@ def add_data_root_arg(parser: argparse.ArgumentParser) -> None:
                              "(default: the manifest's own folder)")
 
 
-def add_preset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
-                        help="feature preset (default: speech)")
+#: The names of :data:`gmmspeech.features.config.PRESETS` (kept here so that ``--help``
+#: does not import numpy; a test checks they agree).
+PRESET_NAMES = ("speech", "kaldi", "librosa", "kaldi-fbank", "kaldi-plp", "librosa-fbank",
+                "fbank", "plp", "lfcc", "rasta-plp", "sdc")
+
+
+def add_preset_arg(parser, *, default: str | None = "speech", help: str | None = None) -> None:
+    """``--preset`` (every front end) and the options that change any preset
+    (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``)."""
+    parser.add_argument("--preset", default=default, choices=PRESET_NAMES,
+                        help=help or "feature preset: MFCC (speech, kaldi, librosa), log filter "
+                                     "banks (fbank, kaldi-fbank, librosa-fbank), PLP (plp, kaldi-plp, "
+                                     "rasta-plp), LFCC (lfcc), MFCC+SDC (sdc); default: speech")
+    add_frontend_options(parser)
+
+
+def add_frontend_options(parser) -> None:
+    """Options appended to any preset (see :func:`feature_overrides`)."""
+    parser.add_argument("--sdc", default=None, metavar="N-d-P-k",
+                        help="append shifted delta cepstra of the first N static dimensions, "
+                             "e.g. 7-1-3-7")
+    parser.add_argument("--pitch", default=None, choices=["kaldi", "pyin"],
+                        help="append 3 pitch features: Kaldi pitch (kaldi-native-fbank) or pYIN "
+                             "(librosa): probability of voicing, log-pitch, delta log-pitch")
+    parser.add_argument("--rasta", action="store_true", default=None,
+                        help="RASTA-filter the log filter-bank trajectories")
+    parser.add_argument("--vad-method", default=None, choices=["energy", "gmm"],
+                        help="voice activity detection: energy threshold or a per-utterance "
+                             "GMM on frame energies (default: the preset's, energy)")
+
+
+def feature_overrides(args) -> dict:
+    """FeatureConfig field changes asked for by :func:`add_feature_options`' options."""
+    out: dict = {}
+    spec = getattr(args, "sdc", None)
+    if spec is not None:
+        parts = str(spec).split("-")
+        try:
+            n, d, p, k = (int(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"--sdc {spec!r}: expected four integers N-d-P-k, e.g. 7-1-3-7") from None
+        out.update(sdc=True, sdc_n=n, sdc_d=d, sdc_p=p, sdc_k=k)
+    if getattr(args, "pitch", None):
+        out["pitch"] = args.pitch
+    if getattr(args, "rasta", None):
+        out["rasta"] = True
+    if getattr(args, "vad_method", None):
+        out["vad_method"] = args.vad_method
+    return out
 
 
 # --------------------------------------------------------------------------- validation
@@ -130,14 +176,18 @@ def resume_command(*, add: str = "--resume") -> str:
 
 #: Feature options of ``features``, ``train-ubm`` and ``speaker-id`` -> their flags.
 FEATURE_FLAGS = {"preset": "--preset", "sample_rate": "--sample-rate", "n_mfcc": "--n-mfcc",
-                 "cmvn": "--cmvn", "vad": "--no-vad"}
+                 "cmvn": "--cmvn", "vad": "--no-vad", "sdc": "--sdc", "pitch": "--pitch",
+                 "rasta": "--rasta", "vad_method": "--vad-method"}
 
 
 def add_feature_options(g, *, preset: bool = True) -> None:
     """``--preset``, ``--sample-rate``, ``--n-mfcc``, ``--cmvn``, ``--no-vad`` (None = not given)."""
     if preset:
-        g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                       help="feature preset (default speech)")
+        g.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                       help="feature preset: MFCC (speech, kaldi, librosa), log filter banks "
+                            "(fbank, kaldi-fbank, librosa-fbank), PLP (plp, kaldi-plp, "
+                            "rasta-plp), LFCC (lfcc), MFCC+SDC (sdc); default speech")
+    add_frontend_options(g)
     g.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                    help="analysis rate in Hz; audio at another rate is resampled to it (default: "
                         "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
@@ -175,6 +225,14 @@ def feature_config_from_args(args):
             config = config.replace(**{dest: value})
         except ValueError as exc:
             raise ValueError(f"{FEATURE_FLAGS[dest]} {value}: {exc}") from None
+    extra = feature_overrides(args)
+    if extra:
+        try:
+            config = config.replace(**extra)
+        except ValueError as exc:
+            flags = ", ".join(FEATURE_FLAGS.get(k, k) for k in ("sdc", "pitch", "rasta", "vad_method")
+                              if getattr(args, k, None))
+            raise ValueError(f"{flags}: {exc}") from None
     return config
 
 

@@ -387,10 +387,19 @@ class FeatureStore:
 
     @property
     def config(self):
-        """The :class:`~gmmspeech.features.FeatureConfig` of the store (None before a build)."""
+        """The :class:`~gmmspeech.features.FeatureConfig` of the store (None before a build);
+        for a store of model-derived features (``config["kind"]``, e.g. posteriorgrams) the
+        matching class of :mod:`gmmspeech.corpus.derived`."""
         meta = self._meta_or_none()
         if meta is None:
             return None
+        kind = meta["config"].get("kind") if isinstance(meta["config"], dict) else None
+        if kind is not None:
+            from gmmspeech.corpus.derived import DERIVED_KINDS
+
+            if kind not in DERIVED_KINDS:
+                raise StoreError(self.root, f"unknown kind of derived features {kind!r} in store.json")
+            return DERIVED_KINDS[kind].from_dict(meta["config"])
         from gmmspeech.features.config import FeatureConfig
 
         return FeatureConfig.from_dict(meta["config"])

@@ -59,6 +59,10 @@ _PAD_MODES = ("constant", "edge", "reflect")
 _CMVN_MODES = ("none", "utterance", "sliding", "warping")
 _VAD_REFERENCES = ("max", "mean")
 _DELTA_MODES = ("interp", "nearest", "mirror", "constant", "wrap")
+_FEATURE_TYPES = ("mfcc", "lfcc", "fbank", "plp")
+_FILTER_SCALES = ("mel", "bark", "linear")
+_PITCH_KINDS = ("none", "kaldi", "pyin")
+_VAD_METHODS = ("energy", "gmm")
 _FLT_EPSILON = 1.1920928955078125e-07
 
 
@@ -100,6 +104,13 @@ class FeatureConfig:
     log_type: str = "log"
     log_floor: float = _FLT_EPSILON
     top_db: float | None = None
+    # feature type (see the module notes): cepstra of the log bank ("mfcc"; "lfcc" with
+    # the linear bank), log filter-bank energies ("fbank") or PLP cepstra ("plp")
+    feature_type: str = "mfcc"
+    filter_scale: str = "mel"
+    lpc_order: int = 12
+    compress_factor: float = 0.33333
+    rasta: bool = False
     # cepstra
     n_mfcc: int = 20
     lifter: float = 22.0
@@ -109,12 +120,23 @@ class FeatureConfig:
     deltas: int = 2
     delta_width: int = 5
     delta_mode: str = "interp"
+    # shifted delta cepstra N-d-P-k (appended after the deltas), pitch (before the deltas)
+    sdc: bool = False
+    sdc_n: int = 7
+    sdc_d: int = 1
+    sdc_p: int = 3
+    sdc_k: int = 7
+    pitch: str = "none"
+    pitch_fmin: float = 50.0
+    pitch_fmax: float = 400.0
     # voice activity detection
     vad: bool = True
     vad_threshold_db: float = -30.0
     vad_reference: str = "max"
     vad_context: int = 2
     vad_proportion: float = 0.6
+    vad_method: str = "energy"
+    vad_gmm_components: int = 3
     # normalisation
     cmvn: str = "utterance"
     cmvn_window: int | None = None
@@ -197,8 +219,21 @@ class FeatureConfig:
         check_choice("log_type", _LOG_TYPES)
         check_real("log_floor", 0.0, strict_lo=True)
         check_real("top_db", 0.0, optional=True)
+        check_choice("feature_type", _FEATURE_TYPES)
+        check_choice("filter_scale", _FILTER_SCALES)
+        if self.feature_type == "lfcc" and self.filter_scale != "linear":
+            raise bad("filter_scale", self.filter_scale, "must be 'linear' for feature_type='lfcc'")
+        if self.filter_scale == "linear" and self.feature_type not in ("lfcc", "fbank"):
+            raise bad("filter_scale", self.filter_scale,
+                      f"'linear' is for 'lfcc' or 'fbank', not feature_type={self.feature_type!r}")
+        check_int("lpc_order", 1)
+        check_real("compress_factor", 0.0, 1.0, strict_lo=True)
+        check_bool("rasta")
         check_int("n_mfcc", 1)
-        if self.n_mfcc > self.n_mels:
+        if self.feature_type == "plp":
+            if self.n_mfcc > self.lpc_order + 1:
+                raise bad("n_mfcc", self.n_mfcc, f"must be <= lpc_order + 1 ({self.lpc_order + 1}) for PLP")
+        elif self.n_mfcc > self.n_mels:
             raise bad("n_mfcc", self.n_mfcc, f"must be <= n_mels ({self.n_mels})")
         check_real("lifter", 0.0)
         check_bool("use_energy")
@@ -210,11 +245,27 @@ class FeatureConfig:
         if self.delta_width % 2 == 0:
             raise bad("delta_width", self.delta_width, "must be odd")
         check_choice("delta_mode", _DELTA_MODES)
+        check_bool("sdc")
+        check_int("sdc_n", 1)
+        check_int("sdc_d", 1)
+        check_int("sdc_p", 1)
+        check_int("sdc_k", 1)
+        if self.sdc and self.sdc_n > self.n_static:
+            raise bad("sdc_n", self.sdc_n, f"must be <= the static dimensions ({self.n_static})")
+        check_choice("pitch", _PITCH_KINDS)
+        check_real("pitch_fmin", 0.0, strict_lo=True)
+        check_real("pitch_fmax", 0.0, strict_lo=True)
+        if self.pitch_fmax <= self.pitch_fmin:
+            raise bad("pitch_fmax", self.pitch_fmax, f"must be greater than pitch_fmin ({self.pitch_fmin})")
         check_bool("vad")
         check_real("vad_threshold_db", None, 0.0)
         check_choice("vad_reference", _VAD_REFERENCES)
         check_int("vad_context", 0)
         check_real("vad_proportion", 0.0, 1.0)
+        check_choice("vad_method", _VAD_METHODS)
+        check_int("vad_gmm_components", 2)
+        if self.vad_gmm_components > 3:
+            raise bad("vad_gmm_components", self.vad_gmm_components, "must be 2 or 3")
         check_choice("cmvn", _CMVN_MODES)
         check_int("cmvn_window", 2, optional=True)
         check_bool("cmvn_norm_vars")
@@ -287,6 +338,11 @@ class FeatureConfig:
         """
         d = self.to_dict()
         d.pop("name")
+        # fields added after the first release count only when changed, so the hashes
+        # (and the feature stores) of configurations that do not use them stay valid
+        for f in dataclasses.fields(self):
+            if f.name in _HASH_WHEN_CHANGED and d[f.name] == f.default:
+                del d[f.name]
         d["_feature_version"] = FEATURE_VERSION
         # floats are written with repr precision; ints that equal floats stay distinct types
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -294,9 +350,24 @@ class FeatureConfig:
 
     # ------------------------------------------------------------------ derived values
     @property
+    def n_static(self) -> int:
+        """Static dimensions per frame before pitch, deltas and SDC: ``n_mfcc`` cepstra,
+        or ``n_mels`` (+1 with ``use_energy``) log filter-bank energies for ``fbank``."""
+        if self.feature_type == "fbank":
+            return self.n_mels + int(self.use_energy)
+        return self.n_mfcc
+
+    @property
+    def n_pitch(self) -> int:
+        """Pitch dimensions appended to the static features (3: POV, log-pitch, delta)."""
+        return 0 if self.pitch == "none" else 3
+
+    @property
     def n_features(self) -> int:
-        """Output dimensions: ``n_mfcc * (1 + deltas)``."""
-        return self.n_mfcc * (1 + self.deltas)
+        """Output dimensions: ``(n_static + n_pitch) * (1 + deltas)`` plus
+        ``sdc_n * sdc_k`` shifted deltas (``n_mfcc * (1 + deltas)`` for plain MFCC)."""
+        n = (self.n_static + self.n_pitch) * (1 + self.deltas)
+        return n + (self.sdc_n * self.sdc_k if self.sdc else 0)
 
     def win_samples(self, sr: int | None = None) -> int:
         """Analysis window length in samples at ``sr`` (default: the config's rate)."""
@@ -335,6 +406,14 @@ class FeatureConfig:
             return self.cmvn_window
         return 301 if self.cmvn == "warping" else 300
 
+
+#: Fields added after the first release: :meth:`FeatureConfig.config_hash` leaves them
+#: out while they hold their default, so existing configurations keep their hash.
+_HASH_WHEN_CHANGED = frozenset({
+    "feature_type", "filter_scale", "lpc_order", "compress_factor", "rasta",
+    "sdc", "sdc_n", "sdc_d", "sdc_p", "sdc_k", "pitch", "pitch_fmin", "pitch_fmax",
+    "vad_method", "vad_gmm_components",
+})
 
 PRESETS: dict[str, dict[str, Any]] = {
     "speech": {},
@@ -395,3 +474,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         cmvn="none",
     ),
 }
+
+# Kaldi's compute-fbank-feats and compute-plp-feats: the kaldi preset's analysis
+PRESETS["kaldi-fbank"] = dict(PRESETS["kaldi"], feature_type="fbank")
+PRESETS["kaldi-plp"] = dict(PRESETS["kaldi"], feature_type="plp", use_energy=True, raw_energy=True,
+                            lpc_order=12, compress_factor=0.33333)
+# log10 of librosa.feature.melspectrogram through librosa.power_to_db (its defaults)
+PRESETS["librosa-fbank"] = dict(PRESETS["librosa"], feature_type="fbank")
+# the speech preset's analysis, deltas, VAD and CMVN with another front end
+PRESETS["fbank"] = dict(feature_type="fbank", use_energy=False)
+PRESETS["plp"] = dict(feature_type="plp", lpc_order=20)
+PRESETS["lfcc"] = dict(feature_type="lfcc", filter_scale="linear", fmin=0.0)
+PRESETS["rasta-plp"] = dict(feature_type="plp", lpc_order=20, rasta=True)
+# language-ID style shifted delta cepstra: 7 cepstra (c0 = log-energy) + SDC 7-1-3-7 = 56 dims
+PRESETS["sdc"] = dict(n_mfcc=7, deltas=0, sdc=True)

@@ -1,7 +1,9 @@
 """From a file (or signal) to a finite (n_frames, n_dims) float32 feature matrix.
 
-Order of operations: load (resampled to ``config.sample_rate``) -> MFCC and frame
-log-energy -> deltas over all frames -> energy VAD keeps the voiced frames ->
+Order of operations: load (resampled to ``config.sample_rate``) -> static features
+(MFCC, LFCC, log filter-bank or PLP; pitch appended) and frame log-energy -> deltas over
+all frames -> shifted delta cepstra of the first ``sdc_n`` static dimensions appended ->
+VAD (energy threshold or per-utterance energy GMM) keeps the voiced frames ->
 normalisation (utterance CMVN, sliding CMVN or feature warping) over the kept frames.
 Computing deltas before dropping frames keeps them continuous; normalising after keeps
 silence out of the statistics.
@@ -17,9 +19,11 @@ import numpy as np
 from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, load
 from gmmspeech.errors import AudioError, FeatureError
 from gmmspeech.features.config import FeatureConfig
-from gmmspeech.features.mfcc import deltas, mfcc_and_energy
+from gmmspeech.features.frontend import static_features
+from gmmspeech.features.mfcc import deltas
 from gmmspeech.features.normalize import cmvn, feature_warping, sliding_cmvn
-from gmmspeech.features.vad import energy_vad
+from gmmspeech.features.sdc import sdc
+from gmmspeech.features.vad import energy_vad, gmm_vad
 
 __all__ = ["extract", "postprocess"]
 
@@ -94,7 +98,7 @@ def _signal(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, 
 def postprocess(
     ceps: np.ndarray, log_energy: np.ndarray, *, config: FeatureConfig, path: str | None = None
 ) -> np.ndarray:
-    """Deltas, VAD and normalisation of frames-first cepstra (see the module notes).
+    """Deltas, SDC, VAD and normalisation of frames-first static features (see the module notes).
 
     Raises
     ------
@@ -104,15 +108,24 @@ def postprocess(
     X = ceps
     if config.deltas:
         X = deltas(X, order=config.deltas, width=config.delta_width, axis=0, mode=config.delta_mode)
+    if config.sdc:
+        shifted = sdc(ceps, n=config.sdc_n, d=config.sdc_d, p=config.sdc_p, k=config.sdc_k)
+        X = np.concatenate([X, shifted], axis=1)
     if config.vad:
-        mask = energy_vad(
-            log_energy,
-            threshold_db=config.vad_threshold_db,
-            reference=config.vad_reference,
-            context=config.vad_context,
-            proportion=config.vad_proportion,
-            min_log_energy=math.log(config.log_floor) + 1e-3,
-        )
+        floor = math.log(config.log_floor) + 1e-3
+        if config.vad_method == "gmm":
+            mask = gmm_vad(log_energy, n_components=config.vad_gmm_components,
+                           context=config.vad_context, proportion=config.vad_proportion,
+                           min_log_energy=floor)
+        else:
+            mask = energy_vad(
+                log_energy,
+                threshold_db=config.vad_threshold_db,
+                reference=config.vad_reference,
+                context=config.vad_context,
+                proportion=config.vad_proportion,
+                min_log_energy=floor,
+            )
         if not mask.any():
             raise FeatureError(path, f"no speech frames after VAD (0 of {mask.size} frames kept)")
         if not mask.all():
@@ -172,7 +185,7 @@ def extract(
         raise ValueError(f"config must be a FeatureConfig, got {type(config).__name__}")
     y, path = _signal(source, config, sr, start, end)
     try:
-        ceps, log_energy = mfcc_and_energy(y, sr=config.sample_rate, config=config)
+        ceps, log_energy = static_features(y, sr=config.sample_rate, config=config)
     except ValueError as exc:  # e.g. shorter than one centred FFT frame
         raise AudioError(path, str(exc)) from None
     return postprocess(ceps, log_energy, config=config, path=path)

@@ -25,6 +25,12 @@ from gmmspeech.features.config import FeatureConfig
 
 __all__ = [
     "mfcc",
+    "band_energies",
+    "band_centers",
+    "filterbank",
+    "linear_filterbank",
+    "bark_filterbank",
+    "log_bands",
     "mfcc_and_energy",
     "log_mel_and_energy",
     "cepstra",
@@ -89,20 +95,111 @@ def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: fl
 
 
 @lru_cache(maxsize=64)
-def _mel_bands(
-    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None,
-    kaldi: bool = False,
-) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
-    """The mel bank cut into groups of adjacent filters with their FFT-bin support.
+def linear_filterbank(sr: int, n_fft: int, n_filters: int, fmin: float, fmax: float) -> np.ndarray:
+    """Linear-frequency triangular bank (LFCC) as a read-only (n_fft // 2 + 1, n_filters) matrix.
 
-    Each ``(lo, hi, c0, c1, sub)`` says mels ``c0:c1`` use only bins ``lo:hi``
+    ``n_filters`` triangles of unit height with centres equally spaced in Hz between
+    ``fmin`` and ``fmax`` (``n_filters + 2`` equally spaced edge points; each triangle
+    spans its two neighbours' centres), as in SIDEKIT's and spafe's linear banks.
+    """
+    edges = np.linspace(fmin, fmax, n_filters + 2)
+    f = np.arange(n_fft // 2 + 1) * sr / n_fft
+    bank = _triangles(f[:, None], edges[:-2], edges[1:-1], edges[2:])
+    return _frozen(bank)
+
+
+def _triangles(x: np.ndarray, left: np.ndarray, center: np.ndarray, right: np.ndarray) -> np.ndarray:
+    up = (x - left) / (center - left)
+    down = (right - x) / (right - center)
+    return np.maximum(0.0, np.minimum(up, down))
+
+
+def _frozen(bank: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(bank, dtype=np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def hz_to_bark(f):
+    """Bark of Hz, ``6 asinh(f / 600)`` (Hermansky's PLP, rastamat's ``hz2bark``)."""
+    return 6.0 * np.arcsinh(np.asarray(f, dtype=np.float64) / 600.0)
+
+
+def bark_to_hz(z):
+    """Inverse of :func:`hz_to_bark`."""
+    return 600.0 * np.sinh(np.asarray(z, dtype=np.float64) / 6.0)
+
+
+@lru_cache(maxsize=64)
+def bark_filterbank(sr: int, n_fft: int, n_filters: int, fmin: float, fmax: float) -> np.ndarray:
+    """Hermansky's critical-band (Bark) bank as a read-only (n_fft // 2 + 1, n_filters) matrix.
+
+    Centres equally spaced on the Bark scale from ``fmin`` to ``fmax`` (both included);
+    each band is the trapezoid-like masking curve of PLP (Hermansky 1990; rastamat's
+    ``fft2barkmx`` with width 1): weight ``10 ** min(0, z - zc + 0.5, -2.5 (z - zc - 0.5))``
+    at Bark distance ``z - zc``.
+    """
+    lo, hi = float(hz_to_bark(fmin)), float(hz_to_bark(fmax))
+    centers = lo + (hi - lo) * np.arange(n_filters) / max(n_filters - 1, 1)
+    z = hz_to_bark(np.arange(n_fft // 2 + 1) * sr / n_fft)[:, None]
+    lof = z - centers - 0.5
+    hif = z - centers + 0.5
+    bank = 10.0 ** np.minimum(0.0, np.minimum(hif, -2.5 * lof))
+    return _frozen(bank)
+
+
+def band_centers(config: FeatureConfig, sr: int) -> np.ndarray:
+    """Centre frequencies in Hz of the bands of ``config``'s filter bank at ``sr`` (float64)."""
+    n, fmin, fmax = config.n_mels, float(config.fmin), float(config.mel_fmax(sr))
+    if config.filter_scale == "linear":
+        return np.linspace(fmin, fmax, n + 2)[1:-1]
+    if config.filter_scale == "bark":
+        lo, hi = float(hz_to_bark(fmin)), float(hz_to_bark(fmax))
+        return bark_to_hz(lo + (hi - lo) * np.arange(n) / max(n - 1, 1))
+    if config.mel_bank == "kaldi" or config.mel_scale == "htk":
+        lo, hi = 1127.0 * np.log1p(fmin / 700.0), 1127.0 * np.log1p(fmax / 700.0)
+        mels = lo + (hi - lo) * np.arange(1, n + 1) / (n + 1)
+        return 700.0 * np.expm1(mels / 1127.0)
+    import librosa
+
+    return librosa.mel_frequencies(n_mels=n + 2, fmin=fmin, fmax=fmax, htk=False)[1:-1]
+
+
+def filterbank(config: FeatureConfig, sr: int, n_fft: int | None = None) -> np.ndarray:
+    """The (n_fft // 2 + 1, n_mels) filter bank ``config`` selects at ``sr`` (read-only, cached):
+    mel (:func:`mel_filterbank` or :func:`kaldi_mel_filterbank`), Bark or linear."""
+    n_fft = config.fft_size(sr) if n_fft is None else n_fft
+    return _bank(*_bank_key(config, sr, n_fft))
+
+
+def _bank_key(config: FeatureConfig, sr: int, n_fft: int) -> tuple:
+    kind = config.filter_scale if config.filter_scale != "mel" else (
+        "kaldi" if config.mel_bank == "kaldi" else "mel")
+    return (kind, sr, n_fft, config.n_mels, float(config.fmin), float(config.mel_fmax(sr)),
+            config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney")
+
+
+def _bank(kind, sr, n_fft, n, fmin, fmax, htk, norm) -> np.ndarray:
+    if kind == "kaldi":
+        return kaldi_mel_filterbank(sr, n_fft, n, fmin, fmax)
+    if kind == "linear":
+        return linear_filterbank(sr, n_fft, n, fmin, fmax)
+    if kind == "bark":
+        return bark_filterbank(sr, n_fft, n, fmin, fmax)
+    return mel_filterbank(sr, n_fft, n, fmin, fmax, htk, norm)
+
+
+@lru_cache(maxsize=64)
+def _bank_groups(
+    kind: str, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None,
+) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """The filter bank cut into groups of adjacent filters with their FFT-bin support.
+
+    Each ``(lo, hi, c0, c1, sub)`` says bands ``c0:c1`` use only bins ``lo:hi``
     (``sub == bank[lo:hi, c0:c1]``): the product becomes a few small dense ones that skip
     the zeros of the triangular filters (5-10x fewer operations).
     """
-    if kaldi:
-        bank = kaldi_mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
-    else:
-        bank = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    bank = _bank(kind, sr, n_fft, n_mels, fmin, fmax, htk, norm)
     size = 8 if n_mels >= 64 else 16
     nonzero = bank != 0
     groups = []
@@ -321,68 +418,35 @@ def _fill(core: np.ndarray, pieces, b0: int, b1: int, window: np.ndarray | None)
 BLOCK_FRAMES = 512
 
 
-def mfcc_and_energy(
+def band_energies(
     y: np.ndarray,
     *,
     sr: int,
     config: FeatureConfig | None = None,
     workers: int | None = None,
     use_numba: bool = True,
-    _need_energy: bool = True,
+    need_energy: bool = True,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cepstra and per-frame log-energy, frames first.
+    """Filter-bank energies (before the log) and the per-frame energy, frames first.
 
-    The signal is first multiplied by ``config.sample_scale`` (32768 in the ``kaldi``
-    preset, Kaldi's int16 scale). Per frame, in Kaldi's order: dither (Gaussian, seeded by ``config.dither_seed``),
-    DC removal, raw energy, pre-emphasis (``x[i] - c * x[i - 1]``, ``x[0] - c * x[0]``
-    within the frame), window, zero-padded FFT, power, mel bank, log, DCT with lifter.
-    Frames are processed in cache-sized blocks of :data:`BLOCK_FRAMES` through one
-    reused buffer (:func:`log_mel_and_energy`, then :func:`cepstra`).
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n,)
-        Mono signal (computed in float32).
-    sr : int
-        Its sampling rate.
-    config : FeatureConfig, optional
-        Defaults to the ``speech`` preset.
-    workers : int, optional
-        Threads for :func:`scipy.fft.rfft` (default 1).
-    use_numba : bool, default True
-        Fuse the per-frame DC removal, energy, pre-emphasis and window in one compiled
-        pass (numba); False runs the same steps as numpy passes.
+    The signal is first multiplied by ``config.sample_scale`` (32768 in the Kaldi
+    presets, Kaldi's int16 scale). Per frame, in Kaldi's order: dither (Gaussian, seeded
+    by ``config.dither_seed``), DC removal, raw energy, pre-emphasis (``x[i] - c * x[i - 1]``,
+    ``x[0] - c * x[0]`` within the frame), window, zero-padded FFT, power, filter bank
+    (:func:`filterbank`: mel, Bark or linear). Frames are processed in cache-sized blocks
+    of :data:`BLOCK_FRAMES` through one reused buffer. ``rng`` continues a dither stream
+    (block-by-block extraction passes one generator through every block, so the dither
+    equals the whole-signal one).
 
     Returns
     -------
-    cepstra : np.ndarray, shape (n_frames, n_mfcc), float32
-        With c0 replaced by the log-energy when ``config.use_energy``.
-    log_energy : np.ndarray, shape (n_frames,), float32
-        Natural log of the frame energy (raw: after DC removal, before pre-emphasis and
-        window, when ``config.raw_energy``; otherwise of the windowed frame), floored at
-        ``config.log_floor``.
-    """
-    config = FeatureConfig.preset("speech") if config is None else config
-    log_mel, log_energy = log_mel_and_energy(y, sr=sr, config=config, workers=workers,
-                                             use_numba=use_numba, _need_energy=_need_energy)
-    return cepstra(log_mel, log_energy, config=config), log_energy
-
-
-def log_mel_and_energy(
-    y: np.ndarray,
-    *,
-    sr: int,
-    config: FeatureConfig | None = None,
-    workers: int | None = None,
-    use_numba: bool = True,
-    _need_energy: bool = True,
-    rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log-mel energies (before ``top_db``) and per-frame log-energy, frames first.
-
-    The first half of :func:`mfcc_and_energy` (same parameters); :func:`cepstra` is the
-    second. ``rng`` continues a dither stream (block-by-block extraction passes one
-    generator through every block, so the dither equals the whole-signal one).
+    bands : np.ndarray, shape (n_frames, n_mels), float32
+        ``|X|^power`` through the bank.
+    energy : np.ndarray, shape (n_frames,), float64
+        Frame energy (raw: after DC removal, before pre-emphasis and window, when
+        ``config.raw_energy``; otherwise of the windowed frame; zeros when neither
+        ``need_energy`` nor ``config.use_energy`` asks for the windowed one).
     """
     import scipy.fft
 
@@ -401,11 +465,7 @@ def log_mel_and_energy(
     pieces, n_frames, win, hop, n_fft = _frame_pieces(y, sr, config)
     c = np.float32(config.preemphasis)
     window = analysis_window(config.window, win, config.periodic_window)
-    bands = _mel_bands(
-        sr, n_fft, config.n_mels, float(config.fmin), float(config.mel_fmax(sr)),
-        config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney",
-        config.mel_bank == "kaldi",
-    )
+    bands = _bank_groups(*_bank_key(config, sr, n_fft))
     if config.dither > 0:
         rng = np.random.default_rng(config.dither_seed) if rng is None else rng
     else:
@@ -415,7 +475,7 @@ def log_mel_and_energy(
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
     energy = np.zeros(n_frames, dtype=np.float64)
     # the windowed-frame energy costs a pass; skip it when nobody reads it (mfcc())
-    need_windowed_energy = not config.raw_energy and (_need_energy or config.use_energy)
+    need_windowed_energy = not config.raw_energy and (need_energy or config.use_energy)
     # one cache-sized working set, reused for every block of frames
     block = min(BLOCK_FRAMES, n_frames)
     buf = np.zeros((block, n_fft), dtype=np.float32)  # columns past win stay zero
@@ -468,29 +528,70 @@ def log_mel_and_energy(
             for lo, hi, c0, c1, sub in bands:
                 np.matmul(pw[:, lo:hi], sub, out=melbuf[:nb, : c1 - c0])
                 out[:, c0:c1] = melbuf[:nb, : c1 - c0]
-        del buf, tmp, pwbuf, melbuf
+    return mel, energy
 
-    np.maximum(mel, np.float32(config.log_floor), out=mel)
+
+def log_bands(bands: np.ndarray, *, config: FeatureConfig, out: np.ndarray | None = None,
+              top_db: bool = True) -> np.ndarray:
+    """Log of filter-bank energies as ``config`` says, in place when ``out is bands``:
+    natural log floored at ``log_floor``, or decibels (:func:`librosa.power_to_db` with
+    ``ref=1``, ``amin=log_floor`` and, unless ``top_db=False``, ``config.top_db``)."""
+    out = np.empty_like(bands) if out is None else out
+    np.maximum(bands, np.float32(config.log_floor), out=out)
     if config.log_type == "log":
-        np.log(mel, out=mel)
-    else:  # librosa.power_to_db with ref=1.0 (top_db in cepstra())
-        np.log10(mel, out=mel)
-        mel *= np.float32(10.0)
-    log_energy = np.log(np.maximum(energy, config.log_floor)).astype(np.float32)
-    return mel, log_energy
+        np.log(out, out=out)
+    else:  # librosa.power_to_db with ref=1.0
+        np.log10(out, out=out)
+        out *= np.float32(10.0)
+        if top_db and config.top_db is not None and out.size:
+            np.maximum(out, out.max() - np.float32(config.top_db), out=out)
+    return out
+
+
+def log_energy_of(energy: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Natural log of frame energies floored at ``config.log_floor`` (float32)."""
+    return np.log(np.maximum(energy, config.log_floor)).astype(np.float32)
+
+
+def log_mel_and_energy(
+    y: np.ndarray,
+    *,
+    sr: int,
+    config: FeatureConfig | None = None,
+    workers: int | None = None,
+    use_numba: bool = True,
+    _need_energy: bool = True,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log filter-bank energies (before ``top_db``) and per-frame log-energy, frames first.
+
+    The first half of :func:`mfcc_and_energy` (same parameters); :func:`cepstra` is the
+    second. ``rng`` continues a dither stream (see :func:`band_energies`).
+    """
+    config = FeatureConfig.preset("speech") if config is None else config
+    bands, energy = band_energies(y, sr=sr, config=config, workers=workers,
+                                  use_numba=use_numba, need_energy=_need_energy, rng=rng)
+    with _single_thread_blas():
+        log_bands(bands, config=config, out=bands, top_db=False)
+    return bands, log_energy_of(energy, config)
 
 
 def cepstra(log_mel: np.ndarray, log_energy: np.ndarray, *, config: FeatureConfig,
             mel_max: float | None = None) -> np.ndarray:
-    """Cepstra of log-mel frames: ``top_db`` floor, DCT with lifter, c0 from the energy.
+    """Cepstra of log filter-bank frames: ``top_db`` floor, RASTA (``config.rasta``), DCT
+    with lifter, c0 from the energy.
 
-    ``mel_max`` is the utterance's largest log-mel value for the ``top_db`` floor
+    ``mel_max`` is the utterance's largest log-band value for the ``top_db`` floor
     (default: that of ``log_mel``; block-by-block extraction passes the whole file's).
     ``log_mel`` is modified in place.
     """
     if config.log_type != "log" and config.top_db is not None and log_mel.size:
         top = log_mel.max() if mel_max is None else np.float32(mel_max)
         np.maximum(log_mel, top - np.float32(config.top_db), out=log_mel)
+    if config.rasta:
+        from gmmspeech.features.rasta import rasta_filter
+
+        log_mel = np.ascontiguousarray(rasta_filter(log_mel, axis=0), dtype=np.float32)
     dct = dct_matrix(config.n_mels, config.n_mfcc, float(config.lifter))
     ceps = np.empty((log_mel.shape[0], config.n_mfcc), dtype=np.float32)
     with _single_thread_blas():
@@ -501,6 +602,51 @@ def cepstra(log_mel: np.ndarray, log_energy: np.ndarray, *, config: FeatureConfi
     if config.use_energy:
         ceps[:, 0] = log_energy
     return ceps
+
+
+def mfcc_and_energy(
+    y: np.ndarray,
+    *,
+    sr: int,
+    config: FeatureConfig | None = None,
+    workers: int | None = None,
+    use_numba: bool = True,
+    _need_energy: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cepstra and per-frame log-energy, frames first.
+
+    :func:`log_mel_and_energy` (:func:`band_energies`, then the log of the bands), then
+    :func:`cepstra` (optionally RASTA-filtered, ``config.rasta``, and the orthonormal DCT
+    with the lifter). With ``filter_scale="linear"`` these are LFCCs, with ``"bark"``
+    Bark-frequency cepstra.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono signal (computed in float32).
+    sr : int
+        Its sampling rate.
+    config : FeatureConfig, optional
+        Defaults to the ``speech`` preset.
+    workers : int, optional
+        Threads for :func:`scipy.fft.rfft` (default 1).
+    use_numba : bool, default True
+        Fuse the per-frame DC removal, energy, pre-emphasis and window in one compiled
+        pass (numba); False runs the same steps as numpy passes.
+
+    Returns
+    -------
+    cepstra : np.ndarray, shape (n_frames, n_mfcc), float32
+        With c0 replaced by the log-energy when ``config.use_energy``.
+    log_energy : np.ndarray, shape (n_frames,), float32
+        Natural log of the frame energy (raw: after DC removal, before pre-emphasis and
+        window, when ``config.raw_energy``; otherwise of the windowed frame), floored at
+        ``config.log_floor``.
+    """
+    config = FeatureConfig.preset("speech") if config is None else config
+    log_mel, log_energy = log_mel_and_energy(y, sr=sr, config=config, workers=workers,
+                                             use_numba=use_numba, _need_energy=_need_energy)
+    return cepstra(log_mel, log_energy, config=config), log_energy
 
 
 def mfcc(
