@@ -262,6 +262,32 @@ class _Framer:
             yield mel, loge
 
 
+def streamable(config: FeatureConfig) -> bool:
+    """True when the block-by-block path computes ``config``'s features: cepstra of a
+    filter bank (MFCC, LFCC) without pitch, RASTA (a recursive filter over the whole
+    trajectory), SDC or the per-utterance GMM VAD. Other front ends are computed on the
+    whole signal (memory bounded by ``max_duration``)."""
+    return (config.feature_type in ("mfcc", "lfcc") and config.pitch == "none"
+            and not config.rasta and not config.sdc and config.vad_method == "energy")
+
+
+def _extract_whole(path, out_path, config, start, end, max_duration) -> ExtractInfo:
+    from gmmspeech.audio import info as audio_info
+    from gmmspeech.audio import load
+    from gmmspeech.features.extract import extract
+
+    native = int(audio_info(path).samplerate)
+    y = load(path, sr=config.sample_rate, start=start, end=end, max_duration=max_duration)
+    feats = np.ascontiguousarray(extract(y, config=config, sr=config.sample_rate),
+                                 dtype=np.float32)
+    writer = _NpyWriter(out_path, feats.shape[0], feats.shape[1])
+    try:
+        writer.write(_finite(path, feats))
+    finally:
+        writer.close()
+    return ExtractInfo(int(feats.shape[0]), int(feats.shape[1]), native)
+
+
 def extract_to_file(
     source: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -319,7 +345,10 @@ def extract_to_file(
 
     ok = False
     try:
-        info = _extract(path, out_path, config, start, end, max_duration, table)
+        if streamable(config):
+            info = _extract(path, out_path, config, start, end, max_duration, table)
+        else:
+            info = _extract_whole(path, out_path, config, start, end, max_duration)
         ok = True
         return info
     finally:
