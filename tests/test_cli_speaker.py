@@ -74,10 +74,11 @@ def test_speaker_id_end_to_end(corpus, tmp_path, capsys):
 def test_step_by_step_commands(corpus, tmp_path, capsys):
     ubm = tmp_path / "ubm.npz"
     ck = tmp_path / "ck.npz"
+    # the speech preset as it is (utterance CMVN, VAD), saved in the UBM for enroll and score
     assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "8", "--iterations", "2",
-                 "--checkpoint", str(ck), "--quiet"]) == 0
+                 "--checkpoint", str(ck), "--preset", "speech", "--quiet"]) == 0
     assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "8", "--iterations", "4",
-                 "--checkpoint", str(ck), "--resume", "--quiet"]) == 0
+                 "--checkpoint", str(ck), "--resume", "--preset", "speech", "--quiet"]) == 0
     assert main(["enroll", "--ubm", str(ubm), "--manifest", str(corpus / "enroll.csv"),
                  "--out", str(tmp_path / "models"), "--relevance", "4", "--quiet"]) == 0
     rc = main(["score", "--ubm", str(ubm), "--models", str(tmp_path / "models"), "--manifest",
@@ -131,30 +132,71 @@ def test_librispeech_small(librispeech_root, tmp_path):
     assert res["eer"] <= 0.15
 
 
-def test_protocol_preset_and_overrides():
-    """--protocol librispeech gives the tuned settings; explicit options win."""
-    from gmmspeech.cli import build_parser
-    from gmmspeech.cli.cmd_speaker import speaker_id_settings
-    from gmmspeech.speaker.pipeline import protocol_settings
+def test_step_by_step_equals_speaker_id_with_the_defaults(corpus, tmp_path):
+    """train-ubm (background + enrolment) / enroll / score --background give speaker-id's scores."""
+    from gmmspeech.speaker.pipeline import read_scores
 
-    base = ["speaker-id", "--background", "b.csv", "--enroll", "e.csv", "--test", "t.csv", "--out", "o"]
-    parser = build_parser()
-    s = speaker_id_settings(parser.parse_args(base + ["--protocol", "librispeech"]))
-    assert s["feature_overrides"] == {"cmvn": "none", "vad": False, "n_mfcc": 24}
-    assert (s["n_components"], s["relevance_factor"], s["ubm_on_enroll"]) == (128, 4.0, True)
-    assert (s["top_c"], s["score_mode"], s["norm"]) == (None, "exact", "tnorm")
-    s = speaker_id_settings(parser.parse_args(
-        base + ["--protocol", "librispeech", "-k", "64", "--top-c", "3", "--norm", "none", "--n-mfcc", "20"]))
-    assert s["n_components"] == 64 and s["relevance_factor"] == 4.0
-    assert (s["top_c"], s["score_mode"], s["norm"]) == (3, None, None)
-    assert s["feature_overrides"] == {"cmvn": "none", "vad": False, "n_mfcc": 20}
-    # without --protocol: the plain defaults, as before
-    s = speaker_id_settings(parser.parse_args(base + ["--cmvn", "none", "--no-vad"]))
-    assert s["feature_overrides"] == {"cmvn": "none", "vad": False}
-    assert (s["n_components"], s["relevance_factor"], s["ubm_on_enroll"], s["top_c"], s["norm"]) == (
-        256, 16.0, False, 5, None)
-    # the preset is a copy: changing it leaves the table intact
-    protocol_settings("librispeech")["feature_overrides"]["n_mfcc"] = 99
-    assert protocol_settings("librispeech")["feature_overrides"]["n_mfcc"] == 24
-    with pytest.raises(ValueError, match="not one of"):
-        protocol_settings("timit")
+    small = ["-k", "8", "--iterations", "3"]
+    run = tmp_path / "run"
+    main(["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
+          "--test", str(corpus / "test.csv"), "--out", str(run), "--quiet", *small])
+    ubm = tmp_path / "ubm.npz"
+    assert main(["train-ubm", str(corpus / "bg.csv"), str(corpus / "enroll.csv"), "--out", str(ubm),
+                 "--quiet", *small]) == 0
+    assert main(["enroll", "--ubm", str(ubm), "--manifest", str(corpus / "enroll.csv"),
+                 "--out", str(tmp_path / "models"), "--quiet"]) == 0
+    main(["score", "--ubm", str(ubm), "--models", str(tmp_path / "models"), "--manifest",
+          str(corpus / "test.csv"), "--background", str(corpus / "bg.csv"),
+          "--out", str(tmp_path / "scores.tsv"), "--quiet"])
+    ids_a, _, models_a, a = read_scores(run / "scores.tsv")
+    ids_b, _, models_b, b = read_scores(tmp_path / "scores.tsv")
+    assert ids_a == ids_b and models_a == models_b
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    res = json.loads((run / "results.json").read_text())
+    from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS
+
+    assert res["settings"]["norm"] == (SPEAKER_DEFAULTS["norm"] or "none")
+    assert res["settings"]["feature_config"]["n_mfcc"] == SPEAKER_DEFAULTS["feature_overrides"].get("n_mfcc", 20)
+
+
+def test_score_without_background_says_it_does_not_normalise(corpus, tmp_path, capsys):
+    from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS
+
+    ubm = tmp_path / "ubm.npz"
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "4", "--iterations", "2",
+                 "--quiet"]) == 0
+    assert main(["enroll", "--ubm", str(ubm), "--manifest", str(corpus / "enroll.csv"),
+                 "--out", str(tmp_path / "models"), "--quiet"]) == 0
+    capsys.readouterr()
+    args = ["score", "--ubm", str(ubm), "--models", str(tmp_path / "models"), "--manifest",
+            str(corpus / "test.csv"), "--out", str(tmp_path / "s.tsv"), "--quiet"]
+    main(args)
+    err = capsys.readouterr().err
+    if SPEAKER_DEFAULTS["norm"]:
+        assert "not normalised" in err and "--background" in err
+    assert main(args + ["--norm", "znorm"]) == 2
+    assert "--background" in capsys.readouterr().err
+    # T-norm over the other enrolled models needs no background
+    assert main(args + ["--norm", "tnorm", "--norm-cohort", "enrolled"]) == 1  # the broken file
+    assert "tnorm" in capsys.readouterr().out
+
+
+def test_verification_of_a_single_enrolled_speaker(corpus, tmp_path, capsys):
+    """One enrolled speaker: the background cohort still normalises; the enrolled one cannot."""
+    rows = list(csv.reader(open(corpus / "enroll.csv")))
+    one = tmp_path / "one.csv"
+    _write_manifest(one, [[r[0], str(corpus / r[1]), r[2]] for r in rows[1:] if r[2] == "ann"])
+    base = ["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(one),
+            "--test", str(corpus / "test.csv"), "-k", "8", "--iterations", "3", "--quiet"]
+    for norm in ("tnorm", "snorm", "znorm"):
+        out = tmp_path / norm
+        assert main(base + ["--out", str(out), "--norm", norm, "--norm-cohort", "background"]) == 1
+        res = json.loads((out / "results.json").read_text())
+        assert res["n_speakers"] == 1 and res["settings"]["norm"] == norm
+        # every test row is a trial against the one model (the other speakers' are impostors)
+        lines = [ln.split("\t") for ln in (out / "scores.tsv").read_text().splitlines()[1:]]
+        assert len(lines) == 8 and {ln[1] for ln in lines} == {"ann"}
+        assert all(np.isfinite(float(ln[2])) for ln in lines)
+    capsys.readouterr()
+    rc = main(base + ["--out", str(tmp_path / "bad"), "--norm", "tnorm", "--norm-cohort", "enrolled"])
+    assert rc == 2 and "cohort" in capsys.readouterr().err

@@ -26,6 +26,15 @@ from gmmspeech.cli.common import (
     feature_overrides,
     resume_command,
 )
+from gmmspeech.speaker.defaults import NORM_COHORTS, PROTOCOL_PRESETS, SPEAKER_DEFAULTS
+
+_D = SPEAKER_DEFAULTS
+_NORMS = ["none", "znorm", "tnorm", "snorm", "asnorm"]
+
+
+def _default_features() -> str:
+    fo = _D["feature_overrides"]
+    return _D["preset"] + (" with " + ", ".join(f"{k}={v}" for k, v in fo.items()) if fo else "")
 
 
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
@@ -33,7 +42,8 @@ def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     if from_ubm:
         g.add_argument("--preset", default=None, choices=PRESET_NAMES,
                        help="feature preset (" + ", ".join(PRESET_NAMES) + "; default: the "
-                            "configuration saved in the UBM file, else speech)")
+                            "configuration saved in the UBM file, else the speaker defaults: "
+                            f"{_default_features()})")
         add_frontend_options(g)
     else:  # train-ubm: the options of `features` (not with a feature store as SOURCE)
         add_feature_options(g)
@@ -46,14 +56,14 @@ def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
 
 def _add_ubm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("UBM")
-    g.add_argument("--components", "-k", type=int, default=256, metavar="K",
-                   help="Gaussian components (default 256)")
-    g.add_argument("--covariance", default="diag", choices=["diag", "full"],
-                   help="covariance type (default diag)")
-    g.add_argument("--iterations", type=int, default=10, metavar="N",
-                   help="EM iterations over the corpus (default 10)")
-    g.add_argument("--init", default="split", choices=["split", "kmeans", "k-means++", "random_from_data"],
-                   help="initialisation on a reservoir sample of frames (default split)")
+    g.add_argument("--components", "-k", type=int, default=_D["n_components"], metavar="K",
+                   help=f"Gaussian components (default {_D['n_components']})")
+    g.add_argument("--covariance", default=_D["covariance_type"], choices=["diag", "full"],
+                   help=f"covariance type (default {_D['covariance_type']})")
+    g.add_argument("--iterations", type=int, default=_D["max_iter"], metavar="N",
+                   help=f"EM iterations over the corpus (default {_D['max_iter']})")
+    g.add_argument("--init", default=_D["ubm_init"], choices=["split", "kmeans", "k-means++", "random_from_data"],
+                   help=f"initialisation on a reservoir sample of frames (default {_D['ubm_init']})")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -74,7 +84,9 @@ def register(sub) -> None:
         "extracted first) or a feature store folder. A checkpoint is written after every EM "
         "iteration; --resume continues an interrupted run and reaches the same model.",
     )
-    p.add_argument("source", metavar="MANIFEST_OR_STORE", help="manifest CSV or feature store folder")
+    p.add_argument("source", nargs="+", metavar="MANIFEST_OR_STORE",
+                   help="manifest CSV or feature store folder; several are pooled (e.g. background "
+                        "and enrolment manifests, as speaker-id trains its UBM by default)")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output model file (.npz)")
     _add_ubm_args(p)
     g = p.add_argument_group("training")
@@ -101,10 +113,10 @@ def register(sub) -> None:
     p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file")
     p.add_argument("--manifest", required=True, metavar="CSV", help="enrolment manifest")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder of models")
-    p.add_argument("--relevance", type=float, default=16.0, metavar="R",
-                   help="MAP relevance factor (default 16)")
-    p.add_argument("--adapt", default="m", metavar="PARAMS",
-                   help="parameters to adapt: m, mw, mwv, ... (default m)")
+    p.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
+                   help=f"MAP relevance factor (default {_D['relevance_factor']:g})")
+    p.add_argument("--adapt", default=_D["adapt"], metavar="PARAMS",
+                   help=f"parameters to adapt: m, mw, mwv, ... (default {_D['adapt']})")
     _add_features_args(p, from_ubm=True)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -121,11 +133,13 @@ def register(sub) -> None:
     p.add_argument("--manifest", required=True, metavar="CSV", help="test manifest")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output scores.tsv")
     p.add_argument("--mode", default=None, choices=["exact", "topc", "linear"],
-                   help="scoring mode (default: topc with --top-c, else exact)")
-    p.add_argument("--top-c", type=int, default=5, metavar="C",
-                   help="components per frame in top-C mode (default 5; 0 for exact)")
+                   help="scoring mode (default: topc with --top-c C > 0, else "
+                        f"{_D['score_mode'] or 'exact'})")
+    p.add_argument("--top-c", type=int, default=None, metavar="C",
+                   help="components per frame in top-C mode (default 5 with --mode topc; 0 for exact)")
     p.add_argument("--force", action="store_true",
                    help="score models adapted from another UBM (a warning instead of an error)")
+    _add_norm_args(p, in_score=True)
     _add_features_args(p, from_ubm=True)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -158,26 +172,36 @@ def register(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     _add_ubm_args(p)
     p.add_argument("--ubm-on-enroll", action="store_true", default=None,
-                   help="train the UBM on background + enrolment data")
-    p.add_argument("--relevance", type=float, default=16.0, metavar="R",
-                   help="MAP relevance factor (default 16)")
-    p.add_argument("--adapt", default="m", metavar="PARAMS", help="adapted parameters (default m)")
-    p.add_argument("--top-c", type=int, default=5, metavar="C",
-                   help="top-C scoring with C components (default 5; 0 for exact)")
+                   help="train the UBM on background + enrolment data"
+                        + (" (default)" if _D["ubm_on_enroll"] else ""))
+    p.add_argument("--no-ubm-on-enroll", dest="ubm_on_enroll", action="store_false", default=None,
+                   help="train the UBM on the background data only"
+                        + ("" if _D["ubm_on_enroll"] else " (default)"))
+    p.add_argument("--relevance", type=float, default=None, metavar="R",
+                   help=f"MAP relevance factor (default {_D['relevance_factor']:g})")
+    p.add_argument("--adapt", default=None, metavar="PARAMS",
+                   help=f"adapted parameters (default {_D['adapt']})")
+    p.add_argument("--top-c", type=int, default=None, metavar="C",
+                   help="top-C scoring with C components (0 for exact; default: "
+                        + (f"{_D['top_c']})" if _D["top_c"] else f"{_D['score_mode'] or 'exact'} scoring)"))
     p.add_argument("--mode", default=None, choices=["exact", "topc", "linear"],
                    help="scoring mode (overrides --top-c)")
-    p.add_argument("--norm", default="none", choices=["none", "znorm", "tnorm", "snorm", "asnorm"],
-                   help="score normalisation (default none)")
+    _add_norm_args(p, in_score=False)
     g = p.add_argument_group("features")
-    add_preset_arg(g, default="speech",
-                   help="feature preset (" + ", ".join(PRESET_NAMES) + "; default speech)")
+    add_preset_arg(g, default=None,
+                   help="feature preset (" + ", ".join(PRESET_NAMES) + "), used as it is "
+                        f"(default: {_default_features()})")
     g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
-                   help="override the preset's cepstral mean/variance normalisation "
-                        "('none' is best when enrolment and test share recordings)")
+                   help="cepstral mean/variance normalisation (default: "
+                        f"{_D['feature_overrides'].get('cmvn', 'the preset')})")
+    g.add_argument("--vad", dest="vad", action="store_true", default=None,
+                   help="energy VAD: drop low-energy frames"
+                        + (" (default off)" if _D["feature_overrides"].get("vad") is False else ""))
     g.add_argument("--no-vad", dest="vad", action="store_false", default=None,
                    help="keep every frame (no energy VAD)")
     g.add_argument("--n-mfcc", type=int, default=None, metavar="N",
-                   help="cepstra per frame before deltas (default: the preset's, 20)")
+                   help="cepstra per frame before deltas (default "
+                        f"{_D['feature_overrides'].get('n_mfcc', 'the preset')})")
     g.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                    help="analysis rate in Hz; audio at another rate is resampled to it (default: "
                         "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
@@ -185,40 +209,60 @@ def register(sub) -> None:
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="shared folder for the feature stores (default DIR/features)")
     add_data_root_arg(g)
-    p.add_argument("--protocol", default=None, choices=["librispeech"],
-                   help="start from the tuned settings of a protocol of data_manifests/ "
-                        "(librispeech: --cmvn none --no-vad --n-mfcc 24 -k 128 --relevance 4 "
-                        "--ubm-on-enroll --mode exact --norm tnorm); options given on the "
-                        "command line win")
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOL_PRESETS),
+                   help="start from a named setting instead of the defaults (classic: the "
+                        "textbook system, utterance CMVN + VAD, -k 256, --relevance 16, top-5, "
+                        "no normalisation; librispeech: first tuned on LibriSpeech, T-norm over "
+                        "the enrolled models); options given on the command line win")
     _add_resume_args(p.add_argument_group("interrupted runs"), "the UBM checkpoint (DIR/ubm.ckpt.npz)")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     # None = not given: the --protocol preset, else the documented default, applies
     p.set_defaults(func=_cmd_speaker_id, components=None, relevance=None, adapt=None,
-                   top_c=None, norm=None, preset=None, ubm_on_enroll=None)
+                   top_c=None, norm=None, preset=None, ubm_on_enroll=None, norm_cohort=None)
+
+
+def _add_norm_args(p: argparse.ArgumentParser, *, in_score: bool) -> None:
+    g = p.add_argument_group("score normalisation")
+    default_norm = _D["norm"] or "none"
+    g.add_argument("--norm", default=None, choices=_NORMS,
+                   help=f"score normalisation (default {default_norm}"
+                        + ("; needs --background unless 'none', or tnorm with --norm-cohort enrolled"
+                           if in_score else "") + ")")
+    g.add_argument("--norm-cohort", default=None, choices=list(NORM_COHORTS),
+                   help="T-norm cohort: models adapted on the background data (one per background "
+                        "label; works with a single enrolled speaker), the other enrolled models "
+                        f"(never the claimed one), or both (default {_D['norm_cohort']})")
+    if in_score:
+        g.add_argument("--background", default=None, metavar="CSV",
+                       help="background manifest: cohort models (one per label, adapted like the "
+                            "speaker models) and Z-norm impostor segments")
+        g.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
+                       help=f"MAP relevance factor of the cohort models (default {_D['relevance_factor']:g})")
+        g.add_argument("--adapt", default=_D["adapt"], metavar="PARAMS",
+                       help=f"adapted parameters of the cohort models (default {_D['adapt']})")
 
 
 # --------------------------------------------------------------------------- helpers
 def _config_for(args, ubm=None):
-    """The feature configuration: --preset, else the UBM's saved one, else 'speech'.
+    """The feature configuration: --preset, else the UBM's saved one, else the speaker defaults.
 
     The front-end options (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``) apply on
     top. With a UBM, the features must have its dimensions (checked before any audio is
     read)."""
-    from gmmspeech.features.config import FeatureConfig
+    from gmmspeech.speaker.defaults import speaker_feature_config
     from gmmspeech.speaker.pipeline import check_config_against_ubm, saved_feature_config
 
     changes = feature_overrides(args)
     saved = saved_feature_config(ubm) if ubm is not None else None
     if getattr(args, "preset", None):
-        config = FeatureConfig.preset(args.preset)
+        config = speaker_feature_config(args.preset, changes)
     elif saved is not None:
         if not changes:
             return saved
-        config = saved
+        config = saved.replace(**changes)
     else:
-        config = FeatureConfig.preset("speech")
-    config = config.replace(**changes) if changes else config
+        config = speaker_feature_config(None, changes)
     if ubm is not None:
         option = f"--preset {args.preset}" if getattr(args, "preset", None) else "the default preset"
         check_config_against_ubm(config, ubm, option=option)
@@ -295,7 +339,8 @@ def _check_scoring_args(args) -> None:
 
 
 def _validate_train_ubm(args) -> None:
-    check_input(args.source, "MANIFEST_OR_STORE", kind="any")
+    for src in args.source:
+        check_input(src, "MANIFEST_OR_STORE", kind="any")
     check_output(args.out, "-o/--out")
     check_output(args.checkpoint, "--checkpoint")
     _check_ubm_args(args)
@@ -386,25 +431,24 @@ def _cmd_train_ubm(args) -> int:
 
     _validate_train_ubm(args)
     progress = not args.quiet
-    src = args.source
+    sources = list(args.source)
     check_max_duration(args)
-    if not os.path.exists(src):
-        raise FileNotFoundError(f"{src}: no such manifest or feature store")
     flags = given_feature_flags(args)
-    if os.path.isdir(src) and flags:
-        store = FeatureStore(src)
-        what = (f"its features were extracted with configuration {store.config_hash}"
-                if store.exists() else "it is a folder, not a manifest")
-        raise ValueError(f"{', '.join(flags)} cannot apply: {src} is a feature store ({what}); "
-                         "give a manifest to extract features with other settings, or drop "
-                         f"{'the option' if len(flags) == 1 else 'these options'}")
+    for src in sources:
+        if os.path.isdir(src) and flags:
+            store = FeatureStore(src)
+            what = (f"its features were extracted with configuration {store.config_hash}"
+                    if store.exists() else "it is a folder, not a manifest")
+            raise ValueError(f"{', '.join(flags)} cannot apply: {src} is a feature store ({what}); "
+                             "give a manifest to extract features with other settings, or drop "
+                             f"{'the option' if len(flags) == 1 else 'these options'}")
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     resume = _checkpoint_policy(args, ckpt, "train-ubm")
     try:
-        ubm, config, bad = _train_ubm_stage(args, src, ckpt, resume, progress)
+        ubm, config, bad = _train_ubm_stage(args, sources, ckpt, resume, progress)
     except KeyboardInterrupt:
         _report_interrupt(args, ckpt, "train-ubm", args.iterations,
-                          "" if os.path.isdir(src) or args.features_dir else
+                          "" if all(os.path.isdir(s) for s in sources) or args.features_dir else
                           " (the features go to a temporary folder: keep them for the next "
                           "run with --features-dir DIR)")
         raise
@@ -414,7 +458,7 @@ def _cmd_train_ubm(args) -> int:
         raise
     if ubm is None:
         return 2
-    meta = {"role": "ubm", "source": os.path.abspath(src)}
+    meta = {"role": "ubm", "source": os.pathsep.join(os.path.abspath(s) for s in sources)}
     if config is not None:
         meta["feature_config"] = config.to_dict()
         meta["feature_config_hash"] = config.config_hash()
@@ -428,41 +472,66 @@ def _cmd_train_ubm(args) -> int:
     return 1 if bad else 0
 
 
-def _train_ubm_stage(args, src, ckpt, resume, progress):
-    """Features (for a manifest) and EM; ``(None, None, None)`` when no file is usable."""
-    from gmmspeech.cli.common import check_max_duration, feature_config_from_args
+def _speaker_config_from_args(args):
+    """train-ubm's features: the speaker defaults, or --preset as it is, with the feature
+    options on top (ValueError naming the flags when a value is out of range)."""
+    from gmmspeech.cli.common import FEATURE_FLAGS
+    from gmmspeech.speaker.defaults import speaker_feature_config
+
+    changes = {d: getattr(args, d) for d in ("sample_rate", "n_mfcc", "cmvn", "vad")
+               if getattr(args, d, None) is not None}
+    changes.update(feature_overrides(args))
+    try:
+        return speaker_feature_config(getattr(args, "preset", None), changes)
+    except ValueError as exc:
+        flags = ", ".join(f for d, f in FEATURE_FLAGS.items() if getattr(args, d, None) is not None)
+        raise ValueError(f"{flags or 'feature options'}: {exc}") from None
+
+
+def _train_ubm_stage(args, sources, ckpt, resume, progress):
+    """Features (for manifests) and EM; ``(None, None, None)`` when a manifest has no usable
+    file."""
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.corpus.store import FeatureStore, upsampling_note
     from gmmspeech.speaker.ubm import train_ubm
 
     max_duration = check_max_duration(args)
+    bad: list = []
+    config = None
     with _FeatureDir(args.features_dir) as fdir:
-        if os.path.isdir(src):
-            store = FeatureStore(src)
-            if not len(store):
-                raise FileNotFoundError(f"{src}: not a feature store (or an empty one)")
-            config = store.config
-            source = store
-            bad = []
-        else:
-            from gmmspeech.speaker.pipeline import build_features
+        stores = []
+        for n, src in enumerate(sources):
+            if os.path.isdir(src):
+                store = FeatureStore(src)
+                if not len(store):
+                    raise FileNotFoundError(f"{src}: not a feature store (or an empty one)")
+                if config is not None and store.config.config_hash() != config.config_hash():
+                    raise ValueError(f"{src}: its features were made with another configuration "
+                                     f"than {sources[0]}'s")
+                config = store.config
+            else:
+                from gmmspeech.speaker.pipeline import build_features
 
-            config = feature_config_from_args(args)
-            store, rows, bad = build_features(src, fdir, config=config, data_root=args.data_root,
-                                              progress=progress, role="source",
-                                              max_duration=max_duration, **_par(args))
-            rep = store.last_report
-            note = upsampling_note(rep.upsampled, rep.n_done, config.sample_rate)
-            if note:
-                print(f"gmmspeech train-ubm: {note}", file=sys.stderr)
-            _report_bad("train-ubm", bad)
-            if not rows:
-                print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
-                return None, None, None
-            source = store
-        ubm = train_ubm(source, args.components, args.covariance, max_iter=args.iterations,
-                        init=args.init, reservoir_size=args.reservoir, subsample=args.subsample,
-                        top_c=args.top_c, random_state=args.seed, checkpoint=ckpt,
-                        resume=resume, restart=args.restart, progress=progress, **_par(args))
+                config = config or _speaker_config_from_args(args)
+                sub = fdir if len(sources) == 1 else os.path.join(fdir, f"source{n}")
+                store, rows, b = build_features(src, sub, config=config, data_root=args.data_root,
+                                                progress=progress, role="source",
+                                                max_duration=max_duration, **_par(args))
+                rep = store.last_report
+                note = upsampling_note(rep.upsampled, rep.n_done, config.sample_rate)
+                if note:
+                    print(f"gmmspeech train-ubm: {note}", file=sys.stderr)
+                _report_bad("train-ubm", b)
+                bad += b
+                if not rows:
+                    print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
+                    return None, None, None
+            stores.append(store)
+        ubm = train_ubm(stores[0] if len(stores) == 1 else stores, args.components, args.covariance,
+                        max_iter=args.iterations, init=args.init, reservoir_size=args.reservoir,
+                        subsample=args.subsample, top_c=args.top_c, random_state=args.seed,
+                        checkpoint=ckpt, resume=resume, restart=args.restart, progress=progress,
+                        **_par(args))
     return ubm, config, bad
 
 
@@ -505,9 +574,13 @@ def _cmd_score(args) -> int:
 
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.pipeline import (
+        arrays_by_label,
         build_features,
         check_models_against_ubm,
+        impostor_segments,
         load_models,
+        norm_needs,
+        normalise_scores,
         write_scores,
     )
     from gmmspeech.speaker.scoring import score
@@ -524,9 +597,26 @@ def _cmd_score(args) -> int:
         check_models_against_ubm(models, ubm, force=args.force)
     for w in caught:
         print(f"gmmspeech score: warning: {w.message}", file=sys.stderr)
-    mode = args.mode or ("topc" if args.top_c else "exact")
+    if args.mode:
+        mode = args.mode
+    elif args.top_c is not None:
+        mode = "topc" if args.top_c else "exact"
+    else:
+        mode = _D["score_mode"] or ("topc" if _D["top_c"] else "exact")
+    top_c = (args.top_c or _D["top_c"] or 5) if mode == "topc" else None
+    norm = args.norm if args.norm is not None else (_D["norm"] or "none")
+    norm_cohort = args.norm_cohort or _D["norm_cohort"]
+    need_cohort, need_imp = norm_needs(norm, norm_cohort)
+    if (need_cohort or need_imp) and not args.background:
+        if args.norm is not None:
+            raise ValueError(f"--norm {norm} needs --background CSV (cohort models / impostor "
+                             "segments), or --norm-cohort enrolled with --norm tnorm")
+        print(f"gmmspeech score: note: scores are not normalised (the default --norm {norm} needs "
+              "--background CSV)", file=sys.stderr)
+        norm, need_cohort, need_imp = "none", False, False
+    kw = dict(top_c=top_c, mode=mode, **_par(args))
     with _FeatureDir(args.features_dir) as fdir:
-        store, rows, bad = build_features(args.manifest, fdir, config=config,
+        store, rows, bad = build_features(args.manifest, os.path.join(fdir, "test"), config=config,
                                           data_root=args.data_root, progress=progress,
                                           role="test", max_duration=args.max_duration,
                                           **_par(args))
@@ -536,16 +626,41 @@ def _cmd_score(args) -> int:
             return 2
         utts = [np.asarray(store.load(r.id)) for r in rows]
         labels = list(models)
-        s = score([models[m] for m in labels], ubm, utts,
-                  top_c=args.top_c if mode == "topc" else None, mode=mode, progress=progress,
-                  check_models=False, **_par(args))  # checked above, before any work
+        # models checked against the UBM above, before any work
+        s = score([models[m] for m in labels], ubm, utts, progress=progress, check_models=False,
+                  **kw)
+        coh = coh_labels = imp = imp_labels = None
+        if need_cohort or need_imp:
+            bstore, brows, bbad = build_features(args.background, os.path.join(fdir, "background"),
+                                                 config=config, data_root=args.data_root,
+                                                 progress=progress, role="background",
+                                                 max_duration=args.max_duration, **_par(args))
+            _report_bad("score", bbad)
+            bad = bad + bbad
+            if not brows:
+                print(f"gmmspeech score: error: {args.background}: no usable file", file=sys.stderr)
+                return 2
+            if need_cohort:
+                from gmmspeech.speaker.map import enroll
+
+                cohort = enroll(ubm, arrays_by_label(bstore, brows), relevance_factor=args.relevance,
+                                adapt=args.adapt, **_par(args))
+                coh_labels = list(cohort)
+                coh = score([cohort[c] for c in coh_labels], ubm, utts, **kw)
+            if need_imp:
+                segs, imp_labels = impostor_segments(bstore, brows)
+                imp = score([models[m] for m in labels], ubm, segs, check_models=False, **kw)
+        s = normalise_scores(s, norm, model_labels=labels, impostor_scores=imp,
+                             impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,
+                             norm_cohort=norm_cohort)
     try:
         write_scores(args.out, [r.id for r in rows], [str(r.label) for r in rows], labels, s)
     except OSError as exc:
         print(f"gmmspeech score: error: cannot write {args.out}: {exc.strerror or exc}; nothing "
               "was written (no partial or temporary file is left)", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {len(rows)} tests x {len(labels)} models ({mode})"
+    print(f"wrote {args.out}: {len(rows)} tests x {len(labels)} models ({mode}"
+          + ("" if norm == "none" else f", {norm}") + ")"
           + (f", {len(bad)} file(s) skipped" if bad else ""))
     return 1 if bad else 0
 
@@ -571,22 +686,25 @@ def _cmd_evaluate(args) -> int:
 
 def speaker_id_settings(args) -> dict:
     """The :func:`~gmmspeech.speaker.pipeline.run_speaker_id` settings of parsed
-    ``speaker-id`` arguments: the ``--protocol`` preset (if any) or the plain defaults,
-    overridden by every option given on the command line."""
-    from gmmspeech.speaker.pipeline import protocol_settings
+    ``speaker-id`` arguments: the ``--protocol`` setting (if any) or the defaults
+    (:data:`~gmmspeech.speaker.defaults.SPEAKER_DEFAULTS`), overridden by every option
+    given on the command line."""
+    from gmmspeech.speaker.defaults import protocol_settings, speaker_defaults
 
-    out = protocol_settings(args.protocol) if args.protocol else dict(
-        preset="speech", feature_overrides={}, n_components=256, ubm_on_enroll=False,
-        relevance_factor=16.0, adapt="m", top_c=5, score_mode=None, norm=None)
+    out = protocol_settings(args.protocol) if args.protocol else speaker_defaults()
+    for key in ("covariance_type", "max_iter", "ubm_init"):  # given by their own arguments
+        out.pop(key, None)
     fo = dict(out.get("feature_overrides") or {})
+    if args.preset is not None:
+        fo = {}  # a named preset is used as it is, with the feature options given
     for dest in ("cmvn", "vad", "n_mfcc", "sample_rate"):
         if getattr(args, dest, None) is not None:
             fo[dest] = getattr(args, dest)
     fo.update(feature_overrides(args))
-    out["feature_overrides"] = fo or None
+    out["feature_overrides"] = fo
     for dest, key in {"preset": "preset", "components": "n_components",
                       "ubm_on_enroll": "ubm_on_enroll", "relevance": "relevance_factor",
-                      "adapt": "adapt"}.items():
+                      "adapt": "adapt", "norm_cohort": "norm_cohort"}.items():
         if getattr(args, dest) is not None:
             out[key] = getattr(args, dest)
     if args.top_c is not None or args.mode is not None:
@@ -600,7 +718,8 @@ def speaker_id_settings(args) -> dict:
 @_clean_errors
 def _cmd_speaker_id(args) -> int:
     from gmmspeech.errors import ModelFileError
-    from gmmspeech.speaker.pipeline import feature_config, run_speaker_id
+    from gmmspeech.speaker.defaults import speaker_feature_config
+    from gmmspeech.speaker.pipeline import run_speaker_id
     from gmmspeech.speaker.ubm import UBMCheckpointError
 
     _validate_speaker_id(args)
@@ -609,7 +728,7 @@ def _cmd_speaker_id(args) -> int:
 
     max_duration = check_max_duration(args)
     try:
-        feature_config(settings["preset"], **(settings.get("feature_overrides") or {}))
+        speaker_feature_config(settings.get("preset"), settings.get("feature_overrides"))
     except ValueError as exc:
         raise _usage(f"feature options (--preset/--sample-rate/--cmvn/--no-vad/--n-mfcc): "
                      f"{exc}") from None

@@ -37,6 +37,12 @@ import numpy as np
 
 from gmmspeech.audio import DEFAULT_MAX_DURATION
 from gmmspeech.errors import GMMSpeechError, ModelFileError
+from gmmspeech.speaker.defaults import (  # noqa: F401 (re-exported)
+    PROTOCOL_PRESETS,
+    SPEAKER_DEFAULTS,
+    protocol_settings,
+    speaker_feature_config,
+)
 
 __all__ = [
     "run_speaker_id",
@@ -55,39 +61,14 @@ __all__ = [
     "describe_model",
     "check_models_against_ubm",
     "check_config_against_ubm",
+    "normalise_scores",
+    "norm_needs",
+    "impostor_segments",
+    "arrays_by_label",
+    "ubm_training_source",
 ]
 
 NORMS = ("none", "znorm", "tnorm", "snorm", "asnorm")
-
-#: Tuned settings of the protocols in ``data_manifests/`` (keyword arguments of
-#: :func:`run_speaker_id`). ``librispeech``: enrolment and test are two parts of one
-#: recording per speaker, so the long-term spectrum (CMVN off) and the low-energy frames
-#: (VAD off) carry speaker/channel information; 24 cepstra (+ deltas, 72 dims), a
-#: 128-component UBM trained on background + enrolment data, MAP of the means with
-#: relevance 4, exact scoring and T-norm over the enrolled models. Measured on the
-#: protocol (126 speakers, 228 tests): 100.00 % identification, EER 0.15 %.
-PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {
-    "librispeech": dict(
-        preset="speech",
-        feature_overrides={"cmvn": "none", "vad": False, "n_mfcc": 24},
-        n_components=128,
-        ubm_on_enroll=True,
-        relevance_factor=4.0,
-        adapt="m",
-        top_c=None,
-        score_mode="exact",
-        norm="tnorm",
-    ),
-}
-
-
-def protocol_settings(name: str) -> dict[str, Any]:
-    """A copy of :data:`PROTOCOL_PRESETS` ``[name]`` (keyword arguments of :func:`run_speaker_id`)."""
-    if name not in PROTOCOL_PRESETS:
-        raise ValueError(f"protocol {name!r} is not one of {', '.join(map(repr, PROTOCOL_PRESETS))}")
-    out = dict(PROTOCOL_PRESETS[name])
-    out["feature_overrides"] = dict(out["feature_overrides"])
-    return out
 
 
 def _log(msg: str, verbose: bool) -> None:
@@ -401,40 +382,146 @@ def summary_line(res: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- normalisation
-def _segments(arrays, seg_frames: int, max_segments: int):
-    out = []
-    for a in arrays:
+def _segments(arrays, seg_frames: int, max_segments: int, labels=None):
+    """Cut arrays into pieces of ``seg_frames`` frames (a last piece of at least half a
+    segment is kept; an array shorter than 1.5 segments is one piece, so short
+    utterances, e.g. isolated words, are impostors too), at most ``max_segments`` of them
+    evenly spread; returns ``(segments, segment_labels)`` (labels None when ``labels``
+    is None)."""
+    out, lab = [], []
+    labels = [None] * len(arrays) if labels is None else list(labels)
+    for a, label in zip(arrays, labels, strict=True):
+        if 0 < a.shape[0] < seg_frames + seg_frames // 2:
+            out.append(np.asarray(a))
+            lab.append(label)
+            continue
         for s in range(0, a.shape[0] - seg_frames // 2, seg_frames):
             piece = a[s:s + seg_frames]
             if piece.shape[0] >= seg_frames // 2:
                 out.append(np.asarray(piece))
+                lab.append(label)
     if len(out) > max_segments:
         idx = np.linspace(0, len(out) - 1, max_segments).round().astype(int)
         out = [out[i] for i in idx]
+        lab = [lab[i] for i in idx]
+    return out, (None if all(v is None for v in lab) else [str(v) for v in lab])
+
+
+def impostor_segments(store, rows, *, segment_frames: int = 300, max_segments: int = 400):
+    """Z-norm impostor utterances: the background rows cut into segments of
+    ``segment_frames`` frames (at most ``max_segments``, evenly spread); returns
+    ``(segments, labels)`` with each segment's speaker label."""
+    arrays = [np.asarray(store.load(r.id)) for r in rows]
+    return _segments(arrays, int(segment_frames), int(max_segments), [str(r.label) for r in rows])
+
+
+def arrays_by_label(store, rows) -> dict[str, list[np.ndarray]]:
+    """The feature arrays of ``rows`` grouped by label (manifest order)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for r in rows:
+        out.setdefault(str(r.label), []).append(np.asarray(store.load(r.id)))
     return out
 
 
-def normalise_scores(raw, norm, *, impostor_scores=None, top_n=None):
-    """Apply ``norm`` (one of :data:`NORMS`) to a (tests x models) matrix; the T-norm
-    cohort is the set of enrolled models (all columns)."""
+def norm_needs(norm: str | None, norm_cohort: str) -> tuple[bool, bool]:
+    """``(needs_background_cohort_models, needs_impostor_utterances)`` of a normalisation."""
+    from gmmspeech.speaker.defaults import NORM_COHORTS
+
+    if norm_cohort not in NORM_COHORTS:
+        raise ValueError(f"norm_cohort={norm_cohort!r} is not one of {', '.join(map(repr, NORM_COHORTS))}")
+    t_side = norm in ("tnorm", "snorm", "asnorm")
+    z_side = norm in ("znorm", "snorm", "asnorm")
+    return t_side and norm_cohort in ("background", "both"), z_side
+
+
+def normalise_scores(raw, norm, *, model_labels=None, impostor_scores=None, impostor_labels=None,
+                     cohort_scores=None, cohort_labels=None, norm_cohort: str | None = None,
+                     top_n=None):
+    """Apply ``norm`` (one of :data:`NORMS`) to a (tests x models) matrix ``raw``.
+
+    The claimed model is never in its own cohort, and no cohort model or impostor
+    utterance of the claimed model's speaker is used for it (exclusion by label, see
+    :mod:`gmmspeech.speaker.norm`).
+
+    Parameters
+    ----------
+    raw : (n_test, n_models)
+    norm : {"none", "znorm", "tnorm", "snorm", "asnorm"} or None
+    model_labels : sequence of str, optional
+        Labels of the columns (default: each model its own speaker).
+    impostor_scores, impostor_labels
+        (n_impostor_utterances, n_models) scores of the enrolled models on impostor
+        utterances and those utterances' labels (Z-norm side).
+    cohort_scores, cohort_labels
+        (n_test, n_cohort) scores of the test utterances on background cohort models and
+        their labels (T-norm side).
+    norm_cohort : {"background", "enrolled", "both"} or None
+        The T-norm cohort: the background cohort models, the other enrolled models
+        (leave-one-out), or both. Default: "background" when ``cohort_scores`` are
+        given, else "enrolled".
+    top_n : int, optional
+        Adaptive normalisation on the top ``top_n`` cohort scores ("asnorm": 50 by default).
+    """
     from gmmspeech.speaker import norm as N
 
     if norm in (None, "none"):
         return raw
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not supported; choose one of {', '.join(NORMS)}")
+    raw = np.asarray(raw, dtype=np.float64)
+    labels = ([str(m) for m in model_labels] if model_labels is not None
+              else [f"<model {j}>" for j in range(raw.shape[1])])
+    if norm == "asnorm" and top_n is None:
+        top_n = 50
+    coh = coh_ex = None
+    if norm in ("tnorm", "snorm", "asnorm"):
+        which = norm_cohort or ("background" if cohort_scores is not None else "enrolled")
+        parts, plabels = [], []
+        if which in ("enrolled", "both"):
+            parts.append(raw)
+            plabels += labels
+        if which in ("background", "both"):
+            if cohort_scores is None or cohort_labels is None:
+                raise ValueError(f"norm={norm!r} with the {which!r} cohort needs cohort_scores "
+                                 "and cohort_labels (background cohort models)")
+            parts.append(np.asarray(cohort_scores, dtype=np.float64))
+            plabels += [str(c) for c in cohort_labels]
+        if not parts:
+            raise ValueError(f"norm_cohort={which!r} is not one of 'background', 'enrolled', 'both'")
+        coh = np.hstack(parts)
+        coh_ex = N.same_label(labels, plabels)
+    imp = imp_ex = None
+    if norm in ("znorm", "snorm", "asnorm"):
+        if impostor_scores is None:
+            raise ValueError(f"norm={norm!r} needs impostor scores")
+        imp = np.asarray(impostor_scores, dtype=np.float64)
+        if impostor_labels is not None:
+            imp_ex = N.same_label(impostor_labels, labels)
     if norm == "tnorm":
-        return N.tnorm(raw, raw, top_n=top_n)
-    if impostor_scores is None:
-        raise ValueError(f"norm={norm!r} needs impostor scores")
+        return N.tnorm(raw, coh, top_n=top_n, exclude_cohort=coh_ex)
     if norm == "znorm":
-        return N.znorm(raw, impostor_scores, top_n=top_n)
-    if norm == "snorm":
-        return N.snorm(raw, impostor_scores, raw, top_n=top_n)
-    if norm == "asnorm":
-        return N.snorm(raw, impostor_scores, raw, top_n=top_n or 50)
-    raise ValueError(f"norm={norm!r} is not supported; choose one of {', '.join(NORMS)}")
+        return N.znorm(raw, imp, top_n=top_n, exclude_impostors=imp_ex)
+    return N.snorm(raw, imp, coh, top_n=top_n, exclude_impostors=imp_ex, exclude_cohort=coh_ex)
+
+
+def ubm_training_source(stores, rows, *, ubm_on_enroll: bool):
+    """What :func:`~gmmspeech.speaker.ubm.train_ubm` trains on: the background store (and
+    the enrolment store with ``ubm_on_enroll``), or, when a shared store holds more than
+    the manifest, the arrays of exactly the manifest's rows (background, then enrolment)."""
+    src = [stores["background"]] + ([stores["enroll"]] if ubm_on_enroll else [])
+    bg_ids = [r.id for r in rows["background"]]
+    if set(stores["background"].ids()) != set(bg_ids) or (
+            ubm_on_enroll and set(stores["enroll"].ids()) != {r.id for r in rows["enroll"]}):
+        src = [np.asarray(stores["background"].load(i)) for i in bg_ids]
+        if ubm_on_enroll:
+            src += [np.asarray(stores["enroll"].load(r.id)) for r in rows["enroll"]]
+    return src
 
 
 # --------------------------------------------------------------------------- the recipe
+_D = SPEAKER_DEFAULTS
+
+
 def run_speaker_id(
     background,
     enroll,
@@ -442,22 +529,23 @@ def run_speaker_id(
     out,
     *,
     data_root=None,
-    preset: str = "speech",
+    preset: str | None = None,
     config=None,
     feature_overrides: Mapping[str, Any] | None = None,
     features_dir=None,
     max_duration: float | None = DEFAULT_MAX_DURATION,
-    n_components: int = 256,
-    covariance_type: str = "diag",
-    max_iter: int = 10,
-    ubm_init: str = "split",
-    ubm_on_enroll: bool = False,
-    relevance_factor: float | Mapping[str, float] = 16.0,
-    adapt: str = "m",
-    top_c: int | None = 5,
-    score_mode: str | None = None,
-    norm: str | None = None,
-    norm_top_n: int | None = None,
+    n_components: int = _D["n_components"],
+    covariance_type: str = _D["covariance_type"],
+    max_iter: int = _D["max_iter"],
+    ubm_init: str = _D["ubm_init"],
+    ubm_on_enroll: bool = _D["ubm_on_enroll"],
+    relevance_factor: float | Mapping[str, float] = _D["relevance_factor"],
+    adapt: str = _D["adapt"],
+    top_c: int | None = _D["top_c"],
+    score_mode: str | None = _D["score_mode"],
+    norm: str | None = _D["norm"],
+    norm_cohort: str = _D["norm_cohort"],
+    norm_top_n: int | None = _D["norm_top_n"],
     impostor_segment_frames: int = 300,
     max_impostors: int = 400,
     random_state: int = 0,
@@ -473,23 +561,28 @@ def run_speaker_id(
 ) -> dict:
     """GMM-UBM speaker identification and verification from three manifests.
 
+    Every default comes from :data:`gmmspeech.speaker.defaults.SPEAKER_DEFAULTS` (chosen
+    on the development splits of the shared corpora; the same defaults as the
+    ``gmmspeech speaker-id`` command).
+
     Parameters
     ----------
     background, enroll, test : path
         Manifests (``id,path,label[,start,end]``). Enrolment rows with the same label
         are pooled into one model; every test row is scored against every model.
+        Background rows train the UBM and, grouped by label, the cohort models of
+        score normalisation.
     out : path
         Output folder (see the module docstring for what is written).
     data_root : path, optional
         Root of relative manifest paths (default: each manifest's folder).
     preset, config
         Feature preset name, or a :class:`~gmmspeech.features.config.FeatureConfig`
-        (wins over ``preset``).
+        (wins over ``preset``). Default (both None): the speaker defaults,
+        ``SPEAKER_DEFAULTS["preset"]`` with ``SPEAKER_DEFAULTS["feature_overrides"]``; a
+        named preset is used as it is.
     feature_overrides : dict, optional
-        Changes applied with ``FeatureConfig.replace`` (e.g. ``{"cmvn": "none"}``: when
-        enrolment and test come from the same recordings, as in the LibriSpeech
-        protocol, the long-term spectral mean is speaker (and channel) information that
-        utterance CMVN would remove).
+        Changes applied with ``FeatureConfig.replace`` on top of that.
     features_dir : path, optional
         Where the feature stores go (``<features_dir>/<config hash>/{background,enroll,test}``,
         shareable between runs); default ``out/features``.
@@ -501,16 +594,21 @@ def run_speaker_id(
     ubm_on_enroll : bool
         Also train the UBM on the enrolment data (never on test data).
     relevance_factor, adapt
-        MAP settings (see :func:`gmmspeech.speaker.map.map_adapt`).
+        MAP settings (see :func:`gmmspeech.speaker.map.map_adapt`), for the speaker and
+        the cohort models.
     top_c : int or None
         Top-C scoring with C components (None: exact scoring).
     score_mode : {"exact", "topc", "linear"}, optional
-        Overrides the mode implied by ``top_c``.
+        Scoring mode; None: "topc" with ``top_c``, else "exact".
     norm : {"none", "znorm", "tnorm", "snorm", "asnorm"}, optional
-        Score normalisation. The T-norm cohort is the enrolled models; Z-norm impostor
-        utterances are background segments of ``impostor_segment_frames`` frames (at most
-        ``max_impostors``). ``"asnorm"``: adaptive S-norm on the top ``norm_top_n``
-        (default 50) cohort scores.
+        Score normalisation. Z-norm impostor utterances are background segments of
+        ``impostor_segment_frames`` frames (at most ``max_impostors``); ``"asnorm"``:
+        adaptive S-norm on the top ``norm_top_n`` (default 50) cohort scores. The claimed
+        model's own speaker is never in its cohort.
+    norm_cohort : {"background", "enrolled", "both"}
+        T-norm cohort: models MAP-adapted from the UBM on the background data (one per
+        background label; works with a single enrolled speaker), the other enrolled
+        models, or both.
     random_state : int
     n_jobs, backend, scheduler
         Parallelism (see :func:`gmmspeech.parallel.parallel_map`).
@@ -547,10 +645,12 @@ def run_speaker_id(
         raise ValueError(f"norm={norm!r} is not supported; choose one of {', '.join(NORMS)}")
     from gmmspeech.speaker.ubm import UBMCheckpointError
 
+    need_cohort, need_impostors = norm_needs(norm, norm_cohort)
     out = os.path.abspath(os.fspath(out))
-    cfg = config if config is not None else feature_config(preset)
-    if feature_overrides:
-        cfg = cfg.replace(**dict(feature_overrides))
+    if config is not None:
+        cfg = config.replace(**dict(feature_overrides)) if feature_overrides else config
+    else:
+        cfg = speaker_feature_config(preset, feature_overrides)  # preset None: the defaults
     ckpt = (os.path.join(out, "ubm.ckpt.npz") if ubm_checkpoint is None
             else os.path.abspath(os.fspath(ubm_checkpoint)))
     if os.path.exists(ckpt) and not (resume or restart):
@@ -591,20 +691,11 @@ def run_speaker_id(
             raise GMMSpeechError(f"{role} manifest: no usable file (see {stores[role].errors_path})")
 
     t0 = time.perf_counter()
-    ubm_src = [stores["background"]] + ([stores["enroll"]] if ubm_on_enroll else [])
-    ubm_ids = None
-    bg_ids = [r.id for r in rows["background"]]
-    # train only on the rows of this manifest (a shared store may hold more)
-    if set(stores["background"].ids()) != set(bg_ids) or (
-            ubm_on_enroll and set(stores["enroll"].ids()) != {r.id for r in rows["enroll"]}):
-        ubm_ids = [np.asarray(stores["background"].load(i)) for i in bg_ids]
-        if ubm_on_enroll:
-            ubm_ids += [np.asarray(stores["enroll"].load(r.id)) for r in rows["enroll"]]
     say(f"UBM: {n_components} {covariance_type} components, {max_iter} EM iterations")
-    ubm = train_ubm(ubm_src if ubm_ids is None else ubm_ids, int(n_components), covariance_type,
-                    max_iter=int(max_iter), init=ubm_init, random_state=random_state,
-                    progress=progress, checkpoint=ckpt, resume=resume and os.path.exists(ckpt),
-                    restart=restart, **par)
+    ubm = train_ubm(ubm_training_source(stores, rows, ubm_on_enroll=ubm_on_enroll),
+                    int(n_components), covariance_type, max_iter=int(max_iter), init=ubm_init,
+                    random_state=random_state, progress=progress, checkpoint=ckpt,
+                    resume=resume and os.path.exists(ckpt), restart=restart, **par)
     feature_meta = {"feature_config": cfg.to_dict(), "feature_config_hash": cfg.config_hash()}
     mio.save(ubm, os.path.join(out, "ubm.npz"), metadata={"role": "ubm", **feature_meta})
     if os.path.exists(ckpt):
@@ -612,9 +703,7 @@ def run_speaker_id(
     timings["ubm"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    spk: dict[str, list] = {}
-    for r in rows["enroll"]:
-        spk.setdefault(str(r.label), []).append(np.asarray(stores["enroll"].load(r.id)))
+    spk = arrays_by_label(stores["enroll"], rows["enroll"])
     say(f"enrol: {len(spk)} speakers (relevance {relevance_factor}, adapt {adapt!r})")
     models = enroll_models(ubm, spk, relevance_factor=relevance_factor, adapt=adapt,
                            progress=progress, **par)
@@ -623,18 +712,27 @@ def run_speaker_id(
 
     t0 = time.perf_counter()
     mode = score_mode or ("topc" if top_c else "exact")
+    kw = dict(top_c=top_c if mode == "topc" else None, mode=mode, **par)
     utts = [np.asarray(stores["test"].load(r.id)) for r in rows["test"]]
     say(f"score: {len(utts)} tests x {len(models)} models ({mode})")
     model_labels = list(models)
-    raw = score_fn([models[m] for m in model_labels], ubm, utts,
-                   top_c=top_c if mode == "topc" else None, mode=mode, progress=progress, **par)
-    imp = None
-    if norm in ("znorm", "snorm", "asnorm"):
-        bg_arrays = (np.asarray(stores["background"].load(r.id)) for r in rows["background"])
-        segs = _segments(bg_arrays, int(impostor_segment_frames), int(max_impostors))
-        imp = score_fn([models[m] for m in model_labels], ubm, segs,
-                       top_c=top_c if mode == "topc" else None, mode=mode, **par)
-    scores = normalise_scores(raw, norm, impostor_scores=imp, top_n=norm_top_n)
+    raw = score_fn([models[m] for m in model_labels], ubm, utts, progress=progress, **kw)
+    coh = coh_labels = imp = imp_labels = None
+    if need_cohort:
+        cohort = enroll_models(ubm, arrays_by_label(stores["background"], rows["background"]),
+                               relevance_factor=relevance_factor, adapt=adapt, **par)
+        coh_labels = list(cohort)
+        say(f"norm: {norm}, cohort of {len(cohort)} background models"
+            + (" + the other enrolled models" if norm_cohort == "both" else ""))
+        coh = score_fn([cohort[c] for c in coh_labels], ubm, utts, **kw)
+    if need_impostors:
+        segs, imp_labels = impostor_segments(stores["background"], rows["background"],
+                                             segment_frames=impostor_segment_frames,
+                                             max_segments=max_impostors)
+        imp = score_fn([models[m] for m in model_labels], ubm, segs, **kw)
+    scores = normalise_scores(raw, norm, model_labels=model_labels, impostor_scores=imp,
+                              impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,
+                              norm_cohort=norm_cohort, top_n=norm_top_n)
     timings["score"] = time.perf_counter() - t0
 
     test_ids = [r.id for r in rows["test"]]
@@ -650,8 +748,8 @@ def run_speaker_id(
             feature_config_hash=cfg.config_hash(), n_components=int(n_components),
             covariance_type=covariance_type, max_iter=int(max_iter), ubm_init=ubm_init,
             ubm_on_enroll=bool(ubm_on_enroll), relevance_factor=relevance_factor, adapt=adapt,
-            top_c=top_c, score_mode=mode, norm=norm or "none", norm_top_n=norm_top_n,
-            random_state=random_state,
+            top_c=top_c, score_mode=mode, norm=norm or "none", norm_cohort=norm_cohort,
+            norm_top_n=norm_top_n, random_state=random_state,
         ),
         ubm_history=[float(v) for v in getattr(ubm, "history_", [])],
         timings={k: round(v, 3) for k, v in timings.items()},
