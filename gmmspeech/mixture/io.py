@@ -35,7 +35,8 @@ import numpy as np
 from gmmspeech.atomic import atomic_write
 from gmmspeech.errors import ModelFileError
 
-__all__ = ["save", "load", "load_metadata", "model_info", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_metadata", "model_info", "save_arrays", "load_arrays", "FORMAT",
+           "FORMAT_VERSION"]
 
 FORMAT = "gmmspeech-gmm"
 FORMAT_VERSION = 1
@@ -191,8 +192,11 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None
     return out
 
 
-def _read(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
-    """Read and verify a model file: ``(path, arrays, meta)``; ModelFileError otherwise."""
+def _read(path: str | os.PathLike, fmt: str = FORMAT,
+          required: tuple[str, ...] = _REQUIRED) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a model file: ``(path, arrays, meta)``; ModelFileError otherwise.
+
+    ``fmt`` is the expected metadata ``format`` and ``required`` the arrays it must hold."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise ModelFileError(p, "no such file")
@@ -243,14 +247,15 @@ def _read(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(p, f"metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(p, "not a gmmspeech model file (metadata 'format' is not "
-                                f"{FORMAT!r})")
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelFileError(p, f"not a gmmspeech model file of the kind expected (metadata "
+                                f"'format' is {found!r}, expected {fmt!r})")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(p, f"format version {version!r} is not supported (this gmmspeech "
                                 f"reads version {FORMAT_VERSION})")
-    missing = [n for n in _REQUIRED if n not in arrays]
+    missing = [n for n in required if n not in arrays]
     if missing:
         raise ModelFileError(p, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     for name, a in arrays.items():
@@ -334,3 +339,57 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """All metadata of a model file (format, dims, parameters, fit trace, checksum, ...)."""
     _p, _arrays, meta = _read(path)
     return meta
+
+
+# --------------------------------------------------------------------------- other model kinds
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _kind_format(kind: str) -> str:
+    if not isinstance(kind, str) or not kind or not set(kind) <= _KIND_CHARS or kind == "gmm":
+        raise ValueError(f"model kind {kind!r} must be a lower-case name such as 'plda' (not 'gmm')")
+    return f"gmmspeech-{kind}"
+
+
+def save_arrays(path: str | os.PathLike, kind: str, arrays: dict[str, Any],
+                info: dict[str, Any] | None = None) -> str:
+    """Save a model of another kind (i-vector extractor, PLDA, ...) in the same safe format.
+
+    ``arrays`` (name -> numeric array) and ``info`` (a JSON-serialisable dict) are written
+    as an ``.npz`` with metadata ``format = "gmmspeech-<kind>"``, the format version and a
+    SHA-256 checksum, atomically; :func:`load_arrays` verifies all of it.
+    """
+    from gmmspeech import __version__
+
+    fmt = _kind_format(kind)
+    out: dict[str, np.ndarray] = {}
+    for name, a in arrays.items():
+        if name == _META or not isinstance(name, str) or not name:
+            raise ValueError(f"invalid array name {name!r}")
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} has dtype {arr.dtype}; only numeric arrays are saved")
+        out[name] = arr
+    try:
+        user = json.loads(json.dumps(info or {}, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"info must be JSON-serialisable ({exc})") from None
+    meta = {"format": fmt, "format_version": FORMAT_VERSION, "gmmspeech_version": __version__,
+            "info": user}
+    meta["checksum"] = _checksum(out, meta)
+    out[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    return atomic_write(path, lambda fh: np.savez(fh, **out))
+
+
+def load_arrays(path: str | os.PathLike, kind: str,
+                required: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by :func:`save_arrays` with the same ``kind``: ``(arrays, info)``.
+
+    Raises :class:`~gmmspeech.errors.ModelFileError` naming the file for anything wrong
+    (another kind, missing ``required`` arrays, a pickle, tampering, truncation, ...).
+    """
+    p, arrays, meta = _read(path, _kind_format(kind), tuple(required))
+    info = meta.get("info")
+    if not isinstance(info, dict):
+        raise ModelFileError(p, "metadata 'info' is not a dict")
+    return arrays, info
