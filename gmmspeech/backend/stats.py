@@ -143,8 +143,7 @@ def _stats_task(ubm, items, top_c, cache_dir):
             n, f = baum_welch(ubm, x, top_c=top_c)
             cached = np.concatenate([n[:, None], f], axis=1)
             if path is not None:
-                arr = cached
-                atomic_write(path, lambda fh: np.save(fh, arr), sync=False)
+                atomic_write(path, lambda fh, a=cached: np.save(fh, a), sync=False)
         out_n.append(cached[:, 0])
         out_f.append(cached[:, 1:])
     return np.stack(out_n), np.stack(out_f)

@@ -17,6 +17,7 @@ from gmmspeech import __version__
 COMMAND_MODULES = (
     "gmmspeech.cli.cmd_features",  # features, manifest
     "gmmspeech.cli.cmd_speaker",  # train-ubm, enroll, score, evaluate, speaker-id
+    "gmmspeech.cli.cmd_ivector",  # train-ivector, extract-ivectors, train-backend, score-ivectors
     "gmmspeech.cli.cmd_recipes",  # demo, recipe
 )
 

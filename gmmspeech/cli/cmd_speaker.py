@@ -11,7 +11,12 @@ import os
 import sys
 import tempfile
 
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args
+from gmmspeech.cli.common import (
+    add_data_root_arg,
+    add_ivector_system_args,
+    add_parallel_args,
+    ivector_options_from_args,
+)
 
 
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
@@ -158,6 +163,7 @@ def register(sub) -> None:
                         "(librispeech: --cmvn none --no-vad --n-mfcc 24 -k 128 --relevance 4 "
                         "--ubm-on-enroll --mode exact --norm tnorm); options given on the "
                         "command line win")
+    add_ivector_system_args(p)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     # None = not given: the --protocol preset, else the documented default, applies
@@ -381,7 +387,8 @@ def _cmd_speaker_id(args) -> int:
         args.background, args.enroll, args.test, args.out,
         data_root=args.data_root, features_dir=args.features_dir,
         covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
-        random_state=args.seed, progress=not args.quiet, **settings, **_par(args),
+        random_state=args.seed, progress=not args.quiet, system=args.system,
+        ivector_options=ivector_options_from_args(args), **settings, **_par(args),
     )
     print(f"wrote {os.path.join(args.out, 'results.json')}")
     return 1 if res.get("bad_files") else 0
