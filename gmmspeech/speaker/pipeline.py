@@ -61,10 +61,11 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: :func:`gmmspeech.backend.extractor.auto_rank`), EM iterations, top-C posteriors in the
 #: statistics, a full-covariance UBM for the statistics, TV also trained on the enrolment
 #: data (unsupervised; never test data), the back-end scoring ("plda" or "cosine"), LDA
-#: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model and rank.
+#: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model and rank, and the
+#: score normalisation of the i-vector scores ("none" or "tnorm": cohort = the other models).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
-    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
+    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10, norm="none",
 )
 
 
@@ -656,8 +657,17 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
     be.fit(iv["background"], labels["background"])
     save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
     model_labels, scores = be.score(iv["enroll"], labels["enroll"], iv["test"])
+    scores = _ivector_norm(scores, opts)
     return {"model_labels": model_labels, "scores": scores, "ivectors": iv, "labels": labels,
             "extractor": ext, "backend": be}
+
+
+def _ivector_norm(scores, opts):
+    if opts["norm"] in (None, "none"):
+        return scores
+    if opts["norm"] != "tnorm":
+        raise ValueError(f"i-vector norm={opts['norm']!r} is not supported; choose 'none' or 'tnorm'")
+    return normalise_scores(scores, "tnorm")
 
 
 def _pseudo_protocol(labels, ids, n_folds=2):
@@ -710,6 +720,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
                             plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
         be.fit(X[other], labels[other])
         m_lab, s_iv = be.score(X[enr], labels[enr], X[tst])
+        s_iv = _ivector_norm(s_iv, opts)
         spk: dict[str, list] = {}
         for i in enr:
             spk.setdefault(str(labels[i]), []).append(np.asarray(stores["background"].load(ids[i])))
