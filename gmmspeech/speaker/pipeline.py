@@ -62,10 +62,15 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: statistics, a full-covariance UBM for the statistics, TV also trained on the enrolment
 #: data (unsupervised; never test data), the back-end scoring ("plda" or "cosine"), LDA
 #: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model and rank, and the
-#: score normalisation of the i-vector scores ("none" or "tnorm": cohort = the other models).
+#: score normalisation of the i-vector scores ("none" or "tnorm": cohort = the other models),
+#: and the trials the fusion is trained on: "background" (two folds of background speakers,
+#: the back-end trained on the other fold) or "enroll" (the enrolment recordings of each
+#: enrolled speaker split in two halves, first half enrolling, second half testing; the
+#: back-end of the real trials; never a test recording).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
-    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10, norm="none",
+    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10, norm="tnorm",
+    fusion_trials="background",
 )
 
 
@@ -581,7 +586,9 @@ def run_speaker_id(
                          "offset": float(fused["fusion"].intercept_),
                          "systems": ["gmm-ubm", "ivector"], "n_trials": fused["n_trials"],
                          "n_target_trials": fused["n_target"],
-                         "trained_on": "trials among background speakers (2 folds)"}
+                         "trained_on": ("trials among background speakers (2 folds)"
+                                        if iv_opts["fusion_trials"] == "background" else
+                                        "trials among the enrolment recordings (half enrol, half test)")}
     _write_json(os.path.join(out, "results.json"), res)
     say(summary_line(res))
     return res
@@ -702,31 +709,36 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     from gmmspeech.speaker.map import enroll as enroll_models
     from gmmspeech.speaker.scoring import score as score_fn
 
-    bg_rows = rows["background"]
-    labels = np.asarray(iv["labels"]["background"])
-    ids = [r.id for r in bg_rows]
-    X = iv["ivectors"]["background"]
-    folds = _pseudo_protocol(labels, ids)
+    role = "enroll" if opts["fusion_trials"] == "enroll" else "background"
+    if opts["fusion_trials"] not in ("background", "enroll"):
+        raise ValueError(f"fusion_trials={opts['fusion_trials']!r} must be 'background' or 'enroll'")
+    labels = np.asarray(iv["labels"][role])
+    ids = [r.id for r in rows[role]]
+    X = iv["ivectors"][role]
+    folds = _pseudo_protocol(labels, ids, n_folds=2 if role == "background" else 1)
     if sum(len(set(labels[e])) for e, _t in folds) < 4 or any(not t for _e, t in folds):
-        raise GMMSpeechError("fusion needs at least 4 background speakers with 2 or more recordings "
+        raise GMMSpeechError(f"fusion needs at least 4 {role} speakers with 2 or more recordings "
                              "(their trials train the fusion)")
     g_all, i_all, t_all = [], [], []
-    for j, (enr, tst) in enumerate(folds):
-        other = np.ones(len(labels), bool)
-        for e2, t2 in folds[j:j + 1]:
-            other[e2] = False
-            other[t2] = False
-        be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
-                            plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
-        be.fit(X[other], labels[other])
+    for enr, tst in folds:
+        if role == "background":
+            other = np.ones(len(labels), bool)
+            other[enr] = False
+            other[tst] = False
+            be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"],
+                                plda_model=opts["plda_model"], plda_rank=opts["plda_rank"],
+                                plda_iter=int(opts["plda_iter"]))
+            be.fit(X[other], labels[other])
+        else:
+            be = iv["backend"]
         m_lab, s_iv = be.score(X[enr], labels[enr], X[tst])
         s_iv = _ivector_norm(s_iv, opts)
         spk: dict[str, list] = {}
         for i in enr:
-            spk.setdefault(str(labels[i]), []).append(np.asarray(stores["background"].load(ids[i])))
+            spk.setdefault(str(labels[i]), []).append(np.asarray(stores[role].load(ids[i])))
         models = enroll_models(ubm, spk, relevance_factor=gmm_cfg["relevance_factor"],
                                adapt=gmm_cfg["adapt"], **par)
-        utts = [np.asarray(stores["background"].load(ids[i])) for i in tst]
+        utts = [np.asarray(stores[role].load(ids[i])) for i in tst]
         raw = score_fn([models[m] for m in m_lab], ubm, utts, top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"],
                        **par)
         s_g = normalise_scores(raw, gmm_cfg["norm"] if gmm_cfg["norm"] in (None, "none", "tnorm") else None,
