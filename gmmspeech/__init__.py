@@ -41,12 +41,19 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "run_speaker_id": ("gmmspeech.speaker.pipeline", "run_speaker_id"),
     # per-class models
     "GMMClassifier": ("gmmspeech.classes", "GMMClassifier"),
+    # i-vector back-ends
+    "IVectorExtractor": ("gmmspeech.backend.extractor", "IVectorExtractor"),
+    "PLDA": ("gmmspeech.backend.plda", "PLDA"),
+    "LDA": ("gmmspeech.backend.transforms", "LDA"),
+    "WCCN": ("gmmspeech.backend.transforms", "WCCN"),
+    "LengthNorm": ("gmmspeech.backend.transforms", "LengthNorm"),
     # submodules
     "audio": ("gmmspeech.audio", None),
     "features": ("gmmspeech.features", None),
     "mixture": ("gmmspeech.mixture", None),
     "corpus": ("gmmspeech.corpus", None),
     "speaker": ("gmmspeech.speaker", None),
+    "backend": ("gmmspeech.backend", None),
     "metrics": ("gmmspeech.metrics", None),
     "parallel": ("gmmspeech.parallel", None),
     "plots": ("gmmspeech.plots", None),
@@ -71,6 +78,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gmmspeech.backend.extractor import IVectorExtractor
+    from gmmspeech.backend.plda import PLDA
+    from gmmspeech.backend.transforms import LDA, WCCN, LengthNorm
     from gmmspeech.classes import GMMClassifier
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore

@@ -329,6 +329,34 @@ def test_score_dask_equals_local(stores, ubms, cluster):
     assert np.all(np.isfinite(local)) and np.ptp(local, axis=1).min() > 1e-3
 
 
+def test_ivector_chain_dask_equals_local(stores, ubms, cluster, tmp_path):
+    """Baum-Welch statistics, full-covariance UBM refinement and TV training on the cluster
+    give the local results."""
+    from gmmspeech.backend.ivector import extract, train_tv
+    from gmmspeech.backend.stats import utterance_stats
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.speaker.ubm import full_covariance_ubm
+
+    ubm = ubms[0]
+    # a copy of the store so the statistics cache of one run cannot serve the other
+    store = stores[0]
+    local_st = utterance_stats(ubm, store, cache=False, batch_size=3)
+    remote_st = utterance_stats(ubm, store, cache=False, batch_size=3, backend="dask", scheduler=cluster)
+    np.testing.assert_allclose(remote_st.n, local_st.n, rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(remote_st.f, local_st.f, rtol=RTOL, atol=1e-7)
+    assert isinstance(store, FeatureStore) and len(local_st) == N_SPK * N_UTT
+    kw = dict(n_iter=3, random_state=0)
+    local, hl = train_tv(ubm, local_st.n, local_st.f, 4, n_jobs=1, **kw)
+    remote, hr = train_tv(ubm, local_st.n, local_st.f, 4, backend="dask", scheduler=cluster, **kw)
+    np.testing.assert_allclose(remote.T, local.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(hr, hl, rtol=1e-9)
+    np.testing.assert_allclose(extract(remote, local_st.n, local_st.f),
+                               extract(local, local_st.n, local_st.f), rtol=1e-6, atol=1e-9)
+    fl = full_covariance_ubm(ubm, store, max_iter=1)
+    fr = full_covariance_ubm(ubm, store, max_iter=1, backend="dask", scheduler=cluster)
+    _assert_same_gmm(fl, fr)
+
+
 def test_train_ubm_cli_dask_equals_local(stores, cluster, tmp_path):
     """``gmmspeech train-ubm --backend dask --scheduler ADDR`` trains the local model."""
     from gmmspeech.mixture.io import load

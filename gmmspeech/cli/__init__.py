@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "gmmspeech.cli.cmd_speaker",  # train-ubm, enroll, score, evaluate, speaker-id
     "gmmspeech.cli.cmd_classes",  # train-classes, classify
     "gmmspeech.cli.cmd_gmmfeatures",  # posteriors, supervectors
+    "gmmspeech.cli.cmd_ivector",  # train-ivector, extract-ivectors, train-backend, score-ivectors
     "gmmspeech.cli.cmd_recipes",  # demo, recipe
 )
 

@@ -15,6 +15,7 @@ from gmmspeech.cli.common import (
     add_data_root_arg,
     add_feature_options,
     add_frontend_options,
+    add_ivector_system_args,
     add_max_duration_arg,
     add_parallel_args,
     add_preset_arg,
@@ -24,6 +25,7 @@ from gmmspeech.cli.common import (
     check_number,
     check_output,
     feature_overrides,
+    ivector_options_from_args,
     resume_command,
 )
 from gmmspeech.speaker.defaults import NORM_COHORTS, PROTOCOL_PRESETS, SPEAKER_DEFAULTS
@@ -215,6 +217,7 @@ def register(sub) -> None:
                         "no normalisation; librispeech: first tuned on LibriSpeech, T-norm over "
                         "the enrolled models); options given on the command line win")
     _add_resume_args(p.add_argument_group("interrupted runs"), "the UBM checkpoint (DIR/ubm.ckpt.npz)")
+    add_ivector_system_args(p)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     # None = not given: the --protocol preset, else the documented default, applies
@@ -740,7 +743,8 @@ def _cmd_speaker_id(args) -> int:
             data_root=args.data_root, features_dir=args.features_dir, max_duration=max_duration,
             covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
             random_state=args.seed, progress=not args.quiet, ubm_checkpoint=ckpt,
-            resume=resume, restart=args.restart, **settings, **_par(args),
+            resume=resume, restart=args.restart, system=args.system,
+            ivector_options=ivector_options_from_args(args), **settings, **_par(args),
         )
     except KeyboardInterrupt:
         _report_interrupt(args, ckpt, "speaker-id", args.iterations,

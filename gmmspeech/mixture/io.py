@@ -46,7 +46,7 @@ from gmmspeech.atomic import atomic_write
 from gmmspeech.errors import ModelFileError
 
 __all__ = ["save", "load", "load_metadata", "model_info", "fingerprint", "check_parameters",
-           "FORMAT", "FORMAT_VERSION", "HMM_FORMAT"]
+           "save_arrays", "load_arrays", "FORMAT", "FORMAT_VERSION", "HMM_FORMAT"]
 
 FORMAT = "gmmspeech-gmm"
 FORMAT_VERSION = 1
@@ -1093,3 +1093,142 @@ def model_info(path: str | os.PathLike) -> dict[str, Any]:
     """All metadata of a model file (format, dims, parameters, fit trace, checksum, ...)."""
     _p, _arrays, meta = _read(path)
     return meta
+
+
+# --------------------------------------------------------------------------- other model kinds
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _kind_format(kind: str) -> str:
+    if not isinstance(kind, str) or not kind or not set(kind) <= _KIND_CHARS or kind == "gmm":
+        raise ValueError(f"model kind {kind!r} must be a lower-case name such as 'plda' (not 'gmm')")
+    return f"gmmspeech-{kind}"
+
+
+#: most members of a :func:`save_arrays` file
+_MAX_ARRAY_MEMBERS = 64
+
+
+def _read_arrays_file(path: str | os.PathLike, fmt: str,
+                      required: tuple[str, ...]) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a :func:`save_arrays` file: ``(path, arrays, meta)``; ModelFileError
+    otherwise. ``fmt`` is the expected metadata ``format`` and ``required`` the arrays it
+    must hold. The zip directory is read first (member count, declared sizes) and nothing
+    is unpickled."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelFileError(p, "no such file")
+    if not os.path.isfile(p):
+        raise ModelFileError(p, "not a regular file")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(p, f"unreadable ({exc.strerror or exc})") from None
+    if head[:1] == b"\x80":
+        raise ModelFileError(p, "is a Python pickle, not a gmmspeech model file; pickles are "
+                                "never loaded (they can run code)")
+    if head != _ZIP_MAGIC:
+        raise ModelFileError(p, "not a gmmspeech model file (not an .npz archive)")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ModelFileError(p, f"truncated or corrupt archive ({exc})") from None
+    names = [i.filename for i in infos]
+    if len(names) > _MAX_ARRAY_MEMBERS:
+        raise ModelFileError(p, f"archive has {len(names)} members; at most {_MAX_ARRAY_MEMBERS}")
+    if len(names) != len(set(names)):
+        raise ModelFileError(p, "corrupt archive (duplicate members)")
+    if sum(i.file_size for i in infos) > _MAX_BYTES:
+        raise ModelFileError(p, "archive too large to be a gmmspeech model")
+    bad = [n for n in names if not n.endswith(".npy")]
+    if bad:
+        raise ModelFileError(p, f"unexpected member {bad[0]!r} in the archive")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            for name in z.files:
+                arrays[name] = z[name]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ModelFileError(p, "holds object arrays (pickled data); refused") from None
+        raise ModelFileError(p, f"corrupt array data ({exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except (Exception, MemoryError) as exc:  # zlib, zipfile, struct, header parsing, ...
+        raise ModelFileError(p, f"truncated or corrupt archive ({type(exc).__name__}: {exc})") from None
+    if _META not in arrays:
+        raise ModelFileError(p, "no metadata (__meta__): not a gmmspeech model file")
+    raw = arrays.pop(_META)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError(p, "metadata (__meta__) is not a byte string")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(p, f"metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelFileError(p, f"not a gmmspeech model file of the kind expected (metadata "
+                                f"'format' is {found!r}, expected {fmt!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(p, f"format version {version!r} is not supported (this gmmspeech "
+                                f"reads version {FORMAT_VERSION})")
+    missing = [n for n in required if n not in arrays]
+    if missing:
+        raise ModelFileError(p, f"missing array{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    for name, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise ModelFileError(p, f"array {name!r} has dtype {a.dtype}; only numeric arrays are allowed")
+    try:
+        expected = _checksum(arrays, meta)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(p, f"metadata cannot be verified ({exc})") from None
+    if meta.get("checksum") != expected:
+        raise ModelFileError(p, "checksum mismatch: the file was modified or damaged")
+    return p, arrays, meta
+
+
+def save_arrays(path: str | os.PathLike, kind: str, arrays: dict[str, Any],
+                info: dict[str, Any] | None = None) -> str:
+    """Save a model of another kind (i-vector extractor, PLDA, ...) in the same safe format.
+
+    ``arrays`` (name -> numeric array) and ``info`` (a JSON-serialisable dict) are written
+    as an ``.npz`` with metadata ``format = "gmmspeech-<kind>"``, the format version and a
+    SHA-256 checksum, atomically; :func:`load_arrays` verifies all of it.
+    """
+    from gmmspeech import __version__
+
+    fmt = _kind_format(kind)
+    out: dict[str, np.ndarray] = {}
+    for name, a in arrays.items():
+        if name == _META or not isinstance(name, str) or not name:
+            raise ValueError(f"invalid array name {name!r}")
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} has dtype {arr.dtype}; only numeric arrays are saved")
+        out[name] = arr
+    try:
+        user = json.loads(json.dumps(info or {}, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"info must be JSON-serialisable ({exc})") from None
+    meta = {"format": fmt, "format_version": FORMAT_VERSION, "gmmspeech_version": __version__,
+            "info": user}
+    meta["checksum"] = _checksum(out, meta)
+    out[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    return atomic_write(path, lambda fh: np.savez(fh, **out))
+
+
+def load_arrays(path: str | os.PathLike, kind: str,
+                required: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by :func:`save_arrays` with the same ``kind``: ``(arrays, info)``.
+
+    Raises :class:`~gmmspeech.errors.ModelFileError` naming the file for anything wrong
+    (another kind, missing ``required`` arrays, a pickle, tampering, truncation, ...).
+    """
+    p, arrays, meta = _read_arrays_file(path, _kind_format(kind), tuple(required))
+    info = meta.get("info")
+    if not isinstance(info, dict):
+        raise ModelFileError(p, "metadata 'info' is not a dict")
+    return arrays, info

@@ -46,6 +46,9 @@ from gmmspeech.speaker.defaults import (  # noqa: F401 (re-exported)
 
 __all__ = [
     "run_speaker_id",
+    "SYSTEMS",
+    "IVECTOR_DEFAULTS",
+    "ivector_settings",
     "build_features",
     "feature_config",
     "save_models",
@@ -69,6 +72,33 @@ __all__ = [
 ]
 
 NORMS = ("none", "znorm", "tnorm", "snorm", "asnorm")
+SYSTEMS = ("gmm-ubm", "ivector", "fusion")
+
+#: i-vector settings of :func:`run_speaker_id` (``ivector_options`` keys): TV rank ("auto":
+#: :func:`gmmspeech.backend.extractor.auto_rank`), EM iterations, top-C posteriors in the
+#: statistics, a full-covariance UBM for the statistics, TV also trained on the enrolment
+#: data (unsupervised; never test data), the back-end scoring ("plda" or "cosine"), LDA
+#: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model and rank, and the
+#: score normalisation of the i-vector scores ("none" or "tnorm": cohort = the other models),
+#: and the trials the fusion is trained on: "background" (two folds of background speakers,
+#: the back-end trained on the other fold) or "enroll" (the enrolment recordings of each
+#: enrolled speaker split in two halves, first half enrolling, second half testing; the
+#: back-end of the real trials; never a test recording).
+IVECTOR_DEFAULTS: dict[str, Any] = dict(
+    rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
+    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10, norm="tnorm",
+    fusion_trials="background",
+)
+
+
+def ivector_settings(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`IVECTOR_DEFAULTS` updated with ``options`` (unknown keys are an error)."""
+    out = dict(IVECTOR_DEFAULTS)
+    for k, v in dict(options or {}).items():
+        if k not in out:
+            raise ValueError(f"unknown i-vector option {k!r}; known: {', '.join(sorted(out))}")
+        out[k] = v
+    return out
 
 
 def _log(msg: str, verbose: bool) -> None:
@@ -549,6 +579,8 @@ def run_speaker_id(
     impostor_segment_frames: int = 300,
     max_impostors: int = 400,
     random_state: int = 0,
+    system: str = "gmm-ubm",
+    ivector_options: Mapping[str, Any] | None = None,
     n_jobs: int | None = 1,
     backend: str | None = None,
     scheduler: str | None = None,
@@ -559,7 +591,7 @@ def run_speaker_id(
     resume: bool = False,
     restart: bool = False,
 ) -> dict:
-    """GMM-UBM speaker identification and verification from three manifests.
+    """GMM-UBM, i-vector or fused speaker identification and verification from three manifests.
 
     Every default comes from :data:`gmmspeech.speaker.defaults.SPEAKER_DEFAULTS` (chosen
     on the development splits of the shared corpora; the same defaults as the
@@ -610,6 +642,13 @@ def run_speaker_id(
         background label; works with a single enrolled speaker), the other enrolled
         models, or both.
     random_state : int
+    system : {"gmm-ubm", "ivector", "fusion"}
+        ``"ivector"``: total-variability i-vectors from the same UBM, back-end (LDA, PLDA
+        or cosine) trained on the background manifest with its labels as speakers;
+        ``"fusion"``: GMM-UBM and i-vector scores fused by logistic regression trained on
+        trials among background speakers (never on the test trials).
+    ivector_options : dict, optional
+        i-vector settings (keys of :data:`IVECTOR_DEFAULTS`).
     n_jobs, backend, scheduler
         Parallelism (see :func:`gmmspeech.parallel.parallel_map`).
     progress, verbose : bool
@@ -631,8 +670,6 @@ def run_speaker_id(
     """
     from gmmspeech.corpus.store import upsampling_note
     from gmmspeech.mixture import io as mio
-    from gmmspeech.speaker.map import enroll as enroll_models
-    from gmmspeech.speaker.scoring import score as score_fn
     from gmmspeech.speaker.ubm import train_ubm
 
     def say(msg):
@@ -645,6 +682,9 @@ def run_speaker_id(
         raise ValueError(f"norm={norm!r} is not supported; choose one of {', '.join(NORMS)}")
     from gmmspeech.speaker.ubm import UBMCheckpointError
 
+    if system not in SYSTEMS:
+        raise ValueError(f"system={system!r} is not supported; choose one of {', '.join(SYSTEMS)}")
+    iv_opts = ivector_settings(ivector_options)
     need_cohort, need_impostors = norm_needs(norm, norm_cohort)
     out = os.path.abspath(os.fspath(out))
     if config is not None:
@@ -702,38 +742,37 @@ def run_speaker_id(
         os.unlink(ckpt)
     timings["ubm"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    spk = arrays_by_label(stores["enroll"], rows["enroll"])
-    say(f"enrol: {len(spk)} speakers (relevance {relevance_factor}, adapt {adapt!r})")
-    models = enroll_models(ubm, spk, relevance_factor=relevance_factor, adapt=adapt,
-                           progress=progress, **par)
-    save_models(models, os.path.join(out, "models"), metadata=feature_meta)
-    timings["enroll"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     mode = score_mode or ("topc" if top_c else "exact")
-    kw = dict(top_c=top_c if mode == "topc" else None, mode=mode, **par)
-    utts = [np.asarray(stores["test"].load(r.id)) for r in rows["test"]]
-    say(f"score: {len(utts)} tests x {len(models)} models ({mode})")
-    model_labels = list(models)
-    raw = score_fn([models[m] for m in model_labels], ubm, utts, progress=progress, **kw)
-    coh = coh_labels = imp = imp_labels = None
-    if need_cohort:
-        cohort = enroll_models(ubm, arrays_by_label(stores["background"], rows["background"]),
-                               relevance_factor=relevance_factor, adapt=adapt, **par)
-        coh_labels = list(cohort)
-        say(f"norm: {norm}, cohort of {len(cohort)} background models"
-            + (" + the other enrolled models" if norm_cohort == "both" else ""))
-        coh = score_fn([cohort[c] for c in coh_labels], ubm, utts, **kw)
-    if need_impostors:
-        segs, imp_labels = impostor_segments(stores["background"], rows["background"],
-                                             segment_frames=impostor_segment_frames,
-                                             max_segments=max_impostors)
-        imp = score_fn([models[m] for m in model_labels], ubm, segs, **kw)
-    scores = normalise_scores(raw, norm, model_labels=model_labels, impostor_scores=imp,
-                              impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,
-                              norm_cohort=norm_cohort, top_n=norm_top_n)
-    timings["score"] = time.perf_counter() - t0
+    gmm_cfg = dict(relevance_factor=relevance_factor, adapt=adapt, mode=mode, top_c=top_c, norm=norm,
+                   norm_top_n=norm_top_n, impostor_segment_frames=impostor_segment_frames,
+                   max_impostors=max_impostors, norm_cohort=norm_cohort, need_cohort=need_cohort,
+                   need_impostors=need_impostors, feature_meta=feature_meta)
+    components: dict[str, dict] = {}
+    model_labels: list[str] = []
+    gmm_scores = iv_scores = None
+    if system in ("gmm-ubm", "fusion"):
+        t0 = time.perf_counter()
+        gmm_scores, model_labels = _gmm_ubm_scores(ubm, stores, rows, out, gmm_cfg, par, progress, say)
+        timings["gmm-ubm"] = time.perf_counter() - t0
+        scores = gmm_scores
+    fused = None
+    if system in ("ivector", "fusion"):
+        t0 = time.perf_counter()
+        iv = _ivector_scores(ubm, stores, rows, out, iv_opts, random_state, par, progress, say)
+        timings["ivector"] = time.perf_counter() - t0
+        if system == "ivector":
+            model_labels, scores = iv["model_labels"], iv["scores"]
+        else:
+            iv_scores = _align_columns(iv["scores"], iv["model_labels"], model_labels)
+            t0 = time.perf_counter()
+            fused = _fusion(ubm, stores, rows, iv, gmm_cfg, iv_opts, par, say)
+            timings["fusion"] = time.perf_counter() - t0
+            scores = fused["fusion"].fuse(gmm_scores, iv_scores)
+            test_labels_ = [str(r.label) for r in rows["test"]]
+            for name, s_ in (("gmm-ubm", gmm_scores), ("ivector", iv_scores)):
+                components[name] = {k: v for k, v in evaluate_matrix(
+                    s_, model_labels, test_labels_, verbose=False).items()
+                    if k in ("accuracy", "eer", "min_dcf_sre08", "min_dcf_sre10")}
 
     test_ids = [r.id for r in rows["test"]]
     test_labels = [str(r.label) for r in rows["test"]]
@@ -749,14 +788,196 @@ def run_speaker_id(
             covariance_type=covariance_type, max_iter=int(max_iter), ubm_init=ubm_init,
             ubm_on_enroll=bool(ubm_on_enroll), relevance_factor=relevance_factor, adapt=adapt,
             top_c=top_c, score_mode=mode, norm=norm or "none", norm_cohort=norm_cohort,
-            norm_top_n=norm_top_n, random_state=random_state,
+            norm_top_n=norm_top_n, random_state=random_state, system=system,
+            ivector=iv_opts if system != "gmm-ubm" else None,
         ),
+        system=system,
         ubm_history=[float(v) for v in getattr(ubm, "history_", [])],
         timings={k: round(v, 3) for k, v in timings.items()},
         ubm_path=os.path.join(out, "ubm.npz"),
-        models_dir=os.path.join(out, "models"),
+        models_dir=os.path.join(out, "models") if system != "ivector" else None,
         scores_path=os.path.join(out, "scores.tsv"),
     )
+    if components:
+        res["components"] = components
+    if fused is not None:
+        res["fusion"] = {"weights": [float(v) for v in fused["fusion"].coef_],
+                         "offset": float(fused["fusion"].intercept_),
+                         "systems": ["gmm-ubm", "ivector"], "n_trials": fused["n_trials"],
+                         "n_target_trials": fused["n_target"],
+                         "trained_on": ("trials among background speakers (2 folds)"
+                                        if iv_opts["fusion_trials"] == "background" else
+                                        "trials among the enrolment recordings (half enrol, half test)")}
     _write_json(os.path.join(out, "results.json"), res)
     say(summary_line(res))
     return res
+
+
+# --------------------------------------------------------------------------- systems
+def _gmm_ubm_scores(ubm, stores, rows, out, cfg, par, progress, say):
+    """MAP-enrol the enrolment speakers and score the tests, normalised as ``cfg`` says (the
+    claimed model never in its own cohort); ``(scores, model_labels)``."""
+    from gmmspeech.speaker.map import enroll as enroll_models
+    from gmmspeech.speaker.scoring import score as score_fn
+
+    spk = arrays_by_label(stores["enroll"], rows["enroll"])
+    say(f"enrol: {len(spk)} speakers (relevance {cfg['relevance_factor']}, adapt {cfg['adapt']!r})")
+    models = enroll_models(ubm, spk, relevance_factor=cfg["relevance_factor"], adapt=cfg["adapt"],
+                           progress=progress, **par)
+    save_models(models, os.path.join(out, "models"), metadata=cfg["feature_meta"])
+    kw = dict(top_c=_topc(cfg), mode=cfg["mode"], **par)
+    utts = [np.asarray(stores["test"].load(r.id)) for r in rows["test"]]
+    model_labels = list(models)
+    say(f"score: {len(utts)} tests x {len(models)} models ({cfg['mode']})")
+    raw = score_fn([models[m] for m in model_labels], ubm, utts, progress=progress, **kw)
+    coh = coh_labels = imp = imp_labels = None
+    if cfg["need_cohort"]:
+        cohort = enroll_models(ubm, arrays_by_label(stores["background"], rows["background"]),
+                               relevance_factor=cfg["relevance_factor"], adapt=cfg["adapt"], **par)
+        coh_labels = list(cohort)
+        say(f"norm: {cfg['norm']}, cohort of {len(cohort)} background models"
+            + (" + the other enrolled models" if cfg["norm_cohort"] == "both" else ""))
+        coh = score_fn([cohort[c] for c in coh_labels], ubm, utts, **kw)
+    if cfg["need_impostors"]:
+        segs, imp_labels = impostor_segments(stores["background"], rows["background"],
+                                             segment_frames=int(cfg["impostor_segment_frames"]),
+                                             max_segments=int(cfg["max_impostors"]))
+        imp = score_fn([models[m] for m in model_labels], ubm, segs, **kw)
+    scores = normalise_scores(raw, cfg["norm"], model_labels=model_labels, impostor_scores=imp,
+                              impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,
+                              norm_cohort=cfg["norm_cohort"], top_n=cfg["norm_top_n"])
+    return scores, model_labels
+
+
+def _topc(cfg):
+    return cfg["top_c"] if cfg["mode"] == "topc" else None
+
+
+def _align_columns(scores, labels, want):
+    pos = {lab: j for j, lab in enumerate(labels)}
+    return np.asarray(scores)[:, [pos[w] for w in want]]
+
+
+def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say):
+    """Statistics, TV training, i-vectors and back-end; scores of the tests against the
+    enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
+    from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
+    from gmmspeech.backend.scoring import SpeakerBackend, save_backend
+    from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
+    from gmmspeech.speaker.ubm import full_covariance_ubm
+
+    if opts["ubm_covariance"] == "full" and ubm.covariance_type != "full":
+        say(f"i-vector: full-covariance UBM ({opts['full_iter']} EM iterations from the diagonal one)")
+        ubm = full_covariance_ubm(ubm, [stores["background"]], max_iter=int(opts["full_iter"]),
+                                  random_state=random_state, progress=progress, **par)
+    st = {}
+    for role in ("background", "enroll", "test"):
+        say(f"i-vector: Baum-Welch statistics ({role})")
+        st[role] = utterance_stats(ubm, stores[role], ids=[r.id for r in rows[role]],
+                                   top_c=opts["top_c"], progress=progress, **par)
+    tv_stats = (BaumWelchStats.concat([st["background"], st["enroll"]]) if opts["tv_on_enroll"]
+                else st["background"])
+    ext = IVectorExtractor(rank=opts["rank"], n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
+                           random_state=random_state, progress=progress, **par)
+    say(f"i-vector: total variability, rank {opts['rank']}, {opts['n_iter']} EM iterations on "
+        f"{len(tv_stats)} utterances")
+    ext.fit(tv_stats)
+    save_extractor(ext, os.path.join(out, "ivector_extractor.npz"), metadata={"role": "ivector-extractor"})
+    iv = {role: ext.transform(st[role]) for role in st}
+    labels = {role: [str(r.label) for r in rows[role]] for role in rows}
+    be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
+                        plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
+    say(f"i-vector: back-end ({opts['scoring']}) on {len(labels['background'])} background i-vectors, "
+        f"{len(set(labels['background']))} speakers")
+    be.fit(iv["background"], labels["background"])
+    save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
+    model_labels, scores = be.score(iv["enroll"], labels["enroll"], iv["test"])
+    scores = _ivector_norm(scores, opts)
+    return {"model_labels": model_labels, "scores": scores, "ivectors": iv, "labels": labels,
+            "extractor": ext, "backend": be}
+
+
+def _ivector_norm(scores, opts):
+    if opts["norm"] in (None, "none"):
+        return scores
+    if opts["norm"] != "tnorm":
+        raise ValueError(f"i-vector norm={opts['norm']!r} is not supported; choose 'none' or 'tnorm'")
+    return normalise_scores(scores, "tnorm")
+
+
+def _pseudo_protocol(labels, ids, n_folds=2):
+    """Background speakers in ``n_folds`` folds; per speaker (>= 2 utterances) the first
+    half of its utterances (by id) enrol and the rest test: ``[(enrol_rows, test_rows)]``."""
+    by_spk: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_spk.setdefault(str(lab), []).append(i)
+    spk = sorted(s for s, r in by_spk.items() if len(r) >= 2)
+    folds = []
+    for j in range(n_folds):
+        enr, tst = [], []
+        for s in spk[j::n_folds]:
+            r = sorted(by_spk[s], key=lambda i: ids[i])
+            h = (len(r) + 1) // 2
+            enr += r[:h]
+            tst += r[h:]
+        folds.append((enr, tst))
+    return folds
+
+
+def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
+    """Train the GMM-UBM + i-vector fusion on trials among background speakers.
+
+    Two folds of background speakers: for each fold the i-vector back-end is trained on the
+    other fold's speakers, and GMM-UBM models are MAP-enrolled from the fold's enrolment
+    half; the fold's test half is scored against its models by both systems (with the
+    same scoring mode and normalisation as the real trials).
+    """
+    from gmmspeech.backend.calibration import ScoreFusion, trial_matrix
+    from gmmspeech.backend.scoring import SpeakerBackend
+    from gmmspeech.speaker.map import enroll as enroll_models
+    from gmmspeech.speaker.scoring import score as score_fn
+
+    role = "enroll" if opts["fusion_trials"] == "enroll" else "background"
+    if opts["fusion_trials"] not in ("background", "enroll"):
+        raise ValueError(f"fusion_trials={opts['fusion_trials']!r} must be 'background' or 'enroll'")
+    labels = np.asarray(iv["labels"][role])
+    ids = [r.id for r in rows[role]]
+    X = iv["ivectors"][role]
+    folds = _pseudo_protocol(labels, ids, n_folds=2 if role == "background" else 1)
+    if sum(len(set(labels[e])) for e, _t in folds) < 4 or any(not t for _e, t in folds):
+        raise GMMSpeechError(f"fusion needs at least 4 {role} speakers with 2 or more recordings "
+                             "(their trials train the fusion)")
+    g_all, i_all, t_all = [], [], []
+    for enr, tst in folds:
+        if role == "background":
+            other = np.ones(len(labels), bool)
+            other[enr] = False
+            other[tst] = False
+            be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"],
+                                plda_model=opts["plda_model"], plda_rank=opts["plda_rank"],
+                                plda_iter=int(opts["plda_iter"]))
+            be.fit(X[other], labels[other])
+        else:
+            be = iv["backend"]
+        m_lab, s_iv = be.score(X[enr], labels[enr], X[tst])
+        s_iv = _ivector_norm(s_iv, opts)
+        spk: dict[str, list] = {}
+        for i in enr:
+            spk.setdefault(str(labels[i]), []).append(np.asarray(stores[role].load(ids[i])))
+        models = enroll_models(ubm, spk, relevance_factor=gmm_cfg["relevance_factor"],
+                               adapt=gmm_cfg["adapt"], **par)
+        utts = [np.asarray(stores[role].load(ids[i])) for i in tst]
+        raw = score_fn([models[m] for m in m_lab], ubm, utts, top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"],
+                       **par)
+        s_g = normalise_scores(raw, gmm_cfg["norm"] if gmm_cfg["norm"] in (None, "none", "tnorm") else None,
+                               top_n=gmm_cfg["norm_top_n"])
+        g, tgt = trial_matrix(s_g, m_lab, labels[tst])
+        i_, _ = trial_matrix(s_iv, m_lab, labels[tst])
+        g_all.append(g)
+        i_all.append(i_)
+        t_all.append(tgt)
+    G, I_, T = np.concatenate(g_all), np.concatenate(i_all), np.concatenate(t_all)
+    fusion = ScoreFusion().fit(np.stack([G, I_], axis=1), T)
+    say(f"fusion: {T.size} background trials ({int(T.sum())} target); weights gmm-ubm "
+        f"{fusion.coef_[0]:.3f}, i-vector {fusion.coef_[1]:.3f}")
+    return {"fusion": fusion, "n_trials": int(T.size), "n_target": int(T.sum())}

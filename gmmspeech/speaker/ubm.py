@@ -42,7 +42,8 @@ import numpy as np
 from gmmspeech.errors import GMMSpeechError
 from gmmspeech.progress import format_duration, stage
 
-__all__ = ["train_ubm", "UBMCheckpointError", "checkpoint_iteration"]
+__all__ = ["train_ubm", "full_covariance_ubm", "diag_to_full", "UBMCheckpointError",
+           "checkpoint_iteration"]
 
 _STATE_VERSION = 1
 
@@ -557,3 +558,66 @@ def train_ubm(
     finally:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- diag -> full
+def diag_to_full(ubm):
+    """A full-covariance copy of a diagonal UBM (Kaldi's ``gmm-global-to-fgmm``): same
+    weights and means, the variances on the diagonals."""
+    from gmmspeech.mixture.gmm import GMM
+
+    if ubm.covariance_type == "full":
+        return ubm
+    if ubm.covariance_type not in ("diag", "spherical"):
+        raise ValueError(f"diag_to_full expects a diagonal UBM, got covariance_type={ubm.covariance_type!r}")
+    k, d = np.asarray(ubm.means_).shape
+    var = np.asarray(ubm.covariances_, dtype=np.float64)
+    if var.ndim == 1:
+        var = np.repeat(var[:, None], d, axis=1)
+    cov = np.zeros((k, d, d))
+    idx = np.arange(d)
+    cov[:, idx, idx] = var
+    return GMM.from_params(ubm.weights_, ubm.means_, cov, covariance_type="full",
+                           reg_covar=getattr(ubm, "reg_covar", 1e-6))
+
+
+def full_covariance_ubm(ubm, source, *, max_iter: int = 3, random_state: int | None = 0,
+                        n_jobs: int | None = 1, backend: str | None = None,
+                        scheduler: str | None = None, progress: bool = False,
+                        chunk_frames: int = 200_000):
+    """A full-covariance UBM from a diagonal one: :func:`diag_to_full`, then ``max_iter``
+    full-covariance EM iterations over ``source`` (as Kaldi's ``train_full_ubm.sh``).
+
+    ``source`` is any source :func:`train_ubm` takes except a manifest (a FeatureStore,
+    several stores, or arrays); E-steps run in parallel over chunks, summed in chunk order.
+    """
+    from gmmspeech.parallel import parallel_map
+
+    model = diag_to_full(ubm)
+    chunks, _n_frames, dims, cleanup = _open_source(
+        source, config=None, data_root=None, features_dir=None, n_jobs=n_jobs, backend=backend,
+        scheduler=scheduler, progress=progress, chunk_frames=int(chunk_frames))
+    if dims != model.means_.shape[1]:
+        raise ValueError(f"the source has {dims} dims, the UBM {model.means_.shape[1]}")
+    seed = 0 if random_state is None else int(random_state)
+    history = []
+    try:
+        for it in range(1, int(max_iter) + 1):
+            parts = parallel_map(_estep_task, [(model, c, seed, it, 1, None) for c in chunks],
+                                 n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True,
+                                 progress=progress, desc=f"full-covariance UBM EM {it}")
+            stats = None
+            for p in parts:
+                if p is not None:
+                    stats = p if stats is None else stats + p
+            if stats is None or stats.n_frames <= 0:
+                raise ValueError("the E-step saw no frames")
+            history.append(stats.loglik / stats.n_frames)
+            model.m_step(stats)
+    finally:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    model.history_ = list(getattr(ubm, "history_", [])) + history
+    model.n_iter_ = len(model.history_)
+    model.lower_bound_ = history[-1] if history else getattr(ubm, "lower_bound_", -np.inf)
+    return model

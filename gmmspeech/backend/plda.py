@@ -1,0 +1,242 @@
+"""Probabilistic linear discriminant analysis (PLDA) for vectors labelled by speaker.
+
+Two models, both trained by EM and both scored through the same closed form:
+
+* ``model="two-cov"`` -- the two-covariance model (Brümmer & de Villiers 2010, "The
+  speaker partitioning problem"): ``x = y_s + e``, ``y_s ~ N(mu, B^-1)`` per speaker,
+  ``e ~ N(0, W^-1)`` per vector, full-rank between (``B^-1``) and within (``W^-1``)
+  covariances.
+* ``model="simplified"`` -- simplified PLDA with a speaker subspace (Kenny 2010;
+  Garcia-Romero & Espy-Wilson 2011): ``x = mu + V z_s + e``, ``z_s ~ N(0, I_Q)``,
+  ``e ~ N(0, Sigma)`` full; its between covariance is ``V V^T`` (rank Q).
+
+Scoring (Kaldi's ``ivector-plda-scoring``, by the book for several enrolment vectors):
+both covariances are diagonalised at once, ``A Phi_w A^T = I`` and
+``A Phi_b A^T = diag(psi)``; with ``u = A (x - mu)``, enrolment mean ``u_e`` of ``n``
+vectors and test ``u_t`` the log-likelihood ratio of "same speaker" against "different
+speakers" is, per dimension,
+``log N(u_t; n psi / (n psi + 1) u_e, 1 + psi / (n psi + 1)) - log N(u_t; 0, 1 + psi)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from gmmspeech.backend.transforms import _check_y, class_scatter
+
+__all__ = ["PLDA"]
+
+_MODELS = ("two-cov", "simplified")
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def _sym(a):
+    return 0.5 * (a + a.T)
+
+
+def _floor_cov(c, rel=1e-8):
+    d = c.shape[0]
+    return _sym(c) + rel * max(float(np.trace(c)) / d, np.finfo(float).tiny) * np.eye(d)
+
+
+class PLDA(BaseEstimator):
+    """PLDA back-end: ``fit(X, y)`` on speaker-labelled vectors, :meth:`llr` to score.
+
+    Parameters
+    ----------
+    model : {"two-cov", "simplified"}, default="two-cov"
+    n_components : int or None, default=None
+        Speaker-subspace rank Q of the simplified model (None: ``min(n_classes - 1,
+        n_features)``); ignored by the two-covariance model.
+    n_iter : int, default=10
+        EM iterations after the moment-based start.
+    reg : float, default=1e-8
+        Relative ridge keeping the covariances positive definite.
+
+    Attributes
+    ----------
+    mean_ : ndarray (D,)
+    between_covariance_ : ndarray (D, D)
+        ``Phi_b`` (``B^-1``, or ``V V^T`` for the simplified model).
+    within_covariance_ : ndarray (D, D)
+        ``Phi_w``.
+    subspace_ : ndarray (D, Q)
+        ``V`` (simplified model only).
+    transform_ : ndarray (D, D)
+        ``A`` of the simultaneous diagonalisation.
+    psi_ : ndarray (D,)
+        Between-speaker variances in the diagonalised space.
+    log_likelihood_ : list of float
+        Marginal log-likelihood of the training data after each EM iteration.
+    classes_ : ndarray
+    """
+
+    def __init__(self, model="two-cov", n_components=None, n_iter=10, reg=1e-8):
+        self.model = model
+        self.n_components = n_components
+        self.n_iter = n_iter
+        self.reg = reg
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        y = _check_y(self, X, y)
+        if self.model not in _MODELS:
+            raise ValueError(f"model={self.model!r} is not supported; choose one of {', '.join(_MODELS)}")
+        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
+            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
+        mean, sw, sb, classes = class_scatter(X, y)
+        if classes.size < 2:
+            raise ValueError(f"PLDA needs at least 2 speakers (classes) in y, got {classes.size}")
+        _, inv = np.unique(y, return_inverse=True)
+        counts = np.bincount(inv).astype(np.float64)
+        sums = np.zeros((classes.size, X.shape[1]))
+        np.add.at(sums, inv, X)
+        scatter = X.T @ X
+        self.mean_ = mean
+        self.classes_ = classes
+        self.log_likelihood_ = []
+        if self.model == "two-cov":
+            phib, phiw = _floor_cov(sb, self.reg), _floor_cov(sw, self.reg)
+            mu = mean
+            for _ in range(int(self.n_iter)):
+                mu, phib, phiw = self._em_two_cov(mu, phib, phiw, counts, sums, scatter)
+                self.log_likelihood_.append(self._loglik(mu, phib, phiw, counts, sums, scatter))
+            self.mean_ = mu
+            self.between_covariance_, self.within_covariance_ = phib, phiw
+        else:
+            d = X.shape[1]
+            q = min(classes.size - 1, d) if self.n_components is None else int(self.n_components)
+            if not 1 <= q <= d:
+                raise ValueError(f"n_components={self.n_components!r} must be between 1 and n_features={d}")
+            ev, evec = np.linalg.eigh(_sym(sb))
+            order = np.argsort(ev)[::-1][:q]
+            v = evec[:, order] * np.sqrt(np.maximum(ev[order], 0.0) + 1e-12)
+            sigma = _floor_cov(sw, self.reg)
+            cs = sums - counts[:, None] * mean
+            cscatter = scatter - X.shape[0] * np.outer(mean, mean)
+            for _ in range(int(self.n_iter)):
+                v, sigma = self._em_simplified(v, sigma, counts, cs, cscatter)
+                self.log_likelihood_.append(
+                    self._loglik(mean, v @ v.T, sigma, counts, sums, scatter))
+            self.subspace_ = v
+            self.between_covariance_ = _sym(v @ v.T)
+            self.within_covariance_ = sigma
+        self._diagonalise()
+        return self
+
+    def _em_two_cov(self, mu, phib, phiw, counts, sums, scatter):
+        s, d = sums.shape
+        b = np.linalg.inv(phib)
+        w = np.linalg.inv(phiw)
+        bmu = b @ mu
+        ys = np.empty((s, d))
+        eyy = np.zeros((d, d))
+        r_ = np.zeros((d, d))  # sum_s n_s E[y y^T]
+        yf = np.zeros((d, d))  # sum_s y_s f_s^T
+        for n_s in np.unique(counts):
+            rows = np.flatnonzero(counts == n_s)
+            lcov = np.linalg.inv(b + n_s * w)
+            y = (bmu + sums[rows] @ w) @ lcov  # lcov symmetric
+            ys[rows] = y
+            e = rows.size * lcov + y.T @ y
+            eyy += e
+            r_ += n_s * e
+            yf += y.T @ sums[rows]
+        mu_new = ys.mean(axis=0)
+        phib_new = _floor_cov(eyy / s - np.outer(mu_new, mu_new), self.reg)
+        n = counts.sum()
+        phiw_new = _floor_cov((scatter - yf - yf.T + r_) / n, self.reg)
+        return mu_new, phib_new, phiw_new
+
+    def _em_simplified(self, v, sigma, counts, cs, cscatter):
+        s, d = cs.shape
+        q = v.shape[1]
+        sinv = np.linalg.inv(sigma)
+        vts = v.T @ sinv
+        vtsv = vts @ v
+        zs = np.empty((s, q))
+        r_ = np.zeros((q, q))
+        for n_s in np.unique(counts):
+            rows = np.flatnonzero(counts == n_s)
+            pcov = np.linalg.inv(np.eye(q) + n_s * vtsv)
+            z = cs[rows] @ vts.T @ pcov
+            zs[rows] = z
+            r_ += n_s * (rows.size * pcov + z.T @ z)
+        fz = cs.T @ zs  # (D, Q)
+        v_new = np.linalg.solve(r_, fz.T).T
+        n = counts.sum()
+        sigma_new = _floor_cov((cscatter - v_new @ fz.T) / n, self.reg)
+        return v_new, sigma_new
+
+    @staticmethod
+    def _loglik(mu, phib, phiw, counts, sums, scatter):
+        """Marginal log-likelihood of the training vectors (speakers independent).
+
+        In the space where ``Phi_w = I`` and ``Phi_b = diag(psi)`` a speaker's ``n`` values
+        of one dimension are ``N(0, I + psi 11^T)``; works for a singular ``Phi_b``.
+        """
+        d = mu.shape[0]
+        c = np.linalg.cholesky(phiw)
+        cinv = np.linalg.inv(c)
+        psi, q = np.linalg.eigh(_sym(cinv @ phib @ cinv.T))
+        psi = np.maximum(psi, 0.0)
+        a = q.T @ cinv
+        n = counts.sum()
+        tot = sums.sum(0)
+        cent = scatter - np.outer(tot, mu) - np.outer(mu, tot) + n * np.outer(mu, mu)
+        sq = float(np.sum((a @ cent) * a))  # sum_i ||A (x_i - mu)||^2
+        u = (sums - counts[:, None] * mu) @ a.T  # per speaker, sum of transformed vectors
+        logdet_w = 2.0 * float(np.sum(np.log(np.diag(c))))
+        g = 1.0 + counts[:, None] * psi[None, :]
+        total = -0.5 * (n * d * LOG_2PI + n * logdet_w + float(np.sum(np.log(g))) + sq
+                        - float(np.sum(psi[None, :] / g * u * u)))
+        return float(total)
+
+    def _diagonalise(self):
+        phiw = self.within_covariance_
+        phib = self.between_covariance_
+        c = np.linalg.cholesky(phiw)
+        cinv = np.linalg.inv(c)
+        m = _sym(cinv @ phib @ cinv.T)
+        psi, q = np.linalg.eigh(m)
+        order = np.argsort(psi)[::-1]
+        self.psi_ = np.maximum(psi[order], 0.0)
+        self.transform_ = q[:, order].T @ cinv
+
+    # ------------------------------------------------------------------ scoring
+    def transform(self, X):
+        """Vectors in the diagonalised space, ``A (x - mean_)``."""
+        check_is_fitted(self, "transform_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return (X - self.mean_) @ self.transform_.T
+
+    def llr(self, enroll, test, n_enroll=None):
+        """Log-likelihood ratios, shape (n_models, n_tests).
+
+        Parameters
+        ----------
+        enroll : array (n_models, D)
+            One vector per model: the mean of the model's enrolment vectors.
+        test : array (n_tests, D)
+        n_enroll : array (n_models,) or None
+            Number of enrolment vectors each mean averages (default 1).
+        """
+        check_is_fitted(self, "transform_")
+        ue = self.transform(np.atleast_2d(enroll))
+        ut = self.transform(np.atleast_2d(test))
+        n = np.ones(ue.shape[0]) if n_enroll is None else np.asarray(n_enroll, dtype=np.float64)
+        if n.shape != (ue.shape[0],) or np.any(n < 1):
+            raise ValueError(f"n_enroll must hold one count >= 1 per enrolment vector, got shape {n.shape}")
+        psi = self.psi_
+        npsi = n[:, None] * psi[None, :]
+        mean = npsi / (npsi + 1.0) * ue  # (M, D)
+        var = 1.0 + psi[None, :] / (npsi + 1.0)  # (M, D)
+        iv = 1.0 / var
+        num = -0.5 * (np.sum(np.log(var), axis=1)[:, None] + iv @ (ut * ut).T
+                      - 2.0 * (mean * iv) @ ut.T + np.sum(mean * mean * iv, axis=1)[:, None])
+        vden = 1.0 + psi
+        den = -0.5 * (np.sum(np.log(vden)) + (ut * ut) @ (1.0 / vden))
+        return num - den[None, :]

@@ -1,0 +1,187 @@
+"""The i-vector speaker back-end as one object: transforms, PLDA or cosine, enrolment, scores.
+
+:class:`SpeakerBackend` is trained on speaker-labelled i-vectors (the background set):
+
+* ``scoring="plda"`` (default): length normalisation (with whitening) -> LDA ->
+  length normalisation -> PLDA (two-covariance or simplified). A model is the mean of its
+  enrolment vectors with their count (the by-the-book PLDA LLR for several enrolment
+  vectors).
+* ``scoring="cosine"``: length normalisation -> LDA -> WCCN -> length normalisation,
+  cosine of the enrolment mean with each test vector (Dehak et al. 2011).
+
+It saves to and loads from gmmspeech's safe ``.npz`` model format (kind
+``ivector-backend``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from gmmspeech.backend.calibration import cosine_scores
+from gmmspeech.backend.plda import PLDA
+from gmmspeech.backend.transforms import LDA, WCCN, LengthNorm
+
+__all__ = ["SpeakerBackend", "save_backend", "load_backend", "SCORINGS"]
+
+SCORINGS = ("plda", "cosine")
+
+
+class SpeakerBackend(BaseEstimator):
+    """Back-end of an i-vector system (see the module docstring).
+
+    Parameters
+    ----------
+    scoring : {"plda", "cosine"}
+    lda_dim : int, float or None
+        LDA output dimension; a float in (0, 1] is a fraction of ``min(n_speakers - 1,
+        dim)``; None skips LDA.
+    plda_model : {"two-cov", "simplified"}
+    plda_rank : int or None
+        Speaker-subspace rank of the simplified PLDA.
+    plda_iter : int
+    """
+
+    def __init__(self, scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10):
+        self.scoring = scoring
+        self.lda_dim = lda_dim
+        self.plda_model = plda_model
+        self.plda_rank = plda_rank
+        self.plda_iter = plda_iter
+
+    def _lda_components(self, n_classes, dim):
+        if self.lda_dim is None:
+            return None
+        top = min(n_classes - 1, dim)
+        if isinstance(self.lda_dim, float):
+            if not 0.0 < self.lda_dim <= 1.0:
+                raise ValueError(f"lda_dim={self.lda_dim!r}: a fraction must be in (0, 1]")
+            return max(1, int(round(self.lda_dim * top)))
+        return max(1, min(int(self.lda_dim), top))
+
+    def fit(self, X, y):
+        """Train every stage on background i-vectors ``X`` with speaker labels ``y``."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y).astype(str)
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring={self.scoring!r} is not one of {', '.join(SCORINGS)}")
+        n_classes = np.unique(y).size
+        if n_classes < 2:
+            raise ValueError(f"the back-end needs at least 2 speakers in the training labels, got {n_classes}")
+        self.norm1_ = LengthNorm(whiten=True).fit(X)
+        Z = self.norm1_.transform(X)
+        k = self._lda_components(n_classes, Z.shape[1])
+        self.lda_ = LDA(n_components=k).fit(Z, y) if k is not None else None
+        if self.lda_ is not None:
+            Z = self.lda_.transform(Z)
+        if self.scoring == "cosine":
+            self.wccn_ = WCCN().fit(Z, y)
+            Z = self.wccn_.transform(Z)
+            self.norm2_ = LengthNorm(whiten=False).fit(Z)
+            self.plda_ = None
+        else:
+            self.wccn_ = None
+            self.norm2_ = LengthNorm(whiten=False).fit(Z)
+            Z = self.norm2_.transform(Z)
+            self.plda_ = PLDA(model=self.plda_model, n_components=self.plda_rank,
+                              n_iter=int(self.plda_iter)).fit(Z, y)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        """i-vectors in the space the scoring works in (after every transform)."""
+        Z = self.norm1_.transform(np.asarray(X, dtype=np.float64))
+        if self.lda_ is not None:
+            Z = self.lda_.transform(Z)
+        if self.wccn_ is not None:
+            Z = self.wccn_.transform(Z)
+        return self.norm2_.transform(Z)
+
+    def enroll(self, X, labels):
+        """``(model_labels, model_vectors, counts)``: the mean transformed vector per label."""
+        Z = self.transform(X)
+        labels = [str(v) for v in labels]
+        order: dict[str, list[int]] = {}
+        for i, lab in enumerate(labels):
+            order.setdefault(lab, []).append(i)
+        means = np.stack([Z[rows].mean(axis=0) for rows in order.values()])
+        counts = np.array([len(rows) for rows in order.values()], dtype=np.float64)
+        return list(order), means, counts
+
+    def score(self, enroll_vectors, enroll_labels, test_vectors):
+        """``(model_labels, scores (n_tests, n_models))`` for i-vectors (not yet transformed)."""
+        labels, means, counts = self.enroll(enroll_vectors, enroll_labels)
+        T = self.transform(test_vectors)
+        if self.plda_ is None:
+            return labels, cosine_scores(means, T).T
+        return labels, self.plda_.llr(means, T, n_enroll=counts).T
+
+
+# --------------------------------------------------------------------------- files
+_KIND = "ivector-backend"
+
+
+def save_backend(be: SpeakerBackend, path, *, metadata=None) -> str:
+    """Write a fitted :class:`SpeakerBackend` (every stage's parameters) as a safe ``.npz``."""
+    from gmmspeech.mixture import io as mio
+
+    if not hasattr(be, "norm1_"):
+        raise ValueError("This SpeakerBackend instance is not fitted yet; nothing to save")
+    arrays = {"norm1_mean": be.norm1_.mean_, "norm1_whitening": be.norm1_.whitening_,
+              "norm2_mean": be.norm2_.mean_}
+    if be.lda_ is not None:
+        arrays.update(lda_mean=be.lda_.mean_, lda_scalings=be.lda_.scalings_)
+    if be.wccn_ is not None:
+        arrays["wccn_projection"] = be.wccn_.projection_
+    if be.plda_ is not None:
+        arrays.update(plda_mean=be.plda_.mean_, plda_between=be.plda_.between_covariance_,
+                      plda_within=be.plda_.within_covariance_)
+    info = {"params": {k: v for k, v in be.get_params().items()}, "metadata": dict(metadata or {})}
+    return mio.save_arrays(path, _KIND, arrays, info)
+
+
+def load_backend(path) -> SpeakerBackend:
+    """Read a back-end written by :func:`save_backend` (verified; never unpickles)."""
+    import os
+
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.mixture import io as mio
+
+    arrays, info = mio.load_arrays(path, _KIND, required=("norm1_mean", "norm1_whitening", "norm2_mean"))
+    params = info.get("params") or {}
+    try:
+        be = SpeakerBackend(**{k: params[k] for k in SpeakerBackend._get_param_names() if k in params})
+        d = arrays["norm1_mean"].shape[0]
+        be.norm1_ = LengthNorm(whiten=True)
+        be.norm1_.mean_, be.norm1_.whitening_ = arrays["norm1_mean"], arrays["norm1_whitening"]
+        be.norm1_.n_features_in_ = d
+        be.lda_ = None
+        if "lda_scalings" in arrays:
+            be.lda_ = LDA()
+            be.lda_.mean_, be.lda_.scalings_ = arrays["lda_mean"], arrays["lda_scalings"]
+            be.lda_.n_features_in_ = be.lda_.mean_.shape[0]
+        be.wccn_ = None
+        if "wccn_projection" in arrays:
+            be.wccn_ = WCCN()
+            be.wccn_.projection_ = arrays["wccn_projection"]
+            be.wccn_.n_features_in_ = be.wccn_.projection_.shape[0]
+        be.norm2_ = LengthNorm(whiten=False)
+        be.norm2_.mean_ = arrays["norm2_mean"]
+        be.norm2_.whitening_ = np.eye(be.norm2_.mean_.shape[0])
+        be.norm2_.n_features_in_ = be.norm2_.mean_.shape[0]
+        be.plda_ = None
+        if "plda_between" in arrays:
+            p = PLDA(model=be.plda_model)
+            p.mean_ = arrays["plda_mean"]
+            p.between_covariance_, p.within_covariance_ = arrays["plda_between"], arrays["plda_within"]
+            p.n_features_in_ = p.mean_.shape[0]
+            p._diagonalise()
+            be.plda_ = p
+        be.n_features_in_ = d
+        for name, a in arrays.items():
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} holds non-finite values")
+    except (ValueError, TypeError, KeyError, np.linalg.LinAlgError) as exc:
+        raise ModelFileError(os.fspath(path), f"invalid i-vector back-end ({exc})") from None
+    be.metadata_ = dict(info.get("metadata") or {})
+    return be

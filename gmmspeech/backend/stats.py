@@ -1,0 +1,214 @@
+"""Per-utterance Baum-Welch statistics for the i-vector extractor.
+
+For an utterance ``X`` and a UBM with means ``m_c`` the extractor needs, per component,
+
+* the zeroth-order statistics ``N_c = sum_t gamma_tc`` and
+* the centred first-order statistics ``F_c = sum_t gamma_tc (x_t - m_c)``,
+
+with ``gamma_tc`` the UBM posteriors (optionally only the top-C components of each frame).
+They come from the same E-step as UBM training (:meth:`gmmspeech.mixture.gmm.GMM.accumulate`,
+GEMM form, float64 sums), one utterance at a time, in parallel over utterances through
+:func:`gmmspeech.parallel.parallel_map`.
+
+:func:`utterance_stats` reads the features of a :class:`~gmmspeech.corpus.store.FeatureStore`
+(or takes arrays) and caches the statistics beside the features, in
+``<store>/bw/<key>/`` where ``key`` identifies the UBM and ``top_c``: a second run (or the
+next EM iteration of a pipeline) reads them back instead of re-running the E-step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BaumWelchStats", "utterance_stats", "baum_welch", "ubm_key"]
+
+
+@dataclass(eq=False)
+class BaumWelchStats:
+    """Zeroth and centred first-order statistics of a set of utterances.
+
+    Attributes
+    ----------
+    ids : list of str
+        Utterance ids (row order).
+    n : ndarray (U, K) float64
+        Soft counts ``N_c`` per utterance and component.
+    f : ndarray (U, K, D) float64
+        First-order statistics centred on the UBM means, ``F_c - N_c m_c``.
+    """
+
+    ids: list
+    n: np.ndarray
+    f: np.ndarray
+
+    def __post_init__(self):
+        self.n = np.asarray(self.n, dtype=np.float64)
+        self.f = np.asarray(self.f, dtype=np.float64)
+        self.ids = [str(i) for i in self.ids]
+        if self.n.ndim != 2 or self.f.ndim != 3 or self.f.shape[:2] != self.n.shape:
+            raise ValueError(
+                f"BaumWelchStats: n must be (U, K) and f (U, K, D); got n {self.n.shape}, f {self.f.shape}"
+            )
+        if len(self.ids) != self.n.shape[0]:
+            raise ValueError(f"BaumWelchStats: {len(self.ids)} ids for {self.n.shape[0]} rows of statistics")
+
+    def __len__(self) -> int:
+        return self.n.shape[0]
+
+    @property
+    def n_components(self) -> int:
+        return self.n.shape[1]
+
+    @property
+    def n_features(self) -> int:
+        return self.f.shape[2]
+
+    def subset(self, rows) -> BaumWelchStats:
+        """The statistics of some rows (indices or a boolean mask)."""
+        idx = np.arange(len(self))[rows]
+        return BaumWelchStats([self.ids[i] for i in idx], self.n[idx], self.f[idx])
+
+    def pooled(self, groups: Sequence) -> BaumWelchStats:
+        """Statistics summed per group label (rows with the same label pooled), in first-seen order."""
+        order: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            order.setdefault(str(g), []).append(i)
+        n = np.stack([self.n[r].sum(axis=0) for r in order.values()])
+        f = np.stack([self.f[r].sum(axis=0) for r in order.values()])
+        return BaumWelchStats(list(order), n, f)
+
+    @classmethod
+    def concat(cls, parts: Sequence[BaumWelchStats]) -> BaumWelchStats:
+        parts = list(parts)
+        if not parts:
+            raise ValueError("BaumWelchStats.concat needs at least one part")
+        return cls([i for p in parts for i in p.ids], np.concatenate([p.n for p in parts]),
+                   np.concatenate([p.f for p in parts]))
+
+
+def baum_welch(ubm, X, *, top_c: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(N (K,), F (K, D))`` of one utterance: soft counts and first-order statistics
+    centred on the UBM means, from the UBM's E-step (:meth:`GMM.accumulate`)."""
+    st = ubm.accumulate(np.asarray(X), top_c=top_c)
+    return st.n, st.f - st.n[:, None] * np.asarray(ubm.means_, dtype=np.float64)
+
+
+def ubm_key(ubm, top_c: int | None = None) -> str:
+    """16 hex characters identifying a UBM's parameters and ``top_c`` (the cache key)."""
+    h = hashlib.sha256()
+    for a in (ubm.weights_, ubm.means_, ubm.covariances_):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    h.update(f"{ubm.covariance_type}:{top_c}".encode())
+    return h.hexdigest()[:16]
+
+
+def _stats_task(ubm, items, top_c, cache_dir):
+    """Statistics of some utterances; ``items`` are ``(id, features .npy path or array)``.
+
+    With ``cache_dir`` each utterance's ``[N | F]`` (K, 1 + D) float64 array is read from,
+    or written (atomically) to, ``cache_dir/<file name of the id>.npy``.
+    """
+    from gmmspeech.atomic import atomic_write
+
+    out_n, out_f = [], []
+    k, d = ubm.means_.shape
+    for utt, src in items:
+        cached = None
+        path = None
+        if cache_dir is not None:
+            from gmmspeech.corpus.store import file_name
+
+            path = os.path.join(cache_dir, file_name(utt).replace("data/", "", 1) + ".npy")
+            if os.path.isfile(path):
+                try:
+                    a = np.load(path, allow_pickle=False)
+                    if a.shape == (k, 1 + d) and a.dtype == np.float64 and np.all(np.isfinite(a)):
+                        cached = a
+                except (ValueError, OSError):
+                    cached = None
+        if cached is None:
+            x = np.load(src, mmap_mode="r", allow_pickle=False) if isinstance(src, str) else src
+            x = np.asarray(x)
+            if x.ndim != 2 or x.shape[1] != d:
+                raise ValueError(f"utterance {utt!r}: expected (frames, {d}) features, got shape {x.shape}")
+            if x.shape[0] == 0:
+                raise ValueError(f"utterance {utt!r}: no frames")
+            n, f = baum_welch(ubm, x, top_c=top_c)
+            cached = np.concatenate([n[:, None], f], axis=1)
+            if path is not None:
+                atomic_write(path, lambda fh, a=cached: np.save(fh, a), sync=False)
+        out_n.append(cached[:, 0])
+        out_f.append(cached[:, 1:])
+    return np.stack(out_n), np.stack(out_f)
+
+
+def utterance_stats(
+    ubm,
+    source,
+    *,
+    ids: Sequence[str] | None = None,
+    top_c: int | None = None,
+    cache: bool = True,
+    n_jobs: int | None = 1,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    batch_size: int = 32,
+) -> BaumWelchStats:
+    """Per-utterance Baum-Welch statistics of a feature store or of arrays.
+
+    Parameters
+    ----------
+    ubm : GMM
+        The universal background model (diagonal or full covariance).
+    source : FeatureStore, or sequence of (frames, D) arrays
+        With a store, ``ids`` selects utterances (default: all, in store order); workers
+        read the features where they are stored. With arrays, ``ids`` names them
+        (default ``"0", "1", ...``).
+    top_c : int, optional
+        Only the ``top_c`` best components of each frame receive a posterior.
+    cache : bool
+        For a store: keep the statistics in ``<store>/bw/<ubm_key>/`` and reuse them.
+    n_jobs, backend, scheduler
+        Parallel over utterances (see :func:`gmmspeech.parallel.parallel_map`).
+    batch_size : int
+        Utterances per task.
+
+    Returns
+    -------
+    BaumWelchStats
+    """
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.parallel import parallel_map
+
+    if top_c is not None and (not isinstance(top_c, (int, np.integer)) or top_c < 1):
+        raise ValueError(f"top_c must be None or a positive integer, got {top_c!r}")
+    if not hasattr(ubm, "means_"):
+        raise ValueError("utterance_stats needs a fitted UBM (a GMM with means_)")
+    cache_dir = None
+    if isinstance(source, FeatureStore):
+        ids = list(source.ids()) if ids is None else [str(i) for i in ids]
+        items = [(i, source.file(i)) for i in ids]
+        if cache:
+            cache_dir = os.path.join(source.root, "bw", ubm_key(ubm, top_c))
+    else:
+        arrays = list(source)
+        ids = [str(i) for i in range(len(arrays))] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(arrays):
+            raise ValueError(f"{len(ids)} ids for {len(arrays)} arrays")
+        items = list(zip(ids, arrays))
+    if not items:
+        raise ValueError("utterance_stats: no utterances")
+    bs = max(1, int(batch_size))
+    tasks = [(ubm, items[a:a + bs], top_c, cache_dir) for a in range(0, len(items), bs)]
+    parts = parallel_map(_stats_task, tasks, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                         star=True, progress=progress, desc="Baum-Welch stats")
+    return BaumWelchStats(ids, np.concatenate([p[0] for p in parts]),
+                          np.concatenate([p[1] for p in parts]))

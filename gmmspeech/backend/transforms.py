@@ -1,0 +1,194 @@
+"""Vector transforms of i-vector back-ends, as scikit-learn transformers.
+
+* :class:`LengthNorm` -- centring, optional whitening and projection onto a sphere
+  (Garcia-Romero & Espy-Wilson 2011, "Analysis of i-vector length normalization").
+* :class:`LDA` -- linear discriminant analysis: the directions maximising between-speaker
+  over within-speaker variance (generalised symmetric eigenproblem), output whitened so
+  the within-speaker covariance is the identity.
+* :class:`WCCN` -- within-class covariance normalisation (Hatch, Kajarekar & Stolcke
+  2006): ``x -> B^T x`` with ``B B^T`` the inverse within-speaker covariance.
+
+All follow scikit-learn's conventions (``fit(X, y)`` / ``transform(X)``, fitted attributes
+ending in ``_``), so they chain in a :class:`sklearn.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["LengthNorm", "LDA", "WCCN", "class_scatter"]
+
+
+def class_scatter(X, y, *, per_class_average: bool = False):
+    """``(mean, within, between, classes)`` of labelled vectors.
+
+    ``within`` is the pooled within-class covariance (``per_class_average=True``: the average
+    of the per-class covariances, each class weighing the same, as WCCN defines it);
+    ``between`` the count-weighted covariance of the class means around ``mean``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    classes, inv = np.unique(y, return_inverse=True)
+    n, d = X.shape
+    mean = X.mean(axis=0)
+    counts = np.bincount(inv, minlength=classes.size).astype(np.float64)
+    sums = np.zeros((classes.size, d))
+    np.add.at(sums, inv, X)
+    means = sums / counts[:, None]
+    diff = X - means[inv]
+    if per_class_average:
+        within = np.zeros((d, d))
+        for c in range(classes.size):
+            dc = diff[inv == c]
+            within += dc.T @ dc / counts[c]
+        within /= classes.size
+    else:
+        within = diff.T @ diff / n
+    md = means - mean
+    between = (md * counts[:, None]).T @ md / n
+    return mean, within, between, classes
+
+
+def _check_y(est, X, y):
+    if y is None:
+        raise ValueError(f"{type(est).__name__} requires y (the speaker label of each vector) to be passed")
+    y = np.asarray(y)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    return y
+
+
+class LengthNorm(TransformerMixin, BaseEstimator):
+    """Centre, optionally whiten, and scale every vector to length ``radius``.
+
+    Parameters
+    ----------
+    whiten : bool, default=True
+        Whiten with the training data's covariance before normalising (as Garcia-Romero
+        and Espy-Wilson recommend); otherwise only centre.
+    radius : float or None, default=None
+        Output length; None means ``sqrt(n_features)`` (Kaldi's convention: each dimension
+        keeps unit variance on average).
+    reg : float, default=1e-8
+        Added to the covariance's diagonal (relative to its mean eigenvalue) before whitening.
+
+    Attributes
+    ----------
+    mean_ : ndarray (n_features,)
+    whitening_ : ndarray (n_features, n_features)
+        Identity when ``whiten=False``.
+    n_features_in_ : int
+    """
+
+    def __init__(self, whiten=True, radius=None, reg=1e-8):
+        self.whiten = whiten
+        self.radius = radius
+        self.reg = reg
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        self.mean_ = X.mean(axis=0)
+        d = X.shape[1]
+        if self.whiten:
+            c = np.cov(X, rowvar=False).reshape(d, d)
+            ev, evec = np.linalg.eigh(c)
+            floor = float(self.reg) * max(float(np.mean(np.abs(ev))), np.finfo(float).tiny)
+            self.whitening_ = evec / np.sqrt(np.maximum(ev, 0.0) + floor)
+        else:
+            self.whitening_ = np.eye(d)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "mean_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = (X - self.mean_) @ self.whitening_
+        norm = np.linalg.norm(Z, axis=1, keepdims=True)
+        r = np.sqrt(Z.shape[1]) if self.radius is None else float(self.radius)
+        return Z * (r / np.where(norm > 0, norm, 1.0))
+
+
+class LDA(TransformerMixin, BaseEstimator):
+    """Linear discriminant analysis (speaker labels), whitening the within-class scatter.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Output dimension; None keeps ``min(n_classes - 1, n_features)``.
+    reg : float, default=1e-6
+        Ridge added to the within-class covariance (relative to its mean diagonal).
+
+    Attributes
+    ----------
+    mean_ : ndarray (n_features,)
+    scalings_ : ndarray (n_features, n_components)
+        ``transform(X) = (X - mean_) @ scalings_``; ``scalings_.T @ Sw @ scalings_ = I``.
+    explained_ratio_ : ndarray (n_components,)
+        The generalised eigenvalues (between over within variance) kept.
+    classes_ : ndarray
+    """
+
+    def __init__(self, n_components=None, reg=1e-6):
+        self.n_components = n_components
+        self.reg = reg
+
+    def fit(self, X, y):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        y = _check_y(self, X, y)
+        mean, sw, sb, classes = class_scatter(X, y)
+        if classes.size < 2:
+            raise ValueError(f"LDA needs at least 2 classes in y, got {classes.size}")
+        d = X.shape[1]
+        k = min(classes.size - 1, d) if self.n_components is None else int(self.n_components)
+        if not 1 <= k <= d:
+            raise ValueError(f"n_components={self.n_components!r} must be between 1 and n_features={d}")
+        sw = sw + float(self.reg) * max(float(np.trace(sw)) / d, np.finfo(float).tiny) * np.eye(d)
+        ev, evec = linalg.eigh(sb, sw)
+        order = np.argsort(ev)[::-1][:k]
+        self.mean_ = mean
+        self.scalings_ = evec[:, order]
+        self.explained_ratio_ = ev[order]
+        self.classes_ = classes
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "scalings_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return (X - self.mean_) @ self.scalings_
+
+
+class WCCN(TransformerMixin, BaseEstimator):
+    """Within-class covariance normalisation: ``x -> x @ B`` with ``B B^T = inv(W)``.
+
+    ``W`` is the average over speakers of each speaker's covariance (Hatch et al. 2006).
+
+    Parameters
+    ----------
+    reg : float, default=1e-6
+        Ridge added to ``W`` (relative to its mean diagonal).
+
+    Attributes
+    ----------
+    projection_ : ndarray (n_features, n_features)
+    classes_ : ndarray
+    """
+
+    def __init__(self, reg=1e-6):
+        self.reg = reg
+
+    def fit(self, X, y):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        y = _check_y(self, X, y)
+        _mean, w, _sb, classes = class_scatter(X, y, per_class_average=True)
+        d = X.shape[1]
+        w = w + float(self.reg) * max(float(np.trace(w)) / d, np.finfo(float).tiny) * np.eye(d)
+        self.projection_ = np.linalg.cholesky(np.linalg.inv(w))
+        self.classes_ = classes
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "projection_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return X @ self.projection_

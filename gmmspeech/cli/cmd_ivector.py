@@ -1,0 +1,222 @@
+"""Sub-commands of the i-vector system, step by step (parsing and printing only).
+
+``train-ivector`` (UBM + total-variability matrix -> extractor file), ``extract-ivectors``
+(a manifest -> an i-vector file), ``train-backend`` (speaker-labelled i-vectors -> LDA /
+PLDA / cosine back-end file) and ``score-ivectors`` (enrolment and test i-vectors -> a
+score file that ``gmmspeech evaluate`` reads). The work is done by
+:mod:`gmmspeech.backend`, imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _par, _report_bad
+from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, parse_number
+
+_IVECTORS_KIND = "ivectors"
+
+
+def _features_group(p, *, from_model: str) -> None:
+    g = p.add_argument_group("features")
+    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
+                   help=f"feature preset (default: the configuration saved in the {from_model}, else speech)")
+    g.add_argument("--features-dir", default=None, metavar="DIR",
+                   help="keep the extracted features (and the cached Baum-Welch statistics) in this "
+                        "feature store folder (default: a temporary folder)")
+    add_data_root_arg(g)
+
+
+def register(sub) -> None:
+    # ------------------------------------------------------------------ train-ivector
+    p = sub.add_parser(
+        "train-ivector", help="train an i-vector extractor (total variability) on a corpus",
+        description="Train the total-variability matrix of an i-vector extractor by EM on the "
+        "Baum-Welch statistics of SOURCE (a manifest or a feature store) under --ubm. A "
+        "checkpoint is written after every iteration; --resume continues an interrupted run "
+        "and reaches the same matrix.",
+    )
+    p.add_argument("source", metavar="MANIFEST_OR_STORE")
+    p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file (gmmspeech train-ubm)")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output extractor file (.npz)")
+    p.add_argument("--rank", default="auto", metavar="R", help="i-vector dimension (default auto)")
+    p.add_argument("--iterations", type=int, default=10, metavar="N", help="EM iterations (default 10)")
+    p.add_argument("--top-c", type=int, default=None, metavar="C",
+                   help="only the C best UBM components per frame in the statistics")
+    p.add_argument("--full-ubm", action="store_true",
+                   help="refine the UBM to full covariance first (3 EM iterations over SOURCE)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the initial matrix (default 0)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="checkpoint file (default OUT.ckpt.npz, removed after success)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _features_group(p, from_model="UBM file")
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train_ivector)
+
+    # ------------------------------------------------------------------ extract-ivectors
+    p = sub.add_parser(
+        "extract-ivectors", help="extract one i-vector per row of a manifest",
+        description="Write the i-vectors (posterior means) of every row of MANIFEST, with the "
+        "rows' ids and labels, to an .npz file (gmmspeech's safe model format).",
+    )
+    p.add_argument("--extractor", required=True, metavar="FILE", help="extractor file (train-ivector)")
+    p.add_argument("--manifest", required=True, metavar="CSV")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output i-vector file (.npz)")
+    _features_group(p, from_model="extractor file")
+    add_parallel_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_extract_ivectors)
+
+    # ------------------------------------------------------------------ train-backend
+    p = sub.add_parser(
+        "train-backend", help="train an i-vector back-end (LDA, PLDA or cosine) on labelled i-vectors",
+        description="Train length normalisation, LDA and PLDA (or WCCN for cosine scoring) on "
+        "IVECTORS (extract-ivectors of a background manifest; its labels are the speakers).",
+    )
+    p.add_argument("ivectors", metavar="IVECTORS")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output back-end file (.npz)")
+    p.add_argument("--scoring", default="plda", choices=["plda", "cosine"], help="default plda")
+    p.add_argument("--lda-dim", default=None, metavar="N", help="LDA dimension (default: no LDA)")
+    p.add_argument("--plda", default="two-cov", choices=["two-cov", "simplified"], help="default two-cov")
+    p.add_argument("--plda-rank", type=int, default=None, metavar="Q",
+                   help="speaker-subspace rank of the simplified PLDA")
+    p.add_argument("--plda-iterations", type=int, default=10, metavar="N", help="default 10")
+    p.set_defaults(func=_cmd_train_backend)
+
+    # ------------------------------------------------------------------ score-ivectors
+    p = sub.add_parser(
+        "score-ivectors", help="score test i-vectors against enrolled speakers",
+        description="One model per label of ENROLL (its i-vectors averaged); every test i-vector "
+        "scored against every model (PLDA log-likelihood ratio or cosine). Writes a TSV "
+        "(test_id, model, score, test_label) for 'gmmspeech evaluate'.",
+    )
+    p.add_argument("--backend-model", required=True, metavar="FILE", help="back-end file (train-backend)")
+    p.add_argument("--enroll", required=True, metavar="IVECTORS")
+    p.add_argument("--test", required=True, metavar="IVECTORS")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output scores.tsv")
+    p.set_defaults(func=_cmd_score_ivectors)
+
+
+# --------------------------------------------------------------------------- helpers
+def _store_and_rows(args, manifest_or_store, config, fdir, cmd):
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.speaker.pipeline import build_features
+
+    if os.path.isdir(manifest_or_store):
+        store = FeatureStore(manifest_or_store)
+        if not len(store):
+            raise FileNotFoundError(f"{manifest_or_store}: not a feature store (or an empty one)")
+        return store, list(store.ids()), store.labels(), []
+    store, rows, bad = build_features(manifest_or_store, fdir, config=config, data_root=args.data_root,
+                                      progress=not getattr(args, "quiet", True), role=cmd, **_par(args))
+    _report_bad(cmd, bad)
+    return store, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
+
+
+def _read_ivectors(path):
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.mixture import io as mio
+
+    arrays, info = mio.load_arrays(path, _IVECTORS_KIND, required=("vectors",))
+    ids, labels = info.get("ids"), info.get("labels")
+    v = arrays["vectors"]
+    if (not isinstance(ids, list) or not isinstance(labels, list) or v.ndim != 2
+            or not (len(ids) == len(labels) == v.shape[0])):
+        raise ModelFileError(os.fspath(path), "ids, labels and vectors do not agree")
+    return [str(i) for i in ids], [str(lab) for lab in labels], v.astype("float64")
+
+
+# --------------------------------------------------------------------------- commands
+@_clean_errors
+def _cmd_train_ivector(args) -> int:
+    from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
+    from gmmspeech.mixture import io as mio
+
+    progress = not args.quiet
+    ubm = mio.load(args.ubm)
+    config = _config_for(args, ubm)
+    ckpt = args.checkpoint or (args.out + ".ckpt.npz")
+    rank = args.rank if args.rank == "auto" else int(args.rank)
+    with _FeatureDir(args.features_dir) as fdir:
+        store, ids, _labels, bad = _store_and_rows(args, args.source, config, fdir, "train-ivector")
+        if not ids:
+            print(f"gmmspeech train-ivector: error: {args.source}: no usable file", file=sys.stderr)
+            return 2
+        if args.full_ubm:
+            from gmmspeech.speaker.ubm import full_covariance_ubm
+
+            ubm = full_covariance_ubm(ubm, [store], max_iter=3, random_state=args.seed,
+                                      progress=progress, **_par(args))
+        from gmmspeech.backend.stats import utterance_stats
+
+        st = utterance_stats(ubm, store, ids=ids, top_c=args.top_c, progress=progress, **_par(args))
+        ext = IVectorExtractor(rank=rank, n_iter=args.iterations, ubm=ubm, top_c=args.top_c,
+                               random_state=args.seed, checkpoint=ckpt, resume=args.resume,
+                               progress=progress, **_par(args))
+        ext.fit(st)
+    meta = {"role": "ivector-extractor", "source": os.path.abspath(args.source)}
+    if config is not None:
+        meta["feature_config"] = config.to_dict()
+    save_extractor(ext, args.out, metadata=meta)
+    if args.checkpoint is None and os.path.exists(ckpt):
+        os.unlink(ckpt)
+    print(f"wrote {args.out}: rank {ext.rank_}, {len(ext.history_)} EM iterations on {len(ids)} utterances")
+    return 1 if bad else 0
+
+
+@_clean_errors
+def _cmd_extract_ivectors(args) -> int:
+    from gmmspeech.backend.extractor import load_extractor
+    from gmmspeech.backend.stats import utterance_stats
+    from gmmspeech.mixture import io as mio
+
+    progress = not args.quiet
+    ext = load_extractor(args.extractor)
+    saved = ext.metadata_.get("feature_config")
+
+    class _M:  # what _config_for reads from a model
+        metadata_ = {"feature_config": saved} if isinstance(saved, dict) else {}
+
+    config = _config_for(args, _M())
+    with _FeatureDir(args.features_dir) as fdir:
+        store, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors")
+        if not ids:
+            print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
+            return 2
+        st = utterance_stats(ext.ubm_, store, ids=ids, top_c=ext.top_c, progress=progress, **_par(args))
+        vecs = ext.transform(st)
+    mio.save_arrays(args.out, _IVECTORS_KIND, {"vectors": vecs},
+                    {"ids": ids, "labels": [labels.get(i, "") for i in ids],
+                     "extractor": os.path.abspath(args.extractor)})
+    print(f"wrote {args.out}: {len(ids)} i-vectors of dimension {vecs.shape[1]}"
+          + (f" ({len(bad)} file(s) skipped)" if bad else ""))
+    return 1 if bad else 0
+
+
+@_clean_errors
+def _cmd_train_backend(args) -> int:
+    from gmmspeech.backend.scoring import SpeakerBackend, save_backend
+
+    _ids, labels, vecs = _read_ivectors(args.ivectors)
+    be = SpeakerBackend(scoring=args.scoring, lda_dim=parse_number(args.lda_dim), plda_model=args.plda,
+                        plda_rank=args.plda_rank, plda_iter=args.plda_iterations).fit(vecs, labels)
+    save_backend(be, args.out, metadata={"trained_on": os.path.abspath(args.ivectors)})
+    print(f"wrote {args.out}: {args.scoring} back-end on {len(labels)} i-vectors of "
+          f"{len(set(labels))} speakers")
+    return 0
+
+
+@_clean_errors
+def _cmd_score_ivectors(args) -> int:
+    from gmmspeech.backend.scoring import load_backend
+    from gmmspeech.speaker.pipeline import write_scores
+
+    be = load_backend(args.backend_model)
+    _eids, elabels, evecs = _read_ivectors(args.enroll)
+    tids, tlabels, tvecs = _read_ivectors(args.test)
+    models, scores = be.score(evecs, elabels, tvecs)
+    write_scores(args.out, tids, tlabels, models, scores)
+    print(f"wrote {args.out}: {len(tids)} tests x {len(models)} models")
+    return 0

@@ -1,0 +1,500 @@
+"""i-vectors and their back-ends against plain-numpy transcriptions of the formulas.
+
+Every reference here is written out in the test, one utterance / one component / one
+speaker at a time, as the textbooks state it (Kenny 2005; Dehak et al. 2011; Brümmer & de
+Villiers 2010; Garcia-Romero & Espy-Wilson 2011), independent of the batched code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gmmspeech.backend import (
+    LDA,
+    PLDA,
+    WCCN,
+    IVectorExtractor,
+    LengthNorm,
+    LogisticCalibration,
+    ScoreFusion,
+    cosine_scores,
+    load_extractor,
+    save_extractor,
+    utterance_stats,
+)
+from gmmspeech.backend.ivector import TVModel, extract, init_tv, train_tv, tv_em_step
+from gmmspeech.errors import ModelFileError
+from gmmspeech.mixture.gmm import GMM
+
+
+# --------------------------------------------------------------------------- fixtures
+def _ubm(rng, k=6, d=3, full=False, dtype=np.float64):
+    means = rng.normal(size=(k, d)) * 3.0
+    w = rng.dirichlet(np.ones(k) * 5)
+    if full:
+        a = rng.normal(size=(k, d, d)) * 0.4
+        cov = a @ np.swapaxes(a, 1, 2) + np.eye(d) * 0.5
+        return GMM.from_params(w, means, cov, "full", dtype=dtype)
+    return GMM.from_params(w, means, rng.uniform(0.5, 2.0, size=(k, d)), "diag", dtype=dtype)
+
+
+def _utterances(rng, ubm, t_true, n_utt, frames=80, n_spk=None):
+    """Utterances whose mean supervector is m + T w (one w per speaker when n_spk)."""
+    k, d = ubm.means_.shape
+    r = t_true.shape[2]
+    spk_w = rng.normal(size=(n_spk, r)) if n_spk else None
+    out, labels = [], []
+    cov = ubm.covariances_
+    for u in range(n_utt):
+        if n_spk:
+            s = u % n_spk
+            w = spk_w[s] + 0.3 * rng.normal(size=r)
+            labels.append(f"s{s}")
+        else:
+            w = rng.normal(size=r)
+        m = ubm.means_ + t_true @ w
+        comp = rng.choice(k, size=frames, p=ubm.weights_)
+        if cov.ndim == 3:
+            ch = np.linalg.cholesky(cov)
+            x = m[comp] + np.einsum("nij,nj->ni", ch[comp], rng.normal(size=(frames, d)))
+        else:
+            x = m[comp] + rng.normal(size=(frames, d)) * np.sqrt(cov[comp])
+        out.append(x.astype(np.float32))
+    return out, labels
+
+
+def _stats(rng, ubm, n_utt=40, r=3):
+    k, d = ubm.means_.shape
+    t_true = rng.normal(size=(k, d, r)) * 0.6
+    utts, _ = _utterances(rng, ubm, t_true, n_utt)
+    return utterance_stats(ubm, utts)
+
+
+def _precisions(ubm):
+    cov = ubm.covariances_
+    return np.linalg.inv(cov) if cov.ndim == 3 else np.stack([np.diag(1.0 / c) for c in cov])
+
+
+# --------------------------------------------------------------------------- statistics
+def test_baum_welch_stats_match_sklearn_posteriors():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(1)
+    ubm = _ubm(rng)
+    x = rng.normal(size=(300, 3)) * 2.0
+    st = utterance_stats(ubm, [x, x[:50]], ids=["a", "b"])
+    # the default float32 E-step agrees to float32 rounding
+    st32 = utterance_stats(GMM.from_params(ubm.weights_, ubm.means_, ubm.covariances_, "diag"), [x])
+    np.testing.assert_allclose(st32.f[0], st.f[0], rtol=1e-4, atol=1e-4 * np.abs(st.f[0]).max())
+    sk = GaussianMixture(6, covariance_type="diag")
+    sk.weights_, sk.means_, sk.covariances_ = ubm.weights_, ubm.means_, ubm.covariances_
+    sk.precisions_cholesky_ = 1.0 / np.sqrt(ubm.covariances_)
+    for i, xx in enumerate([x, x[:50]]):
+        g = sk.predict_proba(xx)
+        n_ref = g.sum(0)
+        f_ref = g.T @ xx - n_ref[:, None] * ubm.means_
+        np.testing.assert_allclose(st.n[i], n_ref, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(st.f[i], f_ref, rtol=1e-6, atol=1e-6)
+    assert st.ids == ["a", "b"]
+
+
+def test_baum_welch_top_c_keeps_c_components_per_frame():
+    rng = np.random.default_rng(2)
+    ubm = _ubm(rng)
+    x = rng.normal(size=(200, 3)) * 2.0
+    st = utterance_stats(ubm, [x], top_c=2)
+    lp = ubm.weighted_log_prob(x)
+    keep = np.argsort(lp, axis=1)[:, -2:]
+    g = np.zeros_like(lp)
+    for t in range(x.shape[0]):
+        v = lp[t, keep[t]]
+        p = np.exp(v - v.max())
+        g[t, keep[t]] = p / p.sum()
+    np.testing.assert_allclose(st.n[0], g.sum(0), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(st.f[0], g.T @ x - g.sum(0)[:, None] * ubm.means_, rtol=1e-5, atol=1e-5)
+
+
+def test_stats_cache_beside_the_store(tmp_path):
+    from gmmspeech.corpus.store import FeatureStore
+
+    rng = np.random.default_rng(3)
+    ubm = _ubm(rng, k=4, d=60)  # the "speech" preset's 60 dims
+    arrays = [rng.normal(size=(n, 60)).astype(np.float32) for n in (40, 70)]
+    store = FeatureStore(tmp_path / "st")
+    # a store written through its public builder, with an extractor returning our arrays
+    from gmmspeech.corpus.manifest import Row
+
+    rows = [Row(f"u{i}", str(tmp_path / f"u{i}.wav"), "s", None, None, i + 2) for i in range(2)]
+    lookup = {r.path: a for r, a in zip(rows, arrays)}
+    report = store.build(rows, config="speech", progress=False,
+                         extractor=lambda path, **kw: lookup[path])
+    assert report.ok
+    a = utterance_stats(ubm, store)
+    cache = tmp_path / "st" / "bw"
+    assert cache.is_dir() and len(list(cache.rglob("*.npy"))) == 2
+    b = utterance_stats(ubm, store)  # from the cache
+    np.testing.assert_array_equal(a.n, b.n)
+    np.testing.assert_array_equal(a.f, b.f)
+
+
+# --------------------------------------------------------------------------- posterior
+@pytest.mark.parametrize("full", [False, True])
+def test_ivector_posterior_matches_textbook(full):
+    rng = np.random.default_rng(4)
+    ubm = _ubm(rng, full=full)
+    st = _stats(rng, ubm, n_utt=12)
+    model = init_tv(ubm, 4, random_state=0, scale=0.5)
+    model.offset[:] = rng.normal(size=model.offset.shape) * 0.1
+    w, cov = extract(model, st.n, st.f, return_cov=True)
+    prec = _precisions(ubm)
+    k, d, r = model.T.shape
+    for u in range(len(st)):
+        L = np.eye(r)
+        b = np.zeros(r)
+        for c in range(k):
+            Tc = model.T[c]
+            L += st.n[u, c] * Tc.T @ prec[c] @ Tc
+            b += Tc.T @ prec[c] @ (st.f[u, c] - st.n[u, c] * model.offset[c])
+        np.testing.assert_allclose(w[u], np.linalg.solve(L, b), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cov[u], np.linalg.inv(L), rtol=1e-10, atol=1e-12)
+    # transform without covariances gives the same means
+    np.testing.assert_allclose(extract(model, st.n, st.f), w, rtol=1e-12, atol=1e-14)
+
+
+def _textbook_em_step(model, n, f, prec, min_div):
+    k, d, r = model.T.shape
+    A = np.zeros((k, r, r))
+    C = np.zeros((k, d, r))
+    h = np.zeros(r)
+    H = np.zeros((r, r))
+    for u in range(n.shape[0]):
+        fc = f[u] - n[u][:, None] * model.offset
+        L = np.eye(r) + sum(n[u, c] * model.T[c].T @ prec[c] @ model.T[c] for c in range(k))
+        Linv = np.linalg.inv(L)
+        w = Linv @ sum(model.T[c].T @ prec[c] @ fc[c] for c in range(k))
+        E = Linv + np.outer(w, w)
+        for c in range(k):
+            A[c] += n[u, c] * E
+            C[c] += np.outer(fc[c], w)
+        h += w
+        H += E
+    T = np.stack([C[c] @ np.linalg.inv(A[c]) for c in range(k)])
+    off = model.offset.copy()
+    if min_div:
+        mu = h / n.shape[0]
+        S = H / n.shape[0] - np.outer(mu, mu)
+        off = off + T @ mu
+        T = T @ np.linalg.cholesky(S)
+    return T, off
+
+
+@pytest.mark.parametrize("full,min_div", [(False, False), (False, True), (True, True)])
+def test_tv_em_step_matches_textbook(full, min_div):
+    rng = np.random.default_rng(5)
+    ubm = _ubm(rng, full=full)
+    st = _stats(rng, ubm, n_utt=30)
+    model = init_tv(ubm, 3, random_state=1, scale=0.4)
+    model.offset[:] = rng.normal(size=model.offset.shape) * 0.05
+    new, _ll = tv_em_step(model, st.n, st.f, min_divergence=min_div, n_tasks=3)
+    T_ref, off_ref = _textbook_em_step(model, st.n, st.f, _precisions(ubm), min_div)
+    np.testing.assert_allclose(new.T, T_ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(new.offset, off_ref, rtol=1e-8, atol=1e-10)
+
+
+def test_tv_loglik_is_the_marginal_likelihood_up_to_a_constant():
+    """The EM objective differs from log p(X | T) (frames given alignments) by a constant."""
+    rng = np.random.default_rng(6)
+    ubm = _ubm(rng, k=3, d=2)
+    utts, _ = _utterances(rng, ubm, rng.normal(size=(3, 2, 2)) * 0.5, 3, frames=20)
+    st = utterance_stats(ubm, utts)
+    gam = [ubm.predict_proba(x) for x in utts]
+
+    def exact(model):
+        # frames of an utterance: x_t | w ~ N(m_c + o_c + T_c w, Sigma_c) with weights gamma_tc;
+        # integrate w ~ N(0, I) in closed form via the stacked Gaussian
+        total = 0.0
+        for x, g in zip(utts, gam):
+            k, d, r = model.T.shape
+            P = np.zeros((r, r))
+            q = np.zeros(r)
+            const = 0.0
+            for c in range(k):
+                prec = np.diag(1.0 / ubm.covariances_[c])
+                diff = x - ubm.means_[c] - model.offset[c]
+                P += g[:, c].sum() * model.T[c].T @ prec @ model.T[c]
+                q += model.T[c].T @ prec @ (g[:, c] @ diff)
+                const += -0.5 * np.sum(g[:, c] * np.einsum("ti,ij,tj->t", diff, prec, diff))
+            L = np.eye(r) + P
+            total += const - 0.5 * np.linalg.slogdet(L)[1] + 0.5 * q @ np.linalg.solve(L, q)
+        return total
+
+    m1 = init_tv(ubm, 2, random_state=0, scale=0.3)
+    m2 = TVModel(m1.T * 1.7 + 0.1, rng.normal(size=m1.offset.shape) * 0.2, m1.prec)
+    l1 = tv_em_step(m1, st.n, st.f)[1]
+    l2 = tv_em_step(m2, st.n, st.f)[1]
+    assert (l1 - l2) == pytest.approx(exact(m1) - exact(m2), rel=1e-6)
+
+
+def test_tv_em_log_likelihood_never_decreases():
+    rng = np.random.default_rng(7)
+    for full in (False, True):
+        ubm = _ubm(rng, full=full)
+        st = _stats(rng, ubm, n_utt=60)
+        for min_div in (True, False):
+            _m, hist = train_tv(ubm, st.n, st.f, 4, n_iter=12, min_divergence=min_div, random_state=0)
+            d = np.diff(hist)
+            assert np.all(d >= -1e-9 * np.abs(np.asarray(hist[1:]))), (full, min_div, d)
+            assert hist[-1] > hist[0]
+
+
+def test_tv_resume_gives_the_identical_matrix(tmp_path):
+    rng = np.random.default_rng(8)
+    ubm = _ubm(rng)
+    st = _stats(rng, ubm, n_utt=40)
+    full, hist = train_tv(ubm, st.n, st.f, 3, n_iter=6, random_state=3)
+    ck = tmp_path / "tv.ckpt.npz"
+    train_tv(ubm, st.n, st.f, 3, n_iter=2, random_state=3, checkpoint=ck)
+    resumed, hist2 = train_tv(ubm, st.n, st.f, 3, n_iter=6, random_state=3, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.T, full.T)
+    np.testing.assert_array_equal(resumed.offset, full.offset)
+    assert hist2 == hist
+    # a checkpoint of other statistics is refused, naming the file
+    from gmmspeech.backend.ivector import TVCheckpointError
+
+    with pytest.raises(TVCheckpointError, match="tv.ckpt.npz"):
+        train_tv(ubm, st.n[:20], st.f[:20], 3, n_iter=6, random_state=3, checkpoint=ck, resume=True)
+
+
+def test_tv_parallel_equals_serial():
+    rng = np.random.default_rng(9)
+    ubm = _ubm(rng)
+    st = _stats(rng, ubm, n_utt=30)
+    a, _ = train_tv(ubm, st.n, st.f, 3, n_iter=3, random_state=0)
+    b, _ = train_tv(ubm, st.n, st.f, 3, n_iter=3, random_state=0, n_jobs=2)
+    np.testing.assert_allclose(b.T, a.T, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- extractor
+def test_ivector_extractor_end_to_end_save_load(tmp_path):
+    rng = np.random.default_rng(10)
+    ubm = _ubm(rng, k=8, d=4)
+    t_true = rng.normal(size=(8, 4, 3)) * 0.8
+    utts, labels = _utterances(rng, ubm, t_true, 60, frames=120, n_spk=6)
+    ext = IVectorExtractor(rank=3, n_iter=8, ubm=ubm, random_state=0).fit(utts)
+    iv = ext.transform(utts)
+    assert iv.shape == (60, 3) and np.all(np.isfinite(iv))
+    assert np.all(np.diff(ext.history_) >= -1e-9 * np.abs(ext.history_[1:]))
+    # same-speaker i-vectors are nearer than different-speaker ones
+    s = cosine_scores(iv, iv)
+    same = np.asarray(labels)[:, None] == np.asarray(labels)[None, :]
+    off = ~np.eye(60, dtype=bool)
+    assert s[same & off].mean() > s[~same].mean() + 0.3
+    p = save_extractor(ext, tmp_path / "ext.npz")
+    back = load_extractor(p)
+    np.testing.assert_allclose(back.transform(utts), iv, rtol=1e-12, atol=1e-12)
+    m, c = back.posterior(utts[:3])
+    assert c.shape == (3, 3, 3)
+    np.testing.assert_allclose(m, iv[:3], rtol=1e-10)
+    with pytest.raises(ModelFileError, match="ext.npz"):
+        from gmmspeech.mixture import io as mio
+
+        mio.load(p)  # an extractor is not a GMM file
+    raw = bytearray(open(p, "rb").read())
+    raw[len(raw) // 2] ^= 0xFF
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError):
+        load_extractor(bad)
+
+
+def test_ivector_extractor_trains_its_own_ubm_full_covariance():
+    rng = np.random.default_rng(11)
+    ubm = _ubm(rng, k=4, d=3)
+    utts, _ = _utterances(rng, ubm, rng.normal(size=(4, 3, 2)) * 0.5, 30, frames=100)
+    ext = IVectorExtractor(rank=2, n_iter=3, n_components=4, ubm_covariance="full", ubm_iter=3,
+                           full_iter=2, random_state=0).fit(utts)
+    assert ext.ubm_.covariance_type == "full"
+    assert ext.transform(utts).shape == (30, 2)
+
+
+def test_full_covariance_ubm_improves_the_likelihood():
+    from gmmspeech.speaker.ubm import diag_to_full, full_covariance_ubm
+
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(3, 3))
+    X = (rng.normal(size=(3000, 3)) @ a).astype(np.float32)
+    diag = GMM(4, covariance_type="diag", random_state=0).fit(X)
+    same = diag_to_full(diag)
+    np.testing.assert_allclose(same.score(X), diag.score(X), rtol=1e-6)
+    full = full_covariance_ubm(diag, [X], max_iter=3)
+    assert full.covariance_type == "full"
+    assert full.score(X) > diag.score(X) + 0.05
+    assert np.all(np.diff(full.history_[-3:]) >= -1e-6)
+
+
+# --------------------------------------------------------------------------- transforms
+def _labelled(rng, n_spk=12, per=8, d=6):
+    centres = rng.normal(size=(n_spk, d)) * 2.0
+    a = rng.normal(size=(d, d)) * 0.5
+    X = np.concatenate([centres[s] + rng.normal(size=(per, d)) @ a for s in range(n_spk)])
+    y = np.repeat([f"spk{s}" for s in range(n_spk)], per)
+    return X, y
+
+
+def test_lda_spans_the_same_subspace_as_sklearn():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    rng = np.random.default_rng(13)
+    X, y = _labelled(rng)
+    ours = LDA(n_components=3, reg=0.0).fit(X, y).transform(X)
+    ref = LinearDiscriminantAnalysis(solver="eigen", n_components=3).fit(X, y).transform(X)
+    for j in range(3):
+        assert abs(np.corrcoef(ours[:, j], ref[:, j])[0, 1]) > 1 - 1e-6
+    # within-class covariance of the output is the identity
+    from gmmspeech.backend.transforms import class_scatter
+
+    _m, sw, _sb, _c = class_scatter(ours, y)
+    np.testing.assert_allclose(sw, np.eye(3), atol=1e-8)
+
+
+def test_wccn_whitens_the_average_speaker_covariance():
+    rng = np.random.default_rng(14)
+    X, y = _labelled(rng)
+    Z = WCCN(reg=0.0).fit(X, y).transform(X)
+    W = np.zeros((Z.shape[1],) * 2)
+    spk = np.unique(y)
+    for s in spk:
+        z = Z[y == s]
+        W += np.cov(z, rowvar=False, bias=True)
+    np.testing.assert_allclose(W / spk.size, np.eye(Z.shape[1]), atol=1e-8)
+
+
+def test_length_norm_whitens_then_projects_on_the_sphere():
+    rng = np.random.default_rng(15)
+    X, _y = _labelled(rng)
+    ln = LengthNorm().fit(X)
+    Z = (X - X.mean(0)) @ ln.whitening_
+    np.testing.assert_allclose(np.cov(Z, rowvar=False), np.eye(X.shape[1]), atol=1e-6)
+    out = ln.transform(X)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), np.sqrt(X.shape[1]))
+    np.testing.assert_allclose(LengthNorm(whiten=False, radius=1.0).fit(X).transform(X[:1]),
+                               (X[:1] - X.mean(0)) / np.linalg.norm(X[:1] - X.mean(0)))
+
+
+def test_transformers_chain_in_a_sklearn_pipeline():
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(16)
+    X, y = _labelled(rng)
+    pipe = make_pipeline(LengthNorm(), LDA(n_components=4), WCCN(), LengthNorm(whiten=False))
+    Z = pipe.fit(X, y).transform(X)
+    assert Z.shape == (X.shape[0], 4)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 2.0)
+
+
+# --------------------------------------------------------------------------- PLDA
+def _gauss_logpdf(x, cov):
+    d = x.size
+    sign, logdet = np.linalg.slogdet(cov)
+    return -0.5 * (d * np.log(2 * np.pi) + logdet + x @ np.linalg.solve(cov, x))
+
+
+@pytest.mark.parametrize("model", ["two-cov", "simplified"])
+def test_plda_llr_matches_the_closed_form(model):
+    rng = np.random.default_rng(17)
+    X, y = _labelled(rng, n_spk=20, per=6, d=5)
+    p = PLDA(model=model, n_components=3, n_iter=5).fit(X, y)
+    mu, B, W = p.mean_, p.between_covariance_, p.within_covariance_
+    T = B + W
+    d = X.shape[1]
+    e = rng.normal(size=(3, d)) + mu  # three enrolment vectors of one model
+    t = rng.normal(size=(4, d)) + mu
+    got1 = p.llr(e[:1], t)
+    got3 = p.llr(e.mean(0, keepdims=True), t, n_enroll=[3])
+    for j in range(t.shape[0]):
+        # n = 1: joint Gaussian of (enrol, test), same speaker vs independent
+        xs = np.concatenate([e[0], t[j]]) - np.tile(mu, 2)
+        same = np.block([[T, B], [B, T]])
+        ref = _gauss_logpdf(xs, same) - _gauss_logpdf(e[0] - mu, T) - _gauss_logpdf(t[j] - mu, T)
+        assert got1[0, j] == pytest.approx(ref, rel=1e-8, abs=1e-8)
+        # n = 3: all four vectors share one speaker vs enrol (3 shared) and test apart
+        xs = np.concatenate([*e, t[j]]) - np.tile(mu, 4)
+        same4 = np.kron(np.ones((4, 4)), B) + np.kron(np.eye(4), W)
+        same3 = np.kron(np.ones((3, 3)), B) + np.kron(np.eye(3), W)
+        ref3 = (_gauss_logpdf(xs, same4) - _gauss_logpdf(xs[:3 * d], same3)
+                - _gauss_logpdf(t[j] - mu, T))
+        assert got3[0, j] == pytest.approx(ref3, rel=1e-8, abs=1e-8)
+
+
+@pytest.mark.parametrize("model", ["two-cov", "simplified"])
+def test_plda_em_never_decreases_and_separates_speakers(model):
+    rng = np.random.default_rng(18)
+    X, y = _labelled(rng, n_spk=30, per=5, d=6)
+    p = PLDA(model=model, n_components=4, n_iter=15).fit(X, y)
+    ll = np.asarray(p.log_likelihood_)
+    assert np.all(np.diff(ll) >= -1e-8 * np.abs(ll[1:]))
+    Xt, yt = _labelled(np.random.default_rng(19), n_spk=30, per=5, d=6)
+    s = p.llr(X, X)
+    same = y[:, None] == y[None, :]
+    assert s[same].mean() > s[~same].mean()
+
+
+def test_plda_two_cov_em_step_matches_textbook():
+    rng = np.random.default_rng(20)
+    X, y = _labelled(rng, n_spk=10, per=4, d=3)
+    p1 = PLDA(n_iter=1).fit(X, y)
+    # one EM iteration from the moment estimates, one speaker at a time
+    from gmmspeech.backend.transforms import class_scatter
+
+    mu, sw, sb, classes = class_scatter(X, y)
+    reg = lambda c: 0.5 * (c + c.T) + 1e-8 * np.trace(c) / c.shape[0] * np.eye(c.shape[0])  # noqa: E731
+    Bi, Wi = reg(sb), reg(sw)
+    B, W = np.linalg.inv(Bi), np.linalg.inv(Wi)
+    ys, Eyy, acc_w = [], [], np.zeros_like(W)
+    for s in classes:
+        xs = X[y == s]
+        L = B + len(xs) * W
+        ym = np.linalg.solve(L, B @ mu + W @ xs.sum(0))
+        E = np.linalg.inv(L) + np.outer(ym, ym)
+        ys.append(ym)
+        Eyy.append(E)
+        for x in xs:
+            acc_w += np.outer(x, x) - np.outer(ym, x) - np.outer(x, ym) + E
+    mu_new = np.mean(ys, axis=0)
+    np.testing.assert_allclose(p1.mean_, mu_new, rtol=1e-9)
+    np.testing.assert_allclose(p1.between_covariance_, reg(np.mean(Eyy, axis=0) - np.outer(mu_new, mu_new)),
+                               rtol=1e-8)
+    np.testing.assert_allclose(p1.within_covariance_, reg(acc_w / X.shape[0]), rtol=1e-8)
+
+
+# --------------------------------------------------------------------------- calibration
+def test_logistic_calibration_recovers_the_gaussian_llr():
+    rng = np.random.default_rng(21)
+    mt, mn, sd = 2.0, -1.0, 1.5
+    tar = rng.normal(mt, sd, 40000)
+    non = rng.normal(mn, sd, 40000)
+    s = np.concatenate([tar, non])
+    lab = np.concatenate([np.ones(tar.size, bool), np.zeros(non.size, bool)])
+    cal = LogisticCalibration().fit(s, lab)
+    # true LLR of equal-variance Gaussians: a s + b
+    a = (mt - mn) / sd**2
+    b = -(mt**2 - mn**2) / (2 * sd**2)
+    assert cal.coef_[0] == pytest.approx(a, rel=0.03)
+    assert cal.intercept_ == pytest.approx(b, abs=0.05)
+    # prior shifts only the intercept by -logit(prior) relative to the weighting
+    assert cal.transform(np.array([0.0, 1.0])).shape == (2,)
+
+
+def test_fusion_weights_the_informative_system():
+    rng = np.random.default_rng(22)
+    n = 5000
+    lab = rng.random(n) < 0.3
+    good = np.where(lab, 2.0, -2.0) + rng.normal(size=n)
+    noise = rng.normal(size=n)
+    fu = ScoreFusion().fit(np.stack([good, noise], 1), lab)
+    assert abs(fu.coef_[1]) < 0.1 * abs(fu.coef_[0])
+    out = fu.fuse(good.reshape(50, 100), noise.reshape(50, 100))
+    assert out.shape == (50, 100)
+    with pytest.raises(ValueError, match="2 score matrices"):
+        fu.fuse(good.reshape(50, 100))
