@@ -62,6 +62,7 @@ def test_component_without_data_keeps_ubm_and_weights_renormalise():
 
 
 def test_variance_formula_hand_computation():
+    """Different alpha^m and alpha^v: the variance is adapted around the adapted mean."""
     ubm = _ubm()
     n = np.array([10.0, 2.0, 30.0])
     f = np.array([[5.0, -10.0], [9.0, 2.5], [-60.0, 160.0]])
@@ -72,9 +73,122 @@ def test_variance_formula_hand_computation():
     for k in range(3):
         am, av = n[k] / (n[k] + rm), n[k] / (n[k] + rv)
         mu = am * f[k] / n[k] + (1 - am) * ubm.means_[k]
-        var = av * s[k] / n[k] + (1 - av) * (ubm.covariances_[k] + ubm.means_[k] ** 2) - mu**2
+        # E_k[(x - mu)^2] from the raw sums, then the UBM's second moment about mu
+        e_data = s[k] / n[k] - 2 * mu * f[k] / n[k] + mu**2
+        var = av * e_data + (1 - av) * (ubm.covariances_[k] + (ubm.means_[k] - mu) ** 2)
         np.testing.assert_allclose(m.means_[k], mu, rtol=1e-12)
         np.testing.assert_allclose(m.covariances_[k], var, rtol=1e-10)
+
+
+def _eq13_diag(ubm, n, f, s, a):
+    """Reynolds et al. (2000) eq. 12 and 13, transcribed (one alpha for means and variances)."""
+    mu = a[:, None] * f / n[:, None] + (1 - a[:, None]) * ubm.means_
+    var = (a[:, None] * s / n[:, None] + (1 - a[:, None]) * (ubm.covariances_ + ubm.means_**2)
+           - mu**2)
+    return mu, var
+
+
+def _eq13_full(ubm, n, f, S, a):
+    K = len(n)
+    mu = a[:, None] * f / n[:, None] + (1 - a[:, None]) * ubm.means_
+    cov = np.empty_like(S)
+    for k in range(K):
+        cov[k] = (a[k] * S[k] / n[k]
+                  + (1 - a[k]) * (ubm.covariances_[k] + np.outer(ubm.means_[k], ubm.means_[k]))
+                  - np.outer(mu[k], mu[k]))
+    return mu, cov
+
+
+@pytest.mark.parametrize("kind", ["diag", "full"])
+@pytest.mark.parametrize("adapt", ["mv", "mwv"])
+@pytest.mark.parametrize("rel", [16.0, 3.0, {"m": 5.0, "w": 1.0, "v": 5.0}])
+def test_equals_reynolds_eq13_when_coefficients_are_equal(kind, adapt, rel):
+    ubm = _ubm(kind)
+    X = np.random.default_rng(5).normal([2.0, 1.5], [1.5, 0.8], size=(80, 2))
+    g = _posteriors(ubm, X)
+    n = g.sum(0)
+    f = g.T @ X
+    if kind == "diag":
+        s = g.T @ X**2
+        r = rel if isinstance(rel, float) else rel["m"]
+        mu, var = _eq13_diag(ubm, n, f, s, n / (n + r))
+    else:
+        s = np.einsum("tk,ti,tj->kij", g, X, X)
+        r = rel if isinstance(rel, float) else rel["m"]
+        mu, var = _eq13_full(ubm, n, f, s, n / (n + r))
+    st = SufficientStats(n, f, s, 0.0, float(n.sum()), kind)
+    m = map_adapt(ubm, st, relevance_factor=rel, adapt=adapt)
+    np.testing.assert_allclose(m.means_, mu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.covariances_, var, rtol=1e-9, atol=1e-12)
+
+
+def _shifted(ubm, c):
+    kind = ubm.covariance_type
+    return GMM.from_params(ubm.weights_, ubm.means_ + c, ubm.covariances_, covariance_type=kind)
+
+
+ADAPTS = ["m", "w", "v", "mw", "mv", "wv", "mwv"]
+RELEVANCES = [16.0, 4.0, 0.5, {"m": 4.0}, {"v": 4.0}, {"m": 2.0, "w": 8.0, "v": 32.0},
+              {"m": 32.0, "w": 1.0, "v": 0.25}]
+
+
+@pytest.mark.parametrize("kind", ["diag", "full"])
+@pytest.mark.parametrize("rel", RELEVANCES, ids=lambda r: str(r))
+@pytest.mark.parametrize("adapt", ADAPTS)
+def test_shift_invariance_for_every_adapt_and_relevance(kind, adapt, rel):
+    """Shifting the UBM and the data by a constant moves the means by it and changes no
+    variance beyond rounding, whatever the coefficients (eq. 13 with alpha^v != alpha^m
+    fails this: 321 of 640 variances hit the floor after a +5 shift)."""
+    ubm = _ubm(kind)
+    X = np.random.default_rng(7).normal([2.5, 2.0], [1.2, 0.9], size=(60, 2))
+    g = _posteriors(ubm, X)  # the same posteriors before and after the shift
+    n = g.sum(0)
+    c = np.array([5.0, -40.0])
+    Xs = X + c
+    if kind == "diag":
+        s, ss = g.T @ X**2, g.T @ Xs**2
+    else:
+        s, ss = (np.einsum("tk,ti,tj->kij", g, Y, Y) for Y in (X, Xs))
+    a = map_adapt(ubm, SufficientStats(n, g.T @ X, s, 0.0, 60.0, kind), relevance_factor=rel,
+                  adapt=adapt)
+    b = map_adapt(_shifted(ubm, c), SufficientStats(n, g.T @ Xs, ss, 0.0, 60.0, kind),
+                  relevance_factor=rel, adapt=adapt)
+    np.testing.assert_allclose(b.means_ - c, a.means_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.weights_, a.weights_, rtol=1e-12)
+    # variances stay positive (definite) and untouched unless "v" is adapted
+    if kind == "diag":
+        assert np.all(a.covariances_ > 0)
+    else:
+        assert np.all(np.linalg.eigvalsh(a.covariances_) > 0)
+    if "v" not in adapt:
+        np.testing.assert_array_equal(a.covariances_, ubm.covariances_)
+    else:
+        assert not np.allclose(a.covariances_, ubm.covariances_)
+    # through the frames (E-step included): the same up to float32 E-step rounding
+    a2 = map_adapt(ubm, X, relevance_factor=rel, adapt=adapt)
+    b2 = map_adapt(_shifted(ubm, c), Xs, relevance_factor=rel, adapt=adapt)
+    np.testing.assert_allclose(b2.covariances_, a2.covariances_, rtol=2e-4, atol=1e-6)
+
+
+def test_eq13_with_unequal_coefficients_is_not_shift_invariant():
+    """The reason for the form above: the textbook eq. 13 transcribed with alpha^v != alpha^m
+    changes under a shift (so the shift test can tell the two apart)."""
+    ubm = _ubm()
+    X = np.random.default_rng(7).normal([2.5, 2.0], [1.2, 0.9], size=(60, 2))
+    g = _posteriors(ubm, X)
+    n = g.sum(0)
+
+    def eq13(u, Y, am, av):
+        mu = am[:, None] * (g.T @ Y) / n[:, None] + (1 - am[:, None]) * u.means_
+        return (av[:, None] * (g.T @ Y**2) / n[:, None]
+                + (1 - av[:, None]) * (u.covariances_ + u.means_**2) - mu**2)
+
+    am, av = n / (n + 4.0), n / (n + 16.0)
+    c = np.array([5.0, 5.0])
+    assert not np.allclose(eq13(_shifted(ubm, c), X + c, am, av), eq13(ubm, X, am, av), rtol=1e-3)
+    m = map_adapt(ubm, X, relevance_factor={"m": 4.0}, adapt="mv")
+    assert not np.allclose(m.covariances_, np.maximum(eq13(ubm, X, am, av), 1e-6), rtol=1e-3)
 
 
 def test_full_covariance_hand_computation():

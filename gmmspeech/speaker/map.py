@@ -13,12 +13,24 @@ relevance factor ``r^p``):
 * means: ``mu_k = alpha_k^m E_k[x] + (1 - alpha_k^m) mu_k^ubm``;
 * weights: ``w_k = gamma [alpha_k^w n_k / T + (1 - alpha_k^w) w_k^ubm]`` with ``gamma``
   renormalising to sum 1;
-* variances: ``sigma_k^2 = alpha_k^v E_k[x^2] + (1 - alpha_k^v)(sigma_k^2,ubm + mu_k^2,ubm) - mu_k^2``
+* variances, around the *adapted* mean ``mu_k``:
+  ``sigma_k^2 = alpha_k^v E_k[(x - mu_k)^2] + (1 - alpha_k^v)(sigma_k^2,ubm + (mu_k^ubm - mu_k)^2)``
   (full covariances: the same with outer products).
 
-The variance formula is evaluated in an algebraically identical centred form
-(around the UBM mean) so that no catastrophic cancellation occurs and a component
-without data keeps the UBM's variance bit for bit.
+The variance update is the MAP-style interpolation of the two second moments about the
+new mean: the speaker data's and the UBM component's. When ``alpha^v = alpha^m`` it equals
+Reynolds' eq. 13, ``alpha E_k[x^2] + (1 - alpha)(sigma^2,ubm + mu^2,ubm) - mu^2``; eq. 13
+is only valid then: with ``alpha^v != alpha^m`` (different relevance factors, or ``adapt="v"``
+alone) it depends on where the origin of the feature space lies and can go negative.
+This form is non-negative and invariant to shifting the features (and the UBM) by a
+constant. With ``d = E_k[x] - mu_k^ubm`` it is evaluated as
+
+``sigma_k^2 = alpha^v var_k + (1 - alpha^v) sigma_k^2,ubm
++ [alpha^v (1 - alpha^m)^2 + (1 - alpha^v) (alpha^m)^2] d^2``
+
+(``var_k`` the data's variance about ``E_k[x]``), which involves only differences, so no
+catastrophic cancellation occurs and a component without data keeps the UBM's variance bit
+for bit.
 """
 
 from __future__ import annotations
@@ -121,6 +133,8 @@ def map_adapt(
     -------
     GMM
         A new fitted model; parameters not adapted are copies of the UBM's.
+        ``ubm_fingerprint_`` is :func:`gmmspeech.mixture.io.fingerprint` of ``ubm`` (saved
+        with the model; scoring against another UBM is refused).
     """
     from gmmspeech.mixture.gmm import GMM
 
@@ -164,14 +178,15 @@ def map_adapt(
 
     if "v" in flags:
         s = np.asarray(st.s, dtype=np.float64)
+        # weight of d d^T: a_v (E[x] - mu_hat)^2 + (1 - a_v)(mu0 - mu_hat)^2, with
+        # E[x] - mu_hat = (1 - a_m) d and mu0 - mu_hat = -a_m d
+        c_dd = a_v * (1.0 - a_m) ** 2 + (1.0 - a_v) * a_m**2
         if kind == "diag":
             ex2 = s if s.ndim == 2 else np.einsum("kii->ki", s)
             var_ml = np.where(has[:, None], ex2 / safe_n[:, None] - ex**2, cov0)
             var_ml = np.maximum(var_ml, 0.0)
-            # alpha E[x^2] + (1-alpha)(s0 + mu0^2) - mu^2, centred on mu0 (exact identity)
-            cross = ((a_v - a_m)[:, None] * 2.0 * mu0 * d
-                     + (a_v - a_m**2)[:, None] * d**2)
-            cov = a_v[:, None] * var_ml + (1.0 - a_v)[:, None] * cov0 + cross
+            cov = (a_v[:, None] * var_ml + (1.0 - a_v)[:, None] * cov0
+                   + c_dd[:, None] * d**2)
             floor = float(getattr(ubm, "reg_covar", 1e-6))
             cov = np.where(has[:, None], np.maximum(cov, floor), cov)
         else:
@@ -179,10 +194,8 @@ def map_adapt(
                 raise ValueError("a full-covariance UBM needs full second-order statistics (kind='full')")
             outer = np.einsum("ki,kj->kij", ex, ex)
             var_ml = np.where(has[:, None, None], s / safe_n[:, None, None] - outer, cov0)
-            md = np.einsum("ki,kj->kij", mu0, d)
-            cross = ((a_v - a_m)[:, None, None] * (md + md.transpose(0, 2, 1))
-                     + (a_v - a_m**2)[:, None, None] * np.einsum("ki,kj->kij", d, d))
-            cov = a_v[:, None, None] * var_ml + (1.0 - a_v)[:, None, None] * cov0 + cross
+            cov = (a_v[:, None, None] * var_ml + (1.0 - a_v)[:, None, None] * cov0
+                   + c_dd[:, None, None] * np.einsum("ki,kj->kij", d, d))
             cov = 0.5 * (cov + cov.transpose(0, 2, 1))
             cov = _psd_floor(cov, cov0, float(getattr(ubm, "reg_covar", 1e-6)))
     else:
@@ -193,7 +206,10 @@ def map_adapt(
             raise FloatingPointError(f"MAP adaptation produced non-finite {name}")
     model = GMM.from_params(weights, means, cov, covariance_type=kind,
                             reg_covar=getattr(ubm, "reg_covar", 1e-6))
+    from gmmspeech.mixture.io import fingerprint
+
     model.map_alpha_ = {"m": a_m, "w": a_w, "v": a_v}
+    model.ubm_fingerprint_ = fingerprint(ubm)
     model.map_n_ = n
     return model
 
