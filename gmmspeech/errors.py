@@ -64,9 +64,22 @@ class ManifestError(GMMSpeechError, ValueError):
 
 
 class ModelFileError(GMMSpeechError, ValueError):
-    """A model file is missing, truncated, tampered with, or not a gmmspeech model."""
+    """A model file is missing, truncated, tampered with, or not a gmmspeech model.
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    Parameters
+    ----------
+    path : path-like
+        The file at fault.
+    reason : str
+        What is wrong.
+    field : str or None
+        The part of the file at fault (``"covariances"``, ``"metadata.feature_config.n_mels"``,
+        ``"fitted.n_iter_"``, ...), when one is.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, field: str | None = None):
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.field = field
+        where = self.path if field is None else f"{self.path}: {field}"
+        super().__init__(f"{where}: {reason}")

@@ -181,7 +181,10 @@ def test_npz_with_object_array_is_refused_without_running_it(tmp_path, fitted):
         bad[target] = evil
         path = tmp_path / f"obj-{target}.npz"
         np.savez(path, **bad)
-        with pytest.raises(ModelFileError, match="object arrays") as ei:
+        # an object array where an array belongs is named as such; an extra member is
+        # refused before its header is even read
+        why = "unexpected array" if target == "extra" else "object arrays"
+        with pytest.raises(ModelFileError, match=why) as ei:
             load(path)
         assert ei.value.path == str(path)
         assert not sentinel.exists()
@@ -254,10 +257,10 @@ def test_wrong_version_missing_arrays_and_bad_shapes(tmp_path, fitted):
     with pytest.raises(ModelFileError, match="missing array covariances"):
         load(nocov)
     shape = _repack(good, tmp_path / "shape.npz", change={"covariances": lambda c: c[0]})
-    with pytest.raises(ModelFileError, match="inconsistent array shapes"):
+    with pytest.raises(ModelFileError, match=r"covariances: has shape \(3, 3\), the metadata implies \(3, 3, 3\)"):
         load(shape)
     notpd = _repack(good, tmp_path / "notpd.npz", change={"covariances": lambda c: -c})
-    with pytest.raises(ModelFileError, match="invalid model parameters"):
+    with pytest.raises(ModelFileError, match="covariances: not positive definite"):
         load(notpd)
     strings = _repack(good, tmp_path / "str.npz", extra={"means": np.array(["a", "b", "c"])})
     with pytest.raises(ModelFileError, match="only numeric arrays"):

@@ -131,8 +131,12 @@ def _file_label(label: str) -> str:
     return s
 
 
-def save_models(models: Mapping[Any, Any], folder) -> list[str]:
-    """Write each model as ``folder/<label>.npz`` (label kept in the file's metadata)."""
+def save_models(models: Mapping[Any, Any], folder, *, metadata: Mapping[str, Any] | None = None) -> list[str]:
+    """Write each model as ``folder/<label>.npz`` (label kept in the file's metadata).
+
+    ``metadata`` (e.g. the feature configuration) is added to every model's metadata; a
+    MAP-adapted model also records the fingerprint of its UBM (``ubm_fingerprint``).
+    """
     from gmmspeech.mixture import io as mio
 
     folder = os.fspath(folder)
@@ -144,8 +148,8 @@ def save_models(models: Mapping[Any, Any], folder) -> list[str]:
         n = used.get(base, 0)
         used[base] = n + 1
         name = base if n == 0 else f"{base}.{n}"
-        paths.append(mio.save(model, os.path.join(folder, name + ".npz"),
-                              metadata={"label": str(label), "role": "speaker-model"}))
+        meta = dict(metadata or {}, label=str(label), role="speaker-model")
+        paths.append(mio.save(model, os.path.join(folder, name + ".npz"), metadata=meta))
     return paths
 
 
@@ -171,18 +175,35 @@ def load_models(folder) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- score files
 def write_scores(path, test_ids, test_labels, model_labels, scores) -> None:
-    """``test_id  model  score  test_label`` lines (tab-separated, header first), atomically."""
+    """``test_id  model  score  test_label`` lines (tab-separated, header first), atomically.
+
+    Refuses non-finite scores (nothing is written); a failed write (a full disk) leaves
+    the previous file, and no temporary file, behind.
+    """
+    import io
+
+    from gmmspeech.atomic import atomic_write
+
     s = np.asarray(scores, dtype=np.float64)
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+    if s.shape != (len(test_ids), len(model_labels)):
+        raise ValueError(f"scores have shape {s.shape}, expected ({len(test_ids)}, {len(model_labels)})")
+    bad = np.argwhere(~np.isfinite(s))
+    if bad.size:
+        i, j = bad[0]
+        raise ValueError(f"{len(bad)} non-finite score(s) (first: test {test_ids[i]!r} against "
+                         f"model {model_labels[j]!r}); nothing written to {os.fspath(path)}")
+
+    def write(fh):
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        w = csv.writer(text, delimiter="\t", lineterminator="\n")
         w.writerow(["test_id", "model", "score", "test_label"])
         for i, (tid, tlab) in enumerate(zip(test_ids, test_labels)):
             for j, mlab in enumerate(model_labels):
                 w.writerow([tid, mlab, repr(float(s[i, j])), tlab])
-    os.replace(tmp, path)
+        text.flush()
+        text.detach()  # the handle stays open for atomic_write's fsync
+
+    atomic_write(path, write)
 
 
 def read_scores(path, *, labels: Mapping[str, str] | None = None):
@@ -285,11 +306,9 @@ def evaluate_score_file(path, out_dir, *, labels: Mapping[str, str] | None = Non
 
 
 def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from gmmspeech.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def summary_line(res: Mapping[str, Any]) -> str:

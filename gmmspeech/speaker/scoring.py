@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["score", "MODES", "utterance_stats"]
+__all__ = ["score", "MODES", "utterance_stats", "check_same_ubm"]
 
 MODES = ("exact", "topc", "linear")
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -82,6 +82,76 @@ def _utterances(utterances) -> list[np.ndarray]:
             raise ValueError(f"utterances[{i}]: contains NaN or infinite values")
         out.append(a)
     return out
+
+
+def _name(model, i: int | None = None, what: str = "models") -> str:
+    """How an error names a model: its file when it was loaded from one."""
+    path = getattr(model, "path_", None)
+    if path:
+        return str(path)
+    return what if i is None else f"{what}[{i}]"
+
+
+def _model_error(model, i: int | None, reason: str, what: str = "models",
+                 field: str | None = None):
+    from gmmspeech.errors import ModelFileError
+
+    path = getattr(model, "path_", None)
+    if path:
+        return ModelFileError(path, reason, field)
+    return ValueError(f"{_name(model, i, what)}: {reason}")
+
+
+def check_same_ubm(models, ubm, *, force: bool = False) -> None:
+    """Refuse (or with ``force`` warn about) models MAP-adapted from another UBM.
+
+    Every model with a ``ubm_fingerprint_`` (set by
+    :func:`~gmmspeech.speaker.map.map_adapt` and kept in the model file) must have been
+    adapted from ``ubm`` (:func:`gmmspeech.mixture.io.fingerprint`); models without one
+    (not MAP-adapted, or older files) are not checked.
+    """
+    if ubm is None:
+        return
+    from gmmspeech.mixture.io import fingerprint
+
+    fp = fingerprint(ubm)
+    bad = [(i, m) for i, m in enumerate(_model_list(models))
+           if getattr(m, "ubm_fingerprint_", None) not in (None, fp)]
+    if not bad:
+        return
+    i, m = bad[0]
+    more = f" (and {len(bad) - 1} more model(s))" if len(bad) > 1 else ""
+    reason = (f"was adapted from another UBM (fingerprint {m.ubm_fingerprint_}) than "
+              f"{_name(ubm, None, 'the UBM')} (fingerprint {fp}){more}; its scores would be "
+              "meaningless")
+    if force:
+        import warnings
+
+        warnings.warn(f"{_name(m, i)}: {reason}; scoring anyway (force)", stacklevel=3)
+        return
+    raise _model_error(m, i, reason + "; re-enrol against this UBM", field="metadata.ubm_fingerprint")
+
+
+def _check_finite(ll, ll_ubm, models, ubm, utts) -> None:
+    """No non-finite score leaves: name the utterance, model or UBM that produced one."""
+    bad_rows = ~np.isfinite(ll).any(axis=1)
+    if ll_ubm is not None:
+        bad_rows &= ~np.isfinite(ll_ubm)
+    if bad_rows.any() and (len(models) > 1 or ll_ubm is not None):
+        i = int(np.flatnonzero(bad_rows)[0])
+        big = float(np.abs(utts[i]).max())
+        raise ValueError(f"utterances[{i}]: non-finite log-likelihood against every model "
+                         f"(feature values up to {big:.3g})")
+    if ll_ubm is not None and not np.all(np.isfinite(ll_ubm)):
+        n = int((~np.isfinite(ll_ubm)).sum())
+        raise _model_error(ubm, None, f"gives a non-finite log-likelihood for {n} of "
+                                      f"{ll_ubm.size} utterance(s)", what="the UBM")
+    ok = np.isfinite(ll)
+    if not ok.all():
+        j = int(np.flatnonzero(~ok.all(axis=0))[0])
+        n = int((~ok[:, j]).sum())
+        raise _model_error(models[j], j, f"gives non-finite scores for {n} of {ll.shape[0]} "
+                                         "utterance(s)")
 
 
 def _diag_params(g) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -386,6 +456,8 @@ def score(
     backend: str | None = None,
     scheduler: str | None = None,
     n_threads: int | None = 1,
+    force: bool = False,
+    _checked: bool = False,
 ) -> np.ndarray:
     """Score every utterance against every model.
 
@@ -416,10 +488,21 @@ def score(
         cores). One thread by default: the kernels are already vectorised, the chunks
         are small, and on a shared machine thread pools lose far more to contention
         than they gain; use ``n_jobs`` for parallelism across utterances.
+    force : bool
+        Score models MAP-adapted from another UBM than ``ubm`` with a warning instead of
+        refusing them (see :func:`check_same_ubm`).
 
     Returns
     -------
     ndarray, shape (n_utterances, n_models)
+        Every value finite.
+
+    Raises
+    ------
+    ModelFileError
+        A model adapted from another UBM (unless ``force``), or a model or the UBM that
+        gives a non-finite score (named by its file when it was loaded from one;
+        ``ValueError`` naming its position otherwise).
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not supported; choose one of {', '.join(MODES)}")
@@ -429,8 +512,23 @@ def score(
         if mode == "exact":
             mode = "topc"
     models = _model_list(models)
+    if not _checked:
+        from gmmspeech.mixture.io import check_parameters
+
+        for i, m in enumerate(models):
+            check_parameters(m, f"models[{i}]")
+        if ubm is not None:
+            check_parameters(ubm, "ubm")
+        check_same_ubm(models, ubm, force=force)
     utts = _utterances(utterances)
     D = np.asarray(models[0].means_).shape[1]
+    for i, m in enumerate(models):
+        if np.asarray(m.means_).shape[1] != D:
+            raise _model_error(m, i, f"has {np.asarray(m.means_).shape[1]} dims but "
+                                     f"{_name(models[0], 0)} has {D}")
+    if ubm is not None and np.asarray(ubm.means_).shape[1] != D:
+        raise _model_error(ubm, None, f"has {np.asarray(ubm.means_).shape[1]} dims but "
+                                      f"{_name(models[0], 0)} has {D}", what="the UBM")
     for i, u in enumerate(utts):
         if u.shape[1] != D:
             raise ValueError(f"utterances[{i}] has {u.shape[1]} dims but the models have {D}")
@@ -484,7 +582,9 @@ class _thread_limit:
 
 def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
     if mode == "linear":
-        return _linear(models, ubm, utts, chunk_frames, progress)
+        out = _linear(models, ubm, utts, chunk_frames, progress)
+        _check_finite(out, None, models, ubm, utts)
+        return out
 
     all_diag = all(_is_diag(m) for m in models) and (ubm is None or _is_diag(ubm))
     if mode == "topc":
@@ -497,12 +597,15 @@ def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
         ll, ll_ubm = _exact_diag(plan, utts, chunk_frames, progress)
     else:
         ll, ll_ubm = _exact_general(models, ubm, utts, chunk_frames)
+    _check_finite(ll, ll_ubm if ubm is not None else None, models, ubm, utts)
     T = np.array([u.shape[0] for u in utts], dtype=np.float64)
     if ubm is not None:
         ll = ll - ll_ubm[:, None]
-    return ll / T[:, None]
+    out = ll / T[:, None]
+    _check_finite(out, None, models, ubm, utts)
+    return out
 
 
 def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype, n_threads=1):
     return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames,
-                 dtype=dtype, n_threads=n_threads)
+                 dtype=dtype, n_threads=n_threads, _checked=True)
