@@ -118,7 +118,8 @@ def run(*, out, manifest=None, data_root=None, store=None, n_components: int | N
         source = fs if arrays is not None else [fs.load(i) for i in ids]
         ubm = train_ubm(source, K, covariance_type, max_iter=iters, init="split",
                         random_state=seed, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-                        checkpoint=ckpt, resume=resume, progress=verbose)
+                        checkpoint=ckpt, resume=resume, restart=not resume,
+                        progress=verbose)
         mio.save(ubm, out / "ubm.npz", metadata={
             "role": "ubm", "feature_config": config.to_dict(), "manifest": str(manifest),
             "n_files": len(ids), "n_frames": n_frames, "training": training})

@@ -42,7 +42,7 @@ import numpy as np
 from gmmspeech.errors import GMMSpeechError
 from gmmspeech.progress import format_duration, stage
 
-__all__ = ["train_ubm", "UBMCheckpointError"]
+__all__ = ["train_ubm", "UBMCheckpointError", "checkpoint_iteration"]
 
 _STATE_VERSION = 1
 
@@ -288,6 +288,20 @@ def _write_checkpoint(checkpoint: str, model, state: dict) -> None:
     mio.save(model, checkpoint, metadata={"ubm_training": state})
 
 
+def checkpoint_iteration(checkpoint: str | os.PathLike) -> int | None:
+    """The last finished EM iteration recorded in a UBM checkpoint (None if unreadable)."""
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.mixture import io as mio
+
+    try:
+        state = mio.load_metadata(checkpoint).get("ubm_training")
+    except (ModelFileError, OSError):
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
+        return None
+    return int(state["iteration"])
+
+
 def _read_checkpoint(checkpoint: str, expect: dict):
     from gmmspeech.mixture import io as mio
 
@@ -302,7 +316,7 @@ def _read_checkpoint(checkpoint: str, expect: dict):
             raise UBMCheckpointError(
                 checkpoint,
                 f"was written with {key}={state.get(key)!r}, this run has {key}={val!r}; "
-                "use the same data and settings or delete the checkpoint",
+                "use the same data and settings, or restart (discarding the checkpoint)",
             )
     return model, state
 
@@ -324,6 +338,7 @@ def train_ubm(
     scheduler: str | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    restart: bool = False,
     progress: bool = False,
     config=None,
     data_root: str | os.PathLike | None = None,
@@ -364,7 +379,12 @@ def train_ubm(
     checkpoint : path, optional
         Model file written atomically after every iteration (training state in its metadata).
     resume : bool
-        Continue from ``checkpoint`` if it exists (same data and settings required).
+        Continue from ``checkpoint`` if it exists (same data and settings required); when
+        it does not exist, training starts fresh.
+    restart : bool
+        Discard an existing ``checkpoint`` and start over. An existing checkpoint is never
+        discarded silently: without ``resume`` or ``restart`` it is an error
+        (:class:`UBMCheckpointError`).
     progress : bool
         Progress bar with the log-likelihood per frame of each iteration.
     config : FeatureConfig or preset name, optional
@@ -408,6 +428,15 @@ def train_ubm(
         raise ValueError(f"init={init!r} is not supported; choose one of {', '.join(_INITS)}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path>")
+    if resume and restart:
+        raise ValueError("resume=True and restart=True exclude each other")
+    if checkpoint is not None and not (resume or restart):
+        ck = os.fspath(checkpoint)
+        if os.path.exists(ck):
+            done = checkpoint_iteration(ck)
+            what = ("" if done is None else f" (an interrupted run, after EM iteration {done})")
+            raise UBMCheckpointError(ck, f"a checkpoint exists{what}; pass resume=True to "
+                                         "continue it or restart=True to discard it")
     gmm_kwargs = dict(gmm_kwargs, reg_covar=reg_covar)
 
     from gmmspeech.parallel import parallel_map
@@ -436,6 +465,8 @@ def train_ubm(
         }
         if random_state is not None:
             expect["seed"] = int(random_state)
+        if restart and ckpt and os.path.exists(ckpt):
+            os.unlink(ckpt)
         loaded = _read_checkpoint(ckpt, expect) if (resume and ckpt) else None
 
         if loaded is not None:
