@@ -83,3 +83,7 @@ class ModelFileError(GMMSpeechError, ValueError):
         self.field = field
         where = self.path if field is None else f"{self.path}: {field}"
         super().__init__(f"{where}: {reason}")
+
+
+class UsageError(GMMSpeechError, ValueError):
+    """A command-line argument is invalid; the message names the flag (exit code 2)."""

@@ -69,10 +69,15 @@ def _manifest_help(parser: argparse.ArgumentParser) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    from gmmspeech.cli.common import check_common, check_input, check_output
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
 
+    check_input(args.manifest, "MANIFEST")
+    check_input(args.config, "--config")
+    check_output(args.out, "-o/--out", kind="dir")
+    check_common(args)
     if args.config is not None:
         import json
 

@@ -11,7 +11,16 @@ import os
 import sys
 import tempfile
 
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args
+from gmmspeech.cli.common import (
+    add_data_root_arg,
+    add_parallel_args,
+    check_adapt,
+    check_common,
+    check_input,
+    check_number,
+    check_output,
+    resume_command,
+)
 
 
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
@@ -39,6 +48,14 @@ def _add_ubm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _add_resume_args(g, what: str) -> None:
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--resume", action="store_true",
+                   help=f"continue from {what} of an interrupted run (starts fresh if there is none)")
+    m.add_argument("--restart", action="store_true",
+                   help=f"discard {what} of an interrupted run and start over")
+
+
 def register(sub) -> None:
     """Add this module's sub-commands to the parser."""
     # ------------------------------------------------------------------ train-ubm
@@ -60,7 +77,7 @@ def register(sub) -> None:
                    help="Gaussian selection: only the C best components per frame get a posterior")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="checkpoint file (default: OUT.ckpt.npz, removed after success)")
-    g.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _add_resume_args(g, "the checkpoint")
     _add_features_args(p, from_ubm=False)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -98,6 +115,8 @@ def register(sub) -> None:
                    help="scoring mode (default: topc with --top-c, else exact)")
     p.add_argument("--top-c", type=int, default=5, metavar="C",
                    help="components per frame in top-C mode (default 5; 0 for exact)")
+    p.add_argument("--force", action="store_true",
+                   help="score models adapted from another UBM (a warning instead of an error)")
     _add_features_args(p, from_ubm=True)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -158,6 +177,7 @@ def register(sub) -> None:
                         "(librispeech: --cmvn none --no-vad --n-mfcc 24 -k 128 --relevance 4 "
                         "--ubm-on-enroll --mode exact --norm tnorm); options given on the "
                         "command line win")
+    _add_resume_args(p.add_argument_group("interrupted runs"), "the UBM checkpoint (DIR/ubm.ckpt.npz)")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     # None = not given: the --protocol preset, else the documented default, applies
@@ -167,15 +187,23 @@ def register(sub) -> None:
 
 # --------------------------------------------------------------------------- helpers
 def _config_for(args, ubm=None):
-    """The feature configuration: --preset, else the UBM's saved one, else 'speech'."""
-    from gmmspeech.features.config import FeatureConfig
+    """The feature configuration: --preset, else the UBM's saved one, else 'speech'.
 
+    With a UBM, the features must have its dimensions (checked before any audio is read)."""
+    from gmmspeech.features.config import FeatureConfig
+    from gmmspeech.speaker.pipeline import check_config_against_ubm, saved_feature_config
+
+    saved = saved_feature_config(ubm) if ubm is not None else None
     if getattr(args, "preset", None):
-        return FeatureConfig.preset(args.preset)
-    saved = getattr(ubm, "metadata_", {}).get("feature_config") if ubm is not None else None
-    if isinstance(saved, dict):
-        return FeatureConfig.from_dict(saved)
-    return FeatureConfig.preset("speech")
+        config = FeatureConfig.preset(args.preset)
+    elif saved is not None:
+        return saved
+    else:
+        config = FeatureConfig.preset("speech")
+    if ubm is not None:
+        option = f"--preset {args.preset}" if getattr(args, "preset", None) else "the default preset"
+        check_config_against_ubm(config, ubm, option=option)
+    return config
 
 
 class _FeatureDir:
@@ -220,18 +248,156 @@ def _clean_errors(func):
     return wrapper
 
 
+# --------------------------------------------------------------------------- validation
+def _usage(message: str):
+    from gmmspeech.errors import UsageError
+
+    return UsageError(message)
+
+
+def _check_ubm_args(args) -> None:
+    check_number(args.components, "-k/--components", lo=1)
+    check_number(args.iterations, "--iterations", lo=0)
+    check_number(args.seed, "--seed", lo=0)
+
+
+def _check_map_args(args) -> None:
+    check_number(args.relevance, "--relevance", lo=0, strict=True)
+    check_adapt(args.adapt)
+
+
+def _check_scoring_args(args) -> None:
+    check_number(args.top_c, "--top-c", lo=0)
+    if args.mode == "topc" and args.top_c == 0:
+        raise _usage("--mode topc needs --top-c >= 1, got 0")
+
+
+def _validate_train_ubm(args) -> None:
+    check_input(args.source, "MANIFEST_OR_STORE", kind="any")
+    check_output(args.out, "-o/--out")
+    check_output(args.checkpoint, "--checkpoint")
+    _check_ubm_args(args)
+    check_number(args.reservoir, "--reservoir", lo=1)
+    if args.reservoir < args.components:
+        raise _usage(f"--reservoir must be >= -k/--components ({args.components}): the "
+                     f"initialisation needs at least one frame per component, got {args.reservoir}")
+    check_number(args.subsample, "--subsample", lo=1)
+    check_number(args.top_c, "--top-c", lo=1, hi=args.components)
+    check_common(args)
+
+
+def _validate_enroll(args) -> None:
+    check_input(args.ubm, "--ubm")
+    check_input(args.manifest, "--manifest")
+    check_output(args.out, "-o/--out", kind="dir")
+    _check_map_args(args)
+    check_common(args)
+
+
+def _validate_score(args) -> None:
+    check_input(args.ubm, "--ubm")
+    check_input(args.models, "--models", kind="dir")
+    check_input(args.manifest, "--manifest")
+    check_output(args.out, "-o/--out")
+    _check_scoring_args(args)
+    check_common(args)
+
+
+def _validate_speaker_id(args) -> None:
+    for flag, path in (("--background", args.background), ("--enroll", args.enroll),
+                       ("--test", args.test)):
+        check_input(path, flag)
+    check_output(args.out, "-o/--out", kind="dir")
+    _check_ubm_args(args)
+    _check_map_args(args)
+    _check_scoring_args(args)
+    check_number(args.n_mfcc, "--n-mfcc", lo=1)
+    check_common(args)
+
+
+def _checkpoint_policy(args, ckpt: str, cmd: str) -> bool:
+    """An existing checkpoint needs --resume or --restart; returns whether to resume."""
+    from gmmspeech.speaker.ubm import checkpoint_iteration
+
+    exists = os.path.exists(ckpt)
+    if exists and not (args.resume or args.restart):
+        it = checkpoint_iteration(ckpt)
+        state = "unreadable" if it is None else f"after EM iteration {it}"
+        raise _usage(f"{ckpt}: a checkpoint of an interrupted run exists ({state}); re-run "
+                     "with --resume to continue from it, or with --restart to discard it and "
+                     "start over")
+    if args.resume and not exists:
+        print(f"gmmspeech {cmd}: --resume: no checkpoint at {ckpt}; starting fresh",
+              file=sys.stderr)
+    return bool(args.resume and exists)
+
+
+def _report_interrupt(args, ckpt: str, cmd: str, iterations: int, extra: str = "") -> None:
+    from gmmspeech.speaker.ubm import checkpoint_iteration
+
+    it = checkpoint_iteration(ckpt) if os.path.exists(ckpt) else None
+    if it is None:
+        print(f"gmmspeech {cmd}: interrupted before the first UBM checkpoint was written; "
+              f"nothing to resume{extra}", file=sys.stderr)
+        return
+    print(f"gmmspeech {cmd}: interrupted; UBM checkpoint after EM iteration {it} of "
+          f"{iterations}: {ckpt}\nresume with: {resume_command()}", file=sys.stderr)
+
+
+def _checkpoint_trouble(exc, ckpt: str) -> bool:
+    """A checkpoint that cannot be resumed: say how to discard it."""
+    if getattr(exc, "path", None) == ckpt:
+        print(f"gmmspeech: error: {exc} (re-run with --restart to discard the checkpoint)",
+              file=sys.stderr)
+        return True
+    return False
+
+
 # --------------------------------------------------------------------------- commands
 @_clean_errors
 def _cmd_train_ubm(args) -> int:
-    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.errors import ModelFileError
     from gmmspeech.mixture import io as mio
-    from gmmspeech.speaker.ubm import train_ubm
+    from gmmspeech.speaker.ubm import UBMCheckpointError
 
+    _validate_train_ubm(args)
     progress = not args.quiet
     src = args.source
-    if not os.path.exists(src):
-        raise FileNotFoundError(f"{src}: no such manifest or feature store")
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
+    resume = _checkpoint_policy(args, ckpt, "train-ubm")
+    try:
+        ubm, config, bad = _train_ubm_stage(args, src, ckpt, resume, progress)
+    except KeyboardInterrupt:
+        _report_interrupt(args, ckpt, "train-ubm", args.iterations,
+                          "" if os.path.isdir(src) or args.features_dir else
+                          " (the features go to a temporary folder: keep them for the next "
+                          "run with --features-dir DIR)")
+        raise
+    except (UBMCheckpointError, ModelFileError) as exc:
+        if _checkpoint_trouble(exc, ckpt):
+            return 2
+        raise
+    if ubm is None:
+        return 2
+    meta = {"role": "ubm", "source": os.path.abspath(src)}
+    if config is not None:
+        meta["feature_config"] = config.to_dict()
+        meta["feature_config_hash"] = config.config_hash()
+    mio.save(ubm, args.out, metadata=meta)
+    if args.checkpoint is None and os.path.exists(ckpt):
+        os.unlink(ckpt)
+    hist = getattr(ubm, "history_", [])
+    last = f", log-likelihood/frame {hist[-1]:.4f}" if hist else ""
+    print(f"wrote {args.out}: {ubm.n_components} {ubm.covariance_type} components, "
+          f"{len(hist)} EM iterations{last}")
+    return 1 if bad else 0
+
+
+def _train_ubm_stage(args, src, ckpt, resume, progress):
+    """Features (for a manifest) and EM; ``(None, None, None)`` when no file is usable."""
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.speaker.ubm import train_ubm
+
     with _FeatureDir(args.features_dir) as fdir:
         if os.path.isdir(src):
             store = FeatureStore(src)
@@ -249,23 +415,13 @@ def _cmd_train_ubm(args) -> int:
             _report_bad("train-ubm", bad)
             if not rows:
                 print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
-                return 2
+                return None, None, None
             source = store
         ubm = train_ubm(source, args.components, args.covariance, max_iter=args.iterations,
                         init=args.init, reservoir_size=args.reservoir, subsample=args.subsample,
                         top_c=args.top_c, random_state=args.seed, checkpoint=ckpt,
-                        resume=args.resume, progress=progress, **_par(args))
-    meta = {"role": "ubm", "source": os.path.abspath(src)}
-    if config is not None:
-        meta["feature_config"] = config.to_dict()
-    mio.save(ubm, args.out, metadata=meta)
-    if args.checkpoint is None and os.path.exists(ckpt):
-        os.unlink(ckpt)
-    hist = getattr(ubm, "history_", [])
-    last = f", log-likelihood/frame {hist[-1]:.4f}" if hist else ""
-    print(f"wrote {args.out}: {ubm.n_components} {ubm.covariance_type} components, "
-          f"{len(hist)} EM iterations{last}")
-    return 1 if bad else 0
+                        resume=resume, restart=args.restart, progress=progress, **_par(args))
+    return ubm, config, bad
 
 
 @_clean_errors
@@ -276,6 +432,7 @@ def _cmd_enroll(args) -> int:
     from gmmspeech.speaker.map import enroll
     from gmmspeech.speaker.pipeline import build_features, save_models
 
+    _validate_enroll(args)
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     config = _config_for(args, ubm)
@@ -292,7 +449,8 @@ def _cmd_enroll(args) -> int:
             return 2
         models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
                         progress=progress, **_par(args))
-    save_models(models, args.out)
+    save_models(models, args.out, metadata={"feature_config": config.to_dict(),
+                                            "feature_config_hash": config.config_hash()})
     print(f"wrote {len(models)} speaker models to {args.out}"
           + (f" ({len(bad)} file(s) skipped)" if bad else ""))
     return 1 if bad else 0
@@ -303,13 +461,26 @@ def _cmd_score(args) -> int:
     import numpy as np
 
     from gmmspeech.mixture import io as mio
-    from gmmspeech.speaker.pipeline import build_features, load_models, write_scores
+    from gmmspeech.speaker.pipeline import (
+        build_features,
+        check_models_against_ubm,
+        load_models,
+        write_scores,
+    )
     from gmmspeech.speaker.scoring import score
 
+    _validate_score(args)
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     models = load_models(args.models)
     config = _config_for(args, ubm)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_models_against_ubm(models, ubm, force=args.force)
+    for w in caught:
+        print(f"gmmspeech score: warning: {w.message}", file=sys.stderr)
     mode = args.mode or ("topc" if args.top_c else "exact")
     with _FeatureDir(args.features_dir) as fdir:
         store, rows, bad = build_features(args.manifest, fdir, config=config,
@@ -323,8 +494,13 @@ def _cmd_score(args) -> int:
         labels = list(models)
         s = score([models[m] for m in labels], ubm, utts,
                   top_c=args.top_c if mode == "topc" else None, mode=mode, progress=progress,
-                  **_par(args))
-    write_scores(args.out, [r.id for r in rows], [str(r.label) for r in rows], labels, s)
+                  check_models=False, **_par(args))  # checked above, before any work
+    try:
+        write_scores(args.out, [r.id for r in rows], [str(r.label) for r in rows], labels, s)
+    except OSError as exc:
+        print(f"gmmspeech score: error: cannot write {args.out}: {exc.strerror or exc}; nothing "
+              "was written (no partial or temporary file is left)", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {len(rows)} tests x {len(labels)} models ({mode})"
           + (f", {len(bad)} file(s) skipped" if bad else ""))
     return 1 if bad else 0
@@ -334,6 +510,10 @@ def _cmd_score(args) -> int:
 def _cmd_evaluate(args) -> int:
     from gmmspeech.speaker.pipeline import evaluate_score_file, summary_line
 
+    check_input(args.scores, "SCORES")
+    check_input(args.manifest, "--manifest")
+    check_input(args.data_root, "--data-root", kind="dir")
+    check_output(args.out, "-o/--out", kind="dir")
     labels = None
     if args.manifest:
         from gmmspeech.corpus.manifest import read_manifest
@@ -374,14 +554,34 @@ def speaker_id_settings(args) -> dict:
 
 @_clean_errors
 def _cmd_speaker_id(args) -> int:
-    from gmmspeech.speaker.pipeline import run_speaker_id
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.speaker.pipeline import feature_config, run_speaker_id
+    from gmmspeech.speaker.ubm import UBMCheckpointError
 
+    _validate_speaker_id(args)
     settings = speaker_id_settings(args)
-    res = run_speaker_id(
-        args.background, args.enroll, args.test, args.out,
-        data_root=args.data_root, features_dir=args.features_dir,
-        covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
-        random_state=args.seed, progress=not args.quiet, **settings, **_par(args),
-    )
+    try:
+        feature_config(settings["preset"], **(settings.get("feature_overrides") or {}))
+    except ValueError as exc:
+        raise _usage(f"feature options (--preset/--cmvn/--no-vad/--n-mfcc): {exc}") from None
+    ckpt = os.path.join(args.out, "ubm.ckpt.npz")
+    resume = _checkpoint_policy(args, ckpt, "speaker-id")
+    try:
+        res = run_speaker_id(
+            args.background, args.enroll, args.test, args.out,
+            data_root=args.data_root, features_dir=args.features_dir,
+            covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
+            random_state=args.seed, progress=not args.quiet, ubm_checkpoint=ckpt,
+            resume=resume, restart=args.restart, **settings, **_par(args),
+        )
+    except KeyboardInterrupt:
+        _report_interrupt(args, ckpt, "speaker-id", args.iterations,
+                          "; features finished so far are kept and skipped when the command "
+                          "is run again")
+        raise
+    except (UBMCheckpointError, ModelFileError) as exc:
+        if _checkpoint_trouble(exc, ckpt):
+            return 2
+        raise
     print(f"wrote {os.path.join(args.out, 'results.json')}")
     return 1 if res.get("bad_files") else 0

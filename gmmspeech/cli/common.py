@@ -25,3 +25,104 @@ def add_data_root_arg(parser: argparse.ArgumentParser) -> None:
 def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="speech", choices=["speech", "kaldi", "librosa"],
                         help="feature preset (default: speech)")
+
+
+# --------------------------------------------------------------------------- validation
+# Every argument is checked before any audio is read or any model trained; messages name
+# the flags as the user typed them ("-k/--components must be >= 1, got 0") and end the
+# command with exit code 2 (see gmmspeech.cli.main).
+
+
+def _usage_error(message: str) -> Exception:
+    from gmmspeech.errors import UsageError
+
+    return UsageError(message)
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+
+
+def check_number(value, flag: str, *, lo=None, hi=None, strict: bool = False) -> None:
+    """``value`` (None: not given) must be a finite number ``>= lo`` (``> lo`` with ``strict``)
+    and ``<= hi``."""
+    import math
+
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _usage_error(f"{flag} must be a finite number, got {_fmt(value)}")
+    if lo is not None and (value <= lo if strict else value < lo):
+        raise _usage_error(f"{flag} must be {'>' if strict else '>='} {_fmt(lo)}, got {_fmt(value)}")
+    if hi is not None and value > hi:
+        raise _usage_error(f"{flag} must be <= {_fmt(hi)}, got {_fmt(value)}")
+
+
+def check_adapt(value, flag: str = "--adapt") -> None:
+    """A combination of m, w and v (None: not given)."""
+    if value is None:
+        return
+    if not value or set(value) - set("mwv") or len(set(value)) != len(value):
+        raise _usage_error(f"{flag} must be a combination of m, w and v (e.g. m, mw, mwv), "
+                           f"got {value!r}")
+
+
+def check_input(path, flag: str, *, kind: str = "file") -> None:
+    """An existing file (``kind="file"``), folder (``"dir"``) or either (``"any"``)."""
+    import os
+
+    if path is None:
+        return
+    if not os.path.exists(path):
+        what = {"file": "file", "dir": "folder", "any": "file or folder"}[kind]
+        raise _usage_error(f"{flag} {path}: no such {what}")
+    if kind == "file" and not os.path.isfile(path):
+        raise _usage_error(f"{flag} {path}: is a folder, expected a file")
+    if kind == "dir" and not os.path.isdir(path):
+        raise _usage_error(f"{flag} {path}: is a file, expected a folder")
+
+
+def check_output(path, flag: str, *, kind: str = "file") -> None:
+    """A path a command will write: not the wrong kind of thing, in a writable place."""
+    import os
+
+    if path is None:
+        return
+    p = os.path.abspath(os.fspath(path))
+    if kind == "file" and os.path.isdir(p):
+        raise _usage_error(f"{flag} {path}: is a folder, expected a file name")
+    if kind == "dir" and os.path.exists(p) and not os.path.isdir(p):
+        raise _usage_error(f"{flag} {path}: is a file, expected a folder")
+    # the nearest existing ancestor must be a writable folder
+    parent = p if kind == "dir" else os.path.dirname(p)
+    while not os.path.exists(parent):
+        nxt = os.path.dirname(parent)
+        if nxt == parent:
+            break
+        parent = nxt
+    if not os.path.isdir(parent):
+        raise _usage_error(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _usage_error(f"{flag} {path}: {parent} is not writable")
+
+
+def check_common(args) -> None:
+    """``--jobs``, ``--backend``/``--scheduler``, ``--data-root`` and ``--features-dir``."""
+    jobs = getattr(args, "jobs", None)
+    if jobs == 0:
+        raise _usage_error("-j/--jobs must be >= 1, or negative to count back from all cores "
+                           "(-1: all), got 0")
+    if getattr(args, "scheduler", None) and getattr(args, "backend", None) not in (None, "dask"):
+        raise _usage_error(f"--scheduler needs --backend dask, got --backend {args.backend}")
+    check_input(getattr(args, "data_root", None), "--data-root", kind="dir")
+    check_output(getattr(args, "features_dir", None), "--features-dir", kind="dir")
+
+
+def resume_command(*, add: str = "--resume") -> str:
+    """This process's command line, with ``--resume``/``--restart`` replaced by ``add``."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv[1:])
+    argv = [a for a in argv if a not in ("--resume", "--restart")] + [add]
+    return "gmmspeech " + shlex.join(argv)

@@ -49,6 +49,11 @@ __all__ = [
     "NORMS",
     "PROTOCOL_PRESETS",
     "protocol_settings",
+    "saved_feature_config",
+    "feature_config_hash",
+    "describe_model",
+    "check_models_against_ubm",
+    "check_config_against_ubm",
 ]
 
 NORMS = ("none", "znorm", "tnorm", "snorm", "asnorm")
@@ -171,6 +176,71 @@ def load_models(folder) -> dict[str, Any]:
             raise ModelFileError(os.path.join(folder, n), f"duplicate model label {label!r}")
         out[label] = m
     return out
+
+
+# --------------------------------------------------------------------------- compatibility
+def saved_feature_config(model):
+    """The :class:`~gmmspeech.features.config.FeatureConfig` saved in a model's metadata
+    (None if there is none); an invalid one is a ModelFileError naming the file."""
+    from gmmspeech.features.config import FeatureConfig
+
+    saved = getattr(model, "metadata_", {}).get("feature_config")
+    if saved is None:
+        return None
+    try:
+        return FeatureConfig.from_dict(saved)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(getattr(model, "path_", "<model>"),
+                             f"invalid saved feature configuration ({exc})",
+                             "metadata.feature_config") from None
+
+
+def feature_config_hash(model) -> str | None:
+    """The feature-config hash a model was trained on (from its metadata), or None."""
+    md = getattr(model, "metadata_", {})
+    if isinstance(md.get("feature_config_hash"), str):
+        return md["feature_config_hash"]
+    cfg = saved_feature_config(model)
+    return None if cfg is None else cfg.config_hash()
+
+
+def describe_model(model, what: str = "model") -> str:
+    """``FILE (D dims, feature config HASH)`` for error messages."""
+    path = getattr(model, "path_", None) or f"<{what}>"
+    d = int(np.asarray(model.means_).shape[1])
+    h = feature_config_hash(model)
+    return f"{path} ({d} dims, feature config {h or 'not recorded'})"
+
+
+def check_models_against_ubm(models: Mapping[Any, Any], ubm, *, force: bool = False) -> None:
+    """Before any work: every speaker model matches the UBM in dimensions and feature
+    configuration, and was adapted from it (see
+    :func:`gmmspeech.speaker.scoring.check_same_ubm`; ``force`` turns that into a warning).
+    Errors name both files, their dimensions and feature-config hashes."""
+    from gmmspeech.speaker.scoring import check_same_ubm
+
+    d_ubm = int(np.asarray(ubm.means_).shape[1])
+    h_ubm = feature_config_hash(ubm)
+    for label, m in models.items():
+        d = int(np.asarray(m.means_).shape[1])
+        h = feature_config_hash(m)
+        if d != d_ubm or (h is not None and h_ubm is not None and h != h_ubm):
+            what = "dimensions" if d != d_ubm else "feature configurations"
+            raise ModelFileError(getattr(m, "path_", f"<model {label}>"),
+                                 f"{what} differ: this model is {describe_model(m)}, the UBM is "
+                                 f"{describe_model(ubm, 'UBM')}",
+                                 "n_features" if d != d_ubm else "metadata.feature_config_hash")
+    check_same_ubm(list(models.values()), ubm, force=force)
+
+
+def check_config_against_ubm(config, ubm, *, option: str = "--preset") -> None:
+    """The features about to be extracted have the UBM's dimensions (before any audio is
+    read); the error names the UBM file and both feature-config hashes."""
+    d_ubm = int(np.asarray(ubm.means_).shape[1])
+    if config.n_features != d_ubm:
+        raise GMMSpeechError(
+            f"dimensions differ: {option} gives {config.n_features}-dim features (feature config "
+            f"{config.config_hash()}), the UBM is {describe_model(ubm, 'UBM')}")
 
 
 # --------------------------------------------------------------------------- score files
@@ -392,6 +462,9 @@ def run_speaker_id(
     progress: bool = True,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
+    ubm_checkpoint=None,
+    resume: bool = False,
+    restart: bool = False,
 ) -> dict:
     """GMM-UBM speaker identification and verification from three manifests.
 
@@ -437,6 +510,13 @@ def run_speaker_id(
         Progress bars; messages on stderr.
     log : callable, optional
         Receives the progress messages instead of stderr.
+    ubm_checkpoint : path, optional
+        UBM training checkpoint, written after every EM iteration and removed once the UBM
+        is trained (default ``out/ubm.ckpt.npz``).
+    resume, restart : bool
+        Continue from an existing ``ubm_checkpoint`` (features already extracted into
+        ``features_dir`` are skipped too), or discard it. An existing checkpoint without
+        either is an error, raised before any work.
 
     Returns
     -------
@@ -456,11 +536,18 @@ def run_speaker_id(
 
     if norm not in (None,) + NORMS:
         raise ValueError(f"norm={norm!r} is not supported; choose one of {', '.join(NORMS)}")
+    from gmmspeech.speaker.ubm import UBMCheckpointError
+
     out = os.path.abspath(os.fspath(out))
-    os.makedirs(out, exist_ok=True)
     cfg = config if config is not None else feature_config(preset)
     if feature_overrides:
         cfg = cfg.replace(**dict(feature_overrides))
+    ckpt = (os.path.join(out, "ubm.ckpt.npz") if ubm_checkpoint is None
+            else os.path.abspath(os.fspath(ubm_checkpoint)))
+    if os.path.exists(ckpt) and not (resume or restart):
+        raise UBMCheckpointError(ckpt, "a UBM checkpoint of an interrupted run exists; pass "
+                                       "resume=True to continue it or restart=True to discard it")
+    os.makedirs(out, exist_ok=True)
     if features_dir is None:
         fdir = os.path.join(out, "features")
     else:
@@ -499,8 +586,12 @@ def run_speaker_id(
     say(f"UBM: {n_components} {covariance_type} components, {max_iter} EM iterations")
     ubm = train_ubm(ubm_src if ubm_ids is None else ubm_ids, int(n_components), covariance_type,
                     max_iter=int(max_iter), init=ubm_init, random_state=random_state,
-                    progress=progress, **par)
-    mio.save(ubm, os.path.join(out, "ubm.npz"), metadata={"role": "ubm"})
+                    progress=progress, checkpoint=ckpt, resume=resume and os.path.exists(ckpt),
+                    restart=restart, **par)
+    feature_meta = {"feature_config": cfg.to_dict(), "feature_config_hash": cfg.config_hash()}
+    mio.save(ubm, os.path.join(out, "ubm.npz"), metadata={"role": "ubm", **feature_meta})
+    if os.path.exists(ckpt):
+        os.unlink(ckpt)
     timings["ubm"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -510,7 +601,7 @@ def run_speaker_id(
     say(f"enrol: {len(spk)} speakers (relevance {relevance_factor}, adapt {adapt!r})")
     models = enroll_models(ubm, spk, relevance_factor=relevance_factor, adapt=adapt,
                            progress=progress, **par)
-    save_models(models, os.path.join(out, "models"))
+    save_models(models, os.path.join(out, "models"), metadata=feature_meta)
     timings["enroll"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

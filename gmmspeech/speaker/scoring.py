@@ -457,7 +457,7 @@ def score(
     scheduler: str | None = None,
     n_threads: int | None = 1,
     force: bool = False,
-    _checked: bool = False,
+    check_models: bool = True,
 ) -> np.ndarray:
     """Score every utterance against every model.
 
@@ -491,6 +491,9 @@ def score(
     force : bool
         Score models MAP-adapted from another UBM than ``ubm`` with a warning instead of
         refusing them (see :func:`check_same_ubm`).
+    check_models : bool
+        Check every model's and the UBM's parameters (as model files are checked) and the
+        UBM fingerprints first; callers that did so already pass False.
 
     Returns
     -------
@@ -512,7 +515,7 @@ def score(
         if mode == "exact":
             mode = "topc"
     models = _model_list(models)
-    if not _checked:
+    if check_models:
         from gmmspeech.mixture.io import check_parameters
 
         for i, m in enumerate(models):
@@ -608,4 +611,4 @@ def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
 
 def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype, n_threads=1):
     return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames,
-                 dtype=dtype, n_threads=n_threads, _checked=True)
+                 dtype=dtype, n_threads=n_threads, check_models=False)
