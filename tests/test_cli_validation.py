@@ -17,13 +17,12 @@ import os
 import re
 import shlex
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from conftest import speechlike
+from test_faults import start_cli
 
 from gmmspeech.cli import main
 from gmmspeech.mixture.gmm import GMM
@@ -354,13 +353,6 @@ def test_existing_checkpoint_needs_resume_or_restart(store, tmp_path, capsys):
     assert rc == 2 and "n_components" in err and "--restart" in err
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop("GMMSPEECH_BACKEND", None)
-    env.pop("GMMSPEECH_SCHEDULER", None)
-    return env
-
-
 def _iteration(ck):
     from gmmspeech.speaker.ubm import checkpoint_iteration
 
@@ -368,8 +360,8 @@ def _iteration(ck):
 
 
 def _interrupt(argv, ck, after=2):
-    proc = subprocess.Popen([sys.executable, "-m", "gmmspeech", *map(str, argv)], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Run the CLI in a subprocess and send it SIGINT (Ctrl-C) after EM iteration ``after``."""
+    proc = start_cli(*argv)
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         it = _iteration(ck)
