@@ -206,6 +206,8 @@ def map_adapt(
             raise FloatingPointError(f"MAP adaptation produced non-finite {name}")
     model = GMM.from_params(weights, means, cov, covariance_type=kind,
                             reg_covar=getattr(ubm, "reg_covar", 1e-6))
+    if "w" not in flags:  # the UBM's weights bit for bit (from_params renormalises)
+        model.weights_ = weights
     from gmmspeech.mixture.io import fingerprint
 
     model.map_alpha_ = {"m": a_m, "w": a_w, "v": a_v}
