@@ -25,6 +25,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "extract": ("gmmspeech.features.extract", "extract"),
     # mixture
     "GMM": ("gmmspeech.mixture.gmm", "GMM"),
+    "GMMHMM": ("gmmspeech.mixture.hmm", "GMMHMM"),
     "SufficientStats": ("gmmspeech.mixture.stats", "SufficientStats"),
     "select_n_components": ("gmmspeech.mixture.select", "select_n_components"),
     "save": ("gmmspeech.mixture.io", "save"),
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gmmspeech.features.config import FeatureConfig
     from gmmspeech.features.extract import extract
     from gmmspeech.mixture.gmm import GMM
+    from gmmspeech.mixture.hmm import GMMHMM
     from gmmspeech.mixture.io import load, save
     from gmmspeech.mixture.select import select_n_components
     from gmmspeech.mixture.stats import SufficientStats

@@ -771,6 +771,22 @@ class GMM:
         self.n_reseeded_ = getattr(self, "n_reseeded_", 0) + int(np.sum(dead))
         return weights / weights.sum(), means, cov
 
+    def _grow_by_splitting(self, weights, means, cov, n_new, floor_d):
+        """New parameter arrays with ``n_new`` more components: the ``n_new`` heaviest
+        components are split in two (see :meth:`_split_into`); weights are not renormalised
+        (a split keeps the total)."""
+        k = weights.shape[0]
+        heavy = np.argsort(-weights, kind="stable")[:n_new]
+        weights = np.concatenate([weights, np.zeros(n_new)])
+        means = np.vstack([means, np.zeros((n_new, means.shape[1]))])
+        if self.covariance_type != "tied":
+            cov = np.concatenate([cov, np.zeros((n_new,) + cov.shape[1:])], axis=0)
+        else:
+            cov = cov.copy()
+        for i, h in enumerate(heavy):
+            self._split_into(int(h), k + i, weights, means, cov, floor_d)
+        return weights, means, cov
+
     def _split_into(self, h, j, weights, means, cov, floor_d):
         """Split component ``h`` in two, writing the second half into slot ``j`` (in place).
 
@@ -1111,18 +1127,9 @@ class GMM:
         weights, means, cov = one.weights_, one.means_, one.covariances_
         floor_d = one._variance_floor(self._global_stats(X, w))
         k = 1
-        ct = self.covariance_type
         while k < k_target:
             n_new = min(k, k_target - k)
-            heavy = np.argsort(-weights, kind="stable")[:n_new]
-            weights = np.concatenate([weights, np.zeros(n_new)])
-            means = np.vstack([means, np.zeros((n_new, means.shape[1]))])
-            if ct != "tied":
-                cov = np.concatenate([cov, np.zeros((n_new,) + cov.shape[1:])], axis=0)
-            else:
-                cov = cov.copy()
-            for i, h in enumerate(heavy):
-                self._split_into(int(h), k + i, weights, means, cov, floor_d)
+            weights, means, cov = self._grow_by_splitting(weights, means, cov, n_new, floor_d)
             k += n_new
             step = type(self)(**{**params, "n_components": k})
             step.n_features_in_ = X.shape[1]

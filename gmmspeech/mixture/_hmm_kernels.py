@@ -1,0 +1,207 @@
+"""Numba kernels of the hidden Markov model: forward-backward and Viterbi over many sequences.
+
+Imported only on first use (through :func:`gmmspeech.mixture.hmm.hmm_kernels`), so that
+importing gmmspeech never loads numba. Everything is in the log domain, in float64; the
+per-component log-densities come in as the ``(N, S * M)`` output of one GEMM
+(:class:`~gmmspeech.mixture.densities.DensityPlan`), state-major (component ``m`` of state
+``j`` is column ``j * M + m``).
+
+End of a sequence: with ``final >= 0`` a path must end in state ``final``; a sequence too
+short to reach it (or any sequence whose final state is unreachable) ends in any state
+instead, so every sequence keeps a finite likelihood. ``-inf`` transition log-probabilities
+(disallowed transitions) are skipped, never subtracted, so no NaN can arise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NEG_INF = -np.inf
+
+
+@njit(cache=True, nogil=True)
+def _emissions(lp, a0, T, S, M, logB):  # pragma: no cover - compiled
+    """``logB[t, j] = log sum_m exp(lp[a0 + t, j M + m])`` (the state log-densities)."""
+    for t in range(T):
+        row = a0 + t
+        for j in range(S):
+            mx = NEG_INF
+            for m in range(M):
+                v = np.float64(lp[row, j * M + m])
+                if v > mx:
+                    mx = v
+            if mx == NEG_INF or not mx < np.inf:
+                logB[t, j] = NEG_INF
+            else:
+                s = 0.0
+                for m in range(M):
+                    s += np.exp(np.float64(lp[row, j * M + m]) - mx)
+                logB[t, j] = mx + np.log(s)
+
+
+@njit(cache=True, nogil=True)
+def _end_states(last, S, final, ends):  # pragma: no cover - compiled
+    """Mark the admissible end states of a sequence whose last forward row is ``last``."""
+    if final >= 0 and last[final] > NEG_INF:
+        for j in range(S):
+            ends[j] = j == final
+    else:
+        for j in range(S):
+            ends[j] = True
+
+
+@njit(cache=True, nogil=True)
+def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik, trans, start):  # pragma: no cover - compiled
+    """Forward(-backward) over the sequences ``offsets[b] : offsets[b + 1]`` of ``lp``.
+
+    Writes ``loglik[b]``. With ``want_post`` also replaces ``lp`` in place by the component
+    occupancies ``gamma_t(j) * r_t(j, m)`` and adds the expected transition counts into
+    ``trans`` (S, S) and the initial-state occupancies into ``start`` (S,).
+    """
+    S = log_pi.shape[0]
+    M = n_mix
+    B = offsets.shape[0] - 1
+    tmax = 1
+    for b in range(B):
+        tmax = max(tmax, offsets[b + 1] - offsets[b])
+    logB = np.empty((tmax, S))
+    alpha = np.empty((tmax, S))
+    beta = np.empty((tmax, S))
+    tmp = np.empty(S)
+    ends = np.empty(S, dtype=np.bool_)
+    for b in range(B):
+        a0 = offsets[b]
+        T = offsets[b + 1] - a0
+        if T <= 0:
+            loglik[b] = 0.0
+            continue
+        _emissions(lp, a0, T, S, M, logB)
+        for j in range(S):
+            alpha[0, j] = log_pi[j] + logB[0, j]
+        for t in range(1, T):
+            for j in range(S):
+                mx = NEG_INF
+                for i in range(S):
+                    v = alpha[t - 1, i] + log_A[i, j]
+                    tmp[i] = v
+                    if v > mx:
+                        mx = v
+                if mx == NEG_INF or logB[t, j] == NEG_INF:
+                    alpha[t, j] = NEG_INF
+                else:
+                    s = 0.0
+                    for i in range(S):
+                        if tmp[i] > NEG_INF:
+                            s += np.exp(tmp[i] - mx)
+                    alpha[t, j] = mx + np.log(s) + logB[t, j]
+        _end_states(alpha[T - 1], S, final, ends)
+        mx = NEG_INF
+        for j in range(S):
+            if ends[j] and alpha[T - 1, j] > mx:
+                mx = alpha[T - 1, j]
+        if mx == NEG_INF:
+            ll = NEG_INF
+        else:
+            s = 0.0
+            for j in range(S):
+                if ends[j] and alpha[T - 1, j] > NEG_INF:
+                    s += np.exp(alpha[T - 1, j] - mx)
+            ll = mx + np.log(s)
+        loglik[b] = ll
+        if not want_post:
+            continue
+        if ll == NEG_INF:  # no admissible path (only with a user-given model): no occupancy
+            for t in range(T):
+                for c in range(S * M):
+                    lp[a0 + t, c] = 0.0
+            continue
+        for j in range(S):
+            beta[T - 1, j] = 0.0 if ends[j] else NEG_INF
+        for t in range(T - 2, -1, -1):
+            for i in range(S):
+                mx = NEG_INF
+                for j in range(S):
+                    v = log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
+                    tmp[j] = v
+                    if v > mx:
+                        mx = v
+                if mx == NEG_INF:
+                    beta[t, i] = NEG_INF
+                else:
+                    s = 0.0
+                    for j in range(S):
+                        if tmp[j] > NEG_INF:
+                            s += np.exp(tmp[j] - mx)
+                    beta[t, i] = mx + np.log(s)
+        for j in range(S):
+            g = alpha[0, j] + beta[0, j] - ll
+            if g > NEG_INF:
+                start[j] += np.exp(g)
+        for t in range(T - 1):
+            for i in range(S):
+                ai = alpha[t, i]
+                if ai == NEG_INF:
+                    continue
+                for j in range(S):
+                    v = ai + log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
+                    if v > NEG_INF:
+                        trans[i, j] += np.exp(v - ll)
+        for t in range(T):
+            row = a0 + t
+            for j in range(S):
+                g = alpha[t, j] + beta[t, j] - ll
+                lb = logB[t, j]
+                if g == NEG_INF or lb == NEG_INF:
+                    for m in range(M):
+                        lp[row, j * M + m] = 0.0
+                else:
+                    for m in range(M):
+                        lp[row, j * M + m] = np.exp(g + np.float64(lp[row, j * M + m]) - lb)
+
+
+@njit(cache=True, nogil=True)
+def viterbi(lp, n_mix, offsets, log_pi, log_A, final, path, score):  # pragma: no cover - compiled
+    """Most likely state path of every sequence: ``path`` (N,) and its log-probability ``score[b]``."""
+    S = log_pi.shape[0]
+    M = n_mix
+    B = offsets.shape[0] - 1
+    tmax = 1
+    for b in range(B):
+        tmax = max(tmax, offsets[b + 1] - offsets[b])
+    logB = np.empty((tmax, S))
+    delta = np.empty((tmax, S))
+    psi = np.zeros((tmax, S), dtype=np.int64)
+    ends = np.empty(S, dtype=np.bool_)
+    for b in range(B):
+        a0 = offsets[b]
+        T = offsets[b + 1] - a0
+        if T <= 0:
+            score[b] = 0.0
+            continue
+        _emissions(lp, a0, T, S, M, logB)
+        for j in range(S):
+            delta[0, j] = log_pi[j] + logB[0, j]
+        for t in range(1, T):
+            for j in range(S):
+                best = NEG_INF
+                arg = j
+                for i in range(S):
+                    v = delta[t - 1, i] + log_A[i, j]
+                    if v > best:
+                        best = v
+                        arg = i
+                psi[t, j] = arg
+                delta[t, j] = best + logB[t, j] if best > NEG_INF else NEG_INF
+        _end_states(delta[T - 1], S, final, ends)
+        best = NEG_INF
+        arg = 0
+        for j in range(S):
+            if ends[j] and delta[T - 1, j] > best:
+                best = delta[T - 1, j]
+                arg = j
+        score[b] = best
+        path[a0 + T - 1] = arg
+        for t in range(T - 1, 0, -1):
+            arg = psi[t, arg]
+            path[a0 + t - 1] = arg
