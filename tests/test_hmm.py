@@ -323,3 +323,54 @@ def test_sklearn_protocol_and_sample():
     assert x.shape == (50, 2) and states.shape == (50,)
     assert states[0] == 0 and np.all(np.diff(states) >= 0) and np.all(np.diff(states) <= 2)
     assert np.isfinite(fitted.bic(x))
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_save_load_roundtrip(tmp_path, covariance_type):
+    from gmmspeech.mixture import io
+
+    rng = np.random.default_rng(13)
+    means = rng.normal(0, 3, (3, 2))
+    seqs = sample_left_right(rng, means, np.array([0.8, 0.8, 0.8]), 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GMMHMM(3, 2, covariance_type=covariance_type, max_jump=2, max_iter=5).fit(seqs)
+    path = io.save(model, tmp_path / "word.npz", metadata={"label": "seven"})
+    back = io.load(path)
+    assert isinstance(back, GMMHMM)
+    for name in ("startprob_", "transmat_", "weights_", "means_", "covariances_", "var_floor_"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
+    assert back.get_params() == model.get_params()
+    assert back.history_ == model.history_ and back.history_n_mix_ == model.history_n_mix_
+    assert back.metadata_ == {"label": "seven"}
+    np.testing.assert_array_equal(back.score_sequences(seqs), model.score_sequences(seqs))
+    assert io.model_info(path)["format"] == "gmmspeech-hmm"
+
+
+def test_hmm_file_tampering_is_refused(tmp_path):
+    from gmmspeech.errors import ModelFileError
+    from gmmspeech.mixture import io
+
+    model = random_model(np.random.default_rng(14), s=3, m=2, d=2, max_jump=1)
+    path = io.save(model, tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["transmat"] = arrays["transmat"].copy()
+    arrays["transmat"][0, 0] += 0.1  # rows no longer sum to 1 (and the checksum breaks)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ModelFileError, match="checksum"):
+        io.load(bad)
+    # a consistent file (checksum recomputed) whose transitions go backwards is refused too
+    import json
+
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    arrays["transmat"] = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    meta["checksum"] = io._checksum(arrays, meta)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(bad, **arrays)
+    with pytest.raises(ModelFileError, match="left-to-right"):
+        io.load(bad)

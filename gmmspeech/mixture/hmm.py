@@ -470,14 +470,15 @@ class GMMHMM(BaseEstimator):
 
         n_threads = self.n_threads if self.n_threads is not None else _available_threads()
         n_threads = int(max(1, min(n_threads, len(blocks))))
-        if n_threads == 1 or X.shape[0] < 4 * rows:
-            return [run(lo, hi) for lo, hi in blocks]
-        groups = [g for g in np.array_split(np.arange(len(blocks)), n_threads) if g.size]
-
-        def work(idx):
-            return [run(*blocks[i]) for i in idx]
-
+        # small GEMMs: a multi-threaded BLAS only spins on them (10x slower on a loaded machine)
         with _controller().limit(limits=1, user_api="blas"):
+            if n_threads == 1 or X.shape[0] < 4 * rows:
+                return [run(lo, hi) for lo, hi in blocks]
+            groups = [g for g in np.array_split(np.arange(len(blocks)), n_threads) if g.size]
+
+            def work(idx):
+                return [run(*blocks[i]) for i in idx]
+
             parts = list(_thread_pool().map(work, groups))
         return [r for part in parts for r in part]
 
