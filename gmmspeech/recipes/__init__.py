@@ -29,6 +29,10 @@ RECIPES: dict[str, tuple[str, str]] = {
         "gmmspeech.recipes.digits",
         "spoken-digit recognition with one GMM per digit on FSDD, leave-one-speaker-out",
     ),
+    "words": (
+        "gmmspeech.recipes.words",
+        "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn",
+    ),
     "score_files": (
         "gmmspeech.recipes.score_files",
         "score every audio file of a folder or manifest against saved models (TSV)",
