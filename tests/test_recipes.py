@@ -78,7 +78,7 @@ def test_markdown_table_and_report(tmp_path):
 
 def test_registry_names_and_unknown_recipe():
     assert set(recipes.names()) == {"demo", "speaker_id", "digits", "score_files",
-                                    "train_corpus", "em_tutorial"}
+                                    "train_corpus", "em_tutorial", "words"}
     with pytest.raises(ValueError, match="unknown recipe 'nope'.*speaker_id"):
         recipes.get("nope")
 
