@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     with threadpool_limits(limits=1):
         st, dt_stats, _ = _timed(utterance_stats, ubm, utts)
         print(f"Baum-Welch statistics (gmmspeech E-step, 1 thread): {dt_stats:.2f} s, "
-              f"{U * args.frames / dt_stats / 1e6:.2f} M frames/s")
+              f"{U * args.frames / dt_stats / 1e3:.1f} k frames/s")
         del utts
         model = init_tv(ubm, R, random_state=args.seed)
         n, f = st.n, st.f
