@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -253,3 +255,160 @@ def test_implausible_sample_rate_is_rejected(tmp_path):
     sf.write(path, np.zeros(4000, dtype=np.float32), 1, subtype="FLOAT")
     with pytest.raises(AudioError, match="implausible sampling rate 1 Hz"):
         audio.load(path, sr=16000)
+
+
+# ----------------------------------------------------------------- real-world and hostile files
+import hostile  # noqa: E402
+
+# LAME's encoder delay plus end padding: at most about two MPEG frames of 1152 samples
+_MP3_SLACK = 3 * 1152
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000])
+@pytest.mark.parametrize("kind", ["lame", "cbr_no_length_tag", "vbr_no_length_tag"])
+def test_encoder_mp3_loads_its_full_duration(tmp_path, sr, kind):
+    """MP3s written by an encoder (LAME through libsndfile) load whole, whether libsndfile
+    knows their length (Xing/LAME tag) or estimates it too long (CBR, ID3 tag, no length tag:
+    the Common Voice case) or far too short (VBR without its Xing tag)."""
+    seconds = 3.7
+    y = hostile.tone(sr, seconds)
+    path = tmp_path / f"{kind}_{sr}.mp3"
+    if kind == "lame":
+        sf.write(path, y, sr, format="MP3")
+    elif kind == "cbr_no_length_tag":
+        hostile.mp3_like_common_voice(path, y, sr)
+    else:
+        hostile.mp3_vbr_without_length(path, y, sr)
+    z = audio.load(path, sr=None)
+    assert y.size <= z.size <= y.size + _MP3_SLACK, (z.size, y.size)
+    # the signal is there to the end (not zeros): the last 0.2 s carries the tone
+    assert np.sqrt(np.mean(z[y.size - sr // 5 : y.size] ** 2)) > 0.05
+    # resampled to 16 kHz: the same duration
+    z16 = audio.load(path, sr=16000)
+    assert abs(z16.size - z.size * 16000 / sr) <= 1
+
+
+def test_mp3_32k_mono_like_common_voice_header_estimate_is_too_long(tmp_path):
+    sr = 32000
+    y = hostile.tone(sr, 5.0)
+    path = hostile.mp3_like_common_voice(tmp_path / "cv.mp3", y, sr)
+    with sf.SoundFile(path) as f:
+        assert f.frames > y.size + _MP3_SLACK  # libsndfile's estimate: too long
+    z = audio.load(path, sr=None)
+    assert y.size <= z.size <= y.size + _MP3_SLACK
+    # a segment near the end is read through the stream
+    seg = audio.load(path, sr=None, start=4.5, end=4.9)
+    assert seg.size == round(0.4 * sr)
+    with pytest.raises(AudioError, match="past the end"):
+        audio.load(path, sr=None, start=1.0, end=9.0)
+    with pytest.raises(AudioError, match="past the end"):
+        audio.load(path, sr=None, start=7.0)
+
+
+def test_mp3_longer_than_max_duration_stops_while_decoding(tmp_path):
+    y = hostile.tone(16000, 3.0)
+    path = hostile.mp3_vbr_without_length(tmp_path / "long.mp3", y, 16000)
+    with pytest.raises(AudioError, match="maximum duration"):
+        audio.load(path, max_duration=1.0)
+    assert audio.load(path, max_duration=10.0).size >= y.size
+
+
+def test_wav_with_data_cut_off_halfway_is_reported(tmp_path):
+    y = hostile.tone(16000, 1.5)
+    path = hostile.wav_cut_off(tmp_path / "cut.wav", y, 16000, keep=0.5)
+    with pytest.raises(AudioError, match="truncated") as exc:
+        audio.load(path)
+    assert "48000" in exc.value.reason  # the declared data size in bytes
+
+
+@pytest.mark.parametrize("fmt, ext", [("AIFF", "aiff"), ("AU", "au"), ("RF64", "wav")])
+def test_other_pcm_containers_cut_off_are_reported(tmp_path, fmt, ext):
+    path = tmp_path / f"cut.{ext}"
+    sf.write(path, hostile.tone(16000, 1.0), 16000, format=fmt, subtype="PCM_16")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(AudioError, match="truncated"):
+        audio.load(path)
+
+
+def test_wav_with_placeholder_data_size_is_read(tmp_path):
+    """Streaming writers leave 0xFFFFFFFF as the data size: not truncation."""
+    y = hostile.tone(16000, 1.0)
+    path = tmp_path / "stream.wav"
+    sf.write(path, y, 16000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    assert raw[36:40] == b"data"
+    raw[40:44] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+    np.testing.assert_allclose(audio.load(path), y, atol=1e-4)
+
+
+def test_flac_header_claiming_2_36_frames_fails_fast(tmp_path):
+    import resource
+
+    path = hostile.flac_header_lie(tmp_path / "lie.flac", hostile.tone(16000, 0.5), 16000)
+    assert path.stat().st_size < 40_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(AudioError, match="maximum duration") as exc:
+        audio.load(path)
+    assert str(path) in str(exc.value)
+    # with no limit the decoder's real end decides: reported, not allocated
+    with pytest.raises(AudioError, match="truncated|corrupt"):
+        audio.load(path, max_duration=None)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_sparse_wav_claiming_1e9_frames_fails_fast(tmp_path):
+    path = hostile.wav_sparse_giant(tmp_path / "giant.wav")
+    assert path.stat().st_size > 2e9 and path.stat().st_blocks * 512 < 1e7  # sparse
+    with pytest.raises(AudioError, match="maximum duration"):
+        audio.load(path)
+    with pytest.raises(AudioError, match="maximum duration"):
+        audio.AudioStream(path)
+    # a limit above the file: the stream reads it block by block (first blocks only here)
+    with audio.AudioStream(path, max_duration=20 * 3600) as st:
+        first = next(iter(st))
+    assert first.size > 0 and np.abs(first).max() > 0.01
+
+
+@pytest.mark.parametrize("value, pattern", [(np.nan, "non-finite"), (np.inf, "non-finite"),
+                                            (1e30, "implausible sample value"),
+                                            (-3e7, "implausible sample value")])
+def test_absurd_float_samples(tmp_path, value, pattern):
+    path = hostile.float_wav_with(tmp_path / "x.wav", hostile.tone(16000, 0.5), 16000, 777, value)
+    with pytest.raises(AudioError, match=pattern) as exc:
+        audio.load(path)
+    assert "777" in exc.value.reason
+
+
+def test_int16_scale_float_wav_is_accepted(tmp_path):
+    y = hostile.tone(16000, 0.5) * 32767
+    path = tmp_path / "int_scale.wav"
+    sf.write(path, y, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(audio.load(path), y)
+
+
+def test_symlink_loop_fifo_and_folder(tmp_path):
+    with pytest.raises(AudioError, match="symlink loop"):
+        audio.load(hostile.symlink_loop(tmp_path / "loop.wav"))
+    with pytest.raises(AudioError, match="FIFO"):
+        audio.load(hostile.fifo(tmp_path / "pipe.wav"))  # never opened: would block
+    with pytest.raises(AudioError, match="folder"):
+        audio.load(hostile.folder(tmp_path / "dir.wav"))
+    os.symlink("nowhere.wav", tmp_path / "dangling.wav")
+    with pytest.raises(AudioError, match="dangling"):
+        audio.load(tmp_path / "dangling.wav")
+
+
+def test_stream_blocks_equal_load(tmp_path):
+    """AudioStream's blocks, resampled as a stream, equal the whole-signal path."""
+    y = np.random.default_rng(5).standard_normal(3 * audio.BLOCK_SAMPLES + 123).astype(np.float32) * 0.1
+    path = tmp_path / "long44.wav"
+    sf.write(path, y, 44100, subtype="FLOAT")
+    with audio.AudioStream(path, sr=16000) as st:
+        blocks = list(st)
+        assert st.native_rate == 44100 and st.n_samples == sum(b.size for b in blocks)
+    assert len(blocks) > 2
+    whole = audio.resample(y, orig_sr=44100, target_sr=16000)
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+    np.testing.assert_allclose(audio.load(path, sr=16000), whole, atol=1e-6)
