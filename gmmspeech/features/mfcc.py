@@ -26,6 +26,8 @@ from gmmspeech.features.config import FeatureConfig
 __all__ = [
     "mfcc",
     "mfcc_and_energy",
+    "log_mel_and_energy",
+    "cepstra",
     "deltas",
     "mel_filterbank",
     "kaldi_mel_filterbank",
@@ -335,7 +337,7 @@ def mfcc_and_energy(
     DC removal, raw energy, pre-emphasis (``x[i] - c * x[i - 1]``, ``x[0] - c * x[0]``
     within the frame), window, zero-padded FFT, power, mel bank, log, DCT with lifter.
     Frames are processed in cache-sized blocks of :data:`BLOCK_FRAMES` through one
-    reused buffer.
+    reused buffer (:func:`log_mel_and_energy`, then :func:`cepstra`).
 
     Parameters
     ----------
@@ -360,6 +362,28 @@ def mfcc_and_energy(
         window, when ``config.raw_energy``; otherwise of the windowed frame), floored at
         ``config.log_floor``.
     """
+    config = FeatureConfig.preset("speech") if config is None else config
+    log_mel, log_energy = log_mel_and_energy(y, sr=sr, config=config, workers=workers,
+                                             use_numba=use_numba, _need_energy=_need_energy)
+    return cepstra(log_mel, log_energy, config=config), log_energy
+
+
+def log_mel_and_energy(
+    y: np.ndarray,
+    *,
+    sr: int,
+    config: FeatureConfig | None = None,
+    workers: int | None = None,
+    use_numba: bool = True,
+    _need_energy: bool = True,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel energies (before ``top_db``) and per-frame log-energy, frames first.
+
+    The first half of :func:`mfcc_and_energy` (same parameters); :func:`cepstra` is the
+    second. ``rng`` continues a dither stream (block-by-block extraction passes one
+    generator through every block, so the dither equals the whole-signal one).
+    """
     import scipy.fft
 
     config = FeatureConfig.preset("speech") if config is None else config
@@ -382,7 +406,10 @@ def mfcc_and_energy(
         config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney",
         config.mel_bank == "kaldi",
     )
-    rng = np.random.default_rng(config.dither_seed) if config.dither > 0 else None
+    if config.dither > 0:
+        rng = np.random.default_rng(config.dither_seed) if rng is None else rng
+    else:
+        rng = None
     half_power = np.float32(config.power / 2.0)
 
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
@@ -443,20 +470,37 @@ def mfcc_and_energy(
                 out[:, c0:c1] = melbuf[:nb, : c1 - c0]
         del buf, tmp, pwbuf, melbuf
 
-        if config.log_type == "log":
-            np.maximum(mel, np.float32(config.log_floor), out=mel)
-            np.log(mel, out=mel)
-        else:  # librosa.power_to_db with ref=1.0
-            np.maximum(mel, np.float32(config.log_floor), out=mel)
-            np.log10(mel, out=mel)
-            mel *= np.float32(10.0)
-            if config.top_db is not None and mel.size:
-                np.maximum(mel, mel.max() - np.float32(config.top_db), out=mel)
-        ceps = mel @ dct_matrix(config.n_mels, config.n_mfcc, float(config.lifter))
+    np.maximum(mel, np.float32(config.log_floor), out=mel)
+    if config.log_type == "log":
+        np.log(mel, out=mel)
+    else:  # librosa.power_to_db with ref=1.0 (top_db in cepstra())
+        np.log10(mel, out=mel)
+        mel *= np.float32(10.0)
     log_energy = np.log(np.maximum(energy, config.log_floor)).astype(np.float32)
+    return mel, log_energy
+
+
+def cepstra(log_mel: np.ndarray, log_energy: np.ndarray, *, config: FeatureConfig,
+            mel_max: float | None = None) -> np.ndarray:
+    """Cepstra of log-mel frames: ``top_db`` floor, DCT with lifter, c0 from the energy.
+
+    ``mel_max`` is the utterance's largest log-mel value for the ``top_db`` floor
+    (default: that of ``log_mel``; block-by-block extraction passes the whole file's).
+    ``log_mel`` is modified in place.
+    """
+    if config.log_type != "log" and config.top_db is not None and log_mel.size:
+        top = log_mel.max() if mel_max is None else np.float32(mel_max)
+        np.maximum(log_mel, top - np.float32(config.top_db), out=log_mel)
+    dct = dct_matrix(config.n_mels, config.n_mfcc, float(config.lifter))
+    ceps = np.empty((log_mel.shape[0], config.n_mfcc), dtype=np.float32)
+    with _single_thread_blas():
+        # fixed row blocks: BLAS picks its kernel by size, so equal blocks give equal
+        # rounding whether a file is analysed whole or chunk by chunk
+        for b0 in range(0, log_mel.shape[0], BLOCK_FRAMES):
+            np.matmul(log_mel[b0 : b0 + BLOCK_FRAMES], dct, out=ceps[b0 : b0 + BLOCK_FRAMES])
     if config.use_energy:
         ceps[:, 0] = log_energy
-    return ceps, log_energy
+    return ceps
 
 
 def mfcc(

@@ -14,7 +14,8 @@ import numpy as np
 
 from gmmspeech._lazy import lazy_kernel
 
-__all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds"]
+__all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds", "sliding_cmvn_rows",
+           "feature_warping_rows"]
 
 _VAR_FLOOR = 1e-10  # as Kaldi's sliding CMVN
 
@@ -123,23 +124,39 @@ def sliding_cmvn(
     min_window = _check_window(min_window, "min_window")
     n = X.shape[0]
     start, end = sliding_window_bounds(n, window, center=center, min_window=min_window)
-    count = (end - start).astype(np.float64)[:, None]
     X64 = X.astype(np.float64)
-    csum = np.zeros((n + 1, X.shape[1]))
+    out = sliding_cmvn_rows(X64, 0, 0, start, end, norm_vars=norm_vars,
+                            ref=X64.mean(axis=0) if norm_vars else None)
+    return out.astype(X.dtype, copy=False)
+
+
+def sliding_cmvn_rows(
+    X64: np.ndarray, lo: int, t0: int, start: np.ndarray, end: np.ndarray, *,
+    norm_vars: bool, ref: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sliding CMVN of frames ``t0 .. t0 + len(start)`` from the rows their windows need.
+
+    ``X64`` (float64) holds the utterance's frames ``lo .. lo + len(X64)``, which must
+    cover every window ``[start[i], end[i])`` (absolute frame numbers, from
+    :func:`sliding_window_bounds` of the whole utterance). ``ref`` (with ``norm_vars``;
+    e.g. the utterance mean) shifts the running sums of squares for conditioning.
+    Block-by-block extraction calls this block by block; :func:`sliding_cmvn` once.
+    """
+    m = start.shape[0]
+    s_rel, e_rel = start - lo, end - lo
+    count = (end - start).astype(np.float64)[:, None]
+    csum = np.zeros((X64.shape[0] + 1, X64.shape[1]))
     np.cumsum(X64, axis=0, out=csum[1:])
-    mean = (csum[end] - csum[start]) / count
-    out = X64 - mean
+    mean = (csum[e_rel] - csum[s_rel]) / count
+    out = X64[t0 - lo : t0 - lo + m] - mean
     if norm_vars:
-        # shifted data keeps the running sums of squares well conditioned
-        ref = X64.mean(axis=0)
+        ref = X64.mean(axis=0) if ref is None else ref
         c2 = np.zeros_like(csum)
         np.cumsum(np.square(X64 - ref), axis=0, out=c2[1:])
-        m_shift = mean - ref
-        var = (c2[end] - c2[start]) / count - np.square(m_shift)
-        scale = 1.0 / np.sqrt(np.maximum(var, _VAR_FLOOR))
-        out *= scale
+        var = (c2[e_rel] - c2[s_rel]) / count - np.square(mean - ref)
+        out *= 1.0 / np.sqrt(np.maximum(var, _VAR_FLOOR))
         out[(end - start) == 1] = 0.0
-    return out.astype(X.dtype, copy=False)
+    return out
 
 
 def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
@@ -161,32 +178,44 @@ def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
     -------
     np.ndarray, same shape and floating dtype as ``X``.
     """
-    from scipy.special import ndtri
-
     X = _check_features(X)
     window = _check_window(window)
-    n, d = X.shape
+    n = X.shape[0]
     N = min(window, n)
     start, _ = sliding_window_bounds(n, N, center=True)
+    return feature_warping_rows(X, 0, 0, start, N).astype(X.dtype, copy=False)
+
+
+def feature_warping_rows(X: np.ndarray, lo: int, t0: int, start: np.ndarray, N: int) -> np.ndarray:
+    """Warped values (float64) of frames ``t0 .. t0 + len(start)`` from the rows their
+    windows ``[start[i], start[i] + N)`` need; ``X`` holds frames ``lo .. lo + len(X)``
+    (see :func:`sliding_cmvn_rows`)."""
+    from scipy.special import ndtri
+
+    X = np.ascontiguousarray(X)
+    m, d = start.shape[0], X.shape[1]
+    s_rel = np.ascontiguousarray(start - lo, dtype=np.int64)
+    r0 = t0 - lo
     kernel = _warp_kernel()
     if kernel is not None:
-        twice_rank = np.empty((n, d), dtype=np.int64)
-        kernel(np.ascontiguousarray(X), start, N, twice_rank)
+        twice_rank = np.empty((m, d), dtype=np.int64)
+        kernel(X, r0, s_rel, N, twice_rank)
         rank = 0.5 * twice_rank
     else:
         # rank by counting: one vectorised comparison of every frame against the k-th
         # frame of its own window, for k = 0 .. N-1 (O(n d N) work, O(n d) memory)
-        less = np.zeros((n, d), dtype=np.int32)
-        equal = np.zeros((n, d), dtype=np.int32)
-        scratch = np.empty((n, d), dtype=bool)
+        Xt = X[r0 : r0 + m]
+        less = np.zeros((m, d), dtype=np.int32)
+        equal = np.zeros((m, d), dtype=np.int32)
+        scratch = np.empty((m, d), dtype=bool)
         for k in range(N):
-            other = X[start + k]
-            np.less(other, X, out=scratch)
+            other = X[s_rel + k]
+            np.less(other, Xt, out=scratch)
             less += scratch
-            np.equal(other, X, out=scratch)
+            np.equal(other, Xt, out=scratch)
             equal += scratch
         rank = less + 0.5 * (equal + 1)  # average 1-based rank among ties (self counts once)
-    return ndtri((rank - 0.5) / N).astype(X.dtype, copy=False)
+    return ndtri((rank - 0.5) / N)
 
 
 
@@ -204,12 +233,12 @@ def _warp_kernel():
         return None
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(X, start, N, out):  # pragma: no cover - compiled
-        n, d = X.shape
-        for t in range(n):
+    def kernel(X, r0, start, N, out):  # pragma: no cover - compiled
+        d = X.shape[1]
+        for t in range(start.shape[0]):
             s = start[t]
             for j in range(d):
-                x = X[t, j]
+                x = X[r0 + t, j]
                 acc = 1
                 for k in range(s, s + N):
                     v = X[k, j]
