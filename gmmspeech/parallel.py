@@ -15,7 +15,7 @@ machine, one BLAS thread per process is faster than oversubscribing the cores.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -162,6 +162,26 @@ def parallel_map(
     list
         ``[func(item) for item in items]`` in input order.
     """
+    return list(parallel_imap(func, items, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                              progress=progress, desc=desc, total=total, star=star, unit=unit))
+
+
+def parallel_imap(
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    n_jobs: int | None = 1,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+    total: int | None = None,
+    star: bool = False,
+    unit: str = "tasks",
+) -> Iterator[Any]:
+    """:func:`parallel_map` as a generator: results one by one, in input order, as they
+    complete. A caller that stops early (an interrupt, an error it cannot go past) closes
+    the generator, which cancels the tasks not yet started."""
     backend, scheduler = resolve_backend(backend, scheduler)
     if total is None and isinstance(items, Sequence):
         total = len(items)
@@ -176,24 +196,26 @@ def parallel_map(
 
     try:
         if backend != "dask" and (n_workers == 1 or backend == "sequential"):
-            results = []
             for it in items:
-                results.append(call(it))
+                res = call(it)
                 if bar is not None:
                     bar.update(1)
-            return results
+                yield res
+            return
 
         from joblib import Parallel, delayed
 
         with _backend_context(backend, scheduler, n_workers) as nj:
             tasks = (delayed(func)(*it) if star else delayed(func)(it) for it in items)
             runner = Parallel(n_jobs=nj, return_as="generator")
-            results = []
-            for res in runner(tasks):
-                results.append(res)
-                if bar is not None:
-                    bar.update(1)
-            return results
+            gen = runner(tasks)
+            try:
+                for res in gen:
+                    if bar is not None:
+                        bar.update(1)
+                    yield res
+            finally:
+                gen.close()
     finally:
         if bar is not None:
             bar.close()

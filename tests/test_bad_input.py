@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hostile
 import numpy as np
 import pytest
 import soundfile as sf
@@ -33,9 +34,19 @@ BAD_REASONS = {
     "bad_silence": r"vad|silen|speech|frame|energy",
     "bad_segment_past_end": r"past the end|beyond|segment|out of range",
     "bad_missing": r"missing|no such file",
+    # the hostile corpus: header lies, sparse giants, cut-off data, absurd samples,
+    # file-system objects that are not files
+    "bad_wav_cut_off": r"truncated",
+    "bad_flac_claims_2e36": r"maximum duration|truncat",
+    "bad_sparse_giant_wav": r"maximum duration",
+    "bad_samples_1e30": r"implausible sample value",
+    "bad_inf_float": r"non-finite",
+    "bad_symlink_loop": r"symlink loop",
+    "bad_fifo": r"not a regular file.*FIFO",
+    "bad_folder_as_file": r"not a regular file.*folder",
 }
 # unusual but valid files that must succeed
-GOOD_UNUSUAL = ("good_6ch_44k", "good_mp3")
+GOOD_UNUSUAL = ("good_6ch_44k", "good_mp3", "good_mp3_cv32k", "good_mp3_vbr_no_length")
 
 
 @dataclass
@@ -109,6 +120,18 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
     sf.write(audio / "good_mp3.mp3", _speaker_signal(1, 7), SR, format="MP3")
     add(test_rows, "good_mp3", audio / "good_mp3.mp3", "spk1")
     good.append("good_mp3")
+    # a 32 kHz mono CBR MP3 whose length libsndfile over-estimates (Common Voice) (GOOD)
+    import soxr
+
+    y32 = soxr.resample(_speaker_signal(2, 5), SR, 32000).astype(np.float32)
+    # (a high bit rate: the toy speaker models here are not meant to survive 56 kbit/s coding)
+    hostile.mp3_like_common_voice(audio / "good_mp3_cv32k.mp3", y32, 32000, compression_level=0.2)
+    add(test_rows, "good_mp3_cv32k", audio / "good_mp3_cv32k.mp3", "spk2")
+    good.append("good_mp3_cv32k")
+    # a VBR MP3 without its length tag: libsndfile's estimate is far too short (GOOD)
+    hostile.mp3_vbr_without_length(audio / "good_mp3_vbr.mp3", _speaker_signal(0, 9), SR)
+    add(test_rows, "good_mp3_vbr_no_length", audio / "good_mp3_vbr.mp3", "spk0")
+    good.append("good_mp3_vbr_no_length")
 
     bad: list[str] = []
     # empty file
@@ -139,6 +162,23 @@ def write_bad_corpus(root: Path, *, n_speakers: int = 3, n_train: int = 3, n_tes
     add(test_rows, "bad_segment_past_end", audio / "spk0_u0.wav", "spk0", start=5.0, end=6.0)
     # a path that does not exist
     add(test_rows, "bad_missing", audio / "no_such_file.wav", "spk1")
+    # the hostile part
+    hostile.wav_cut_off(audio / "bad_wav_cut_off.wav", _speaker_signal(0, 10, seconds=1.5), SR)
+    add(train_rows, "bad_wav_cut_off", audio / "bad_wav_cut_off.wav", "spk0")
+    hostile.flac_header_lie(audio / "bad_flac_claims_2e36.flac", _speaker_signal(1, 10), SR)
+    add(bg_rows, "bad_flac_claims_2e36", audio / "bad_flac_claims_2e36.flac", "bg5")
+    hostile.wav_sparse_giant(audio / "bad_sparse_giant_wav.wav")
+    add(test_rows, "bad_sparse_giant_wav", audio / "bad_sparse_giant_wav.wav", "spk2")
+    hostile.float_wav_with(audio / "bad_samples_1e30.wav", _speaker_signal(2, 10), SR, 5000, 1e30)
+    add(bg_rows, "bad_samples_1e30", audio / "bad_samples_1e30.wav", "bg6")
+    hostile.float_wav_with(audio / "bad_inf_float.wav", _speaker_signal(1, 11), SR, 77, -np.inf)
+    add(train_rows, "bad_inf_float", audio / "bad_inf_float.wav", "spk1")
+    hostile.symlink_loop(audio / "bad_symlink_loop.wav")
+    add(test_rows, "bad_symlink_loop", audio / "bad_symlink_loop.wav", "spk0")
+    hostile.fifo(audio / "bad_fifo.wav")
+    add(bg_rows, "bad_fifo", audio / "bad_fifo.wav", "bg3")
+    hostile.folder(audio / "bad_folder_as_file.wav")
+    add(train_rows, "bad_folder_as_file", audio / "bad_folder_as_file.wav", "spk2")
     bad = list(BAD_REASONS)
 
     def write(path: Path, rows):
@@ -163,8 +203,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
     env.pop("GMMSPEECH_SCHEDULER", None)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "gmmspeech", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    # a small parent reports the peak RSS of the command and its waited-for workers
+    wrapper = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+               "sys.stderr.write('\\nPEAK_RSS_KB=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+               "sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "gmmspeech",
+                          *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    m = re.search(r"\nPEAK_RSS_KB=(\d+)\n", res.stderr)
+    res.peak_rss_mb = int(m.group(1)) / 1024 if m else None
+    res.stderr = res.stderr[: m.start()] if m else res.stderr
+    return res
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +234,7 @@ def test_corpus_bad_cases_are_bad_and_good_cases_load(corpus):
     for rid in corpus.good_ids:
         y = audio.load(rows[rid][1])
         assert y.dtype == np.float32 and y.ndim == 1 and np.all(np.isfinite(y))
-        assert 0.9 * SR < y.size < 1.5 * SR, rid
+        assert 1.15 * SR < y.size < 1.5 * SR, rid  # 1.2 s each (MP3s: + encoder padding)
     for rid in corpus.bad_ids:
         _, path, _, start, end = rows[rid]
         if rid == "bad_silence":
@@ -225,6 +274,7 @@ def test_features_cli_reports_each_bad_file_and_finishes_the_good(corpus, featur
     out, res = feature_run
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
     assert res.returncode == 1, (res.returncode, res.stderr)  # documented: some files failed
+    assert res.peak_rss_mb is not None and res.peak_rss_mb <= 1536, res.peak_rss_mb
     assert f"{len(corpus.bad_ids)} of {len(corpus.good_ids) + len(corpus.bad_ids)}" in res.stderr
     # errors.tsv: every bad file exactly once, with its reason; no good file
     _assert_bad_reported_once(_read_errors(out / "errors.tsv"), corpus.bad_ids)
@@ -285,6 +335,7 @@ def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
                   "--components", 16, "--iterations", 3, "--quiet", timeout=300)
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
     assert res.returncode in (0, 1), res.stderr
+    assert res.peak_rss_mb is not None and res.peak_rss_mb <= 1536, res.peak_rss_mb
     # each bad file reported once on stderr, with its reason
     for rid in corpus.bad_ids:
         lines = [ln for ln in res.stderr.splitlines() if re.search(rf"\b{rid}\b", ln)]
@@ -314,7 +365,8 @@ def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
     for t in trials:
         if t["test_id"] not in best or float(t["score"]) > best[t["test_id"]][1]:
             best[t["test_id"]] = (t["model"], float(t["score"]))
-    assert all(best[tid][0] == corpus.labels[tid] for tid in good_tests), best
+    wrong = {tid: best[tid] for tid in good_tests if best[tid][0] != corpus.labels[tid]}
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("extra, word", [

@@ -49,7 +49,14 @@ def test_features_cli_reports_bad_files_and_finishes_good_ones(tmp_path, small_c
     rc = main(["features", str(small_corpus), "--out", str(out), "--quiet"])
     cap = capsys.readouterr()
     assert rc == 1
-    assert cap.err.strip() == f"2 of 6 files failed, see {out / 'errors.tsv'}"
+    lines = cap.err.strip().splitlines()
+    assert lines[-1] == f"2 of 6 files failed, see {out / 'errors.tsv'}"
+    # the 8 kHz file was upsampled: said once, with the count and the native rate
+    assert lines[:-1] == ["note: 1 of 4 files were upsampled to 16000 Hz (native 8000 Hz): their "
+                          "features hold nothing above 4000 Hz; to analyse them at their own rate "
+                          "use --sample-rate 8000"]
+    assert FeatureStore(out).entry("c").native_rate == 8000
+    assert FeatureStore(out).entry("a").native_rate == 16000
     errors = (out / "errors.tsv").read_text().splitlines()
     assert errors[0] == "id\tpath\treason"
     bad = {line.split("\t")[0]: line.split("\t") for line in errors[1:]}

@@ -328,3 +328,182 @@ def test_train_ubm_does_not_hold_the_corpus_in_memory(tmp_path):
     assert out["finite"]
     growth_mb = (out["after_kb"] - out["before_kb"]) / 1024
     assert growth_mb < 0.4 * data_mb, f"peak RSS grew by {growth_mb:.0f} MB for {data_mb:.0f} MB of data"
+
+
+# ------------------------------------------------------------- per-file failures, interrupts, full disk
+
+
+def _raising_extractor(path, *, config, start, end):
+    """``path`` is ``ok:<seed>``, ``oom:<n>`` (MemoryError), ``err:<n>`` (RuntimeError) or
+    ``stop:<n>`` (KeyboardInterrupt)."""
+    kind, seed = path.split(":")
+    if kind == "oom":
+        raise MemoryError("Unable to allocate 256. GiB for an array with shape (68719476736,)")
+    if kind == "err":
+        raise RuntimeError("decoder exploded")
+    if kind == "stop":
+        raise KeyboardInterrupt
+    return synthetic_features(f"synth:{seed}:50", config=config, start=start, end=end)
+
+
+def _rows(spec):
+    from gmmspeech.corpus.manifest import Row
+
+    return [Row(f"r{i:02d}", p, "s") for i, p in enumerate(spec)]
+
+
+def test_memory_error_is_a_bad_file_not_an_abort(tmp_path):
+    from gmmspeech.corpus.store import FeatureStore
+
+    rows = _rows(["ok:1", "oom:2", "ok:3", "err:4", "ok:5"])
+    report = FeatureStore(tmp_path / "s").build(rows, config="speech", progress=False,
+                                                extractor=_raising_extractor)
+    assert report.n_done == 3
+    failed = {rid: reason for rid, _, reason in report.failed}
+    assert set(failed) == {"r01", "r03"}
+    assert failed["r01"].startswith("out of memory") and "256. GiB" in failed["r01"]
+    assert "decoder exploded" in failed["r03"]
+    errors = (tmp_path / "s" / "errors.tsv").read_text()
+    assert "r01" in errors and "out of memory" in errors
+
+
+def test_interrupted_build_still_writes_index_and_errors(tmp_path):
+    from gmmspeech.corpus.store import FeatureStore
+
+    rows = _rows(["ok:1", "err:2", "ok:3", "stop:4", "ok:5"])
+    store = FeatureStore(tmp_path / "s")
+    with pytest.raises(KeyboardInterrupt):
+        store.build(rows, config="speech", progress=False, extractor=_raising_extractor)
+    fresh = FeatureStore(tmp_path / "s")
+    assert fresh.ids() == ["r00", "r02"]  # index.tsv written with what finished
+    assert [e[0] for e in fresh.errors()] == ["r01"]
+    assert [p for p in (tmp_path / "s").rglob("*") if ".tmp-" in p.name] == []
+    # the re-run does the rest and nothing twice
+    rows[3] = rows[3].__class__(rows[3].id, "ok:4", "s")
+    report = fresh.build(rows, config="speech", progress=False, extractor=_raising_extractor)
+    assert (report.n_skipped, report.n_done, report.n_failed) == (2, 2, 1)
+
+
+def _slow_corpus(tmp_path: Path, n: int) -> Path:
+    """``n`` 4-second files, one bad one first; returns the manifest."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rows = [["bad", str(audio / "bad.wav"), "s"]]
+    (audio / "bad.wav").write_text("not audio")
+    for i in range(n):
+        y = speechlike(sr=SR, seconds=4.0, f0=120.0 + 5 * i, seed=i)
+        sf.write(audio / f"u{i:02d}.wav", y, SR, subtype="PCM_16")
+        rows.append([f"u{i:02d}", str(audio / f"u{i:02d}.wav"), "s"])
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["id", "path", "label"])
+        w.writerows(rows)
+    return manifest
+
+
+def test_sigterm_writes_index_and_errors(tmp_path):
+    manifest = _slow_corpus(tmp_path, 40)
+    out = tmp_path / "store"
+    proc = start_cli("features", manifest, "--out", out, "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("data/*/*.json"))) < 3:
+        time.sleep(0.01)
+    assert proc.poll() is None, "finished before the signal: make the corpus larger"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    from gmmspeech.corpus.store import FeatureStore
+
+    store = FeatureStore(out)
+    done = len(list(out.glob("data/*/*.json")))
+    assert 3 <= len(store) == done < 40  # the index lists every finished file
+    assert [e[0] for e in store.errors()] == ["bad"]
+    assert [p for p in out.rglob("*") if ".tmp-" in p.name or ".scratch" in p.name] == []
+
+
+def test_full_disk_is_one_clear_line_and_the_store_resumes(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from gmmspeech.cli import main
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.features import streaming
+
+    manifest = _slow_corpus(tmp_path, 6)
+    out = tmp_path / "store"
+    real_write = streaming._NpyWriter.write
+    calls = {"n": 0}
+
+    def write(self, rows):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the 4th array: the disk is full halfway through it
+            raise OSError(errno.ENOSPC, "No space left on device", self.path)
+        return real_write(self, rows)
+
+    monkeypatch.setattr(streaming._NpyWriter, "write", write)
+    rc = main(["features", str(manifest), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("gmmspeech features: error: feature store")
+    assert "No space left on device writing" in err and str(out) in err
+    assert "after 3 of 7 files" in err and "MB" in err  # how much this run wrote
+    assert "intact" in err and "re-run resumes" in err
+    assert [p for p in out.rglob("*") if ".tmp-" in p.name or ".scratch" in p.name] == []
+    store = FeatureStore(out)
+    assert sorted(store.ids()) == ["u00", "u01", "u02"]
+    # space again: the re-run does the rest only
+    monkeypatch.setattr(streaming._NpyWriter, "write", real_write)
+    rc = main(["features", str(manifest), "--out", str(out), "--quiet"])
+    assert rc == 1  # the one bad file
+    assert sorted(FeatureStore(out).ids()) == [f"u{i:02d}" for i in range(6)]
+
+
+def test_full_disk_on_a_small_tmpfs(tmp_path):
+    """The real thing where a tmpfs can be mounted (root): a 256 KB file system."""
+    import shutil
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("needs root and mount for a tmpfs")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()})")
+    try:
+        manifest = _slow_corpus(tmp_path, 8)  # 0.1 MB of features each
+        res = run_cli("features", manifest, "--out", mnt / "store", "--quiet")
+        assert res.returncode == 2, res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "No space left on device" in lines[0], res.stderr
+        assert "Traceback" not in res.stderr
+        assert [p for p in mnt.rglob("*") if ".tmp-" in p.name or ".scratch" in p.name] == []
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_stale_temporary_files_and_folders_are_removed(tmp_path):
+    from gmmspeech.corpus import store as store_mod
+    from gmmspeech.corpus.store import FeatureStore, temporary_store_dir
+
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    root = tmp_path / "s"
+    (root / "data" / "ab").mkdir(parents=True)
+    stale = root / "data" / "ab" / f"x.npy.tmp-{store_mod._HOST}-{dead}-0123abcd"
+    stale.write_bytes(b"partial")
+    scratch = root / "data" / "ab" / f"x.npy.tmp-{store_mod._HOST}-{dead}-0123abcd.frames.scratch"
+    scratch.write_bytes(b"partial")
+    FeatureStore(root).build(_rows(["ok:1"]), config="speech", progress=False,
+                             extractor=_raising_extractor)
+    assert not stale.exists() and not scratch.exists()
+    # a killed run's temporary store folder goes on the next run
+    left = tmp_path / f"gmmspeech-features-{store_mod._HOST}-{dead}-abc123"
+    (left / "data").mkdir(parents=True)
+    mine = tmp_path / f"gmmspeech-features-{store_mod._HOST}-{os.getpid()}-live"
+    mine.mkdir()
+    with temporary_store_dir(str(tmp_path)) as d:
+        assert os.path.isdir(d)
+        assert not left.exists() and mine.exists()
+    assert not os.path.exists(d)

@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    import errno
+    import signal
+
     from gmmspeech.errors import GMMSpeechError
 
+    def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: indexes get written
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = None
     try:
         return int(args.func(args) or 0)
     except GMMSpeechError as exc:
@@ -50,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"gmmspeech {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"gmmspeech {args.command}: error: {exc.strerror}{where}; files written before are "
+              "intact (written atomically) and a re-run redoes only what is missing",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"gmmspeech {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

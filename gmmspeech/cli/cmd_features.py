@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, add_preset_arg
+from gmmspeech.cli.common import (
+    add_data_root_arg,
+    add_feature_options,
+    add_max_duration_arg,
+    add_parallel_args,
+)
 
 
 def register(sub) -> None:
@@ -21,10 +26,12 @@ def register(sub) -> None:
     )
     p.add_argument("manifest", metavar="MANIFEST", help="CSV file list (id,path,label[,start,end])")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="feature store folder")
-    add_preset_arg(p)
-    p.add_argument("--config", default=None, metavar="JSON",
+    g = p.add_argument_group("features")
+    add_feature_options(g)
+    g.add_argument("--config", default=None, metavar="JSON",
                    help="FeatureConfig JSON file, or another store's store.json to reuse its "
-                        "configuration; overrides --preset")
+                        "configuration (not with the options above)")
+    add_max_duration_arg(g)
     add_data_root_arg(p)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -69,34 +76,53 @@ def _manifest_help(parser: argparse.ArgumentParser) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from gmmspeech.cli.common import check_common, check_input, check_output
+    from gmmspeech.cli.common import (
+        check_common,
+        check_input,
+        check_max_duration,
+        check_output,
+        feature_config_from_args,
+        given_feature_flags,
+    )
     from gmmspeech.corpus.manifest import read_manifest
-    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.corpus.store import FeatureStore, upsampling_note
     from gmmspeech.features.config import FeatureConfig
 
     check_input(args.manifest, "MANIFEST")
     check_input(args.config, "--config")
     check_output(args.out, "-o/--out", kind="dir")
     check_common(args)
-    if args.config is not None:
-        import json
+    try:
+        max_duration = check_max_duration(args)
+        if args.config is not None:
+            flags = given_feature_flags(args)
+            if flags:
+                raise ValueError(f"{', '.join(flags)} cannot apply with --config (the configuration "
+                                 "file fixes every feature setting); drop one of them")
+            import json
 
-        with open(args.config, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            doc = json.loads(text)
-            if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-                doc = doc["config"]  # another store's store.json: reuse its configuration
-            config = FeatureConfig.from_dict(doc)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            print(f"gmmspeech features: error: --config {args.config}: {exc}", file=sys.stderr)
-            return 2
-    else:
-        config = FeatureConfig.preset(args.preset)
+            with open(args.config, encoding="utf-8") as fh:
+                text = fh.read()
+            try:
+                doc = json.loads(text)
+                if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+                    doc = doc["config"]  # another store's store.json: reuse its configuration
+                config = FeatureConfig.from_dict(doc)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ValueError(f"--config {args.config}: {exc}") from None
+        else:
+            config = feature_config_from_args(args)
+    except ValueError as exc:
+        print(f"gmmspeech features: error: {exc}", file=sys.stderr)
+        return 2
     rows = read_manifest(args.manifest, data_root=args.data_root)
     store = FeatureStore(args.out)
     report = store.build(rows, config=config, n_jobs=args.jobs, backend=args.backend,
-                         scheduler=args.scheduler, progress=not args.quiet)
+                         scheduler=args.scheduler, progress=not args.quiet,
+                         max_duration=max_duration)
+    note = upsampling_note(report.upsampled, report.n_done, config.sample_rate)
+    if note:
+        print(note, file=sys.stderr)
     if report.failed:
         print(report.summary(), file=sys.stderr)
         return 1

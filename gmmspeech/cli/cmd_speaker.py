@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 from gmmspeech.cli.common import (
     add_data_root_arg,
+    add_feature_options,
+    add_max_duration_arg,
     add_parallel_args,
     check_adapt,
     check_common,
@@ -25,13 +26,16 @@ from gmmspeech.cli.common import (
 
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                   help="feature preset (default: "
-                        + ("the configuration saved in the UBM file, else " if from_ubm else "")
-                        + "speech)")
+    if from_ubm:
+        g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
+                       help="feature preset (default: the configuration saved in the UBM file, "
+                            "else speech)")
+    else:  # train-ubm: the options of `features` (not with a feature store as SOURCE)
+        add_feature_options(g)
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="keep the extracted features in this feature store folder "
                         "(default: a temporary folder)")
+    add_max_duration_arg(g)
     add_data_root_arg(g)
 
 
@@ -169,6 +173,10 @@ def register(sub) -> None:
                    help="keep every frame (no energy VAD)")
     g.add_argument("--n-mfcc", type=int, default=None, metavar="N",
                    help="cepstra per frame before deltas (default: the preset's, 20)")
+    g.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                   help="analysis rate in Hz; audio at another rate is resampled to it (default: "
+                        "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
+    add_max_duration_arg(g)
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="shared folder for the feature stores (default DIR/features)")
     add_data_root_arg(g)
@@ -207,7 +215,8 @@ def _config_for(args, ubm=None):
 
 
 class _FeatureDir:
-    """``--features-dir`` or a temporary folder removed on exit."""
+    """``--features-dir`` or a temporary folder removed on exit (and, if this run is
+    killed, by the next run: see :func:`gmmspeech.corpus.store.temporary_store_dir`)."""
 
     def __init__(self, path):
         self.path = path
@@ -215,13 +224,15 @@ class _FeatureDir:
 
     def __enter__(self) -> str:
         if self.path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="gmmspeech-features-")
-            return self._tmp.name
+            from gmmspeech.corpus.store import temporary_store_dir
+
+            self._tmp = temporary_store_dir()
+            return self._tmp.__enter__()
         return os.fspath(self.path)
 
     def __exit__(self, *exc):
         if self._tmp is not None:
-            self._tmp.cleanup()
+            self._tmp.__exit__(*exc)
 
 
 def _report_bad(cmd: str, bad) -> None:
@@ -356,6 +367,8 @@ def _checkpoint_trouble(exc, ckpt: str) -> bool:
 # --------------------------------------------------------------------------- commands
 @_clean_errors
 def _cmd_train_ubm(args) -> int:
+    from gmmspeech.cli.common import check_max_duration, given_feature_flags
+    from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.errors import ModelFileError
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.ubm import UBMCheckpointError
@@ -363,6 +376,17 @@ def _cmd_train_ubm(args) -> int:
     _validate_train_ubm(args)
     progress = not args.quiet
     src = args.source
+    check_max_duration(args)
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"{src}: no such manifest or feature store")
+    flags = given_feature_flags(args)
+    if os.path.isdir(src) and flags:
+        store = FeatureStore(src)
+        what = (f"its features were extracted with configuration {store.config_hash}"
+                if store.exists() else "it is a folder, not a manifest")
+        raise ValueError(f"{', '.join(flags)} cannot apply: {src} is a feature store ({what}); "
+                         "give a manifest to extract features with other settings, or drop "
+                         f"{'the option' if len(flags) == 1 else 'these options'}")
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     resume = _checkpoint_policy(args, ckpt, "train-ubm")
     try:
@@ -395,9 +419,11 @@ def _cmd_train_ubm(args) -> int:
 
 def _train_ubm_stage(args, src, ckpt, resume, progress):
     """Features (for a manifest) and EM; ``(None, None, None)`` when no file is usable."""
-    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.cli.common import check_max_duration, feature_config_from_args
+    from gmmspeech.corpus.store import FeatureStore, upsampling_note
     from gmmspeech.speaker.ubm import train_ubm
 
+    max_duration = check_max_duration(args)
     with _FeatureDir(args.features_dir) as fdir:
         if os.path.isdir(src):
             store = FeatureStore(src)
@@ -409,9 +435,14 @@ def _train_ubm_stage(args, src, ckpt, resume, progress):
         else:
             from gmmspeech.speaker.pipeline import build_features
 
-            config = _config_for(args)
+            config = feature_config_from_args(args)
             store, rows, bad = build_features(src, fdir, config=config, data_root=args.data_root,
-                                              progress=progress, role="source", **_par(args))
+                                              progress=progress, role="source",
+                                              max_duration=max_duration, **_par(args))
+            rep = store.last_report
+            note = upsampling_note(rep.upsampled, rep.n_done, config.sample_rate)
+            if note:
+                print(f"gmmspeech train-ubm: {note}", file=sys.stderr)
             _report_bad("train-ubm", bad)
             if not rows:
                 print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
@@ -439,7 +470,8 @@ def _cmd_enroll(args) -> int:
     with _FeatureDir(args.features_dir) as fdir:
         store, rows, bad = build_features(args.manifest, fdir, config=config,
                                           data_root=args.data_root, progress=progress,
-                                          role="enroll", **_par(args))
+                                          role="enroll", max_duration=args.max_duration,
+                                          **_par(args))
         _report_bad("enroll", bad)
         spk: dict[str, list] = {}
         for r in rows:
@@ -485,7 +517,8 @@ def _cmd_score(args) -> int:
     with _FeatureDir(args.features_dir) as fdir:
         store, rows, bad = build_features(args.manifest, fdir, config=config,
                                           data_root=args.data_root, progress=progress,
-                                          role="test", **_par(args))
+                                          role="test", max_duration=args.max_duration,
+                                          **_par(args))
         _report_bad("score", bad)
         if not rows:
             print(f"gmmspeech score: error: {args.manifest}: no usable file", file=sys.stderr)
@@ -535,8 +568,8 @@ def speaker_id_settings(args) -> dict:
         preset="speech", feature_overrides={}, n_components=256, ubm_on_enroll=False,
         relevance_factor=16.0, adapt="m", top_c=5, score_mode=None, norm=None)
     fo = dict(out.get("feature_overrides") or {})
-    for dest in ("cmvn", "vad", "n_mfcc"):
-        if getattr(args, dest) is not None:
+    for dest in ("cmvn", "vad", "n_mfcc", "sample_rate"):
+        if getattr(args, dest, None) is not None:
             fo[dest] = getattr(args, dest)
     out["feature_overrides"] = fo or None
     for dest, key in {"preset": "preset", "components": "n_components",
@@ -560,16 +593,20 @@ def _cmd_speaker_id(args) -> int:
 
     _validate_speaker_id(args)
     settings = speaker_id_settings(args)
+    from gmmspeech.cli.common import check_max_duration
+
+    max_duration = check_max_duration(args)
     try:
         feature_config(settings["preset"], **(settings.get("feature_overrides") or {}))
     except ValueError as exc:
-        raise _usage(f"feature options (--preset/--cmvn/--no-vad/--n-mfcc): {exc}") from None
+        raise _usage(f"feature options (--preset/--sample-rate/--cmvn/--no-vad/--n-mfcc): "
+                     f"{exc}") from None
     ckpt = os.path.join(args.out, "ubm.ckpt.npz")
     resume = _checkpoint_policy(args, ckpt, "speaker-id")
     try:
         res = run_speaker_id(
             args.background, args.enroll, args.test, args.out,
-            data_root=args.data_root, features_dir=args.features_dir,
+            data_root=args.data_root, features_dir=args.features_dir, max_duration=max_duration,
             covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
             random_state=args.seed, progress=not args.quiet, ubm_checkpoint=ckpt,
             resume=resume, restart=args.restart, **settings, **_par(args),

@@ -3,7 +3,8 @@
 Layout of a store folder ``DIR``::
 
     DIR/store.json            format version, the FeatureConfig (JSON) and its hash
-    DIR/index.tsv             id, label, frames, dims, config_hash, file, path, start, end
+    DIR/index.tsv             id, label, frames, dims, config_hash, file, path, start, end,
+                              native_rate (the audio file's own sampling rate)
     DIR/errors.tsv            id, path, reason: the files the last build could not use
     DIR/data/ab/<name>.npy    float32 (frames, dims) features of one row
     DIR/data/ab/<name>.json   the same row's metadata (the index can be rebuilt from these)
@@ -33,6 +34,7 @@ and returns a small tuple; the worker writes the array into the store itself, so
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -48,13 +50,17 @@ from typing import Any
 import numpy as np
 
 from gmmspeech.atomic import atomic_write, atomic_write_text
+from gmmspeech.audio import DEFAULT_MAX_DURATION
 from gmmspeech.errors import GMMSpeechError
 
-__all__ = ["FeatureStore", "BuildReport", "StoreError", "Entry", "file_name"]
+__all__ = ["FeatureStore", "BuildReport", "StoreError", "StoreWriteError", "Entry", "file_name",
+           "upsampling_note"]
 
 STORE_FORMAT = "gmmspeech-feature-store"
 STORE_VERSION = 1
-INDEX_COLUMNS = ("id", "label", "frames", "dims", "config_hash", "file", "path", "start", "end")
+INDEX_COLUMNS = ("id", "label", "frames", "dims", "config_hash", "file", "path", "start", "end",
+                 "native_rate")
+_REQUIRED_COLUMNS = INDEX_COLUMNS[:9]  # stores written before native_rate was recorded
 ERROR_COLUMNS = ("id", "path", "reason")
 _TMP_MARK = ".tmp-"
 _HOST = socket.gethostname()
@@ -85,10 +91,12 @@ class Entry:
     path: str
     start: float | None = None
     end: float | None = None
+    native_rate: int | None = None  # the audio's own rate (None: not recorded)
 
     def to_cells(self) -> list[str]:
         return [self.id, self.label, str(self.frames), str(self.dims), self.config_hash, self.file,
-                self.path, _fmt(self.start), _fmt(self.end)]
+                self.path, _fmt(self.start), _fmt(self.end),
+                "" if self.native_rate is None else str(self.native_rate)]
 
     @classmethod
     def from_mapping(cls, m: dict[str, Any]) -> Entry:
@@ -96,6 +104,7 @@ class Entry:
             id=str(m["id"]), label=str(m.get("label") or ""), frames=int(m["frames"]),
             dims=int(m["dims"]), config_hash=str(m["config_hash"]), file=str(m["file"]),
             path=str(m.get("path") or ""), start=_num(m.get("start")), end=_num(m.get("end")),
+            native_rate=None if m.get("native_rate") in (None, "") else int(m["native_rate"]),
         )
 
     def same_source(self, path: str, start: float | None, end: float | None) -> bool:
@@ -125,6 +134,19 @@ class BuildReport:
     n_skipped: int
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     errors_path: str | None = None
+    native_rates: dict[str, int] = field(default_factory=dict)
+    sample_rate: int | None = None
+
+    @property
+    def upsampled(self) -> dict[int, int]:
+        """``{native rate: number of files}`` of the files extracted by this build whose
+        own rate is below the configuration's (they were upsampled)."""
+        out: dict[int, int] = {}
+        if self.sample_rate:
+            for r in self.native_rates.values():
+                if r < self.sample_rate:
+                    out[r] = out.get(r, 0) + 1
+        return dict(sorted(out.items()))
 
     @property
     def n_failed(self) -> int:
@@ -173,43 +195,95 @@ def _atomic_write_text(final: str, text: str, *, sync: bool = False) -> None:
     atomic_write_text(final, text, tmp_path=_tmp_name(final), sync=sync)
 
 
-def _default_extractor(path: str, *, config: Any, start: float | None, end: float | None) -> np.ndarray:
-    from gmmspeech.features.extract import extract
+#: Write errors that stop a build: every later file would fail the same way.
+_STORE_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
-    return extract(path, config=config, start=start, end=end)
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        reason = f"out of memory while reading or extracting ({exc or 'MemoryError'})"
+    else:
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return " ".join(str(reason).split())
 
 
 def _extract_task(task: tuple) -> tuple:
     """Worker: extract one row, write ``.npy`` then its ``.json`` sidecar.
 
-    Returns ``(id, ok, frames, dims, reason)``: small, whatever the array size.
+    Returns ``(id, status, frames, dims, reason, native_rate, nbytes)``: small, whatever
+    the array size. ``status`` is ``"ok"``, ``"bad"`` (the file cannot be used: any
+    exception while reading or extracting it, MemoryError included) or ``"store"`` (the
+    store cannot be written: disk full, quota, read-only; ``reason`` names the path).
     """
-    root, stem, rid, label, path, start, end, config, chash, extractor = task
-    try:
-        feats = (extractor or _default_extractor)(path, config=config, start=start, end=end)
-        feats = np.asarray(feats)
-        if feats.ndim != 2:
-            raise ValueError(f"extractor returned a {feats.ndim}-D array, expected (frames, dims)")
-        if feats.shape[0] == 0 or feats.shape[1] == 0:
-            raise ValueError(f"no feature frames (shape {feats.shape})")
-        dims = getattr(config, "n_features", None)
-        if dims is not None and feats.shape[1] != dims:
-            raise ValueError(f"{feats.shape[1]} feature dims where the configuration gives {dims}")
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
-        if not np.isfinite(feats).all():
-            raise ValueError("non-finite feature values")
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except Exception as exc:  # a bad file must not stop the batch: report it
-        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        return rid, False, 0, 0, " ".join(str(reason).split())
+    root, stem, rid, label, path, start, end, config, chash, extractor, max_duration = task
     final = os.path.join(root, *stem.split("/"))
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    _atomic_write_bytes(final + ".npy", lambda fh: np.save(fh, feats, allow_pickle=False))
-    meta = {"id": rid, "label": label, "frames": int(feats.shape[0]), "dims": int(feats.shape[1]),
-            "config_hash": chash, "file": stem + ".npy", "path": path, "start": start, "end": end}
-    _atomic_write_text(final + ".json", json.dumps(meta, ensure_ascii=False))
-    return rid, True, int(feats.shape[0]), int(feats.shape[1]), ""
+    npy = final + ".npy"
+    tmp = _tmp_name(npy)
+    native = None
+    nbytes = 0
+    try:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        try:
+            if extractor is None:
+                from gmmspeech.features.streaming import extract_to_file
+
+                info = extract_to_file(path, tmp, config=config, start=start, end=end,
+                                       max_duration=max_duration)
+                frames, dims, native = info.frames, info.dims, info.native_rate
+            else:
+                feats = np.asarray(extractor(path, config=config, start=start, end=end))
+                if feats.ndim != 2:
+                    raise ValueError(f"extractor returned a {feats.ndim}-D array, expected (frames, dims)")
+                if feats.shape[0] == 0 or feats.shape[1] == 0:
+                    raise ValueError(f"no feature frames (shape {feats.shape})")
+                feats = np.ascontiguousarray(feats, dtype=np.float32)
+                if not np.isfinite(feats).all():
+                    raise ValueError("non-finite feature values")
+                frames, dims = feats.shape
+            want = getattr(config, "n_features", None)
+            if want is not None and dims != want:
+                raise ValueError(f"{dims} feature dims where the configuration gives {want}")
+            if extractor is None:
+                os.replace(tmp, npy)
+            else:
+                _atomic_write_bytes(npy, lambda fh: np.save(fh, feats, allow_pickle=False))
+        except OSError as exc:
+            if exc.errno in _STORE_FATAL_ERRNOS:
+                raise
+            _unlink_quietly(tmp)
+            return rid, "bad", 0, 0, _failure_reason(exc), None, 0
+        except (KeyboardInterrupt, SystemExit):
+            _unlink_quietly(tmp)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad file must not stop the batch: report it
+            _unlink_quietly(tmp)
+            return rid, "bad", 0, 0, _failure_reason(exc), None, 0
+        nbytes = os.path.getsize(npy)
+        meta = {"id": rid, "label": label, "frames": int(frames), "dims": int(dims),
+                "config_hash": chash, "file": stem + ".npy", "path": path, "start": start,
+                "end": end, "native_rate": native}
+        try:
+            _atomic_write_text(final + ".json", json.dumps(meta, ensure_ascii=False))
+        except BaseException:
+            _unlink_quietly(npy)  # an array without its sidecar does not count: remove it
+            raise
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        where = exc.filename if getattr(exc, "filename", None) else npy
+        return (rid, "store", 0, 0, f"{exc.strerror or exc} writing {where}", None, nbytes)
+    return rid, "ok", int(frames), int(dims), "", native, nbytes
+
+
+class StoreWriteError(StoreError):
+    """The store could not be written (disk full, quota, read-only file system). What was
+    stored before is intact and a re-run resumes."""
 
 
 def _as_config(config: Any):
@@ -246,6 +320,8 @@ class FeatureStore:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self._meta: dict[str, Any] | None = None
         self._entries: dict[str, Entry] | None = None
+        #: The :class:`BuildReport` of this object's last :meth:`build` (None before).
+        self.last_report: BuildReport | None = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -344,7 +420,7 @@ class FeatureStore:
             header = next(reader, None)
             if header is None:
                 return entries
-            if tuple(header[: len(INDEX_COLUMNS)]) != INDEX_COLUMNS:
+            if tuple(header[: len(_REQUIRED_COLUMNS)]) != _REQUIRED_COLUMNS:
                 raise StoreError(self.root, f"index.tsv has an unexpected header {header!r}")
             for cells in reader:
                 if not cells:
@@ -559,7 +635,7 @@ class FeatureStore:
 
     def _remove_stale_tmp(self) -> None:
         """Under the lock: delete temporary files left by dead processes on this host."""
-        pat = re.compile(re.escape(_TMP_MARK) + re.escape(_HOST) + r"-(\d+)-[0-9a-f]+$")
+        pat = re.compile(re.escape(_TMP_MARK) + re.escape(_HOST) + r"-(\d+)-[0-9a-f]{8}")
         for folder, _dirs, files in os.walk(self.root):
             for name in files:
                 m = pat.search(name)
@@ -583,6 +659,7 @@ class FeatureStore:
         scheduler: str | None = None,
         progress: bool = True,
         extractor: Callable[..., np.ndarray] | None = None,
+        max_duration: float | None = DEFAULT_MAX_DURATION,
     ) -> BuildReport:
         """Extract the features of ``rows`` into the store, skipping what is already done.
 
@@ -597,8 +674,12 @@ class FeatureStore:
             Show a tqdm progress bar.
         extractor : callable or None
             ``extractor(path, *, config, start, end) -> (frames, dims)`` array; default
-            :func:`gmmspeech.features.extract`. Must be picklable (module level) for
-            process or Dask backends.
+            :func:`gmmspeech.features.streaming.extract_to_file` (block by block, memory
+            bounded; equal to :func:`gmmspeech.features.extract`). Must be picklable
+            (module level) for process or Dask backends.
+        max_duration : float or None
+            Longest accepted file or segment in seconds (default 4 hours; longer ones are
+            reported as bad files; ``None``: no limit).
 
         Returns
         -------
@@ -609,6 +690,9 @@ class FeatureStore:
         ------
         StoreError
             The store holds features of another configuration.
+        StoreWriteError
+            The disk is full (or the store read-only): the build stops; what was stored is
+            intact, no temporary file is left, and a re-run resumes.
         ValueError
             Duplicate ids among ``rows``.
 
@@ -616,9 +700,11 @@ class FeatureStore:
         -----
         A row is skipped when the store has its ``.npy`` and metadata with the same
         configuration hash, source path and segment; a changed label only updates the
-        index. Bad files do not stop the build.
+        index. Bad files do not stop the build: any exception while reading or
+        extracting one (MemoryError included) is recorded in ``errors.tsv``. The index
+        and ``errors.tsv`` are written even when the build is interrupted.
         """
-        from gmmspeech.parallel import parallel_map
+        from gmmspeech.parallel import parallel_imap
 
         config = _as_config(config)
         chash = config.config_hash()
@@ -651,7 +737,8 @@ class FeatureStore:
                 elif e is not None:
                     updates[r.id] = e
             if e is None:
-                tasks.append((self.root, stem, r.id, label, path, start, end, config, chash, extractor))
+                tasks.append((self.root, stem, r.id, label, path, start, end, config, chash, extractor,
+                              max_duration))
                 continue
             n_skipped += 1
             if e.label != label:
@@ -661,35 +748,125 @@ class FeatureStore:
                 if os.path.isfile(side):
                     _atomic_write_text(side, json.dumps(e.__dict__, ensure_ascii=False))
 
-        results = parallel_map(_extract_task, tasks, n_jobs=n_jobs, backend=backend,
-                               scheduler=scheduler, progress=progress and bool(tasks),
-                               desc="features", unit="files") if tasks else []
+        results = parallel_imap(_extract_task, tasks, n_jobs=n_jobs, backend=backend,
+                                scheduler=scheduler, progress=progress and bool(tasks),
+                                desc="features", unit="files") if tasks else iter(())
         failed: list[tuple[str, str, str]] = []
         n_done = 0
-        for task, (rid, ok, frames, dims, reason) in zip(tasks, results):
-            _root, stem, _rid, label, path, start, end = task[:7]
-            if ok:
-                n_done += 1
-                updates[rid] = Entry(rid, label, frames, dims, chash, stem + ".npy", path, start, end)
-            else:
-                failed.append((rid, path, reason))
+        bytes_done = 0
+        fatal: tuple[str, int] | None = None
+        try:
+            for task, (rid, status, frames, dims, reason, native, nbytes) in zip(tasks, results):
+                _root, stem, _rid, label, path, start, end = task[:7]
+                if status == "ok":
+                    n_done += 1
+                    bytes_done += nbytes
+                    updates[rid] = Entry(rid, label, frames, dims, chash, stem + ".npy", path,
+                                         start, end, native)
+                elif status == "bad":
+                    failed.append((rid, path, reason))
+                else:  # the store cannot be written: stop, keep what is done
+                    fatal = (reason, nbytes)
+                    break
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # stops the remaining tasks (interrupt, or a fatal write error)
+            index_error = self._finish_build(rows, updates, failed, chash)
+        report = BuildReport(len(rows), n_done, n_skipped, failed, self.errors_path)
+        report.native_rates = {rid: e.native_rate for rid, e in updates.items()
+                               if e.native_rate is not None}
+        report.sample_rate = getattr(config, "sample_rate", None)
+        self.last_report = report
+        if fatal is not None:
+            reason, nbytes = fatal
+            done = f"{n_done} of {len(tasks)} files ({bytes_done / 1e6:.1f} MB)"
+            kept = ("the index could not be rewritten either, but every finished file has its "
+                    "sidecar" if index_error else f"{len(self._entries or {})} files listed")
+            raise StoreWriteError(
+                self.root,
+                f"{reason} after {done} of this run were stored; the store is intact ({kept}, "
+                "no partial or temporary file left) and a re-run resumes where this one stopped")
+        return report
 
-        with self._lock():
-            current = self._read_index_file()
-            if current is None:  # first build, or the index was lost: start from the sidecars
-                current = {k: e for k, e in self._scan_sidecars().items()
-                           if e.config_hash == chash and k not in updates}
-            for r in rows:  # new ids enter the index in manifest order
-                if r.id in updates:
-                    current[r.id] = updates[r.id]
-            self._write_index_file(current)
-            buf = io.StringIO()
-            w = csv.writer(buf, dialect="excel-tab", lineterminator="\n")
-            w.writerow(ERROR_COLUMNS)
-            w.writerows(failed)
-            _atomic_write_text(self.errors_path, buf.getvalue())
+    def _finish_build(self, rows, updates: dict[str, Entry], failed, chash: str) -> OSError | None:
+        """Write ``index.tsv`` and ``errors.tsv`` (also after an interrupt); returns the
+        write error when the disk is full (the previous index then stays in place)."""
+        try:
+            with self._lock():
+                current = self._read_index_file()
+                if current is None:  # first build, or the index was lost: start from the sidecars
+                    current = {k: e for k, e in self._scan_sidecars().items()
+                               if e.config_hash == chash and k not in updates}
+                for r in rows:  # new ids enter the index in manifest order
+                    if r.id in updates:
+                        current[r.id] = updates[r.id]
+                self._write_index_file(current)
+                buf = io.StringIO()
+                w = csv.writer(buf, dialect="excel-tab", lineterminator="\n")
+                w.writerow(ERROR_COLUMNS)
+                w.writerows(failed)
+                _atomic_write_text(self.errors_path, buf.getvalue())
+        except OSError as exc:
+            if exc.errno not in _STORE_FATAL_ERRNOS:
+                raise
+            self.refresh()
+            return exc
         self._entries = current
-        return BuildReport(len(rows), n_done, n_skipped, failed, self.errors_path)
+        return None
+
+
+def upsampling_note(upsampled: dict[int, int], n_total: int, rate: int | None) -> str | None:
+    """One line saying how many files were upsampled to the analysis rate, or None."""
+    if not upsampled or not rate:
+        return None
+    n = sum(upsampled.values())
+    natives = ", ".join(f"{r} Hz" for r in upsampled)
+    low = max(upsampled)
+    return (f"note: {n} of {n_total} files were upsampled to {rate} Hz (native {natives}): their "
+            f"features hold nothing above {low // 2} Hz; to analyse them at their own rate use "
+            f"--sample-rate {low}")
+
+
+_TMP_DIR_PREFIX = "gmmspeech-features-"
+
+
+@contextmanager
+def temporary_store_dir(parent: str | None = None) -> Iterator[str]:
+    """A temporary folder for a feature store, removed on exit.
+
+    Its name carries the host and process id, so folders left by killed runs (SIGKILL,
+    a power cut) are recognised and removed by the next run on this host.
+    """
+    import shutil
+    import tempfile
+
+    parent = tempfile.gettempdir() if parent is None else parent
+    remove_stale_store_dirs(parent)
+    path = tempfile.mkdtemp(prefix=f"{_TMP_DIR_PREFIX}{_HOST}-{os.getpid()}-", dir=parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_store_dirs(parent: str) -> list[str]:
+    """Remove the temporary store folders of dead processes of this host in ``parent``."""
+    import shutil
+
+    pat = re.compile(re.escape(_TMP_DIR_PREFIX + _HOST) + r"-(\d+)-")
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = pat.match(name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 def _pid_alive(pid: int) -> bool:

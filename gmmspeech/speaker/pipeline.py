@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from gmmspeech.audio import DEFAULT_MAX_DURATION
 from gmmspeech.errors import GMMSpeechError, ModelFileError
 
 __all__ = [
@@ -103,7 +104,8 @@ def feature_config(preset: str = "speech", **overrides):
 
 
 def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, backend=None,
-                   scheduler=None, progress=True, role: str = "manifest"):
+                   scheduler=None, progress=True, role: str = "manifest",
+                   max_duration: float | None = DEFAULT_MAX_DURATION):
     """Extract the features of a manifest into a feature store.
 
     Returns
@@ -111,7 +113,8 @@ def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, bac
     (store, rows, bad)
         The :class:`~gmmspeech.corpus.store.FeatureStore`, the manifest rows whose
         features are in the store (manifest order), and the bad files as dicts
-        ``{"manifest", "id", "path", "reason"}``.
+        ``{"manifest", "id", "path", "reason"}``. ``store.last_report`` is the build's
+        :class:`~gmmspeech.corpus.store.BuildReport`.
     """
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore
@@ -119,7 +122,7 @@ def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, bac
     rows = read_manifest(manifest, data_root=data_root)
     store = FeatureStore(store_dir)
     report = store.build(rows, config=config, n_jobs=n_jobs, backend=backend,
-                         scheduler=scheduler, progress=progress)
+                         scheduler=scheduler, progress=progress, max_duration=max_duration)
     failed = {fid for fid, _, _ in report.failed}
     bad = [{"manifest": role, "id": fid, "path": path, "reason": reason}
            for fid, path, reason in report.failed]
@@ -442,6 +445,7 @@ def run_speaker_id(
     config=None,
     feature_overrides: Mapping[str, Any] | None = None,
     features_dir=None,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
     n_components: int = 256,
     covariance_type: str = "diag",
     max_iter: int = 10,
@@ -488,6 +492,9 @@ def run_speaker_id(
     features_dir : path, optional
         Where the feature stores go (``<features_dir>/<config hash>/{background,enroll,test}``,
         shareable between runs); default ``out/features``.
+    max_duration : float or None
+        Longest accepted audio file or segment in seconds (default 4 hours); longer ones
+        are bad files.
     n_components, covariance_type, max_iter, ubm_init
         UBM settings (see :func:`gmmspeech.speaker.ubm.train_ubm`).
     ubm_on_enroll : bool
@@ -523,6 +530,7 @@ def run_speaker_id(
     dict
         The content of ``results.json``.
     """
+    from gmmspeech.corpus.store import upsampling_note
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.map import enroll as enroll_models
     from gmmspeech.speaker.scoring import score as score_fn
@@ -559,16 +567,24 @@ def run_speaker_id(
     bad: list[dict] = []
     stores: dict[str, Any] = {}
     rows: dict[str, list] = {}
+    upsampled: dict[int, int] = {}
+    n_extracted = 0
     for role, man in (("background", background), ("enroll", enroll), ("test", test)):
         say(f"features: {role} ({man})")
         st, good, b = build_features(man, os.path.join(fdir, role), config=cfg, data_root=data_root,
-                                     progress=progress, role=role, **par)
+                                     progress=progress, role=role, max_duration=max_duration, **par)
         stores[role], rows[role] = st, good
+        n_extracted += st.last_report.n_done
+        for rate, k in st.last_report.upsampled.items():
+            upsampled[rate] = upsampled.get(rate, 0) + k
         bad.extend(b)
         for item in b:
             print(f"gmmspeech speaker-id: skipped {item['path']} ({role} {item['id']}): {item['reason']}",
                   file=sys.stderr)
     timings["features"] = time.perf_counter() - t0
+    note = upsampling_note(upsampled, n_extracted, cfg.sample_rate)
+    if note:
+        say(note)
     for role in ("background", "enroll", "test"):
         if not rows[role]:
             raise GMMSpeechError(f"{role} manifest: no usable file (see {stores[role].errors_path})")
