@@ -214,3 +214,67 @@ def test_features_on_a_dask_cluster(tmp_path, small_corpus, monkeypatch, capsys)
     assert main(["features", str(small_corpus), "--out", str(local), "-q"]) == 1
     for i in store.ids():
         np.testing.assert_array_equal(store.load(i), FeatureStore(local).load(i))
+
+
+def test_features_cli_feature_options(tmp_path, small_corpus, capsys):
+    """--sample-rate/--n-mfcc/--cmvn/--no-vad build the configuration; 8 kHz audio analysed
+    at 8 kHz is not upsampled (no note); options that cannot apply are errors."""
+    from gmmspeech.features.config import FeatureConfig
+
+    m = tmp_path / "c.csv"
+    m.write_text("id,path,label\nc,audio/c.flac,s2\n")
+    out = tmp_path / "f8"
+    assert main(["features", str(m), "--out", str(out), "--sample-rate", "8000", "--n-mfcc", "13",
+                 "--cmvn", "sliding", "--no-vad", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "upsampled" not in cap.err
+    want = FeatureConfig.preset("speech").replace(sample_rate=8000, n_mfcc=13, cmvn="sliding",
+                                                  vad=False)
+    store = FeatureStore(out)
+    assert store.config == want
+    assert store.load("c").shape == (_frames(1.0, sr=8000), 39)
+    assert store.entry("c").native_rate == 8000
+    # options with --config: refused, naming the flags
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(want.to_json())
+    assert main(["features", str(m), "--out", str(tmp_path / "x"), "--config", str(cfg),
+                 "--n-mfcc", "12", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--n-mfcc cannot apply with --config" in err
+    assert main(["features", str(m), "--out", str(tmp_path / "y"), "--sample-rate", "0", "-q"]) == 2
+    assert "--sample-rate 0" in capsys.readouterr().err
+    assert main(["features", str(m), "--out", str(tmp_path / "z"), "--max-duration", "0", "-q"]) == 2
+    assert "--max-duration" in capsys.readouterr().err
+
+
+def test_train_ubm_refuses_feature_options_for_a_store(tmp_path, small_corpus, capsys):
+    m = tmp_path / "ab.csv"
+    m.write_text("id,path,label\na,audio/a.wav,s1\nb,audio/b.wav,s2\n")
+    out = tmp_path / "feats"
+    assert main(["features", str(m), "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    for extra in (["--preset", "kaldi"], ["--no-vad"], ["--sample-rate", "8000", "--cmvn", "none"]):
+        rc = main(["train-ubm", str(out), "--out", str(tmp_path / "u.npz"), "-k", "2",
+                   "--iterations", "1", "-q", *extra])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "cannot apply" in err and "feature store" in err and str(out) in err
+        assert extra[0] in err
+        assert not (tmp_path / "u.npz").exists()
+
+
+def test_train_ubm_from_a_manifest_takes_feature_options(tmp_path, small_corpus, capsys):
+    from gmmspeech.features.config import FeatureConfig
+    from gmmspeech.mixture.io import load
+
+    m = tmp_path / "ab.csv"
+    m.write_text("id,path,label\na,audio/a.wav,s1\nb,audio/b.wav,s2\nc,audio/c.flac,s2\n")
+    rc = main(["train-ubm", str(m), "--out", str(tmp_path / "u.npz"), "-k", "2", "--iterations",
+               "1", "-q", "--n-mfcc", "13", "--no-vad", "--init", "kmeans"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "note: 1 of 3 files were upsampled to 16000 Hz (native 8000 Hz)" in err
+    ubm = load(tmp_path / "u.npz")
+    assert ubm.means_.shape[1] == 39
+    saved = FeatureConfig.from_dict(ubm.metadata_["feature_config"])
+    assert saved == FeatureConfig.preset("speech").replace(n_mfcc=13, vad=False)

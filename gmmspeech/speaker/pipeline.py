@@ -381,7 +381,8 @@ def evaluate_score_file(path, out_dir, *, labels: Mapping[str, str] | None = Non
 def _write_json(path: str, obj: dict) -> None:
     from gmmspeech.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n",
+                      sync=False)
 
 
 def summary_line(res: Mapping[str, Any]) -> str:
