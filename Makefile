@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/bench_gmm.py
 	$(PY) bench/bench_score.py
 	$(PY) bench/bench_ubm_scale.py
+	$(PY) bench/bench_long_file.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info

@@ -79,28 +79,23 @@ print(json.dumps({{"seconds": time.perf_counter() - t0, "frames": FRAMES,
 
 
 def write_long_wav(path: str, hours: float, seed: int = 0) -> float:
-    """A speech-like 16 kHz PCM_16 WAV written a minute at a time; returns its seconds."""
+    """A speech-like 16 kHz PCM_16 WAV written a minute at a time; returns its seconds.
+
+    One minute of bench_mfcc's speech-like audio (wandering pitch, formant-shaped harmonics,
+    pauses) is synthesised once; every minute written is it with its own gain and fresh
+    noise."""
     import soundfile as sf
+    from bench_mfcc import make_signal  # the speech-like test audio of the MFCC benchmark
 
     rng = np.random.default_rng(seed)
-    total = int(hours * 3600 * SR)
     block = 60 * SR
-    phase = 0.0
+    base = make_signal(SR, 60.0, seed=seed).astype(np.float64)
+    total = int(hours * 3600 * SR)
     with sf.SoundFile(path, "w", SR, 1, subtype="PCM_16") as f:
         for start in range(0, total, block):
             n = min(block, total - start)
-            t = (start + np.arange(n)) / SR
-            f0 = 120 + 30 * np.sin(2 * np.pi * 0.3 * t) + 10 * rng.standard_normal()
-            ph = phase + 2 * np.pi * np.cumsum(f0) / SR
-            phase = float(ph[-1])
-            y = np.zeros(n)
-            for h in range(1, 25):
-                f = h * 120.0
-                amp = np.exp(-((f - 700) / 400) ** 2) + 0.6 * np.exp(-((f - 1700) / 500) ** 2) + 0.05
-                y += amp * np.sin(h * ph)
-            gate = (np.sin(2 * np.pi * 0.7 * t) > -0.6).astype(np.float64)
-            y = y * gate + 0.02 * rng.standard_normal(n)
-            f.write((0.05 * y).astype(np.float32))
+            y = base[:n] * rng.uniform(0.5, 1.5) + 0.001 * rng.standard_normal(n)
+            f.write(y.astype(np.float32))
     return total / SR
 
 
