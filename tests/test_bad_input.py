@@ -332,7 +332,10 @@ def test_speaker_id_cli_with_bad_files(corpus, tmp_path):
     out = tmp_path / "sid"
     res = run_cli("speaker-id", "--background", corpus.background_manifest, "--enroll",
                   corpus.train_manifest, "--test", corpus.test_manifest, "--out", out,
-                  "--components", 16, "--iterations", 3, "--quiet", timeout=300)
+                  "--components", 16, "--iterations", 3, "--quiet",
+                  # the classic setting (utterance CMVN + VAD): with VAD a silent file is a bad
+                  # file, and CMVN removes the MP3 encoder's channel colouring from the check below
+                  "--protocol", "classic", timeout=300)
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
     assert res.returncode in (0, 1), res.stderr
     assert res.peak_rss_mb is not None and res.peak_rss_mb <= 1536, res.peak_rss_mb

@@ -458,7 +458,9 @@ def test_hostile_files_in_bounded_memory(models, tmp_path):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out["results"].values()) == {"ModelFileError"}, out
     assert out["peak_mb"] <= 1536, out
-    assert out["peak_mb"] < 400, out  # far below: nothing sized by the file was allocated
+    # far below the bombs' declared 1-2 GiB: nothing sized by the file was allocated (the
+    # interpreter with numpy, scipy and scikit-learn, which GMM imports, is ~400 MB of it)
+    assert out["peak_mb"] < 700, out
 
 
 # -------------------------------------------------------------------- scores stay finite

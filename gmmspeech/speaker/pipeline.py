@@ -752,7 +752,8 @@ def run_speaker_id(
     gmm_scores = iv_scores = None
     if system in ("gmm-ubm", "fusion"):
         t0 = time.perf_counter()
-        gmm_scores, model_labels = _gmm_ubm_scores(ubm, stores, rows, out, gmm_cfg, par, progress, say)
+        gmm_scores, model_labels, gmm_raw = _gmm_ubm_scores(ubm, stores, rows, out, gmm_cfg, par,
+                                                            progress, say)
         timings["gmm-ubm"] = time.perf_counter() - t0
         scores = gmm_scores
     fused = None
@@ -767,7 +768,11 @@ def run_speaker_id(
             t0 = time.perf_counter()
             fused = _fusion(ubm, stores, rows, iv, gmm_cfg, iv_opts, par, say)
             timings["fusion"] = time.perf_counter() - t0
-            scores = fused["fusion"].fuse(gmm_scores, iv_scores)
+            # the fusion's GMM-UBM input is each test utterance's scores standardised over
+            # the enrolled models (as on the background folds it is trained on, which have
+            # too few models for a leave-one-out cohort); the reported GMM-UBM component
+            # keeps its own normalisation
+            scores = fused["fusion"].fuse(_fusion_gmm_input(gmm_raw), iv_scores)
             test_labels_ = [str(r.label) for r in rows["test"]]
             for name, s_ in (("gmm-ubm", gmm_scores), ("ivector", iv_scores)):
                 components[name] = {k: v for k, v in evaluate_matrix(
@@ -816,7 +821,7 @@ def run_speaker_id(
 # --------------------------------------------------------------------------- systems
 def _gmm_ubm_scores(ubm, stores, rows, out, cfg, par, progress, say):
     """MAP-enrol the enrolment speakers and score the tests, normalised as ``cfg`` says (the
-    claimed model never in its own cohort); ``(scores, model_labels)``."""
+    claimed model never in its own cohort); ``(scores, model_labels, raw_scores)``."""
     from gmmspeech.speaker.map import enroll as enroll_models
     from gmmspeech.speaker.scoring import score as score_fn
 
@@ -846,7 +851,7 @@ def _gmm_ubm_scores(ubm, stores, rows, out, cfg, par, progress, say):
     scores = normalise_scores(raw, cfg["norm"], model_labels=model_labels, impostor_scores=imp,
                               impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,
                               norm_cohort=cfg["norm_cohort"], top_n=cfg["norm_top_n"])
-    return scores, model_labels
+    return scores, model_labels, raw
 
 
 def _topc(cfg):
@@ -902,7 +907,25 @@ def _ivector_norm(scores, opts):
         return scores
     if opts["norm"] != "tnorm":
         raise ValueError(f"i-vector norm={opts['norm']!r} is not supported; choose 'none' or 'tnorm'")
-    return normalise_scores(scores, "tnorm")
+    return _enrolled_tnorm(scores)
+
+
+def _fusion_gmm_input(raw):
+    """GMM-UBM scores as a fusion input: per test utterance, standardised over all the
+    enrolled models (mean and deviation of that utterance's row)."""
+    from gmmspeech.speaker import norm as N
+
+    raw = np.asarray(raw, dtype=np.float64)
+    return N.tnorm(raw, raw) if raw.ndim == 2 and raw.shape[1] >= 2 else raw
+
+
+def _enrolled_tnorm(scores):
+    """T-norm over the other enrolled models (leave-one-out); with fewer than three models a
+    cohort would have under two entries, so the scores are left as they are."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] < 3:
+        return scores
+    return normalise_scores(scores, "tnorm", norm_cohort="enrolled")
 
 
 def _pseudo_protocol(labels, ids, n_folds=2):
@@ -969,8 +992,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         utts = [np.asarray(stores[role].load(ids[i])) for i in tst]
         raw = score_fn([models[m] for m in m_lab], ubm, utts, top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"],
                        **par)
-        s_g = normalise_scores(raw, gmm_cfg["norm"] if gmm_cfg["norm"] in (None, "none", "tnorm") else None,
-                               top_n=gmm_cfg["norm_top_n"])
+        s_g = _fusion_gmm_input(raw)
         g, tgt = trial_matrix(s_g, m_lab, labels[tst])
         i_, _ = trial_matrix(s_iv, m_lab, labels[tst])
         g_all.append(g)
