@@ -9,6 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# One numba cache per pytest-xdist worker (inherited by the CLI subprocesses and loky workers it
+# starts): two workers compiling and writing librosa's cached gufuncs (localmin/localmax) into
+# the same site-packages cache at once left entries that crashed a later load with a segfault.
+# Set before anything imports numba.
+if "NUMBA_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"gmmspeech-test-numba-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("GMMSPEECH_DATASETS", ROOT.parent / "shared" / "datasets"))
 
