@@ -478,12 +478,10 @@ def _cmd_train_ubm(args) -> int:
 def _speaker_config_from_args(args):
     """train-ubm's features: the speaker defaults, or --preset as it is, with the feature
     options on top (ValueError naming the flags when a value is out of range)."""
-    from gmmspeech.cli.common import FEATURE_FLAGS
+    from gmmspeech.cli.common import FEATURE_FLAGS, feature_overrides_from_args
     from gmmspeech.speaker.defaults import speaker_feature_config
 
-    changes = {d: getattr(args, d) for d in ("sample_rate", "n_mfcc", "cmvn", "vad")
-               if getattr(args, d, None) is not None}
-    changes.update(feature_overrides(args))
+    changes = feature_overrides_from_args(args)
     try:
         return speaker_feature_config(getattr(args, "preset", None), changes)
     except ValueError as exc:

@@ -246,9 +246,12 @@ def check_max_duration(args) -> float | None:
 
 
 def feature_overrides_from_args(args: argparse.Namespace) -> dict:
-    """The FeatureConfig changes asked for by :func:`add_feature_options` options."""
-    return {dest: getattr(args, dest) for dest in ("sample_rate", "n_mfcc", "cmvn", "vad")
-            if getattr(args, dest, None) is not None}
+    """The FeatureConfig changes asked for by :func:`add_feature_options` options, the
+    front-end ones (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``) included."""
+    out = {dest: getattr(args, dest) for dest in ("sample_rate", "n_mfcc", "cmvn", "vad")
+           if getattr(args, dest, None) is not None}
+    out.update(feature_overrides(args))
+    return out
 
 
 def add_ivector_system_args(p) -> None:
