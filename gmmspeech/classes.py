@@ -22,8 +22,10 @@ split).
 The kind of class model is chosen from a table (:data:`MODEL_TYPES`, ``model="gmm"``):
 an entry says how to fit a model on a list of utterances, how to score utterances
 (total log-likelihood of each) and how to save and load it in the validated ``.npz``
-format of :mod:`gmmspeech.mixture.io`. :func:`register_model_type` adds one (the
-GMM-HMM word models plug in there).
+format of :mod:`gmmspeech.mixture.io`. Two are built in: ``"gmm"`` (a GMM per class, frames as a bag)
+and ``"hmm"`` (a left-to-right :class:`~gmmspeech.mixture.hmm.GMMHMM` per class, for
+isolated words and digits, where the order of the sounds matters; settings from
+:func:`hmm_model_params`). :func:`register_model_type` adds more.
 
 :func:`save_classifier` / :func:`load_classifier` keep a fitted classifier in a folder:
 ``classes.json`` (format, classes, priors, settings, caller metadata such as the
@@ -49,6 +51,8 @@ __all__ = [
     "ModelType",
     "MODEL_TYPES",
     "register_model_type",
+    "hmm_model_params",
+    "default_feature_config",
     "as_utterances",
     "save_classifier",
     "load_classifier",
@@ -84,6 +88,9 @@ class ModelType:
         bad file and never executes code from it.
     supports_ubm : bool
         Whether ``ubm=`` (MAP adaptation) is meaningful for this model type.
+    check : callable or None
+        ``check(settings)`` raises ValueError for settings this type cannot fit with
+        (called before any training).
     """
 
     name: str
@@ -92,6 +99,7 @@ class ModelType:
     save: Callable[[Any, str, dict], str]
     load: Callable[[str], Any]
     supports_ubm: bool = False
+    check: Callable[[dict], None] | None = None
 
 
 def _gmm_fit(utterances, *, settings, random_state, ubm):
@@ -128,15 +136,60 @@ def _gmm_save(model, path, metadata):
     return mio.save(model, path, metadata=metadata)
 
 
-def _gmm_load(path):
+def _load_kind(path, cls_name: str, model_name: str):
+    """Load a model file and check that it holds a ``cls_name`` (ModelFileError if not)."""
     from gmmspeech.mixture import io as mio
 
-    return mio.load(path)
+    model = mio.load(path)
+    if type(model).__name__ != cls_name:
+        raise ModelFileError(path, f"holds a {type(model).__name__}, but classes.json says "
+                                   f"model {model_name!r} (a {cls_name} per class)")
+    return model
+
+
+def _gmm_load(path):
+    return _load_kind(path, "GMM", "gmm")
+
+
+def hmm_model_params(settings: Mapping[str, Any]) -> dict:
+    """The :class:`~gmmspeech.mixture.hmm.GMMHMM` parameters of ``model="hmm"`` class models:
+    :data:`~gmmspeech.mixture.hmm.WORD_HMM_DEFAULTS` (the dev-chosen word-model settings),
+    the classifier's ``covariance_type`` and ``reg_covar``, then ``model_params`` (which
+    win: ``n_states``, ``n_mix``, ``max_jump``, ``max_iter``, ...)."""
+    from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS
+
+    return {**WORD_HMM_DEFAULTS, "covariance_type": settings["covariance_type"],
+            "reg_covar": settings["reg_covar"], **(settings["model_params"] or {})}
+
+
+def _hmm_check(settings) -> None:
+    from gmmspeech.mixture.hmm import GMMHMM
+
+    try:
+        GMMHMM(**hmm_model_params(settings))._check_parameters()
+    except TypeError as exc:  # an unknown keyword in model_params
+        raise ValueError(f"model_params for model='hmm': {exc}") from None
+
+
+def _hmm_fit(utterances, *, settings, random_state, ubm):
+    from gmmspeech.mixture.hmm import GMMHMM
+
+    return GMMHMM(**hmm_model_params(settings), random_state=random_state).fit(utterances)
+
+
+def _hmm_score(model, utterances) -> np.ndarray:
+    return model.score_sequences(utterances)
+
+
+def _hmm_load(path):
+    return _load_kind(path, "GMMHMM", "hmm")
 
 
 #: Model types by name (``GMMClassifier(model=name)``).
 MODEL_TYPES: dict[str, ModelType] = {
     "gmm": ModelType("gmm", _gmm_fit, _gmm_score, _gmm_save, _gmm_load, supports_ubm=True),
+    # one left-to-right GMM-HMM per class (isolated words, digits): the order of sounds counts
+    "hmm": ModelType("hmm", _hmm_fit, _hmm_score, _gmm_save, _hmm_load, check=_hmm_check),
 }
 
 
@@ -253,11 +306,13 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     n_components : int, default 8
-        Components per class model (and of the UBM trained with ``ubm="fit"``).
+        Components per class model (and of the UBM trained with ``ubm="fit"``). Not used
+        by ``model="hmm"``, whose Gaussians per state are ``model_params["n_mix"]``.
     covariance_type : {"diag", "full", "spherical", "tied"}, default "diag"
-        ``"diag"`` or ``"full"`` with a UBM.
+        ``"diag"`` or ``"full"`` with a UBM or with ``model="hmm"``.
     max_iter, tol, reg_covar, init_params, n_init
-        EM settings of every class model (see :class:`gmmspeech.GMM`).
+        EM settings of every GMM class model (see :class:`gmmspeech.GMM`); ``model="hmm"``
+        uses ``reg_covar`` only (its Baum-Welch settings go in ``model_params``).
     ubm : None, "fit", GMM or path, default None
         None: every class model is trained by EM on its own frames. A fitted GMM or a
         model file: every class model is MAP-adapted from it (``relevance_factor``,
@@ -275,10 +330,14 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         ``1 / frames`` (average log-likelihood per frame), 1 (frames independent), or
         this number. See the module docstring.
     model : str, default "gmm"
-        Class-model type, a key of :data:`MODEL_TYPES`.
+        Class-model type, a key of :data:`MODEL_TYPES`: ``"gmm"`` or ``"hmm"`` (one
+        left-to-right :class:`gmmspeech.GMMHMM` per class, scored by the forward
+        log-likelihood of the whole utterance).
     model_params : dict or None
         Extra keyword arguments for the class models (e.g. ``{"var_floor_rel": 0}``
-        for :class:`gmmspeech.GMM`).
+        for :class:`gmmspeech.GMM`; ``{"n_states": 8, "n_mix": 4}`` for
+        ``model="hmm"``, whose defaults are the dev-chosen
+        :data:`~gmmspeech.mixture.hmm.WORD_HMM_DEFAULTS`).
     random_state : int or None
         Seed of every class model's initialisation (the same seed for each class).
     n_jobs : int, default 1
@@ -398,6 +457,8 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         if self.model_params is not None and not isinstance(self.model_params, Mapping):
             raise ValueError(f"model_params must be a dict or None, got {type(self.model_params).__name__}")
         self._scale_for(np.ones(1))
+        if mt.check is not None:
+            mt.check(self._settings())
         return mt
 
     def _class_priors(self, counts: np.ndarray) -> np.ndarray:
@@ -473,7 +534,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         if ubm is not None and ubm.means_.shape[1] != utts[0].shape[1]:
             raise ValueError(f"the UBM has {ubm.means_.shape[1]} features per frame, "
                              f"X has {utts[0].shape[1]}")
-        if ubm is None:
+        if ubm is None and mt.name == "gmm":
             for c, g in zip(classes, groups):
                 n = sum(u.shape[0] for u in g)
                 if n < self.n_components:
@@ -704,6 +765,22 @@ def _warn_bad(cmd: str, bad) -> None:
         print(f"gmmspeech {cmd}: skipped {b['path']} ({b['id']}): {b['reason']}", file=sys.stderr)
 
 
+def default_feature_config(model: str = "gmm", **overrides):
+    """The feature configuration class models of type ``model`` are trained on by default:
+    the ``speech`` preset; for ``"hmm"`` with
+    :data:`~gmmspeech.mixture.hmm.WORD_HMM_FEATURES` (the dev-chosen word-model front end).
+    ``overrides`` (e.g. ``sample_rate=8000``) are applied last."""
+    from gmmspeech.features.config import FeatureConfig
+
+    changes = {}
+    if model == "hmm":
+        from gmmspeech.mixture.hmm import WORD_HMM_FEATURES
+
+        changes.update(WORD_HMM_FEATURES)
+    changes.update(overrides)
+    return FeatureConfig.preset("speech", **changes)
+
+
 def train_classes(manifest, out, *, config=None, data_root=None, features_dir=None,
                   n_components: int = 8, covariance_type: str = "diag", ubm=None,
                   relevance_factor=16.0, adapt: str = "m", model: str = "gmm",
@@ -718,6 +795,10 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
     the feature configuration, so :func:`classify` extracts matching features) and one
     model file per class. Files that cannot be read are reported and skipped.
 
+    ``config=None``: the UBM's feature configuration with ``ubm``, else
+    :func:`default_feature_config` of ``model``. ``model="hmm"``: one GMM-HMM per class,
+    with :func:`hmm_model_params` (``model_params`` holds ``n_states``, ``n_mix``, ...).
+
     Returns
     -------
     dict
@@ -725,9 +806,16 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
     """
     from gmmspeech.features.config import FeatureConfig
 
+    clf = GMMClassifier(n_components, covariance_type=covariance_type, ubm=ubm,
+                        relevance_factor=relevance_factor, adapt=adapt, model=model,
+                        model_params=model_params, max_iter=max_iter, tol=tol,
+                        reg_covar=reg_covar, priors=priors, likelihood_scale=likelihood_scale,
+                        random_state=random_state, n_jobs=n_jobs,
+                        backend=backend if scheduler is None else "dask")
+    clf._check_params()  # bad settings fail before any feature extraction
     if config is None:
         saved = getattr(ubm, "metadata_", {}).get("feature_config") if ubm is not None else None
-        config = FeatureConfig.from_dict(saved) if isinstance(saved, dict) else FeatureConfig.preset("speech")
+        config = FeatureConfig.from_dict(saved) if isinstance(saved, dict) else default_feature_config(model)
     with _scratch(features_dir) as fdir:
         store, rows, bad = _features_of(manifest, config, data_root=data_root, features_dir=fdir,
                                         n_jobs=n_jobs, backend=backend, scheduler=scheduler,
@@ -742,12 +830,6 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
             raise ValueError(f"{manifest}: no usable file")
         X = [np.asarray(store.load(r.id, mmap=False)) for r in rows]
     y = np.array([r.label for r in rows])
-    clf = GMMClassifier(n_components, covariance_type=covariance_type, ubm=ubm,
-                        relevance_factor=relevance_factor, adapt=adapt, model=model,
-                        model_params=model_params, max_iter=max_iter, tol=tol,
-                        reg_covar=reg_covar, priors=priors, likelihood_scale=likelihood_scale,
-                        random_state=random_state, n_jobs=n_jobs,
-                        backend=backend if scheduler is None else "dask")
     clf.fit(X, y)
     frames = {str(c): int(sum(x.shape[0] for x, t in zip(X, y) if t == c)) for c in clf.classes_}
     meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash(),

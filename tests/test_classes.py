@@ -242,3 +242,68 @@ def test_save_load_round_trip(tmp_path):
     with pytest.raises(ModelFileError):
         load_classifier(tmp_path / "m")
     assert "gmm" in MODEL_TYPES
+
+
+# --------------------------------------------------------------------------- GMM-HMM class models
+def _up_down(seed, n_per_class):
+    """Two classes with the same frames in opposite order: 'up' (low then high) and 'down'."""
+    r = np.random.default_rng(seed)
+    X, y = [], []
+    for _ in range(n_per_class):
+        for c, sign in (("up", 1.0), ("down", -1.0)):
+            a, b = int(r.integers(8, 20)), int(r.integers(8, 20))
+            x = np.concatenate([np.full((a, 2), -2.0 * sign), np.full((b, 2), 2.0 * sign)])
+            X.append(x + 0.5 * r.standard_normal(x.shape))
+            y.append(c)
+    return X, np.array(y)
+
+
+def test_hmm_class_models_use_the_order_of_frames():
+    from gmmspeech.mixture.hmm import GMMHMM
+
+    X, y = _up_down(0, 10)
+    Xt, yt = _up_down(1, 10)
+    bag = GMMClassifier(2, random_state=0).fit(X, y)
+    assert np.mean(bag.predict(Xt) == yt) < 0.8  # the same frames: a bag of frames cannot tell
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = GMMClassifier(model="hmm", model_params={"n_states": 2, "n_mix": 1}).fit(X, y)
+        ref = [GMMHMM(2, 1, max_jump=1, reg_covar=1e-6).fit([x for x, t in zip(X, y) if t == c])
+               for c in clf.classes_]
+    np.testing.assert_array_equal(clf.predict(Xt), yt)
+    assert all(isinstance(m, GMMHMM) and m.means_.shape == (2, 1, 2) for m in clf.models_)
+    # the scores are the forward log-likelihoods of the class GMM-HMMs, trained as GMMHMM alone
+    L = clf.log_likelihoods(Xt)
+    np.testing.assert_allclose(L, np.stack([m.score_sequences(Xt) for m in ref], axis=1), rtol=1e-9)
+
+
+def test_hmm_classifier_defaults_settings_and_files(tmp_path):
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, GMMHMM
+
+    X, y = _up_down(2, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = GMMClassifier(model="hmm", model_params={"n_mix": 1}).fit(X, y)
+    m = clf.models_[0]
+    assert m.n_states == WORD_HMM_DEFAULTS["n_states"] and m.n_mix == 1
+    assert m.max_jump == WORD_HMM_DEFAULTS["max_jump"]
+    save_classifier(clf, tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "classes.json").read_text())
+    assert doc["model"] == "hmm" and doc["files"] == ["down.npz", "up.npz"]
+    back = load_classifier(tmp_path / "m")
+    assert isinstance(back.models_[1], GMMHMM)
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), atol=1e-12)
+    # a GMM file where classes.json says hmm is refused, naming the file
+    gmm = GMMClassifier(1, random_state=0).fit(X, y).models_[0]
+    mio.save(gmm, tmp_path / "m" / "up.npz")
+    with pytest.raises(ModelFileError, match=r"up\.npz.*holds a GMM.*'hmm'"):
+        load_classifier(tmp_path / "m")
+    # settings the GMM-HMM cannot take fail before training, naming the parameter
+    with pytest.raises(ValueError, match="n_states"):
+        GMMClassifier(model="hmm", model_params={"n_states": 0}).fit(X, y)
+    with pytest.raises(ValueError, match="model_params for model='hmm'.*bogus"):
+        GMMClassifier(model="hmm", model_params={"bogus": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="cannot be adapted from a UBM"):
+        GMMClassifier(model="hmm", ubm=gmm).fit(X, y)
+    assert "hmm" in MODEL_TYPES

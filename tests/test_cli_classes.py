@@ -148,3 +148,90 @@ def test_train_classes_errors(corpus, tmp_path, capsys):
                "--model", "nope", "--quiet"])
     assert rc == 2
     assert "model='nope'" in capsys.readouterr().err
+
+
+def test_train_classes_hmm_and_classify(corpus, tmp_path, capsys):
+    from gmmspeech.corpus.store import FeatureStore
+    from gmmspeech.features.config import FeatureConfig
+    from gmmspeech.mixture.hmm import WORD_HMM_FEATURES, GMMHMM
+    from gmmspeech.mixture.io import load
+
+    models = tmp_path / "models"
+    feats = tmp_path / "feats"
+    rc = main(["train-classes", str(corpus / "train.csv"), "--out", str(models), "--model", "hmm",
+               "--states", "3", "--mix", "2", "--features-dir", str(feats), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((models / "classes.json").read_text())
+    assert doc["model"] == "hmm" and doc["classes"] == sorted(WORDS)
+    assert doc["params"]["model_params"] == {"n_states": 3, "n_mix": 2}
+    cfg = doc["metadata"]["feature_config"]
+    assert all(cfg[k] == v for k, v in WORD_HMM_FEATURES.items())  # the word-model front end
+    hmms = {w: load(models / f"{w}.npz") for w in WORDS}
+    dims = 3 * cfg["n_mfcc"]  # log-energy in place of c0, deltas, delta-deltas
+    for m in hmms.values():
+        assert isinstance(m, GMMHMM) and m.means_.shape == (3, 2, dims)
+        assert np.all(np.tril(m.transmat_, -1) == 0)  # left to right
+
+    out = tmp_path / "out"
+    rc = main(["classify", "--models", str(models), "--manifest", str(corpus / "test.csv"),
+               "--out", str(out), "--features-dir", str(feats), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "broken.wav" in err
+    body = _read_tsv(out / "predictions.tsv")[1:]
+    assert len(body) == 9
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_tests"] == 9 and res["n_correct"] == sum(r[1] == r[3] for r in body)
+    assert res["accuracy"] >= 8 / 9
+    assert np.asarray(res["confusion_matrix"]).sum() == 9
+    assert (out / "confusion.png").stat().st_size > 1000
+    # every score is the class GMM-HMM's forward log-likelihood per frame of the stored features
+    store = FeatureStore(feats / FeatureConfig.from_dict(cfg).config_hash())
+    scores = _read_tsv(out / "scores.tsv")
+    for s in scores[1:]:
+        x = np.asarray(store.load(s[0], mmap=False))
+        assert int(s[1]) == x.shape[0]
+        for w, v in zip(scores[0][2:], s[2:]):
+            assert float(v) == pytest.approx(hmms[w].score_sequences([x])[0] / x.shape[0], rel=1e-9)
+
+
+def test_classify_reports_a_malformed_hmm_model_file(corpus, tmp_path, capsys):
+    models = tmp_path / "models"
+    feats = tmp_path / "feats"
+    assert main(["train-classes", str(corpus / "train.csv"), "--out", str(models), "--model", "hmm",
+                 "--states", "2", "--mix", "1", "--features-dir", str(feats), "--quiet"]) == 0
+    good = (models / "ee.npz").read_bytes()
+
+    def classify_error():
+        rc = main(["classify", "--models", str(models), "--manifest", str(corpus / "test.csv"),
+                   "--out", str(tmp_path / "out"), "--features-dir", str(feats), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        return err
+
+    (models / "ee.npz").write_bytes(good[: len(good) // 2])  # truncated
+    assert "ee.npz" in classify_error()
+    (models / "ee.npz").unlink()  # missing
+    assert "ee.npz" in classify_error()
+    # a GMM file in place of a word model
+    gmms = tmp_path / "gmms"
+    assert main(["train-classes", str(corpus / "train.csv"), "--out", str(gmms), "-k", "1",
+                 "--features-dir", str(feats), "--quiet"]) == 0
+    (models / "ee.npz").write_bytes((gmms / "ee.npz").read_bytes())
+    err = classify_error()
+    assert "ee.npz" in err and "holds a GMM" in err
+    (models / "ee.npz").write_bytes(good)
+    assert main(["classify", "--models", str(models), "--manifest", str(corpus / "test.csv"),
+                 "--out", str(tmp_path / "out"), "--features-dir", str(feats), "--quiet"]) == 1
+
+
+def test_train_classes_hmm_option_errors(corpus, tmp_path, capsys):
+    def err(*argv):
+        rc = main(["train-classes", str(corpus / "train.csv"), "--out", str(tmp_path / "m"),
+                   "--quiet", *argv])
+        assert rc == 2
+        return capsys.readouterr().err
+
+    assert "--mix" in err("--model", "hmm", "-k", "4")
+    assert "--states applies to --model hmm only" in err("--states", "4")
+    assert "n_states" in err("--model", "hmm", "--states", "0")
+    assert not (tmp_path / "m").exists()  # nothing extracted or written

@@ -20,21 +20,29 @@ from gmmspeech.cli.common import (
 def register(sub) -> None:
     """Add this module's sub-commands to the parser."""
     p = sub.add_parser(
-        "train-classes", help="train one model (GMM) per label of a manifest",
+        "train-classes", help="train one model (GMM or GMM-HMM) per label of a manifest",
         description="Train one class model per label of MANIFEST (digits, words, languages, "
-        "...): a GMM by EM on the label's frames, or MAP-adapted from --ubm. Writes "
-        "DIR/classes.json (classes, priors, settings and the feature configuration) and one "
-        "model file per class. Unusable files are reported and skipped (exit 1).",
+        "...): a GMM by EM on the label's frames, or MAP-adapted from --ubm; with --model hmm "
+        "a left-to-right GMM-HMM word model (flat start, mixture splitting, Baum-Welch), for "
+        "isolated words and digits. Writes DIR/classes.json (classes, priors, settings and the "
+        "feature configuration) and one model file per class. Unusable files are reported and "
+        "skipped (exit 1).",
     )
     p.add_argument("manifest", metavar="MANIFEST", help="training manifest (id,path,label[,start,end])")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output models folder")
     g = p.add_argument_group("class models")
-    g.add_argument("-k", "--components", type=int, default=8, metavar="K",
-                   help="Gaussian components per class (default 8)")
+    g.add_argument("-k", "--components", type=int, default=None, metavar="K",
+                   help="Gaussian components per class GMM (default 8)")
     g.add_argument("--covariance", default="diag", choices=["diag", "full"],
                    help="covariance type (default diag)")
     g.add_argument("--model", default="gmm", metavar="TYPE",
-                   help="class-model type (default gmm)")
+                   help="class-model type: gmm (frames as a bag) or hmm (left-to-right GMM-HMM, "
+                        "for isolated words and digits; default gmm)")
+    g.add_argument("--states", type=int, default=None, metavar="S",
+                   help="--model hmm: emitting states per word model (default: the dev-chosen "
+                        "setting, see README)")
+    g.add_argument("--mix", type=int, default=None, metavar="M",
+                   help="--model hmm: Gaussians per state (default: the dev-chosen setting)")
     g.add_argument("--ubm", default=None, metavar="FILE",
                    help="MAP-adapt every class model from this UBM instead of EM "
                         "(its feature configuration is used unless feature options are given)")
@@ -42,8 +50,9 @@ def register(sub) -> None:
                    help="MAP relevance factor with --ubm (default 16)")
     g.add_argument("--adapt", default="m", metavar="PARAMS",
                    help="parameters adapted with --ubm: m, mw, mwv, ... (default m)")
-    g.add_argument("--iterations", type=int, default=100, metavar="N",
-                   help="at most N EM iterations per class (default 100)")
+    g.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="at most N EM iterations per class GMM (default 100), or Baum-Welch "
+                        "iterations at the final mixture size with --model hmm (default 20)")
     g.add_argument("--priors", default="empirical", choices=["empirical", "uniform"],
                    help="class priors: shares of the training files, or equal (default empirical)")
     g.add_argument("--likelihood-scale", default="average", metavar="S",
@@ -91,11 +100,29 @@ def _scale(text: str):
         raise ValueError(f"--likelihood-scale must be average, total or a number, got {text!r}") from None
 
 
+def _model_settings(args) -> tuple[int, int, dict | None]:
+    """``(n_components, max_iter, model_params)`` of the class-model options; a flag that
+    does not apply to ``--model`` is an error naming it."""
+    if args.model == "hmm":
+        if args.components is not None:
+            raise ValueError("-k/--components sets GMM components; with --model hmm give the "
+                             "Gaussians per state with --mix")
+        params = {name: v for name, v in (("n_states", args.states), ("n_mix", args.mix),
+                                          ("max_iter", args.iterations)) if v is not None}
+        return 8, 100, params or None
+    for flag, v in (("--states", args.states), ("--mix", args.mix)):
+        if v is not None:
+            raise ValueError(f"{flag} applies to --model hmm only (this is --model {args.model})")
+    return (8 if args.components is None else args.components,
+            100 if args.iterations is None else args.iterations, None)
+
+
 def _cmd_train_classes(args) -> int:
-    from gmmspeech.classes import train_classes
+    from gmmspeech.classes import default_feature_config, train_classes
     from gmmspeech.features.config import FeatureConfig
 
     try:
+        n_components, max_iter, model_params = _model_settings(args)
         ubm = None
         if args.ubm is not None:
             from gmmspeech.mixture import io as mio
@@ -103,15 +130,15 @@ def _cmd_train_classes(args) -> int:
             ubm = mio.load(args.ubm)
         overrides = feature_overrides_from_args(args)
         config = None
-        if args.preset is not None or overrides or ubm is None:
-            config = FeatureConfig.preset(args.preset or "speech")
-            if overrides:
-                config = config.replace(**overrides)
+        if args.preset is not None:
+            config = FeatureConfig.preset(args.preset).replace(**overrides)
+        elif overrides or ubm is None:
+            config = default_feature_config(args.model, **overrides)
         res = train_classes(
             args.manifest, args.out, config=config, data_root=args.data_root,
-            features_dir=args.features_dir, n_components=args.components,
+            features_dir=args.features_dir, n_components=n_components,
             covariance_type=args.covariance, ubm=ubm, relevance_factor=args.relevance,
-            adapt=args.adapt, model=args.model, max_iter=args.iterations,
+            adapt=args.adapt, model=args.model, model_params=model_params, max_iter=max_iter,
             priors=None if args.priors == "empirical" else "uniform",
             likelihood_scale=_scale(args.likelihood_scale), random_state=args.seed,
             n_jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,

@@ -67,6 +67,14 @@ HMM_INIT_PARAMS = ("flat", "")
 #: a state whose occupancy (expected frames) is below this is not re-estimated
 MIN_STATE_OCCUPANCY = 1e-3
 
+#: Settings of isolated-word (digit) models, chosen on development splits of training
+#: speakers only (README, "GMM-HMM word models"): the defaults of
+#: ``GMMClassifier(model="hmm")``, ``gmmspeech train-classes --model hmm`` and the
+#: ``words`` recipe. Any :class:`GMMHMM` parameter may appear here.
+WORD_HMM_DEFAULTS = {"n_states": 8, "n_mix": 4, "max_jump": 1}
+#: Changes to the ``speech`` feature preset for word models (same provenance).
+WORD_HMM_FEATURES = {"n_mfcc": 13}
+
 
 @lazy_kernel
 def hmm_kernels():
