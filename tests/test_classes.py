@@ -279,7 +279,7 @@ def test_hmm_class_models_use_the_order_of_frames():
 
 def test_hmm_classifier_defaults_settings_and_files(tmp_path):
     from gmmspeech.mixture import io as mio
-    from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, GMMHMM
+    from gmmspeech.mixture.hmm import GMMHMM, WORD_HMM_DEFAULTS
 
     X, y = _up_down(2, 6)
     with warnings.catch_warnings():

@@ -153,7 +153,7 @@ def test_train_classes_errors(corpus, tmp_path, capsys):
 def test_train_classes_hmm_and_classify(corpus, tmp_path, capsys):
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
-    from gmmspeech.mixture.hmm import WORD_HMM_FEATURES, GMMHMM
+    from gmmspeech.mixture.hmm import GMMHMM, WORD_HMM_FEATURES
     from gmmspeech.mixture.io import load
 
     models = tmp_path / "models"
