@@ -738,14 +738,16 @@ def load_classifier(folder, *, n_jobs: int = 1, backend: str | None = None) -> G
 
 # --------------------------------------------------------------------------- manifests
 def _features_of(manifest, config, *, data_root, features_dir, n_jobs, backend, scheduler,
-                 progress, role):
-    """``(store, rows, bad)`` of a manifest in ``features_dir/<config hash>`` (or a
-    temporary store when ``features_dir`` is None; the caller cleans it up)."""
-    from gmmspeech.speaker.pipeline import build_features
+                 progress, role, reuse=()):
+    """``(features, rows, bad)`` of a manifest or a feature store (see
+    :func:`gmmspeech.speaker.pipeline.open_features`): rows found in the stores ``reuse``
+    are read from them, the rest extracted into ``features_dir/<config hash>`` (or into
+    ``features_dir`` itself when it is a store of this configuration)."""
+    from gmmspeech.speaker.pipeline import open_features
 
-    return build_features(manifest, os.path.join(os.fspath(features_dir), config.config_hash()),
-                          config=config, data_root=data_root, n_jobs=n_jobs, backend=backend,
-                          scheduler=scheduler, progress=progress, role=role)
+    return open_features(manifest, config=config, features_dir=features_dir, reuse=reuse,
+                         data_root=data_root, n_jobs=n_jobs, backend=backend,
+                         scheduler=scheduler, progress=progress, role=role)
 
 
 def _scratch(features_dir):
@@ -829,12 +831,15 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
         if not rows:
             raise ValueError(f"{manifest}: no usable file")
         X = [np.asarray(store.load(r.id, mmap=False)) for r in rows]
+        kept = store.roots
     y = np.array([r.label for r in rows])
     clf.fit(X, y)
     frames = {str(c): int(sum(x.shape[0] for x, t in zip(X, y) if t == c)) for c in clf.classes_}
     meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash(),
             "train_manifest": os.path.abspath(os.fspath(manifest)), "n_files": len(rows),
             "n_frames": frames, "bad_files": bad}
+    if features_dir is not None:  # classify reads these features again
+        meta["feature_stores"] = kept
     save_classifier(clf, out, metadata=meta)
     return {"classes": [str(c) for c in clf.classes_], "n_files": len(rows), "n_frames": frames,
             "bad_files": bad, "models_dir": os.path.abspath(os.fspath(out))}
@@ -892,7 +897,10 @@ def classify(models_dir, manifest, out, *, data_root=None, features_dir=None, n_
              backend=None, scheduler=None, progress: bool = True) -> dict:
     """Classify every row of ``manifest`` with the models of ``models_dir``.
 
-    Features are extracted with the configuration saved in ``models_dir``. Writes
+    Features are extracted with the configuration saved in ``models_dir``; ``manifest`` may
+    also be a feature store of that configuration, and rows already in the stores the models
+    were trained from (recorded when ``train_classes`` had a ``features_dir``) are read
+    from there, not extracted again. Writes
     ``out/predictions.tsv`` (``id  predicted  score  label``: the predicted class, its
     average log-likelihood per frame, the manifest's label or empty), ``out/scores.tsv``
     (``id  n_frames`` and the average log-likelihood per frame under every class model)
@@ -923,7 +931,8 @@ def classify(models_dir, manifest, out, *, data_root=None, features_dir=None, n_
     with _scratch(features_dir) as fdir:
         store, rows, bad = _features_of(manifest, config, data_root=data_root, features_dir=fdir,
                                         n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-                                        progress=progress, role="test")
+                                        progress=progress, role="test",
+                                        reuse=clf.metadata_.get("feature_stores") or ())
         _warn_bad("classify", bad)
         if not rows:
             raise ValueError(f"{manifest}: no usable file")

@@ -28,7 +28,8 @@ def register(sub) -> None:
         "feature configuration) and one model file per class. Unusable files are reported and "
         "skipped (exit 1).",
     )
-    p.add_argument("manifest", metavar="MANIFEST", help="training manifest (id,path,label[,start,end])")
+    p.add_argument("manifest", metavar="MANIFEST", help="training manifest (id,path,label[,start,end]) "
+                                                        "or a feature store")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output models folder")
     g = p.add_argument_group("class models")
     g.add_argument("-k", "--components", type=int, default=None, metavar="K",
@@ -78,7 +79,10 @@ def register(sub) -> None:
         "OUTDIR/confusion.png.",
     )
     p.add_argument("--models", required=True, metavar="DIR", help="folder written by train-classes")
-    p.add_argument("--manifest", required=True, metavar="CSV", help="manifest of the files to classify")
+    p.add_argument("--manifest", required=True, metavar="CSV_OR_STORE",
+                   help="manifest of the files to classify, or a feature store of the models' "
+                        "configuration (features already in the store the models were trained "
+                        "from are read from it, not extracted again)")
     p.add_argument("--out", "-o", required=True, metavar="OUTDIR", help="output folder")
     g = p.add_argument_group("features")
     g.add_argument("--features-dir", default=None, metavar="DIR",

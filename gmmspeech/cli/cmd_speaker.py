@@ -39,6 +39,11 @@ def _default_features() -> str:
     return _D["preset"] + (" with " + ", ".join(f"{k}={v}" for k, v in fo.items()) if fo else "")
 
 
+_REUSE_TEXT = ("Features are extracted once: those already in the feature stores the UBM and "
+               "models were trained from (recorded in their files) are read from there, the rest "
+               "go to --features-dir (or a temporary folder).")
+
+
 def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     g = p.add_argument_group("features")
     if from_ubm:
@@ -50,8 +55,11 @@ def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
     else:  # train-ubm: the options of `features` (not with a feature store as SOURCE)
         add_feature_options(g)
     g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="keep the extracted features in this feature store folder "
-                        "(default: a temporary folder)")
+                   help="feature stores folder: features are reused from and added to "
+                        "DIR/<config hash> (or DIR itself when it is a store of the same "
+                        "configuration); default: a temporary folder"
+                        + ("" if from_ubm else "; the UBM file records it, so enroll, score and "
+                           "classify read these features instead of extracting them again"))
     add_max_duration_arg(g)
     add_data_root_arg(g)
 
@@ -110,10 +118,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "enroll", help="MAP-adapt one speaker model per label of a manifest",
         description="Adapt the UBM to every label of MANIFEST (rows with the same label are "
-        "pooled) and write DIR/<label>.npz. Unusable files are reported and skipped (exit 1).",
+        "pooled) and write DIR/<label>.npz. Unusable files are reported and skipped (exit 1). "
+        + _REUSE_TEXT,
     )
     p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file")
-    p.add_argument("--manifest", required=True, metavar="CSV", help="enrolment manifest")
+    p.add_argument("--manifest", required=True, metavar="CSV_OR_STORE",
+                   help="enrolment manifest, or a feature store (every utterance, by its label)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder of models")
     p.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
                    help=f"MAP relevance factor (default {_D['relevance_factor']:g})")
@@ -128,11 +138,19 @@ def register(sub) -> None:
     p = sub.add_parser(
         "score", help="score every test row against every speaker model",
         description="Average frame log-likelihood ratio of every row of MANIFEST against every "
-        "model of --models (and the UBM). Writes a TSV: test_id, model, score, test_label.",
+        "model of --models (and the UBM). Writes a TSV: test_id, model, score, test_label. "
+        "Score normalisation (--norm): Z-norm standardises each model's scores by its scores "
+        "on impostor segments cut from the --background files; T-norm standardises each test's "
+        "score by the scores of the same test against a cohort of models: with --norm-cohort "
+        "background, one model MAP-adapted (like the speaker models) per label of --background; "
+        "with enrolled, the other models of --models (never the claimed one; needs no "
+        "--background); with both, the two together; S-norm averages Z- and T-norm, adaptive "
+        "S-norm (asnorm) uses the top-scoring cohort models only. " + _REUSE_TEXT,
     )
     p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file")
     p.add_argument("--models", required=True, metavar="DIR", help="folder of speaker models")
-    p.add_argument("--manifest", required=True, metavar="CSV", help="test manifest")
+    p.add_argument("--manifest", required=True, metavar="CSV_OR_STORE",
+                   help="test manifest, or a feature store")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output scores.tsv")
     p.add_argument("--mode", default=None, choices=["exact", "topc", "linear"],
                    help="scoring mode (default: topc with --top-c C > 0, else "
@@ -237,8 +255,8 @@ def _add_norm_args(p: argparse.ArgumentParser, *, in_score: bool) -> None:
                         "label; works with a single enrolled speaker), the other enrolled models "
                         f"(never the claimed one), or both (default {_D['norm_cohort']})")
     if in_score:
-        g.add_argument("--background", default=None, metavar="CSV",
-                       help="background manifest: cohort models (one per label, adapted like the "
+        g.add_argument("--background", default=None, metavar="CSV_OR_STORE",
+                       help="background manifest (or feature store): cohort models (one per label, adapted like the "
                             "speaker models) and Z-norm impostor segments")
         g.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
                        help=f"MAP relevance factor of the cohort models (default {_D['relevance_factor']:g})")
@@ -358,7 +376,7 @@ def _validate_train_ubm(args) -> None:
 
 def _validate_enroll(args) -> None:
     check_input(args.ubm, "--ubm")
-    check_input(args.manifest, "--manifest")
+    check_input(args.manifest, "--manifest", kind="any")
     check_output(args.out, "-o/--out", kind="dir")
     _check_map_args(args)
     check_common(args)
@@ -367,7 +385,8 @@ def _validate_enroll(args) -> None:
 def _validate_score(args) -> None:
     check_input(args.ubm, "--ubm")
     check_input(args.models, "--models", kind="dir")
-    check_input(args.manifest, "--manifest")
+    check_input(args.manifest, "--manifest", kind="any")
+    check_input(args.background, "--background", kind="any")
     check_output(args.out, "-o/--out")
     _check_scoring_args(args)
     check_common(args)
@@ -448,7 +467,7 @@ def _cmd_train_ubm(args) -> int:
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     resume = _checkpoint_policy(args, ckpt, "train-ubm")
     try:
-        ubm, config, bad = _train_ubm_stage(args, sources, ckpt, resume, progress)
+        ubm, config, bad, kept = _train_ubm_stage(args, sources, ckpt, resume, progress)
     except KeyboardInterrupt:
         _report_interrupt(args, ckpt, "train-ubm", args.iterations,
                           "" if all(os.path.isdir(s) for s in sources) or args.features_dir else
@@ -465,6 +484,8 @@ def _cmd_train_ubm(args) -> int:
     if config is not None:
         meta["feature_config"] = config.to_dict()
         meta["feature_config_hash"] = config.config_hash()
+    if kept:  # enroll, score and classify read the features of these stores again
+        meta["feature_stores"] = kept
     mio.save(ubm, args.out, metadata=meta)
     if args.checkpoint is None and os.path.exists(ckpt):
         os.unlink(ckpt)
@@ -499,9 +520,11 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
     max_duration = check_max_duration(args)
     bad: list = []
     config = None
+    kept: list[str] = []  # stores that outlive this run (recorded in the UBM file)
     with _FeatureDir(args.features_dir) as fdir:
         stores = []
-        for n, src in enumerate(sources):
+        seen: dict[str, tuple] = {}
+        for src in sources:
             if os.path.isdir(src):
                 store = FeatureStore(src)
                 if not len(store):
@@ -510,30 +533,68 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
                     raise ValueError(f"{src}: its features were made with another configuration "
                                      f"than {sources[0]}'s")
                 config = store.config
-            else:
-                from gmmspeech.speaker.pipeline import build_features
+                stores.append(store)
+                kept.append(store.root)
+                continue
+            from gmmspeech.corpus.manifest import read_manifest
+            from gmmspeech.speaker.pipeline import features_line, open_features
 
-                config = config or _speaker_config_from_args(args)
-                sub = fdir if len(sources) == 1 else os.path.join(fdir, f"source{n}")
-                store, rows, b = build_features(src, sub, config=config, data_root=args.data_root,
-                                                progress=progress, role="source",
-                                                max_duration=max_duration, **_par(args))
-                rep = store.last_report
+            config = config or _speaker_config_from_args(args)
+            rows = read_manifest(src, data_root=args.data_root)
+            for r in rows:  # several manifests share one store: an id must mean one file
+                key = (os.fspath(r.path), r.start, r.end)
+                if seen.setdefault(r.id, key) != key:
+                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
+                                     "an earlier source; ids must be unique across the sources")
+            feats, rows, b = open_features(rows, config=config, features_dir=fdir,
+                                           progress=progress, role="source",
+                                           max_duration=max_duration, **_par(args))
+            rep = feats.last_report
+            if rep is not None:
                 note = upsampling_note(rep.upsampled, rep.n_done, config.sample_rate)
                 if note:
                     print(f"gmmspeech train-ubm: {note}", file=sys.stderr)
-                _report_bad("train-ubm", b)
-                bad += b
-                if not rows:
-                    print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
-                    return None, None, None
-            stores.append(store)
+            if progress:
+                print(f"gmmspeech train-ubm: {src}: {features_line(feats, len(rows) + len(b))}",
+                      file=sys.stderr)
+            _report_bad("train-ubm", b)
+            bad += b
+            if not rows:
+                print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
+                return None, None, None, []
+            stores += feats.stores([r.id for r in rows])
+            if args.features_dir is not None:
+                kept += feats.roots
         ubm = train_ubm(stores[0] if len(stores) == 1 else stores, args.components, args.covariance,
                         max_iter=args.iterations, init=args.init, reservoir_size=args.reservoir,
                         subsample=args.subsample, top_c=args.top_c, random_state=args.seed,
                         checkpoint=ckpt, resume=resume, restart=args.restart, progress=progress,
                         **_par(args))
-    return ubm, config, bad
+    return ubm, config, bad, list(dict.fromkeys(kept))
+
+
+def _open_features(args, source, config, fdir, *, reuse, role, progress):
+    """``open_features`` for a CLI command: features of ``source`` (manifest or store) read
+    from the stores in ``reuse`` where they exist, the rest extracted into ``--features-dir``
+    (or a temporary store ``fdir``); a line saying what was reused and extracted."""
+    from gmmspeech.speaker.pipeline import features_line, open_features
+
+    feats, rows, bad = open_features(source, config=config, features_dir=fdir, reuse=reuse,
+                                     data_root=args.data_root, progress=progress, role=role,
+                                     max_duration=args.max_duration, **_par(args))
+    if progress:
+        print(f"gmmspeech {args.command}: {source}: {features_line(feats, len(rows) + len(bad))}",
+              file=sys.stderr)
+    _report_bad(args.command, bad)
+    return feats, rows, bad
+
+
+def _kept_stores(args, feats, fdir) -> list[str]:
+    """The stores of ``feats`` that outlive this run (not the temporary folder ``fdir``)."""
+    if args.features_dir is not None:
+        return feats.roots
+    tmp = os.path.abspath(fdir) + os.sep
+    return [r for r in feats.roots if not (os.path.abspath(r) + os.sep).startswith(tmp)]
 
 
 @_clean_errors
@@ -542,28 +603,29 @@ def _cmd_enroll(args) -> int:
 
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.map import enroll
-    from gmmspeech.speaker.pipeline import build_features, save_models
+    from gmmspeech.speaker.pipeline import recorded_stores, save_models
 
     _validate_enroll(args)
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     config = _config_for(args, ubm)
     with _FeatureDir(args.features_dir) as fdir:
-        store, rows, bad = build_features(args.manifest, fdir, config=config,
-                                          data_root=args.data_root, progress=progress,
-                                          role="enroll", max_duration=args.max_duration,
-                                          **_par(args))
-        _report_bad("enroll", bad)
+        feats, rows, bad = _open_features(args, args.manifest, config, fdir,
+                                          reuse=recorded_stores(ubm), role="enroll",
+                                          progress=progress)
         spk: dict[str, list] = {}
         for r in rows:
-            spk.setdefault(str(r.label), []).append(np.asarray(store.load(r.id)))
+            spk.setdefault(str(r.label), []).append(np.asarray(feats.load(r.id)))
         if not spk:
             print(f"gmmspeech enroll: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
         models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
                         progress=progress, **_par(args))
-    save_models(models, args.out, metadata={"feature_config": config.to_dict(),
-                                            "feature_config_hash": config.config_hash()})
+        kept = _kept_stores(args, feats, fdir)
+    meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash()}
+    if kept:
+        meta["feature_stores"] = kept
+    save_models(models, args.out, metadata=meta)
     print(f"wrote {len(models)} speaker models to {args.out}"
           + (f" ({len(bad)} file(s) skipped)" if bad else ""))
     return 1 if bad else 0
@@ -576,12 +638,12 @@ def _cmd_score(args) -> int:
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.pipeline import (
         arrays_by_label,
-        build_features,
         check_models_against_ubm,
         impostor_segments,
         load_models,
         norm_needs,
         normalise_scores,
+        recorded_stores,
         write_scores,
     )
     from gmmspeech.speaker.scoring import score
@@ -616,27 +678,22 @@ def _cmd_score(args) -> int:
               "--background CSV)", file=sys.stderr)
         norm, need_cohort, need_imp = "none", False, False
     kw = dict(top_c=top_c, mode=mode, **_par(args))
+    reuse = recorded_stores(ubm, *models.values())
     with _FeatureDir(args.features_dir) as fdir:
-        store, rows, bad = build_features(args.manifest, os.path.join(fdir, "test"), config=config,
-                                          data_root=args.data_root, progress=progress,
-                                          role="test", max_duration=args.max_duration,
-                                          **_par(args))
-        _report_bad("score", bad)
+        feats, rows, bad = _open_features(args, args.manifest, config, fdir, reuse=reuse,
+                                          role="test", progress=progress)
         if not rows:
             print(f"gmmspeech score: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
-        utts = [np.asarray(store.load(r.id)) for r in rows]
+        utts = [np.asarray(feats.load(r.id)) for r in rows]
         labels = list(models)
         # models checked against the UBM above, before any work
         s = score([models[m] for m in labels], ubm, utts, progress=progress, check_models=False,
                   **kw)
         coh = coh_labels = imp = imp_labels = None
         if need_cohort or need_imp:
-            bstore, brows, bbad = build_features(args.background, os.path.join(fdir, "background"),
-                                                 config=config, data_root=args.data_root,
-                                                 progress=progress, role="background",
-                                                 max_duration=args.max_duration, **_par(args))
-            _report_bad("score", bbad)
+            bfeats, brows, bbad = _open_features(args, args.background, config, fdir, reuse=reuse,
+                                                 role="background", progress=progress)
             bad = bad + bbad
             if not brows:
                 print(f"gmmspeech score: error: {args.background}: no usable file", file=sys.stderr)
@@ -644,12 +701,12 @@ def _cmd_score(args) -> int:
             if need_cohort:
                 from gmmspeech.speaker.map import enroll
 
-                cohort = enroll(ubm, arrays_by_label(bstore, brows), relevance_factor=args.relevance,
+                cohort = enroll(ubm, arrays_by_label(bfeats, brows), relevance_factor=args.relevance,
                                 adapt=args.adapt, **_par(args))
                 coh_labels = list(cohort)
                 coh = score([cohort[c] for c in coh_labels], ubm, utts, **kw)
             if need_imp:
-                segs, imp_labels = impostor_segments(bstore, brows)
+                segs, imp_labels = impostor_segments(bfeats, brows)
                 imp = score([models[m] for m in labels], ubm, segs, check_models=False, **kw)
         s = normalise_scores(s, norm, model_labels=labels, impostor_scores=imp,
                              impostor_labels=imp_labels, cohort_scores=coh, cohort_labels=coh_labels,

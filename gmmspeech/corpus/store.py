@@ -613,6 +613,17 @@ class FeatureStore:
             return []
         return [tuple(r[:3]) for r in rows[1:] if len(r) >= 3]
 
+    def subset(self, ids: Iterable[str]) -> FeatureStore:
+        """A read-only view of this store holding only ``ids`` (in that order), e.g. to
+        train a UBM on the rows of one manifest of a store shared by several.
+
+        Raises
+        ------
+        KeyError
+            An id is not in the store.
+        """
+        return _StoreView(self.root, list(ids))
+
     def __contains__(self, utt_id: object) -> bool:
         return isinstance(utt_id, str) and utt_id in self._index()
 
@@ -823,6 +834,33 @@ class FeatureStore:
             return exc
         self._entries = current
         return None
+
+
+class _StoreView(FeatureStore):
+    """:meth:`FeatureStore.subset`: the same files, an index restricted to some ids."""
+
+    def __init__(self, root: str | os.PathLike, ids: list[str]):
+        super().__init__(root)
+        self._only = list(dict.fromkeys(ids))
+        self._index()  # missing ids fail here, not at first use
+
+    def _index(self) -> dict[str, Entry]:
+        if self._entries is None:
+            full = FeatureStore._index(self)
+            missing = [i for i in self._only if i not in full]
+            if missing:
+                self._entries = None
+                raise KeyError(f"{len(missing)} id(s) are not in the feature store {self.root} "
+                               f"(first: {missing[0]!r})")
+            self._entries = {i: full[i] for i in self._only}
+        return self._entries
+
+    def build(self, *args: Any, **kwargs: Any) -> BuildReport:
+        raise TypeError("a subset of a feature store is read-only; build the store itself "
+                        f"(FeatureStore({self.root!r}))")
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.root!r}, subset of {len(self._only)})"
 
 
 def upsampling_note(upsampled: dict[int, int], n_total: int, rate: int | None) -> str | None:

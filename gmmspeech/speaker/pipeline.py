@@ -50,6 +50,12 @@ __all__ = [
     "IVECTOR_DEFAULTS",
     "ivector_settings",
     "build_features",
+    "open_features",
+    "FeatureSet",
+    "features_line",
+    "recorded_stores",
+    "store_dir_for",
+    "store_rows",
     "feature_config",
     "save_models",
     "load_models",
@@ -117,7 +123,7 @@ def feature_config(preset: str = "speech", **overrides):
 def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, backend=None,
                    scheduler=None, progress=True, role: str = "manifest",
                    max_duration: float | None = DEFAULT_MAX_DURATION):
-    """Extract the features of a manifest into a feature store.
+    """Extract the features of a manifest (a path, or a list of rows) into a feature store.
 
     Returns
     -------
@@ -130,7 +136,8 @@ def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, bac
     from gmmspeech.corpus.manifest import read_manifest
     from gmmspeech.corpus.store import FeatureStore
 
-    rows = read_manifest(manifest, data_root=data_root)
+    rows = (read_manifest(manifest, data_root=data_root)
+            if isinstance(manifest, (str, os.PathLike)) else list(manifest))
     store = FeatureStore(store_dir)
     report = store.build(rows, config=config, n_jobs=n_jobs, backend=backend,
                          scheduler=scheduler, progress=progress, max_duration=max_duration)
@@ -139,6 +146,185 @@ def build_features(manifest, store_dir, *, config, data_root=None, n_jobs=1, bac
            for fid, path, reason in report.failed]
     good = [r for r in rows if r.id not in failed and r.id in store]
     return store, good, bad
+
+
+def store_rows(store) -> list:
+    """The rows (id, source path, label, segment) of every utterance of a feature store."""
+    from gmmspeech.corpus.manifest import Row
+
+    out = []
+    for i in store.ids():
+        e = store.entry(i)
+        out.append(Row(e.id, e.path, e.label, e.start, e.end))
+    return out
+
+
+def store_dir_for(features_dir, config) -> str:
+    """The store of ``config`` under ``features_dir``: the folder itself when it is a store of
+    that configuration, else ``features_dir/<config hash>`` (one store per configuration,
+    side by side). A folder that is a store of another configuration is an error naming both
+    hashes."""
+    from gmmspeech.corpus.store import FeatureStore, StoreError
+
+    features_dir = os.path.abspath(os.fspath(features_dir))
+    chash = config.config_hash()
+    st = FeatureStore(features_dir)
+    if st.exists():
+        if st.config_hash != chash:
+            raise StoreError(features_dir, f"holds features of configuration {st.config_hash}, "
+                                           f"these need {chash}; give another --features-dir")
+        return features_dir
+    return os.path.join(features_dir, chash)
+
+
+def recorded_stores(*models) -> list[str]:
+    """The feature stores recorded in the metadata of ``models`` (``feature_stores``: the
+    stores a UBM or speaker models were trained from), existing ones only, in order."""
+    out: list[str] = []
+    for m in models:
+        for p in (getattr(m, "metadata_", None) or {}).get("feature_stores") or []:
+            if isinstance(p, str) and p not in out and os.path.isfile(os.path.join(p, "store.json")):
+                out.append(p)
+    return out
+
+
+class FeatureSet:
+    """The features of a list of rows, read from one or more feature stores (read-only).
+
+    What :func:`open_features` returns: ``load(id)`` reads an utterance from the store that
+    holds it; :meth:`stores` gives one :meth:`~gmmspeech.corpus.store.FeatureStore.subset`
+    per store, for :func:`~gmmspeech.speaker.ubm.train_ubm`. ``last_report`` is the
+    :class:`~gmmspeech.corpus.store.BuildReport` of what was extracted (None: nothing was).
+    ``n_reused`` rows came from existing stores without extraction.
+    """
+
+    def __init__(self, where: Mapping[str, Any], last_report=None, n_reused: int = 0):
+        self._where = dict(where)
+        self.last_report = last_report
+        self.n_reused = int(n_reused)
+
+    def load(self, utt_id: str, mmap: bool = True) -> np.ndarray:
+        try:
+            store = self._where[utt_id]
+        except KeyError:
+            raise KeyError(f"id {utt_id!r} has no features here") from None
+        return store.load(utt_id, mmap=mmap)
+
+    def __contains__(self, utt_id: object) -> bool:
+        return utt_id in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def ids(self) -> list[str]:
+        return list(self._where)
+
+    @property
+    def roots(self) -> list[str]:
+        """The folders of the stores the features come from."""
+        return list(dict.fromkeys(st.root for st in self._where.values()))
+
+    @property
+    def errors_path(self) -> str | None:
+        rep = self.last_report
+        return None if rep is None else rep.errors_path
+
+    def stores(self, ids=None) -> list:
+        """One read-only store view per store holding ``ids`` (default: all), ids in order."""
+        groups: dict[str, tuple[Any, list[str]]] = {}
+        for i in self._where if ids is None else ids:
+            st = self._where[i]
+            groups.setdefault(st.root, (st, []))[1].append(i)
+        return [st.subset(sel) for st, sel in groups.values()]
+
+
+def open_features(source, *, config, features_dir=None, reuse=(), data_root=None, n_jobs=1,
+                  backend=None, scheduler=None, progress=True, role: str = "manifest",
+                  max_duration: float | None = DEFAULT_MAX_DURATION):
+    """The features of a manifest or of a feature store, extracting only what no store has yet.
+
+    Parameters
+    ----------
+    source : path or list of Row
+        A manifest, or a feature store folder (used as it is: every utterance in it, with
+        its label; its configuration must be ``config``).
+    config : FeatureConfig
+    features_dir : path, optional
+        Where features found in no store are extracted: the store of ``config`` under it
+        (see :func:`store_dir_for`), whose features are reused too. Needed only when some
+        rows must be extracted.
+    reuse : sequence of paths
+        Further stores to read features from (e.g. :func:`recorded_stores` of the UBM,
+        the stores it was trained on): a row is taken from the first store that holds its
+        id with configuration ``config`` and the same source file and segment. These
+        stores are only read, never written (a store given to ``train-ubm`` trains on all
+        it holds, so test features must not creep into it).
+
+    Returns
+    -------
+    (features, rows, bad)
+        A :class:`FeatureSet`, the usable rows (manifest order) and the bad files, as
+        :func:`build_features`.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is a store of another configuration, or rows must be extracted and
+        ``features_dir`` is None.
+    """
+    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.store import FeatureStore
+
+    chash = config.config_hash()
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        store = FeatureStore(source)
+        if not store.exists() or not len(store):
+            raise FileNotFoundError(f"{os.fspath(source)}: not a feature store (or an empty one)")
+        if store.config_hash != chash:
+            raise ValueError(f"{os.fspath(source)}: a feature store of configuration "
+                             f"{store.config_hash}, these features need {chash}")
+        rows = store_rows(store)
+        return FeatureSet({r.id: store for r in rows}, None, len(rows)), rows, []
+    rows = (read_manifest(source, data_root=data_root)
+            if isinstance(source, (str, os.PathLike)) else list(source))
+    where: dict[str, Any] = {}
+    for root in dict.fromkeys(os.path.abspath(os.fspath(r)) for r in reuse):
+        st = FeatureStore(root)
+        if not st.exists() or st.config_hash != chash:
+            continue
+        for r in rows:
+            if r.id not in where and r.id in st and st.entry(r.id).same_source(
+                    os.fspath(r.path), r.start, r.end):
+                where[r.id] = st
+    rest = [r for r in rows if r.id not in where]
+    bad: list[dict] = []
+    report = None
+    if rest:
+        if features_dir is None:
+            raise ValueError(f"{len(rest)} rows have no features in the stores given; a "
+                             "features folder is needed to extract them")
+        st, good, bad = build_features(rest, store_dir_for(features_dir, config), config=config,
+                                       n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                                       progress=progress, role=role, max_duration=max_duration)
+        report = st.last_report
+        where.update((r.id, st) for r in good)
+    n_reused = len(rows) - len(rest)
+    return FeatureSet(where, report, n_reused), [r for r in rows if r.id in where], bad
+
+
+def features_line(features: FeatureSet, n_rows: int) -> str:
+    """One line: how many rows were reused from stores, extracted (and where), failed."""
+    rep = features.last_report
+    parts = [f"{n_rows} files"]
+    if features.n_reused:
+        parts.append(f"{features.n_reused} reused from {', '.join(features.roots)}"
+                     if rep is None else f"{features.n_reused} reused")
+    if rep is not None:
+        parts.append(f"{rep.n_done} extracted into {os.path.dirname(rep.errors_path)} "
+                     f"({rep.n_skipped} already there)")
+        if rep.n_failed:
+            parts.append(f"{rep.n_failed} failed")
+    return "features: " + ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- model files
@@ -534,17 +720,29 @@ def normalise_scores(raw, norm, *, model_labels=None, impostor_scores=None, impo
     return N.snorm(raw, imp, coh, top_n=top_n, exclude_impostors=imp_ex, exclude_cohort=coh_ex)
 
 
+def _distinct(rows) -> list:
+    """``rows`` without repeated ids (first kept)."""
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        if r.id not in seen:
+            seen.add(r.id)
+            out.append(r)
+    return out
+
+
 def ubm_training_source(stores, rows, *, ubm_on_enroll: bool):
-    """What :func:`~gmmspeech.speaker.ubm.train_ubm` trains on: the background store (and
-    the enrolment store with ``ubm_on_enroll``), or, when a shared store holds more than
-    the manifest, the arrays of exactly the manifest's rows (background, then enrolment)."""
-    src = [stores["background"]] + ([stores["enroll"]] if ubm_on_enroll else [])
+    """What :func:`~gmmspeech.speaker.ubm.train_ubm` trains on: exactly the background rows
+    (and, with ``ubm_on_enroll``, the enrolment rows not already among them), as read-only
+    views of the stores that hold them."""
     bg_ids = [r.id for r in rows["background"]]
-    if set(stores["background"].ids()) != set(bg_ids) or (
-            ubm_on_enroll and set(stores["enroll"].ids()) != {r.id for r in rows["enroll"]}):
-        src = [np.asarray(stores["background"].load(i)) for i in bg_ids]
-        if ubm_on_enroll:
-            src += [np.asarray(stores["enroll"].load(r.id)) for r in rows["enroll"]]
+    src = [stores["background"].subset(bg_ids)]
+    if ubm_on_enroll:
+        same = stores["enroll"].root == stores["background"].root
+        seen = set(bg_ids) if same else set()
+        extra = [r.id for r in rows["enroll"] if r.id not in seen]
+        if extra:
+            src.append(stores["enroll"].subset(extra))
     return src
 
 
@@ -616,8 +814,11 @@ def run_speaker_id(
     feature_overrides : dict, optional
         Changes applied with ``FeatureConfig.replace`` on top of that.
     features_dir : path, optional
-        Where the feature stores go (``<features_dir>/<config hash>/{background,enroll,test}``,
-        shareable between runs); default ``out/features``.
+        Where the features go: one store ``<features_dir>/<config hash>`` for the three
+        manifests, so a file listed in several is extracted once (a manifest whose ids name
+        other files than an earlier one's gets ``<...>/<role>``); shareable between runs
+        and recorded in ``ubm.npz`` (``feature_stores``) for ``enroll``/``score``. Default
+        ``out/features``.
     max_duration : float or None
         Longest accepted audio file or segment in seconds (default 4 hours); longer ones
         are bad files.
@@ -708,27 +909,51 @@ def run_speaker_id(
     bad: list[dict] = []
     stores: dict[str, Any] = {}
     rows: dict[str, list] = {}
+    from gmmspeech.corpus.manifest import read_manifest
+
+    manifests = {"background": background, "enroll": enroll, "test": test}
+    wanted = {role: read_manifest(man, data_root=data_root) for role, man in manifests.items()}
+    # one store for the three manifests, so a file listed in several (e.g. the same manifest
+    # as background and enrolment) is extracted once; an id naming different files in two
+    # manifests sends the later manifest to a store of its own
+    groups: dict[str, list] = {}
+    store_of: dict[str, str] = {}
+    sources: dict[str, tuple] = {}
+    for role, rs in wanted.items():
+        keys = [(os.fspath(r.path), r.start, r.end) for r in rs]
+        clash = any(sources.get(r.id, k) != k for r, k in zip(rs, keys))
+        sub = store_of[role] = os.path.join(fdir, role) if clash else fdir
+        if not clash:
+            sources.update((r.id, k) for r, k in zip(rs, keys))
+        groups.setdefault(sub, []).extend(rs)
+    built: dict[str, tuple] = {}
     upsampled: dict[int, int] = {}
     n_extracted = 0
-    for role, man in (("background", background), ("enroll", enroll), ("test", test)):
-        say(f"features: {role} ({man})")
-        st, good, b = build_features(man, os.path.join(fdir, role), config=cfg, data_root=data_root,
-                                     progress=progress, role=role, max_duration=max_duration, **par)
-        stores[role], rows[role] = st, good
+    for sub, rs in groups.items():
+        roles = [role for role in wanted if store_of[role] == sub]
+        say(f"features: {len(rs)} distinct files of {', '.join(roles)} -> {sub}")
+        st, _good, b = build_features(_distinct(rs), sub, config=cfg, progress=progress,
+                                      role="+".join(roles), max_duration=max_duration, **par)
         n_extracted += st.last_report.n_done
         for rate, k in st.last_report.upsampled.items():
             upsampled[rate] = upsampled.get(rate, 0) + k
-        bad.extend(b)
-        for item in b:
-            print(f"gmmspeech speaker-id: skipped {item['path']} ({role} {item['id']}): {item['reason']}",
-                  file=sys.stderr)
+        built[sub] = (st, {item["id"]: item for item in b})
+    for role, rs in wanted.items():
+        st, failed = built[store_of[role]]
+        for r in rs:
+            if r.id in failed:
+                item = dict(failed[r.id], manifest=role)
+                bad.append(item)
+                print(f"gmmspeech speaker-id: skipped {item['path']} ({role} {item['id']}): "
+                      f"{item['reason']}", file=sys.stderr)
+        rows[role] = [r for r in rs if r.id not in failed and r.id in st]
+        if not rows[role]:
+            raise GMMSpeechError(f"{role} manifest: no usable file (see {st.errors_path})")
+        stores[role] = st.subset([r.id for r in rows[role]])
     timings["features"] = time.perf_counter() - t0
     note = upsampling_note(upsampled, n_extracted, cfg.sample_rate)
     if note:
         say(note)
-    for role in ("background", "enroll", "test"):
-        if not rows[role]:
-            raise GMMSpeechError(f"{role} manifest: no usable file (see {stores[role].errors_path})")
 
     t0 = time.perf_counter()
     say(f"UBM: {n_components} {covariance_type} components, {max_iter} EM iterations")
@@ -736,7 +961,8 @@ def run_speaker_id(
                     int(n_components), covariance_type, max_iter=int(max_iter), init=ubm_init,
                     random_state=random_state, progress=progress, checkpoint=ckpt,
                     resume=resume and os.path.exists(ckpt), restart=restart, **par)
-    feature_meta = {"feature_config": cfg.to_dict(), "feature_config_hash": cfg.config_hash()}
+    feature_meta = {"feature_config": cfg.to_dict(), "feature_config_hash": cfg.config_hash(),
+                     "feature_stores": list(dict.fromkeys(st.root for st in stores.values()))}
     mio.save(ubm, os.path.join(out, "ubm.npz"), metadata={"role": "ubm", **feature_meta})
     if os.path.exists(ckpt):
         os.unlink(ckpt)
