@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from gmmspeech.errors import ModelFileError
 
@@ -219,8 +219,9 @@ def as_utterances(X, *, name: str = "X") -> list[np.ndarray]:
     Accepted: a list or tuple of ``(frames, dims)`` arrays (a 1-D array is one
     univariate utterance), a 1-D object array of such arrays (what scikit-learn's
     indexing makes of a list), or a 3-D numeric array ``(n_utterances, frames, dims)``.
-    A 2-D numeric array is refused: it is one utterance (pass ``[X]``), or one-frame
-    samples (pass ``X[:, None, :]``), and guessing would be wrong half of the time.
+    A 2-D numeric array is refused here (it could be one utterance or one-frame samples);
+    :class:`GMMClassifier` takes it in scikit-learn's sense, one sample (a one-frame
+    utterance) per row, through :func:`sklearn.utils.validation.validate_data`.
 
     Raises
     ------
@@ -354,17 +355,26 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     class_prior_ : ndarray (n_classes,)
     class_count_ : ndarray (n_classes,)
         Training utterances per class.
+    n_iter_ : ndarray of int (n_classes,)
+        EM iterations of every class model (1 for MAP adaptation, one step from the UBM).
     n_features_in_ : int
         Features per frame.
     ubm_ : GMM or None
         The UBM the class models were adapted from.
 
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` was a DataFrame.
+
     Notes
     -----
-    ``X`` is a list of utterances, each a ``(frames, dims)`` array; scikit-learn's
-    model selection (``cross_val_score``, ``GridSearchCV`` with ``GroupKFold`` over
-    speakers) indexes such a list directly. ``predict`` is the argmax of
-    ``predict_proba``.
+    A sample is an utterance. ``X`` is a list of utterances, each a ``(frames, dims)``
+    array (or a 3-D array of equal-length ones); scikit-learn's model selection
+    (``cross_val_score``, ``GridSearchCV`` with ``GroupKFold`` over speakers) indexes such
+    a list directly. A 2-D array (or DataFrame) ``(n_samples, n_features)`` follows
+    scikit-learn's convention: every row is one sample, i.e. a one-frame utterance (with
+    ``likelihood_scale="average"`` that is then a Bayes classifier with one GMM per
+    class). One long utterance as a 2-D array must be passed as ``[X]``. ``predict`` is
+    the argmax of ``predict_proba``.
     """
 
     def __init__(
@@ -409,21 +419,25 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_clone__(self):
         # a fitted UBM is shared, not re-created unfitted from its constructor parameters
-        params = self.get_params(deep=False)
-        ubm = params.pop("ubm")
-        new = type(self)(**{k: clone(v, safe=False) for k, v in params.items()})
-        new.ubm = ubm
-        return new
+        from gmmspeech._sklearn import clone_sharing
+
+        return clone_sharing(self, ["ubm"])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # a list of (frames, dims) utterances
+        # a list of (frames, dims) utterances, a 3-D array of equal-length ones, or a 2-D
+        # array of one-frame utterances (one per row)
+        tags.input_tags.two_d_array = True
         tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
         tags.target_tags.required = True
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"X_types": ["3darray"], "requires_y": True}
+    def _utterances(self, X, *, reset: bool) -> list[np.ndarray]:
+        from gmmspeech._sklearn import validate_utterances
+
+        return validate_utterances(self, X, reset=reset, as_utterances=as_utterances)
 
     # ------------------------------------------------------------------ validation
     def _settings(self) -> dict:
@@ -505,12 +519,14 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         from gmmspeech.parallel import parallel_map
 
         mt = self._check_params()
-        utts = as_utterances(X)
-        y = np.asarray(y)
-        if y.ndim != 1:
-            y = np.ravel(y) if y.ndim == 2 and y.shape[1] == 1 else y
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per utterance), got shape {y.shape}")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import column_or_1d
+
+        utts = self._utterances(X, reset=True)
+        y = column_or_1d(y, warn=True)  # a column vector is accepted with a warning
+        check_classification_targets(y)  # continuous targets are refused
         if len(y) != len(utts):
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples: [{len(utts)}, {len(y)}]"
@@ -550,22 +566,18 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs, backend=self.backend, star=True,
         )
         self.classes_ = classes
+        # EM iterations per class model; a MAP-adapted model counts its one adaptation step
+        self.n_iter_ = np.array([1 if ubm is not None else int(getattr(m, "n_iter_", 0))
+                                 for m in self.models_])
         self.class_count_ = counts
         self.class_prior_ = priors
-        self.n_features_in_ = int(utts[0].shape[1])
         self.ubm_ = ubm
         return self
 
     # ------------------------------------------------------------------ scoring
     def _validated(self, X):
         self._check_fitted()
-        utts = as_utterances(X)
-        if utts[0].shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {utts[0].shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return utts
+        return self._utterances(X, reset=False)
 
     def _loglik(self, utts) -> np.ndarray:
         from gmmspeech.parallel import parallel_map

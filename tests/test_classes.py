@@ -1,6 +1,6 @@
 """GMMClassifier against a hand-built scikit-learn per-class GaussianMixture, model
-selection with cross_val_score over lists of utterances, the scikit-learn API checks that
-apply to list-of-utterances input, and the classes folder format."""
+selection with cross_val_score over lists of utterances, input validation, and the classes
+folder format (scikit-learn's estimator checks: tests/test_sklearn_estimators.py)."""
 
 from __future__ import annotations
 
@@ -160,8 +160,14 @@ def test_parallel_fit_equals_serial():
 def test_input_validation_messages():
     X, y, _ = _utterances(8)
     clf = GMMClassifier(2)
-    with pytest.raises(ValueError, match="list of utterances"):
-        clf.fit(np.zeros((10, D)), np.zeros(10))
+    # a 2-D array is scikit-learn's table: one one-frame utterance per row
+    rows = np.concatenate([x[:4] for x in X])
+    labels = np.repeat(y, 4)
+    by_rows = GMMClassifier(1).fit(rows, labels)
+    as_list = GMMClassifier(1).fit([r[None, :] for r in rows], labels)
+    np.testing.assert_allclose(by_rows.predict_proba(rows), as_list.predict_proba(list(rows[:, None, :])))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.fit(X[0], y[:1])  # one utterance must be passed as [X[0]]
     with pytest.raises(ValueError, match=r"X\[1\] has 3 features"):
         as_utterances([np.zeros((5, 4)), np.zeros((5, 3))])
     with pytest.raises(ValueError, match=r"X\[0\] has no frames"):
@@ -188,32 +194,6 @@ def test_input_validation_messages():
     # a 3-D array is a set of equal-length utterances
     X3 = np.stack([x[:20] for x in X])
     np.testing.assert_array_equal(fitted.predict(X3), fitted.predict([x[:20] for x in X]))
-
-
-def test_sklearn_api_checks_that_apply():
-    """parametrize_with_checks cannot feed lists of utterances (it yields no check for an
-    estimator whose tags say two_d_array=False, which is the honest tag here). These
-    scikit-learn checks do not depend on the input type and are run directly; the
-    data-driven ones (fit on 2-D float arrays, sample weights, sparse input, ...) do not
-    apply: a 2-D array is refused with a message saying how to pass utterances."""
-    from sklearn.utils import estimator_checks as ec
-
-    est = GMMClassifier()
-    for check in ("check_no_attributes_set_in_init", "check_get_params_invariance",
-                  "check_set_params", "check_estimator_repr", "check_estimator_cloneable",
-                  "check_parameters_default_constructible", "check_valid_tag_types",
-                  "check_estimator_tags_renamed"):
-        fn = getattr(ec, check, None)
-        if fn is None:  # older scikit-learn
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fn("GMMClassifier", est)
-    from sklearn.utils import get_tags
-
-    tags = get_tags(est)
-    assert tags.estimator_type == "classifier"
-    assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
 
 
 def test_save_load_round_trip(tmp_path):

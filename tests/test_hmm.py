@@ -168,7 +168,7 @@ def test_matches_hmmlearn_scores():
     ref.covars_ = model.covariances_
     seqs = [rng.normal(0, 2, (t, 3)) for t in (5, 17, 30)]
     X, lengths = np.concatenate(seqs), [len(x) for x in seqs]
-    assert model.score(X, lengths) == pytest.approx(ref.score(X, lengths), rel=1e-8)
+    assert model.score(X, lengths=lengths) == pytest.approx(ref.score(X, lengths), rel=1e-8)
     _, post = model.score_samples(X, lengths)
     np.testing.assert_allclose(post, ref.predict_proba(X, lengths), atol=1e-7)
     np.testing.assert_array_equal(model.predict(X, lengths), ref.predict(X, lengths))
@@ -222,7 +222,7 @@ def test_mixture_splitting_and_list_or_lengths():
     assert mixture_schedule(3) == [1, 2, 3]
     assert mixture_schedule(4) == [1, 2, 4]
     a = GMMHMM(3, 3).fit(seqs)
-    b = GMMHMM(3, 3).fit(np.concatenate(seqs), [len(x) for x in seqs])
+    b = GMMHMM(3, 3).fit(np.concatenate(seqs), lengths=[len(x) for x in seqs])
     assert a.weights_.shape == (3, 3) and a.means_.shape == (3, 3, 2)
     np.testing.assert_allclose(a.means_, b.means_)
     np.testing.assert_allclose(a.transmat_, b.transmat_)

@@ -2,7 +2,8 @@
 
 ``fit`` takes utterances (a list of (frames, D) feature arrays, a
 :class:`~gmmspeech.corpus.store.FeatureStore`, or precomputed
-:class:`~gmmspeech.backend.stats.BaumWelchStats`), trains a UBM when none is given
+:class:`~gmmspeech.backend.stats.BaumWelchStats`; a 2-D array is scikit-learn's table,
+one one-frame utterance per row, see :mod:`gmmspeech._sklearn`), trains a UBM when none is given
 (diagonal, optionally refined to full covariance: Kaldi's ``gmm-global-to-fgmm`` plus
 full-covariance EM), computes the Baum-Welch statistics and trains the total-variability
 matrix by EM; ``transform`` returns one i-vector per utterance. Saved with
@@ -94,25 +95,45 @@ class IVectorExtractor(TransformerMixin, BaseEstimator):
         self.resume = resume
         self.progress = progress
 
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_clone__(self):
+        # a fitted UBM is shared, not re-created unfitted from its constructor parameters
+        from gmmspeech._sklearn import clone_sharing
+
+        return clone_sharing(self, ["ubm"])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # a list of (frames, dims) utterances, or a 2-D array of one-frame utterances
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
     # ------------------------------------------------------------------ helpers
     def _par(self):
         return dict(n_jobs=self.n_jobs, backend=self.backend, scheduler=self.scheduler)
 
-    def _utterances(self, X):
+    def _utterances(self, X, *, reset=None):
+        """Utterances of ``X`` (a FeatureStore is passed through). ``reset``: True in
+        ``fit`` (sets ``n_features_in_``/``feature_names_in_``), False to check them, None
+        for no bookkeeping (statistics under a given UBM)."""
+        from gmmspeech._sklearn import is_table, validate_utterances
+        from gmmspeech.classes import as_utterances
         from gmmspeech.corpus.store import FeatureStore
 
         if isinstance(X, FeatureStore):
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
             return X
-        if isinstance(X, np.ndarray) and X.ndim == 2:
-            raise ValueError("IVectorExtractor expects a list of (frames, n_features) utterances, "
-                             "a FeatureStore or BaumWelchStats, not one 2-D array")
-        arrays = [np.asarray(x) for x in X]
-        if not arrays:
-            raise ValueError("IVectorExtractor: no utterances")
-        for i, a in enumerate(arrays):
-            if a.ndim != 2:
-                raise ValueError(f"utterance {i}: expected a (frames, n_features) array, got shape {a.shape}")
-        return arrays
+        if reset is None:
+            if is_table(X):
+                from sklearn.utils import check_array
+
+                return list(check_array(X, dtype=(np.float64, np.float32))[:, None, :])
+            return as_utterances(X)
+        return validate_utterances(self, X, reset=reset, as_utterances=as_utterances)
 
     def _train_ubm(self, source):
         from gmmspeech.speaker.ubm import full_covariance_ubm, train_ubm
@@ -134,8 +155,12 @@ class IVectorExtractor(TransformerMixin, BaseEstimator):
         """Baum-Welch statistics of utterances under the (fitted or given) UBM."""
         if _is_stats(X):
             return X
-        ubm = ubm if ubm is not None else self.ubm_
-        return utterance_stats(ubm, self._utterances(X), top_c=self.top_c,
+        if ubm is None:
+            self._check_fitted()
+            ubm, X = self.ubm_, self._utterances(X, reset=False)
+        else:
+            X = self._utterances(X)
+        return utterance_stats(ubm, X, top_c=self.top_c,
                                progress=self.progress, **self._par())
 
     # ------------------------------------------------------------------ API
@@ -146,8 +171,11 @@ class IVectorExtractor(TransformerMixin, BaseEstimator):
                 raise ValueError("fitting on BaumWelchStats needs the UBM they came from (ubm=...)")
             ubm, st = self.ubm, X
         else:
-            src = self._utterances(X)
+            src = self._utterances(X, reset=True)
             ubm = self._train_ubm(src)
+            d = int(np.asarray(ubm.means_).shape[1])
+            if isinstance(src, list) and src[0].shape[1] != d:
+                raise ValueError(f"X has {src[0].shape[1]} features, but the UBM has {d}")
             st = self.stats(src, ubm=ubm)
         rank = auto_rank(len(st)) if self.rank == "auto" else int(self.rank)
         if rank < 1:

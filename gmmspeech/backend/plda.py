@@ -21,10 +21,10 @@ speakers" is, per dimension,
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from gmmspeech.backend.transforms import _check_y, class_scatter
+from gmmspeech.backend.transforms import _check_y, _supervised_tags, class_scatter
 
 __all__ = ["PLDA"]
 
@@ -41,7 +41,7 @@ def _floor_cov(c, rel=1e-8):
     return _sym(c) + rel * max(float(np.trace(c)) / d, np.finfo(float).tiny) * np.eye(d)
 
 
-class PLDA(BaseEstimator):
+class PLDA(TransformerMixin, BaseEstimator):
     """PLDA back-end: ``fit(X, y)`` on speaker-labelled vectors, :meth:`llr` to score.
 
     Parameters
@@ -78,6 +78,9 @@ class PLDA(BaseEstimator):
         self.n_components = n_components
         self.n_iter = n_iter
         self.reg = reg
+
+    def __sklearn_tags__(self):
+        return _supervised_tags(super().__sklearn_tags__())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):

@@ -52,9 +52,18 @@ def class_scatter(X, y, *, per_class_average: bool = False):
     return mean, within, between, classes
 
 
+def _supervised_tags(tags):
+    """Tags of a transformer fitted on speaker labels: ``y`` is required and is a class
+    label (scikit-learn then checks the classification-target handling too)."""
+    tags.target_tags.required = True
+    tags.input_tags.allow_nan = False
+    return tags
+
+
 def _check_y(est, X, y):
     if y is None:
-        raise ValueError(f"{type(est).__name__} requires y (the speaker label of each vector) to be passed")
+        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None "
+                         "(y: the speaker label of each vector)")
     y = np.asarray(y)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
@@ -134,6 +143,9 @@ class LDA(TransformerMixin, BaseEstimator):
         self.n_components = n_components
         self.reg = reg
 
+    def __sklearn_tags__(self):
+        return _supervised_tags(super().__sklearn_tags__())
+
     def fit(self, X, y):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         y = _check_y(self, X, y)
@@ -177,6 +189,9 @@ class WCCN(TransformerMixin, BaseEstimator):
 
     def __init__(self, reg=1e-6):
         self.reg = reg
+
+    def __sklearn_tags__(self):
+        return _supervised_tags(super().__sklearn_tags__())
 
     def fit(self, X, y):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)

@@ -42,7 +42,7 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, DensityMixin
 
 from gmmspeech._lazy import lazy_kernel
 from gmmspeech.mixture import init as _init
@@ -141,22 +141,27 @@ def check_sequences(X, lengths=None, *, n_features=None, name="X"):
 
 
 def _check_frames(x, name):
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold real numbers; got an array of dtype {x.dtype}")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (frames, features), got {x.ndim}-D")
-    if x.shape[0] < 1:
-        raise ValueError(f"{name}: a sequence needs at least one frame (shape={x.shape})")
-    if x.shape[1] < 1:
-        raise ValueError(f"{name}: found array with 0 feature(s) (shape={x.shape})")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return x
+    """One sequence as a (frames, features) float array (a 1-D array: one feature), with
+    scikit-learn's validation and messages (``check_array``)."""
+    from scipy.sparse import issparse
+    from sklearn.utils import check_array
+
+    if not issparse(x):
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[:, None]
+    return check_array(x, dtype=[np.float64, np.float32], ensure_2d=True, allow_nd=False,
+                       ensure_min_samples=1, ensure_min_features=1, input_name=name)
+
+
+def _check_ignored_y(y, n_frames: int) -> None:
+    """``y`` is ignored, but sequence lengths passed positionally in its place (hmmlearn's
+    ``fit(X, lengths)``) must not be silently ignored: a ``y`` must have one entry per frame."""
+    if y is not None and np.shape(y)[:1] != (n_frames,):
+        raise ValueError(
+            f"y has shape {np.shape(y)} but X has {n_frames} frames; GMMHMM ignores y. Sequence "
+            "lengths are passed by keyword: fit(X, lengths=lengths), score(X, lengths=lengths)"
+        )
 
 
 def _batches(offsets: np.ndarray, rows: int) -> list[tuple[int, int]]:
@@ -179,7 +184,7 @@ def mixture_schedule(n_mix: int) -> list[int]:
     return levels
 
 
-class GMMHMM(BaseEstimator):
+class GMMHMM(DensityMixin, BaseEstimator):
     """Left-to-right hidden Markov model with Gaussian-mixture emissions.
 
     Parameters
@@ -328,6 +333,36 @@ class GMMHMM(BaseEstimator):
             dt = None
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"Invalid value for 'dtype': {self.dtype!r}. 'dtype' should be float32 or float64")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # a 2-D array is one sequence of frames (hmmlearn's form, ``lengths`` cuts it into
+        # several); a list of (frames, features) arrays is a set of sequences
+        tags.input_tags.two_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False  # training is deterministic (flat start)
+        return tags
+
+    def _sequences(self, X, lengths, *, reset: bool):
+        """``(frames (N, D), offsets (B + 1,))`` of ``X`` (a list of sequences, or an array
+        of frames cut by ``lengths``), validated as scikit-learn does: ``reset=True`` (fit)
+        records ``n_features_in_`` (and ``feature_names_in_`` for a DataFrame), otherwise
+        the model must be fitted and the features must match."""
+        from sklearn.utils.validation import validate_data
+
+        from gmmspeech._sklearn import check_n_features
+
+        if not reset:
+            self._check_is_fitted()
+        if _is_sequence_list(X):
+            X, offsets = check_sequences(X, lengths)
+            check_n_features(self, X.shape[1], reset=reset)
+            return X, offsets
+        # one array of frames: 2-D, as scikit-learn wants (a 1-D array is ambiguous here; a
+        # univariate sequence is x[:, None], or an element of a list of sequences)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return check_sequences(X, lengths)
 
     def _check_is_fitted(self):
         if not hasattr(self, "precisions_cholesky_"):
@@ -660,23 +695,28 @@ class GMMHMM(BaseEstimator):
             prev = avg
         return it, converged
 
-    def fit(self, X, lengths=None, y=None):
+    def fit(self, X, y=None, lengths=None):
         """Estimate the model by flat start, mixture splitting and Baum-Welch.
 
         Parameters
         ----------
         X : list of arrays (T_i, D), or array (N, D)
-            Training sequences, or their frames concatenated.
+            Training sequences (a 1-D array in the list: one feature), or their frames
+            concatenated (2-D).
+        y : None
+            Ignored (scikit-learn's place for a target); if given it must have one entry
+            per frame.
         lengths : array of int or None
-            Sequence lengths when ``X`` is one array (None: one sequence).
-        y : ignored
+            Sequence lengths when ``X`` is one array (None: one sequence). Keyword, as in
+            ``fit(X, lengths=lengths)``: the second positional argument is ``y``.
 
         Returns
         -------
         self
         """
         self._check_parameters()
-        X, offsets = check_sequences(X, lengths)
+        X, offsets = self._sequences(X, lengths, reset=True)
+        _check_ignored_y(y, X.shape[0])
         t0 = time.perf_counter()
         kind = stats_kind(self.covariance_type)
         glob = _init.stats_from_labels(X, np.zeros(X.shape[0], dtype=np.int64), 1, kind)
@@ -725,17 +765,19 @@ class GMMHMM(BaseEstimator):
 
     # ================================================================== inference
     def _check_input(self, X, lengths):
-        self._check_is_fitted()
-        return check_sequences(X, lengths, n_features=self.n_features_in_)
+        return self._sequences(X, lengths, reset=False)
 
     def score_sequences(self, X, lengths=None) -> np.ndarray:
         """Log-likelihood ``log p(X_b)`` of every sequence (forward algorithm), shape (B,)."""
         X, offsets = self._check_input(X, lengths)
         return self._forward(X, offsets)[0]
 
-    def score(self, X, lengths=None) -> float:
-        """Total log-likelihood of the sequences (hmmlearn's ``score``)."""
-        return float(np.sum(self.score_sequences(X, lengths)))
+    def score(self, X, y=None, lengths=None) -> float:
+        """Total log-likelihood of the sequences (hmmlearn's ``score``); ``y`` is ignored
+        (scikit-learn's signature), ``lengths`` is a keyword as in :meth:`fit`."""
+        X, offsets = self._check_input(X, lengths)
+        _check_ignored_y(y, X.shape[0])
+        return float(np.sum(self._forward(X, offsets)[0]))
 
     def score_samples(self, X, lengths=None):
         """Total log-likelihood and per-frame state posteriors (hmmlearn's ``score_samples``).
