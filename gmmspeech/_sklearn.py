@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["is_table", "validate_utterances", "clone_sharing"]
+__all__ = ["UtteranceInputMixin", "is_table", "validate_utterances", "check_n_features", "clone_sharing"]
 
 
 def is_table(X) -> bool:
@@ -80,3 +80,22 @@ def clone_sharing(estimator, shared: Iterable[str]):
     for name, value in keep.items():
         setattr(new, name, value)
     return new
+
+
+class UtteranceInputMixin:
+    """Mixin (left of scikit-learn's mixins) of an estimator whose sample is an utterance
+    and that may be given a fitted UBM as its ``ubm`` parameter: input tags (a list of
+    utterances, a 3-D array of equal-length ones, or a 2-D table of one-frame utterances; no
+    NaN, not sparse) and a ``clone`` that shares the given UBM."""
+
+    def __sklearn_clone__(self):
+        # a fitted UBM is shared, not re-created unfitted from its constructor parameters
+        return clone_sharing(self, ["ubm"])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags

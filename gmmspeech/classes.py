@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from gmmspeech._sklearn import UtteranceInputMixin, validate_utterances
 from gmmspeech.errors import ModelFileError
 
 __all__ = [
@@ -301,7 +302,7 @@ def _load_ubm(ubm):
 
 
 # --------------------------------------------------------------------------- estimator
-class GMMClassifier(ClassifierMixin, BaseEstimator):
+class GMMClassifier(UtteranceInputMixin, ClassifierMixin, BaseEstimator):
     """One Gaussian mixture (or other generative model) per class of utterances.
 
     Parameters
@@ -417,26 +418,12 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         self.backend = backend
 
     # ------------------------------------------------------------------ sklearn plumbing
-    def __sklearn_clone__(self):
-        # a fitted UBM is shared, not re-created unfitted from its constructor parameters
-        from gmmspeech._sklearn import clone_sharing
-
-        return clone_sharing(self, ["ubm"])
-
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # a list of (frames, dims) utterances, a 3-D array of equal-length ones, or a 2-D
-        # array of one-frame utterances (one per row)
-        tags.input_tags.two_d_array = True
-        tags.input_tags.three_d_array = True
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags = super().__sklearn_tags__()  # input tags: UtteranceInputMixin
         tags.target_tags.required = True
         return tags
 
     def _utterances(self, X, *, reset: bool) -> list[np.ndarray]:
-        from gmmspeech._sklearn import validate_utterances
-
         return validate_utterances(self, X, reset=reset, as_utterances=as_utterances)
 
     # ------------------------------------------------------------------ validation

@@ -18,6 +18,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from gmmspeech._sklearn import UtteranceInputMixin
 from gmmspeech.backend.ivector import TVModel, _ubm_precisions, extract, train_tv
 from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
 
@@ -34,7 +35,7 @@ def _is_stats(X) -> bool:
     return isinstance(X, BaumWelchStats)
 
 
-class IVectorExtractor(TransformerMixin, BaseEstimator):
+class IVectorExtractor(UtteranceInputMixin, TransformerMixin, BaseEstimator):
     """Total-variability i-vector extractor (Dehak et al. 2011).
 
     Parameters
@@ -94,22 +95,6 @@ class IVectorExtractor(TransformerMixin, BaseEstimator):
         self.checkpoint = checkpoint
         self.resume = resume
         self.progress = progress
-
-    # ------------------------------------------------------------------ sklearn plumbing
-    def __sklearn_clone__(self):
-        # a fitted UBM is shared, not re-created unfitted from its constructor parameters
-        from gmmspeech._sklearn import clone_sharing
-
-        return clone_sharing(self, ["ubm"])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # a list of (frames, dims) utterances, or a 2-D array of one-frame utterances
-        tags.input_tags.two_d_array = True
-        tags.input_tags.three_d_array = True
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        return tags
 
     # ------------------------------------------------------------------ helpers
     def _par(self):
