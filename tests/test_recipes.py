@@ -77,9 +77,9 @@ def test_markdown_table_and_report(tmp_path):
 
 
 def test_registry_names_and_unknown_recipe():
-    assert set(recipes.names()) == {"demo", "speaker_id", "digits", "score_files",
+    assert set(recipes.names()) == {"demo", "digits", "score_files",
                                     "train_corpus", "em_tutorial", "words"}
-    with pytest.raises(ValueError, match="unknown recipe 'nope'.*speaker_id"):
+    with pytest.raises(ValueError, match="unknown recipe 'nope'.*digits"):
         recipes.get("nope")
 
 
@@ -295,27 +295,27 @@ def test_digits_small_against_sklearn(tmp_path, fsdd_root):
     assert "CC BY-SA 4.0" in (out / "report.md").read_text()
 
 
-def test_speaker_id_fsdd_small(tmp_path, fsdd_root):
+def test_speaker_id_name_launches_the_corpus_recipes(tmp_path, fsdd_root, capsys):
+    """`gmmspeech recipe speaker_id` (the former in-package recipe) runs recipes/fsdd/run.py and
+    recipes/librispeech/run.py; here only their data stage."""
+    from gmmspeech.cli import main
+
     out = tmp_path / "spk"
-    recipes.run("speaker_id", out=out, data_root=fsdd_root.parent, protocols=["fsdd"],
-                n_components=8, n_components_full=2, max_files=60, verbose=False)
-    saved = _load_results(out)
-    p = saved["protocols"]["fsdd"]
-    assert p["n_models"] == 6 and p["n_tests"] == 60
-    assert set(p["systems"]) == {"diag-8", "full-2"}
-    for s in p["systems"].values():
-        assert 1 / 6 < s["accuracy"] <= 1.0  # above chance
-        assert 0.0 <= s["eer"] < 0.5
-        assert s["n_target"] == 60 and s["n_nontarget"] == 300
-    text = (out / "report.md").read_text()
-    assert "fsdd_det.png" in text and "fsdd_confusion.png" in text
+    assert main(["recipe", "speaker_id", "--protocol", "fsdd", "--data-root", str(fsdd_root.parent),
+                 "--out", str(out), "--stop-stage", "0"]) == 0
+    assert "== stage 0: data" in capsys.readouterr().out
+    rows = (out / "fsdd" / "data" / "test.csv").read_text().splitlines()
+    assert rows[0] == "id,path,label" and len(rows) == 1 + 300  # the FSDD test protocol
+    assert not (out / "fsdd" / "feats").exists()  # --stop-stage 0
 
 
-def test_speaker_id_needs_data_root(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--data-root"):
-        recipes.run("speaker_id", out=tmp_path, verbose=False)
-    res = recipes.run("speaker_id", out=tmp_path, data_root=tmp_path, verbose=False)
-    assert all("skipped" in v for v in res["protocols"].values())
+def test_speaker_id_needs_the_datasets(tmp_path, capsys):
+    from gmmspeech.cli import main
+
+    rc = main(["recipe", "speaker_id", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--data-root must be the folder holding librispeech/" in err
+    assert "holding fsdd/" in err
 
 
 # --------------------------------------------------------------------------- CLI wiring

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if len(given) >= 2 and given[0] == "recipe":
+        from gmmspeech.cli.cmd_recipes import SCRIPTS, run_script
+
+        if given[1] in SCRIPTS:  # every further argument (--help too) belongs to the script
+            return run_script(given[1], given[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -1,4 +1,5 @@
-"""Sub-commands ``features`` (manifest -> feature store) and ``manifest`` (from-kaldi, check)."""
+"""Sub-commands ``features`` (manifest -> feature store) and ``manifest`` (from-kaldi,
+from-commonvoice, check)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,22 @@ def register(sub) -> None:
                    help="write absolute paths relative to R (read back with --data-root R); "
                         "default: paths as wav.scp (or --wav-root) gives them")
     k.set_defaults(func=_cmd_from_kaldi)
+    v = msub.add_parser(
+        "from-commonvoice",
+        help="convert a Common Voice folder (clips/*.mp3 and validated.tsv) to a manifest",
+        description="Convert a corpus in the Mozilla Common Voice layout to a manifest: one row "
+        "per clip of DIR/validated.tsv (or --tsv), id = clip name, path = clips/<path> relative "
+        "to DIR (use the manifest with --data-root DIR), label = client_id (the speaker); "
+        "sentence, gender, age, accents and locale become the columns text, gender, age, "
+        "accents and locale.",
+    )
+    v.add_argument("folder", metavar="DIR", help="Common Voice folder (holding clips/)")
+    v.add_argument("--tsv", default="validated.tsv", metavar="NAME",
+                   help="the list of clips in DIR (default validated.tsv)")
+    v.add_argument("--min-clips", type=int, default=1, metavar="N",
+                   help="keep only speakers with at least N clips (default 1: all)")
+    v.add_argument("--out", "-o", default=None, metavar="FILE", help="output CSV (default: stdout)")
+    v.set_defaults(func=_cmd_from_commonvoice)
     c = msub.add_parser("check", help="validate a manifest and check that every file exists",
                         description="Validate MANIFEST and check that every audio file exists; "
                         "exits 1 when files are missing.")
@@ -145,6 +162,27 @@ def _cmd_from_kaldi(args: argparse.Namespace) -> int:
         if n_rel:
             print(f"{n_rel} paths are relative: use {args.out} with --data-root set to the folder "
                   "they are relative to (or convert again with --wav-root)")
+    return 0
+
+
+def _cmd_from_commonvoice(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from gmmspeech.cli.common import check_number
+    from gmmspeech.corpus.manifest import format_manifest, from_commonvoice, write_manifest
+
+    check_number(args.min_clips, "--min-clips", lo=1)
+    rows = from_commonvoice(args.folder, tsv=args.tsv)
+    n = Counter(r.label for r in rows)
+    rows = [r for r in rows if n[r.label] >= args.min_clips]
+    if args.out is None:
+        sys.stdout.write(format_manifest(rows))
+        return 0
+    write_manifest(rows, args.out)
+    dropped = sum(1 for c in n.values() if c < args.min_clips)
+    print(f"{len(rows)} clips, {len({r.label for r in rows})} speakers -> {args.out}"
+          + (f" ({dropped} speakers with fewer than {args.min_clips} clips left out)" if dropped else "")
+          + f"; paths are relative to {args.folder}: use --data-root {args.folder}")
     return 0
 
 

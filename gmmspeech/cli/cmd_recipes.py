@@ -13,12 +13,25 @@ from gmmspeech.cli.common import PRESET_NAMES, add_parallel_args
 # the registry is duplicated here as plain strings so that --help imports nothing
 _HELP = {
     "demo": "speaker identification on a synthesised corpus (LibriSpeech with --data-root)",
-    "speaker_id": "GMM-UBM speaker identification on LibriSpeech and FSDD, diag and full covariance",
+    "speaker_id": "the LibriSpeech and FSDD speaker recipes (recipes/librispeech, recipes/fsdd) in one run",
     "digits": "spoken digits with one GMM per digit on FSDD, leave-one-speaker-out, vs scikit-learn",
     "words": "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn",
     "score_files": "score every audio file of a folder or manifest against saved models (TSV)",
     "train_corpus": "batch UBM training over a manifest with the feature store, progress and resume",
     "em_tutorial": "the textbook EM: heights (1-D) and Old Faithful (2-D), traces, BIC/AIC, posteriors",
+}
+
+
+#: The step-by-step recipes of the source tree (``recipes/<name>/run.py``): the launcher runs
+#: the script with the arguments given after the name.
+SCRIPTS = {
+    "librispeech": "GMM-UBM speaker recognition on LibriSpeech, step by step (recipes/librispeech/run.py)",
+    "fsdd": "GMM-UBM speaker recognition on FSDD, step by step (recipes/fsdd/run.py)",
+    "dspspeech20": "GMM-UBM speaker recognition on DSPSpeech-20, step by step (recipes/dspspeech20/run.py)",
+    "speechocean762": "GMM-UBM speaker recognition on speechocean762, step by step "
+                      "(recipes/speechocean762/run.py)",
+    "commonvoice": "GMM-UBM speaker recognition on a Common Voice folder (MP3), step by step "
+                   "(recipes/commonvoice/run.py)",
 }
 
 
@@ -88,7 +101,8 @@ def register(sub) -> None:
     demo.set_defaults(func=_run, recipe="demo")
 
     rec = sub.add_parser(
-        "recipe", help="run a recipe (speaker_id, digits, score_files, train_corpus, em_tutorial)",
+        "recipe", help="run a recipe (librispeech, fsdd, dspspeech20, speechocean762, commonvoice, "
+                       "speaker_id, digits, words, score_files, train_corpus, em_tutorial)",
         description="Run a recipe; each writes OUT/report.md (tables and PNG figures) and "
                     "OUT/results.json. `gmmspeech recipe NAME --help` lists a recipe's options.",
     )
@@ -101,21 +115,30 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
     ds = "shared datasets folder holding fsdd/ and librispeech/ (e.g. ../shared/datasets)"
-    p = rsub.add_parser("speaker_id", aliases=["speaker-id"], help=_HELP["speaker_id"], description=_describe("speaker_id"))
-    _common(p, "speaker_id", data_root_help=ds)
+    p = rsub.add_parser("speaker_id", aliases=["speaker-id"], help=_HELP["speaker_id"],
+                        description="Run the step-by-step speaker recipes recipes/librispeech/run.py "
+                                    "and recipes/fsdd/run.py, into OUT/librispeech and OUT/fsdd (each "
+                                    "writes its report.md and results.json; see their README.md).")
+    p.add_argument("--data-root", dest="data_root", default=None, metavar="R",
+                   help=ds + "; default ../shared/datasets from the repository root")
+    p.add_argument("--out", default="exp/speaker_id", metavar="DIR",
+                   help="output folder (default exp/speaker_id)")
+    p.add_argument("--quick", action="store_true", help="small runs (under a minute each)")
     p.add_argument("--protocol", dest="protocols", action="append",
                    choices=["librispeech", "fsdd"], default=None,
-                   help="protocol to run (repeatable; default both)")
-    p.add_argument("--covariance", dest="covariance_types", action="append",
-                   choices=["diag", "full"], default=None,
-                   help="covariance type (repeatable; default diag and full)")
-    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
-                   help="UBM components for diagonal models (default 256)")
-    p.add_argument("--full-components", dest="n_components_full", type=_positive_int, default=None,
-                   help="UBM components for full-covariance models (default 32)")
-    p.add_argument("--max-files", dest="max_files", type=_positive_int, default=None,
-                   help="use at most N files of each manifest (for quick runs)")
-    p.set_defaults(func=_run, recipe="speaker_id")
+                   help="corpus to run (repeatable; default both)")
+    p.add_argument("--stage", type=int, default=None, metavar="N", help="start at stage N")
+    p.add_argument("--stop-stage", type=int, default=None, metavar="N", help="stop after stage N")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                   help="worker processes (default 1)")
+    p.set_defaults(func=_run_speaker_id, recipe="speaker_id")
+
+    for name, text in SCRIPTS.items():
+        p = rsub.add_parser(name, help=text, add_help=False,
+                            description=f"{text}; every argument goes to the script (--help "
+                                        "lists them).")
+        p.add_argument("script_args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_run_script, recipe=name)
 
     p = rsub.add_parser("digits", help=_HELP["digits"], description=_describe("digits"))
     _common(p, "digits", data_root_help=ds)
@@ -206,8 +229,8 @@ _NOT_OPTIONS = {"command", "func", "recipe", "jobs", "quiet"}
 
 def _list(args) -> int:
     print("recipes (gmmspeech recipe NAME --help):")
-    for name, text in _HELP.items():
-        print(f"  {name:<13} {text}")
+    for name, text in {**SCRIPTS, **_HELP}.items():
+        print(f"  {name:<15} {text}")
     return 0 if getattr(args, "recipe", None) is None else 2
 
 
@@ -229,4 +252,49 @@ def _run(args) -> int:
     module.run(**kwargs)
     if args.quiet:
         print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _run_speaker_id(args) -> int:
+    import os
+
+    rc = 0
+    for corpus in args.protocols or ["librispeech", "fsdd"]:
+        argv = ["--out", os.path.join(args.out, corpus), "-j", str(args.jobs)]
+        argv += ["--data-root", args.data_root] if args.data_root else []
+        argv += ["--quick"] if args.quick else []
+        argv += ["--stage", str(args.stage)] if args.stage is not None else []
+        argv += ["--stop-stage", str(args.stop_stage)] if args.stop_stage is not None else []
+        rc = max(rc, run_script(corpus, argv))
+    return rc
+
+
+def _run_script(args) -> int:
+    return run_script(args.recipe, args.script_args)
+
+
+def run_script(name: str, argv: list[str]) -> int:
+    """Run ``recipes/<name>/run.py`` of the source tree with the arguments ``argv``."""
+    import runpy
+    import sys
+
+    from gmmspeech.cli.steps import repo_root
+
+    script = repo_root() / "recipes" / name / "run.py"
+    if not script.is_file():
+        print(f"gmmspeech recipe: error: {script} not found; the step-by-step recipes live in "
+              "the gmmspeech source tree (recipes/<name>/run.py): run them from a checkout",
+              file=sys.stderr)
+        return 2
+    saved = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        return int(exc.code or 0)
+    finally:
+        sys.argv = saved
     return 0

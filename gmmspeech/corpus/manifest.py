@@ -32,7 +32,7 @@ from typing import Any
 from gmmspeech.atomic import atomic_write_text
 from gmmspeech.errors import ManifestError
 
-__all__ = ["Row", "read_manifest", "write_manifest", "from_kaldi", "COLUMNS"]
+__all__ = ["Row", "read_manifest", "write_manifest", "from_kaldi", "from_commonvoice", "COLUMNS"]
 
 #: The standard columns, in the order :func:`write_manifest` writes them.
 COLUMNS = ("id", "path", "label", "start", "end")
@@ -414,4 +414,63 @@ def from_kaldi(data_dir: str | os.PathLike, *, wav_root: str | os.PathLike | Non
             if rid not in utt2spk:
                 raise ManifestError(scp, n, f"recording {rid!r} has no speaker in {u2s_path}")
             rows.append(Row(rid, rpath, utt2spk[rid], None, None, n, extra(rid)))
+    return rows
+
+
+#: Common Voice metadata columns kept as manifest columns (when the TSV has them).
+COMMONVOICE_EXTRA = {"sentence": "text", "gender": "gender", "age": "age", "accents": "accents",
+                     "locale": "locale"}
+
+
+def from_commonvoice(folder: str | os.PathLike, *, tsv: str = "validated.tsv") -> list[Row]:
+    """Rows of a corpus in the Mozilla Common Voice layout: ``folder/clips/*.mp3`` listed by
+    ``folder/<tsv>`` (tab-separated, with at least the columns ``client_id``, ``path`` and
+    ``sentence``; ``validated.tsv``, ``train.tsv``, ``dev.tsv`` ...).
+
+    Each row: id = the clip's file name without extension, path = ``clips/<path>``
+    (relative: use the manifest with ``data_root`` / ``--data-root`` set to ``folder``),
+    label = ``client_id`` (the speaker), and the columns ``text`` (the sentence), ``gender``,
+    ``age``, ``accents`` and ``locale`` where the TSV has them.
+
+    Raises
+    ------
+    ManifestError
+        The TSV is missing or lacks a required column (naming the file and the columns it
+        has), a line has too few cells, or two lines name the same clip.
+    """
+    path = os.path.join(os.fspath(folder), tsv)
+    if not os.path.isfile(path):
+        raise ManifestError(path, None, "not found (a Common Voice folder holds clips/ and "
+                                        f"{tsv})")
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            raise ManifestError(path, 1, "empty file")
+        missing = [c for c in ("client_id", "path", "sentence") if c not in header]
+        if missing:
+            raise ManifestError(path, 1, f"no column {', '.join(missing)} (columns: "
+                                         f"{', '.join(header)})")
+        col = {c: i for i, c in enumerate(header)}
+        rows: list[Row] = []
+        seen: dict[str, int] = {}
+        for cells in reader:
+            n = reader.line_num
+            if not cells or cells == [""]:
+                continue
+            if len(cells) <= max(col["client_id"], col["path"]):
+                raise ManifestError(path, n, f"expected {len(header)} tab-separated cells, got "
+                                             f"{len(cells)}")
+            clip = cells[col["path"]].strip()
+            spk = cells[col["client_id"]].strip()
+            if not clip or not spk:
+                raise ManifestError(path, n, "empty path or client_id")
+            cid = os.path.splitext(os.path.basename(clip))[0]
+            if cid in seen:
+                raise ManifestError(path, n, f"clip {clip!r} is listed twice (first on line "
+                                             f"{seen[cid]})")
+            seen[cid] = n
+            extra = {name: cells[col[c]] for c, name in COMMONVOICE_EXTRA.items()
+                     if c in col and col[c] < len(cells)}
+            rows.append(Row(cid, "clips/" + clip, spk, None, None, n, extra))
     return rows

@@ -7,7 +7,9 @@ table and PNG figures plus ``out/results.json`` (finite numbers only), and retur
 results dictionary. Recipes hold no maths of their own.
 
 The registry below maps a recipe name to its module and a one-line description; modules
-are imported only when a recipe is run, so listing recipes stays cheap.
+are imported only when a recipe is run, so listing recipes stays cheap. The corpus recipes
+of speaker recognition are step-by-step scripts of the source tree, ``recipes/<corpus>/run.py``
+(built on :mod:`gmmspeech.cli.steps`); ``gmmspeech recipe NAME`` launches them too.
 """
 
 from __future__ import annotations
@@ -20,10 +22,6 @@ RECIPES: dict[str, tuple[str, str]] = {
     "demo": (
         "gmmspeech.recipes.demo",
         "speaker identification on a synthesised corpus (or LibriSpeech with --data-root)",
-    ),
-    "speaker_id": (
-        "gmmspeech.recipes.speaker_id",
-        "GMM-UBM speaker identification on LibriSpeech and FSDD, diagonal and full covariance",
     ),
     "digits": (
         "gmmspeech.recipes.digits",

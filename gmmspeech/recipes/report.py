@@ -40,6 +40,19 @@ CREDITS: dict[str, str] = {
         "https://github.com/Jakobovski/free-spoken-digit-dataset (DOI 10.5281/zenodo.1342401); "
         "licence CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)."
     ),
+    "dspspeech20": (
+        "DSPSpeech-20 (Zhongyu Chen, https://github.com/zhongyuchen/DSPSpeech-20), 20 isolated "
+        "words recorded by students of a DSP course; licence MIT."
+    ),
+    "speechocean762": (
+        "speechocean762 (Zhang et al., \"speechocean762: An Open-Source Non-native English Speech "
+        "Corpus For Pronunciation Assessment\", Interspeech 2021), free for commercial and "
+        "non-commercial use (CC BY 4.0)."
+    ),
+    "commonvoice": (
+        "A corpus in the Mozilla Common Voice layout (clips/*.mp3, validated.tsv); Common Voice "
+        "itself is released under CC0 1.0."
+    ),
     "old-faithful": (
         "Old Faithful geyser eruptions (R datasets::faithful; Haerdle 1991, after Azzalini and "
         "Bowman 1990), public data."
