@@ -7,7 +7,9 @@ system) it writes plain lines, at most one every ``interval`` seconds plus the l
 
     features: 120/3000 files (4.0 %), 12 s, about 4 min 48 s left
 
-so a log never fills with carriage-return bars. :func:`stage` writes one line per stage of a
+so a log never fills with carriage-return bars. The remaining time is estimated from the items
+done after the first one (which also paid the start-up: worker processes, compilation), so it
+appears from the second item on. :func:`stage` writes one line per stage of a
 long job (counts and time). ``GMMSPEECH_PROGRESS=bar|lines|off`` overrides the choice.
 """
 
@@ -64,6 +66,7 @@ class _Lines:
         self._last = self._t0
         self._postfix = ""
         self._closed = False
+        self._first: tuple[float, int] | None = None  # (time, count) when the first item was done
 
     def set_postfix(self, **kw: Any) -> None:
         self._postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
@@ -75,9 +78,12 @@ class _Lines:
         else:
             head = f"{self.desc}: {self.n} {self.unit}"
         parts = [head, format_duration(el)]
-        done = self.n - self._initial
-        if self.total and 0 < done and self.n < self.total:
-            parts.append(f"about {format_duration(el / done * (self.total - self.n))} left")
+        if self.total and self._first is not None and self._first[1] < self.n < self.total:
+            # the rate since the first item was done: the first one also paid the start-up
+            # (worker processes, compilation, caches), which would inflate the estimate
+            t1, n1 = self._first
+            rate = (time.monotonic() - t1) / (self.n - n1)
+            parts.append(f"about {format_duration(rate * (self.total - self.n))} left")
         if self._postfix:
             parts.append(self._postfix)
         return ", ".join(parts)
@@ -85,6 +91,8 @@ class _Lines:
     def update(self, k: int = 1) -> None:
         self.n += int(k)
         now = time.monotonic()
+        if self._first is None and k > 0:
+            self._first = (now, self.n)
         if now - self._last >= self._interval and not (self.total and self.n >= self.total):
             self._last = now
             print(self._line(), file=self._stream, flush=True)
