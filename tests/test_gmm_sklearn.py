@@ -48,7 +48,8 @@ def _pair(X, covariance_type, n_iter, tol=0.0, **extra):
         sk = GaussianMixture(4, covariance_type=covariance_type, max_iter=n_iter, tol=tol, reg_covar=1e-6,
                              **init).fit(X)
         ours = GMM(4, covariance_type=covariance_type, max_iter=n_iter, tol=tol, reg_covar=1e-6,
-                   var_floor_rel=0.0, dtype=np.float64, **init, **extra).fit(X)
+                   var_floor_rel=0.0, dtype=np.float64, accelerate=None, stopping="gain", **init,
+                   **extra).fit(X)
     return sk, ours
 
 
@@ -97,7 +98,7 @@ def test_float32_engine_close_to_sklearn(covariance_type):
         warnings.simplefilter("ignore")
         sk = GaussianMixture(4, covariance_type=covariance_type, max_iter=5, tol=0, **init).fit(X)
         ours = GMM(4, covariance_type=covariance_type, max_iter=5, tol=0, var_floor_rel=0.0,
-                   dtype=np.float32, **init).fit(X.astype(np.float32))
+                   dtype=np.float32, accelerate=None, stopping="gain", **init).fit(X.astype(np.float32))
     np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-3, atol=1e-4)
     assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, abs=1e-4)

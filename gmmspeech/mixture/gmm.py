@@ -224,6 +224,126 @@ def _floor_full(cov: np.ndarray, floor_d: np.ndarray) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- EM acceleration
+ACCELERATIONS = (None, "squarem")
+STOPPING_RULES = ("aitken", "gain")
+_RATE_WINDOW = 5  # EM convergence rate: the largest step ratio among the last few estimates
+
+
+def _chol_vec(mats, scale):
+    """log-Cholesky coordinates of covariances ``(m, D, D)`` in the data's standard units."""
+    chol = np.linalg.cholesky(mats / np.outer(scale, scale))
+    il = np.tril_indices(scale.size, -1)
+    return np.concatenate([np.log(np.diagonal(chol, axis1=-2, axis2=-1)).ravel(), chol[:, il[0], il[1]].ravel()])
+
+
+def _chol_unvec(vec, m, scale):
+    d = scale.size
+    chol = np.zeros((m, d, d))
+    di = np.arange(d)
+    chol[:, di, di] = np.exp(vec[: m * d].reshape(m, d))
+    il = np.tril_indices(d, -1)
+    chol[:, il[0], il[1]] = vec[m * d :].reshape(m, -1)
+    return (chol @ np.swapaxes(chol, -1, -2)) * np.outer(scale, scale)
+
+
+# covariances <-> unconstrained coordinates (log variances, log-Cholesky factors); the way back
+# applies the variance floors, so every extrapolated point is a valid, floored model
+_COV_TO_VEC = {
+    "diag": lambda cov, scale: np.log(cov).ravel(),
+    "spherical": lambda cov, scale: np.log(cov).ravel(),
+    "full": _chol_vec,
+    "tied": lambda cov, scale: _chol_vec(cov[None], scale),
+}
+_COV_FROM_VEC = {
+    "diag": lambda v, k, scale, floor: np.maximum(np.exp(v).reshape(k, -1), floor),
+    "spherical": lambda v, k, scale, floor: np.maximum(np.exp(v), float(np.mean(floor))),
+    "full": lambda v, k, scale, floor: _floor_full(_chol_unvec(v, k, scale), floor),
+    "tied": lambda v, k, scale, floor: _floor_full(_chol_unvec(v, 1, scale), floor)[0],
+}
+
+
+class _ParamMap:
+    """Mixture parameters as one unconstrained vector in the data's standard units.
+
+    ``[log weights, (means - centre) / scale, covariance coordinates]``: SQUAREM extrapolates
+    in these coordinates (so the extrapolated weights stay on the simplex and covariances stay
+    positive definite), and the stopping rule measures parameter movement in them (weights
+    by their absolute change, means in standard deviations of the data, variances relatively).
+    """
+
+    def __init__(self, model, stats):
+        self.k = model.n_components
+        self.ct = model.covariance_type
+        self.centre = stats.global_mean()
+        self.scale = np.sqrt(np.maximum(stats.global_variance(), np.finfo(np.float64).tiny))
+        self.floor = model._variance_floor(stats)
+
+    def vec(self, model):
+        return np.concatenate([
+            np.log(model.weights_),
+            ((model.means_ - self.centre) / self.scale).ravel(),
+            _COV_TO_VEC[self.ct](model.covariances_, self.scale),
+        ])
+
+    def params(self, vec):
+        """(weights, means, covariances) from a vector, or None when it is not a valid model."""
+        k, d = self.k, self.scale.size
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if not np.all(np.isfinite(vec)):
+                return None
+            lw = vec[:k]
+            weights = np.exp(lw - lw.max())
+            weights /= weights.sum()
+            means = vec[k : k + k * d].reshape(k, d) * self.scale + self.centre
+            rest = vec[k + k * d :]
+            raw = np.exp(rest) if self.ct in ("diag", "spherical") else None
+            if raw is not None and not np.all(np.isfinite(raw)):
+                return None
+            if self.ct in ("full", "tied"):
+                m = 1 if self.ct == "tied" else k
+                if not np.all(np.isfinite(_chol_unvec(rest, m, self.scale))):
+                    return None
+            cov = _COV_FROM_VEC[self.ct](rest, k, self.scale, self.floor)
+        if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means)) and np.all(np.isfinite(cov))):
+            return None
+        return weights, means, cov
+
+    def distance(self, a, b) -> float:
+        k = self.k
+        dw = float(np.max(np.abs(np.exp(a[:k]) - np.exp(b[:k]))))
+        return max(dw, float(np.max(np.abs(a[k:] - b[k:]))))
+
+
+class _AitkenRule:
+    """Convergence seen through Aitken's geometric extrapolation of two consecutive EM steps.
+
+    EM converges linearly: successive steps shrink by the rate ``lam`` (the largest fraction of
+    missing information), so the distance from the point before a step of size ``d`` to the
+    limit is about ``d / (1 - lam)`` and the log-likelihood still to gain from there about
+    ``g / (1 - lam^2)`` for that step's gain ``g``. With overlapping components ``lam`` is close to 1 and the last step
+    says little: a gain of 1e-4 per frame can leave the means an inch from the optimum.
+    ``lam`` is the largest step ratio among the last few estimates (one bad estimate right
+    after an extrapolation does not stop the fit); ``lam >= 1`` means "not converged".
+    """
+
+    def __init__(self, tol, param_rtol):
+        self.tol = float(tol)
+        self.param_rtol = float(param_rtol)
+        self.rates = []
+
+    def converged(self, d_prev, d_last, gain) -> bool:
+        if not d_prev > 0:  # an exact fixed point
+            return True
+        self.rates = (self.rates + [d_last / d_prev])[-_RATE_WINDOW:]
+        lam = max(self.rates)
+        if len(self.rates) < 2 or not lam < 1.0:  # the first ratio (from the start) says little
+            return False
+        remaining_params = d_last / (1.0 - lam)
+        remaining_gain = max(gain, 0.0) / (1.0 - lam * lam)
+        return bool(remaining_params <= self.param_rtol and remaining_gain < self.tol)
+
+
 def _check_shape(param, shape, name):
     param = np.asarray(param)
     if param.shape != tuple(shape):
@@ -337,6 +457,9 @@ class GMM(DensityMixin, BaseEstimator):
         split_iter=5,
         kmeans_iter=10,
         backend=None,
+        accelerate="squarem",
+        stopping="aitken",
+        param_rtol=1e-3,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -359,6 +482,9 @@ class GMM(DensityMixin, BaseEstimator):
         self.split_iter = split_iter
         self.kmeans_iter = kmeans_iter
         self.backend = backend
+        self.accelerate = accelerate
+        self.stopping = stopping
+        self.param_rtol = param_rtol
 
     # ================================================================== scikit-learn protocol
     # get_params / set_params / clone / repr come from BaseEstimator; score is overridden below.
@@ -393,6 +519,16 @@ class GMM(DensityMixin, BaseEstimator):
             raise ValueError(f"Invalid value for 'tol': {self.tol}. Tolerance used by the EM must be non-negative")
         if self.param_tol is not None and (not np.isscalar(self.param_tol) or not self.param_tol >= 0):
             raise ValueError(f"Invalid value for 'param_tol': {self.param_tol}. It must be None or non-negative")
+        if self.param_rtol is None or not np.isscalar(self.param_rtol) or not self.param_rtol >= 0:
+            raise ValueError(f"Invalid value for 'param_rtol': {self.param_rtol}. It must be non-negative")
+        if self.accelerate not in ACCELERATIONS:
+            raise ValueError(
+                f"Invalid value for 'accelerate': {self.accelerate!r}. 'accelerate' should be in {list(ACCELERATIONS)}"
+            )
+        if self.stopping not in STOPPING_RULES:
+            raise ValueError(
+                f"Invalid value for 'stopping': {self.stopping!r}. 'stopping' should be in {list(STOPPING_RULES)}"
+            )
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ValueError(
                 f"Invalid value for 'max_iter': {self.max_iter}. Estimation requires at least one iteration"
@@ -1131,6 +1267,133 @@ class GMM(DensityMixin, BaseEstimator):
         self.m_step(stats)
         return avg
 
+    def _log_iteration(self, n_iter, t0, change):
+        if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+            print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - t0:.5f}s\t ll change {change:.5f}")
+
+    def _em_plain(self, X, w, t0):
+        """Plain EM: one E-step and one M-step per iteration (scikit-learn's loop with
+        ``stopping="gain"``). Returns (lower_bound, n_iter, converged, history)."""
+        self.n_extrapolated_ = 0
+        lower_bound = -np.inf
+        history = []
+        aitken = _AitkenRule(self.tol, self.param_rtol) if self.stopping == "aitken" else None
+        pmap = vecs = None
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            prev = lower_bound
+            before = self._snapshot() if self.param_tol is not None else None
+            stats = self._accumulate_all(X, w)
+            lower_bound = stats.average_loglik
+            if aitken is not None and pmap is None:
+                pmap = _ParamMap(self, stats)
+                vecs = [pmap.vec(self)]
+            self.m_step(stats)
+            history.append(lower_bound)
+            change = lower_bound - prev
+            self._log_iteration(n_iter, t0, change)
+            if before is not None and self._param_change(before) <= self.param_tol:
+                return lower_bound, n_iter, True, history
+            if aitken is None:
+                if abs(change) < self.tol:
+                    return lower_bound, n_iter, True, history
+                continue
+            vecs = (vecs + [pmap.vec(self)])[-3:]
+            if len(vecs) == 3 and aitken.converged(
+                pmap.distance(vecs[1], vecs[0]), pmap.distance(vecs[2], vecs[1]), change
+            ):
+                return lower_bound, n_iter, True, history
+        return lower_bound, n_iter, False, history
+
+    def _em_squarem(self, X, w, t0):
+        """EM accelerated by SQUAREM (Varadhan and Roland 2008, scheme S3), monotone.
+
+        One cycle: two EM steps theta0 -> theta1 -> theta2, then the squared extrapolation
+        ``theta' = theta0 + 2 a r + a^2 v`` (``r = theta1 - theta0``, ``v = theta2 - 2 theta1 +
+        theta0``, ``a = |r| / |v|`` clipped to [1, step_max]) in unconstrained coordinates (see
+        :class:`_ParamMap`), and one stabilising EM step from theta'. theta' is kept only when
+        its log-likelihood is at least theta1's; otherwise (or when it is not a valid model)
+        the cycle falls back to the plain EM point theta2. So every log-likelihood recorded in
+        ``history_`` is at least the previous one, exactly as for plain EM. ``step_max`` grows
+        by 4 when the step length reaches it and shrinks by 4 when such a step is rejected
+        (the R package SQUAREM's rule). ``n_iter`` counts E-steps (passes over the data),
+        rejected extrapolations included. Returns (lower_bound, n_iter, converged, history).
+        """
+        self.n_extrapolated_ = 0
+        history = []
+        aitken = _AitkenRule(self.tol, self.param_rtol) if self.stopping == "aitken" else None
+        pmap = None
+        step_max = 1.0
+        n_iter = 0
+        lower_bound = -np.inf
+        while n_iter < self.max_iter:
+            stats = self._accumulate_all(X, w)
+            n_iter += 1
+            l0 = stats.average_loglik
+            self._log_iteration(n_iter, t0, l0 - lower_bound)
+            lower_bound = l0
+            history.append(l0)
+            if pmap is None:
+                pmap = _ParamMap(self, stats)
+            reseeded = self.n_reseeded_
+            p0 = pmap.vec(self)
+            self.m_step(stats)
+            if n_iter >= self.max_iter:
+                break
+            p1 = pmap.vec(self)
+            before = self._snapshot() if self.param_tol is not None else None
+            stats = self._accumulate_all(X, w)
+            n_iter += 1
+            l1 = stats.average_loglik
+            self._log_iteration(n_iter, t0, l1 - l0)
+            lower_bound = l1
+            history.append(l1)
+            self.m_step(stats)
+            p2 = pmap.vec(self)
+            if before is not None and self._param_change(before) <= self.param_tol:
+                return lower_bound, n_iter, True, history
+            if aitken is None:
+                if abs(l1 - l0) < self.tol:
+                    return lower_bound, n_iter, True, history
+            elif aitken.converged(pmap.distance(p1, p0), pmap.distance(p2, p1), l1 - l0):
+                return lower_bound, n_iter, True, history
+            if n_iter >= self.max_iter or self.n_reseeded_ != reseeded:
+                continue  # a re-seeded component jumps: nothing to extrapolate
+            r = p1 - p0
+            v = p2 - 2.0 * p1 + p0
+            nv = float(np.sqrt(v @ v))
+            if not nv > 0:
+                continue
+            alpha = float(np.clip(np.sqrt(r @ r) / nv, 1.0, step_max))
+            at_max = alpha >= step_max
+            if alpha <= 1.01:  # theta' would be theta2
+                step_max = step_max * 4.0 if at_max else step_max
+                continue
+            theta2 = self._get_parameters()
+            new = pmap.params(p0 + 2.0 * alpha * r + alpha * alpha * v)
+            accepted = False
+            if new is not None:
+                pc = self._safe_precisions_cholesky(new[2], pmap.floor)
+                if pc is not None:
+                    self._set_parameters(*new, pc)
+                    stats = self._accumulate_all(X, w)
+                    n_iter += 1
+                    lp = stats.average_loglik
+                    accepted = bool(np.isfinite(lp) and lp >= l1)
+            if accepted:
+                self._log_iteration(n_iter, t0, lp - l1)
+                lower_bound = lp
+                history.append(lp)
+                self.m_step(stats)
+                self.n_extrapolated_ += 1
+                if at_max:
+                    step_max *= 4.0
+            else:
+                self._set_parameters(*theta2)
+                if at_max:
+                    step_max = max(1.0, step_max / 4.0)
+        return lower_bound, n_iter, False, history
+
     def fit(self, X, y=None, sample_weight=None) -> GMM:
         """Estimate the parameters with EM (``n_init`` initialisations, the best kept).
 
@@ -1160,36 +1423,23 @@ class GMM(DensityMixin, BaseEstimator):
             self._initialize(X, w, rng)
             if self.verbose:
                 print(f"Initialization {run}")
-            lower_bound = -np.inf
-            history = []
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, self.max_iter + 1):
-                prev = lower_bound
-                before = self._snapshot() if self.param_tol is not None else None
-                lower_bound = self._em_step(X, w)
-                history.append(lower_bound)
-                change = lower_bound - prev
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - t0:.5f}s\t ll change {change:.5f}")
-                if abs(change) < self.tol or (
-                    before is not None and self._param_change(before) <= self.param_tol
-                ):
-                    converged = True
-                    break
+            run_em = self._em_squarem if self.accelerate == "squarem" else self._em_plain
+            lower_bound, n_iter, converged, history = run_em(X, w, t0)
             if self.verbose:
                 print(f"Initialization {'converged' if converged else 'did not converge'}. "
                       f"time lapse {time.perf_counter() - t0:.5f}s\t lower bound {lower_bound:.5f}")
             if best is None or lower_bound > best_lb:
                 best_lb = lower_bound
-                best = (self._get_parameters(), n_iter, converged, history, self.n_reseeded_)
-        (weights, means, cov, pc), n_iter, converged, history, n_reseeded = best
+                best = (self._get_parameters(), n_iter, converged, history, self.n_reseeded_,
+                        self.n_extrapolated_)
+        (weights, means, cov, pc), n_iter, converged, history, n_reseeded, n_extrapolated = best
         self._set_parameters(weights, means, cov, pc)
         self.n_iter_ = n_iter
         self.converged_ = converged
         self.history_ = history
         self.lower_bound_ = best_lb
         self.n_reseeded_ = n_reseeded
+        self.n_extrapolated_ = n_extrapolated
         if not converged:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "

@@ -136,7 +136,8 @@ def _heights(rep: Report, *, n: int, seed: int, epsilon: float, k_max: int,
 
     # the same fit in one call must land on the same parameters
     one = GMM(2, covariance_type="full", init_params="random_from_data", random_state=seed,
-              dtype=np.float64, max_iter=max_iter, tol=0.0, param_tol=epsilon).fit(X)
+              dtype=np.float64, max_iter=max_iter, tol=0.0, param_tol=epsilon,
+              accelerate=None, stopping="gain").fit(X)
     one_gap = _max_change(_params(one), tr["params"][-1])
 
     rep.heading("Part 1: heights, a univariate two-component mixture")

@@ -1,0 +1,163 @@
+"""EM that converges on the textbook example: the Aitken stopping rule and SQUAREM.
+
+References are independent of the code under test: the maximum-likelihood fit comes from
+scikit-learn's ``GaussianMixture`` run to ``tol=1e-12`` from the population values, and the
+plain-EM fixed point from a hand-written numpy EM loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gmmspeech import GMM
+
+TYPES = ["diag", "full", "spherical", "tied"]
+
+
+def heights(seed=0):
+    """The seed example: 3,000 heights from N(70, 3^2) and 3,000 from N(65, 2.5^2)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(70, 3, 3000), rng.normal(65, 2.5, 3000)])
+
+
+def _quiet_fit(model, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(X)
+
+
+@pytest.fixture(scope="module")
+def heights_mle():
+    sk = pytest.importorskip("sklearn.mixture")
+    x = heights()
+    ref = sk.GaussianMixture(2, tol=1e-12, max_iter=100_000, means_init=[[65.0], [70.0]],
+                             weights_init=[0.5, 0.5], precisions_init=[[[1 / 6.25]], [[1 / 9.0]]]).fit(x[:, None])
+    order = np.argsort(ref.means_[:, 0])
+    return x, ref.means_[order, 0], float(ref.score(x[:, None]))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_default_fit_recovers_the_heights_means(seed, heights_mle):
+    x, mle, _ = heights_mle
+    # the sample's maximum-likelihood means are within 0.5 of the population's
+    assert np.all(np.abs(mle - [65.0, 70.0]) < 0.5)
+    g = _quiet_fit(GMM(2, init_params="random_from_data", random_state=seed), x)
+    means = np.sort(g.means_[:, 0])
+    assert np.all(np.abs(means - [65.0, 70.0]) < 0.5), means
+    assert np.all(np.abs(means - mle) < 0.3), (means, mle)
+
+
+def test_old_stopping_rule_stops_on_the_ridge_and_aitken_does_not(heights_mle):
+    """scikit-learn's rule (gain < 1e-3 per frame) fires after a few iterations far from the
+    optimum; the Aitken rule sees that EM is still moving at a rate close to 1."""
+    x, mle, _ = heights_mle
+    old = _quiet_fit(GMM(2, init_params="random_from_data", random_state=4, accelerate=None,
+                         stopping="gain"), x)
+    assert old.converged_ and old.n_iter_ <= 6
+    assert np.max(np.abs(np.sort(old.means_[:, 0]) - mle)) > 0.5
+    new = _quiet_fit(GMM(2, init_params="random_from_data", random_state=4, accelerate=None,
+                         max_iter=20_000, dtype=np.float64), x)
+    assert new.converged_ and new.n_iter_ > 200
+    np.testing.assert_allclose(np.sort(new.means_[:, 0]), mle, atol=0.05)
+
+
+def _numpy_em(X, weights, means, covs, n_iter, reg=1e-6):
+    """A plain diagonal-covariance EM written directly in numpy (the reference fixed point)."""
+    w, m, v = weights.copy(), means.copy(), covs.copy()
+    for _ in range(n_iter):
+        logp = (np.log(w)[None] - 0.5 * np.sum(np.log(2 * np.pi * v), axis=1)[None]
+                - 0.5 * np.sum((X[:, None, :] - m[None]) ** 2 / v[None], axis=2))
+        mx = logp.max(axis=1, keepdims=True)
+        r = np.exp(logp - mx)
+        r /= r.sum(axis=1, keepdims=True)
+        nk = r.sum(axis=0)
+        w = nk / nk.sum()
+        m = (r.T @ X) / nk[:, None]
+        v = (r.T @ X**2) / nk[:, None] - m**2 + reg
+    return w, m, v
+
+
+def _overlapping(seed=0, n=3000):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal([0, 0], [1.0, 1.5], size=(n, 2)),
+                      rng.normal([1.5, 1.0], [1.2, 1.0], size=(n, 2)),
+                      rng.normal([-1.0, 2.0], [0.8, 1.0], size=(n, 2))])
+
+
+def test_squarem_reaches_plain_em_fixed_point():
+    X = _overlapping()
+    start = GMM(3, random_state=0, dtype=np.float64, var_floor_rel=0.0).initialize(X)
+    init = dict(weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_)
+    w, m, v = _numpy_em(X, start.weights_, start.means_, start.covariances_, 4000)
+    kw = dict(dtype=np.float64, var_floor_rel=0.0, tol=1e-12, param_rtol=1e-9, max_iter=5000, **init)
+    fast = _quiet_fit(GMM(3, accelerate="squarem", **kw), X)
+    assert fast.converged_
+    np.testing.assert_allclose(fast.means_, m, atol=2e-5)
+    np.testing.assert_allclose(fast.covariances_, v, rtol=1e-4)
+    np.testing.assert_allclose(fast.weights_, w, atol=1e-5)
+    plain = _quiet_fit(GMM(3, accelerate=None, **kw), X)
+    assert fast.n_iter_ * 3 < plain.n_iter_  # E-steps (passes over the data)
+    assert fast.n_extrapolated_ > 0
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("accelerate", [None, "squarem"])
+def test_log_likelihood_never_decreases(covariance_type, accelerate):
+    X = _overlapping(1, 800)
+    g = _quiet_fit(GMM(3, covariance_type=covariance_type, accelerate=accelerate, dtype=np.float64,
+                       var_floor_rel=0.0, reg_covar=1e-9, tol=0.0, max_iter=60, random_state=2), X)
+    h = np.asarray(g.history_)
+    assert len(h) >= 30
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:])), np.min(np.diff(h))
+    # the fitted model is at least as likely as the last E-step's (an M-step follows it)
+    assert g.score(X) >= h[-1] - 1e-9
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_squarem_and_plain_agree_for_every_covariance_type(covariance_type):
+    X = _overlapping(2, 1500)
+    kw = dict(covariance_type=covariance_type, dtype=np.float64, tol=1e-10, param_rtol=1e-7,
+              max_iter=20_000, random_state=3)
+    fast = _quiet_fit(GMM(3, accelerate="squarem", **kw), X)
+    plain = _quiet_fit(GMM(3, accelerate=None, **kw), X)
+    assert fast.converged_ and plain.converged_
+    o1, o2 = np.argsort(fast.means_[:, 0]), np.argsort(plain.means_[:, 0])
+    np.testing.assert_allclose(fast.means_[o1], plain.means_[o2], atol=1e-3)
+    assert fast.score(X) == pytest.approx(plain.score(X), abs=1e-7)
+    assert fast.n_iter_ < plain.n_iter_
+
+
+def test_streaming_api_is_plain_em():
+    """partial_fit / accumulate / m_step are one plain EM step each, whatever ``accelerate``."""
+    X = _overlapping(3, 500)
+    a = GMM(3, random_state=0, dtype=np.float64, accelerate="squarem").initialize(X)
+    b = GMM(3, random_state=0, dtype=np.float64, accelerate=None).initialize(X)
+    for _ in range(5):
+        a.partial_fit(np.array_split(X, 4))
+        b.m_step(sum(b.accumulate(c) for c in np.array_split(X, 3)))
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-10)
+
+
+def test_gain_rule_and_plain_em_are_scikit_learns_loop():
+    sk = pytest.importorskip("sklearn.mixture")
+    X = _overlapping(4, 600)
+    start = GMM(3, random_state=1, dtype=np.float64, var_floor_rel=0.0).initialize(X)
+    init = dict(weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_)
+    ref = sk.GaussianMixture(3, covariance_type="diag", tol=1e-3, **init).fit(X)
+    ours = GMM(3, dtype=np.float64, var_floor_rel=0.0, accelerate=None, stopping="gain", **init).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9)
+
+
+def test_new_parameters_are_validated():
+    X = _overlapping(0, 50)
+    with pytest.raises(ValueError, match=r"Invalid value for 'accelerate': 'fast'. 'accelerate' should be in \[None, 'squarem'\]"):
+        GMM(2, accelerate="fast").fit(X)
+    with pytest.raises(ValueError, match=r"Invalid value for 'stopping': 'x'. 'stopping' should be in \['aitken', 'gain'\]"):
+        GMM(2, stopping="x").fit(X)
+    with pytest.raises(ValueError, match="Invalid value for 'param_rtol': -1"):
+        GMM(2, param_rtol=-1).fit(X)
