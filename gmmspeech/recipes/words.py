@@ -58,7 +58,7 @@ def _fit_gmm(seqs, n_components, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return GMM(n_components, covariance_type="diag", reg_covar=1e-3, max_iter=100,
-                   random_state=seed).fit(np.concatenate(seqs))
+                   accelerate=None, stopping="gain", random_state=seed).fit(np.concatenate(seqs))
 
 
 def _fit_hmmlearn(seqs, n_states, n_mix, max_jump, seed):
