@@ -290,6 +290,28 @@ def test_cmvn_properties():
     np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-4)
 
 
+def test_speaker_cmvn_equals_cmvn_of_the_concatenation():
+    from gmmspeech.features import speaker_cmvn
+
+    rng = np.random.default_rng(4)
+    utts = [(rng.standard_normal((int(rng.integers(1, 30)), 5)) * 3 + rng.normal(size=5)).astype(np.float32)
+            for _ in range(9)]
+    spk = ["a", "b", "a", "c", "b", "a", "c", "c", "b"]
+    out = speaker_cmvn(utts, spk)
+    for s in "abc":
+        idx = [i for i, t in enumerate(spk) if t == s]
+        ref = cmvn(np.concatenate([utts[i].astype(np.float64) for i in idx]))  # one speaker, one matrix
+        got = np.concatenate([out[i] for i in idx])
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    # a single speaker's utterance is not normalised on its own: its own mean is not 0
+    assert abs(out[0].mean(axis=0)).max() > 1e-2
+    m = speaker_cmvn(utts, spk, norm_vars=False)
+    np.testing.assert_allclose(np.concatenate([m[0], m[2], m[5]]).mean(axis=0), 0, atol=1e-5)
+    with pytest.raises(ValueError, match="speakers has 2 entries for 9"):
+        speaker_cmvn(utts, ["a", "b"])
+
+
 def _kaldi_sliding_plain(X, window, center, norm_vars, min_window=100):
     """Kaldi's apply-cmvn-sliding, one frame at a time."""
     n = len(X)

@@ -25,7 +25,7 @@ from gmmspeech.features.mfcc import (
     mfcc,
     mfcc_and_energy,
 )
-from gmmspeech.features.normalize import cmvn, feature_warping, sliding_cmvn
+from gmmspeech.features.normalize import cmvn, feature_warping, sliding_cmvn, speaker_cmvn
 from gmmspeech.features.pitch import pitch_features
 from gmmspeech.features.plp import plp, plp_and_energy
 from gmmspeech.features.rasta import rasta_filter
@@ -60,5 +60,6 @@ __all__ = [
     "rasta_filter",
     "sdc",
     "sliding_cmvn",
+    "speaker_cmvn",
     "static_features",
 ]

@@ -1,6 +1,8 @@
 """Feature normalisation over frames-first (n_frames, n_dims) arrays.
 
 * :func:`cmvn` - utterance mean (and variance) normalisation.
+* :func:`speaker_cmvn` - mean (and variance) normalisation over all utterances of a speaker
+  (Kaldi's per-speaker ``compute-cmvn-stats --spk2utt``).
 * :func:`sliding_cmvn` - Kaldi ``apply-cmvn-sliding`` semantics.
 * :func:`feature_warping` - Pelecanos & Sridharan (2001) short-term Gaussianisation.
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from gmmspeech._lazy import lazy_kernel
 
-__all__ = ["cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds", "sliding_cmvn_rows",
+__all__ = ["cmvn", "speaker_cmvn", "sliding_cmvn", "feature_warping", "sliding_window_bounds", "sliding_cmvn_rows",
            "feature_warping_rows"]
 
 _VAR_FLOOR = 1e-10  # as Kaldi's sliding CMVN
@@ -58,6 +60,50 @@ def cmvn(X: np.ndarray, *, norm_vars: bool = True, var_floor: float = _VAR_FLOOR
         var = np.square(out).mean(axis=0)
         out /= np.sqrt(np.maximum(var, var_floor))
     return out.astype(X.dtype, copy=False)
+
+
+def speaker_cmvn(utterances, speakers, *, norm_vars: bool = True,
+                 var_floor: float = _VAR_FLOOR) -> list[np.ndarray]:
+    """Mean (and variance) normalisation with the statistics of every speaker's utterances.
+
+    For short utterances (isolated words, digits) the mean of one utterance depends on the
+    word spoken; the statistics of all of a speaker's utterances remove the speaker and
+    channel without removing the word (Kaldi normalises per speaker for that reason). At
+    test time it needs only the test speaker's unlabelled utterances.
+
+    Parameters
+    ----------
+    utterances : sequence of np.ndarray, each (n_frames, n_dims)
+    speakers : sequence
+        The speaker (any hashable) of every utterance.
+    norm_vars, var_floor
+        As :func:`cmvn`.
+
+    Returns
+    -------
+    list of np.ndarray
+        The normalised utterances, in order, each of its input's floating dtype.
+    """
+    utts = [_check_features(x, f"utterances[{i}]") for i, x in enumerate(utterances)]
+    speakers = list(speakers)
+    if len(speakers) != len(utts):
+        raise ValueError(f"speakers has {len(speakers)} entries for {len(utts)} utterances")
+    if len({x.shape[1] for x in utts}) > 1:
+        raise ValueError("utterances have different numbers of dimensions")
+    out: list[np.ndarray] = [None] * len(utts)  # type: ignore[list-item]
+    groups: dict = {}
+    for i, s in enumerate(speakers):
+        groups.setdefault(s, []).append(i)
+    for idx in groups.values():
+        n = sum(utts[i].shape[0] for i in idx)
+        mean = sum(utts[i].sum(axis=0, dtype=np.float64) for i in idx) / n
+        scale = 1.0
+        if norm_vars:
+            var = sum(np.square(utts[i] - mean).sum(axis=0) for i in idx) / n
+            scale = 1.0 / np.sqrt(np.maximum(var, var_floor))
+        for i in idx:
+            out[i] = ((utts[i].astype(np.float64) - mean) * scale).astype(utts[i].dtype, copy=False)
+    return out
 
 
 def sliding_window_bounds(
