@@ -163,9 +163,12 @@ def register(sub) -> None:
     p.add_argument("--mix", type=_positive_int, default=None,
                    help="Gaussians per state (with --states)")
     p.add_argument("--max-jump", dest="max_jump", type=_positive_int, default=None,
-                   help="largest forward jump of the left-to-right models (default 1)")
+                   help="largest forward jump of the left-to-right models (default: the dev-chosen 1)")
     p.add_argument("--n-mfcc", dest="n_mfcc", type=_positive_int, default=None,
-                   help="cepstra before deltas (default 13)")
+                   help="cepstra before deltas (default: the dev-chosen 13)")
+    p.add_argument("--normalisation", default=None, choices=["utterance", "speaker"],
+                   help="cepstral mean/variance normalisation per utterance or over each speaker's "
+                        "utterances (default: chosen on development speakers)")
     p.add_argument("--no-hmmlearn", dest="hmmlearn", action="store_false",
                    help="skip the hmmlearn comparison")
     p.add_argument("--train-manifest", dest="train_manifest", default=None, metavar="CSV",

@@ -33,6 +33,9 @@ from gmmspeech.recipes.report import Report, format_text_table
 #: (states, Gaussians per state) candidates tried on the development split
 CANDIDATES = ((6, 2), (8, 4), (10, 4))
 QUICK_CANDIDATES = ((4, 1), (6, 2))
+#: cepstral mean/variance normalisation candidates: per utterance, or over all of a speaker's
+#: utterances (:func:`gmmspeech.features.normalize.speaker_cmvn`; unsupervised at test time)
+NORMALISATIONS = ("utterance", "speaker")
 GMM_COMPONENTS = 16
 HMMLEARN_ITER = 10
 DSP_CREDIT = ("DSPSpeech-20 (Zhongyu Chen, https://github.com/zhongyuchen/DSPSpeech-20), "
@@ -41,7 +44,23 @@ DSP_CREDIT = ("DSPSpeech-20 (Zhongyu Chen, https://github.com/zhongyuchen/DSPSpe
 
 def _speaker(row) -> str:
     # DSPSpeech-20 ids are "{speaker}-{word}-{round}", FSDD ids "{speaker}_{digit}_{index}"
-    return row.id.split("-")[0] if "-" in row.id else row.id.split("_")[0]
+    return _speaker_of(row.id)
+
+
+def _speaker_of(utt_id: str) -> str:
+    return utt_id.split("-")[0] if "-" in utt_id else utt_id.split("_")[0]
+
+
+def _normalised(feats: dict, norm: str) -> dict:
+    """``feats`` (id -> frames, no CMVN) with utterance or speaker mean/variance normalisation."""
+    from gmmspeech.features.normalize import cmvn, speaker_cmvn
+
+    ids = list(feats)
+    if norm == "utterance":
+        return {i: cmvn(feats[i]) for i in ids}
+    if norm == "speaker":
+        return dict(zip(ids, speaker_cmvn([feats[i] for i in ids], [_speaker_of(i) for i in ids])))
+    raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {norm!r}")
 
 
 def _fit_hmm(seqs, n_states, n_mix, max_jump):
@@ -136,7 +155,8 @@ def _features(rows, out, name, sample_rate, n_mfcc, n_jobs, backend, scheduler, 
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.features.config import FeatureConfig
 
-    config = FeatureConfig.preset("speech").replace(sample_rate=sample_rate, n_mfcc=n_mfcc)
+    # no CMVN in the store: utterance or speaker normalisation is applied afterwards (_normalised)
+    config = FeatureConfig.preset("speech").replace(sample_rate=sample_rate, n_mfcc=n_mfcc, cmvn="none")
     store = FeatureStore(Path(out) / f"features-{name}")
     build = store.build(rows, config=config, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                         progress=verbose)
@@ -159,7 +179,8 @@ def _dsp_rows(data_root, train_manifest, test_manifest):
 
 def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int = 1,
         backend: str | None = None, scheduler: str | None = None, corpora=("dspspeech20", "fsdd"),
-        states: int | None = None, mix: int | None = None, max_jump: int = 1, n_mfcc: int = 13,
+        states: int | None = None, mix: int | None = None, max_jump: int | None = None,
+        n_mfcc: int | None = None, normalisation: str | None = None,
         hmmlearn: bool = True, hmmlearn_corpora=("dspspeech20",), train_manifest: str | None = None, test_manifest: str | None = None,
         verbose: bool = True) -> dict:
     """Run the isolated-word recipe; writes ``out/report.md`` and ``out/results.json``.
@@ -180,10 +201,16 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     corpora : sequence of {"dspspeech20", "fsdd"}
     states, mix : int or None
         Fix the number of states and Gaussians per state (skips the development selection).
-    max_jump : int
-        Largest forward jump of the left-to-right models (1: no skips).
-    n_mfcc : int
-        Cepstra (with deltas and delta-deltas: 3 x n_mfcc dimensions).
+    max_jump : int or None
+        Largest forward jump of the left-to-right models (1: no skips; default
+        :data:`~gmmspeech.mixture.hmm.WORD_HMM_DEFAULTS`).
+    n_mfcc : int or None
+        Cepstra (with deltas and delta-deltas: 3 x n_mfcc dimensions; default
+        :data:`~gmmspeech.mixture.hmm.WORD_HMM_FEATURES`).
+    normalisation : {"utterance", "speaker"} or None
+        Cepstral mean/variance normalisation per utterance or over each speaker's utterances
+        (:data:`NORMALISATIONS`). None: chosen on the DSPSpeech-20 development split and, for
+        FSDD, in every leave-one-speaker-out fold by inner folds over its training speakers.
     hmmlearn : bool
         Compare with hmmlearn's GMMHMM (skipped with a note when not installed).
     hmmlearn_corpora : sequence of str
@@ -195,9 +222,15 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     """
     from gmmspeech import metrics, plots
     from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, WORD_HMM_FEATURES
     from gmmspeech.recipes._common import default_manifest, require_data_root
 
     t0 = time.perf_counter()
+    max_jump = WORD_HMM_DEFAULTS["max_jump"] if max_jump is None else max_jump
+    n_mfcc = WORD_HMM_FEATURES["n_mfcc"] if n_mfcc is None else n_mfcc
+    if normalisation is not None and normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    norms = (normalisation,) if normalisation else NORMALISATIONS
     corpora = tuple(corpora)
     unknown = set(corpora) - {"dspspeech20", "fsdd"}
     if unknown or not corpora:
@@ -231,9 +264,11 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         f"one {4 if quick else GMM_COMPONENTS}-component diagonal GMM per word (frames as a bag), "
         "and hmmlearn's GMMHMM with the same states and Gaussians (left-to-right start, its "
         f"k-means initialisation, {HMMLEARN_ITER} iterations). Features: `speech` preset, {n_mfcc} MFCC with "
-        f"log-energy, deltas and delta-deltas ({3 * n_mfcc} dims), energy VAD, utterance CMVN."
+        f"log-energy, deltas and delta-deltas ({3 * n_mfcc} dims), energy VAD, then mean/variance "
+        "normalisation per utterance or over each speaker's utterances (chosen on development data)."
     )
     chosen = candidates[0]
+    chosen_norm = norms[0]
     labels_of = {}
 
     if "dspspeech20" in corpora:
@@ -253,25 +288,32 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         train_spk = sorted({i.split("-")[0] for i in train_ids})
         dev_spk = set(train_spk[1::3])
         dev_rows = []
-        if len(candidates) > 1:
+        normed = {n: _normalised(feats, n) for n in norms}
+        if len(candidates) * len(norms) > 1:
             fit_ids = [i for i in train_ids if i.split("-")[0] not in dev_spk]
             dev_ids = [i for i in train_ids if i.split("-")[0] in dev_spk]
             truth = [labels[i] for i in dev_ids]
             for n_states, n_mix in candidates:
-                sysd = {"gmm-hmm": systems(n_states, n_mix, "dev")["gmm-hmm"]}
-                res = _train_test(feats, labels, fit_ids, dev_ids, classes, sysd, n_jobs, backend, scheduler)
-                acc = metrics.accuracy(truth, res["gmm-hmm"]["pred"])
-                dev_rows.append({"states": n_states, "mix": n_mix, "dev_accuracy": acc})
-                if verbose:
-                    print(f"dev: {n_states} states x {n_mix} Gaussians: {acc:.4f}", flush=True)
-            best = max(dev_rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"]))
-            chosen = (best["states"], best["mix"])
+                for norm in norms:
+                    sysd = {"gmm-hmm": systems(n_states, n_mix, "dev")["gmm-hmm"]}
+                    res = _train_test(normed[norm], labels, fit_ids, dev_ids, classes, sysd, n_jobs, backend,
+                                      scheduler)
+                    acc = metrics.accuracy(truth, res["gmm-hmm"]["pred"])
+                    dev_rows.append({"states": n_states, "mix": n_mix, "normalisation": norm, "dev_accuracy": acc})
+                    if verbose:
+                        print(f"dev: {n_states} states x {n_mix} Gaussians, {norm} CMVN: {acc:.4f}", flush=True)
+            # ties: the smaller model, then per-utterance normalisation (needs no speaker labels)
+            best = max(dev_rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"],
+                                                d["normalisation"] == "utterance"))
+            chosen, chosen_norm = (best["states"], best["mix"]), best["normalisation"]
+        feats = normed[chosen_norm]
         truth = [labels[i] for i in test_ids]
         res = _train_test(feats, labels, train_ids, test_ids, classes, systems(*chosen, "dspspeech20"), n_jobs,
                           backend, scheduler)
         block = {"n_train": len(train_ids), "n_test": len(test_ids), "train_speakers": train_spk,
                  "test_speakers": sorted({i.split("-")[0] for i in test_ids}), "dev_speakers": sorted(dev_spk),
-                 "dev": dev_rows, "states": chosen[0], "mix": chosen[1], "n_failed_files": len(failed),
+                 "dev": dev_rows, "states": chosen[0], "mix": chosen[1], "normalisation": chosen_norm,
+                 "n_failed_files": len(failed),
                  "systems": {}}
         for name, r in res.items():
             block["systems"][name] = {"accuracy": metrics.accuracy(truth, r["pred"]),
@@ -285,11 +327,12 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         rep.text(f"Trained on {len(train_spk)} speakers ({len(train_ids)} recordings), tested on "
                  f"{len(block['test_speakers'])} unseen speakers ({len(test_ids)} recordings).")
         if dev_rows:
-            rep.text(f"Model size chosen on the development split ({len(dev_spk)} of the training "
-                     "speakers held out, models trained on the others): "
-                     f"{chosen[0]} states x {chosen[1]} Gaussians.")
-            rep.table(["states", "Gaussians per state", "dev accuracy"],
-                      [[d["states"], d["mix"], d["dev_accuracy"]] for d in dev_rows], floatfmt=".4f")
+            rep.text(f"Model size and normalisation chosen on the development split ({len(dev_spk)} of "
+                     "the training speakers held out, models trained on the others): "
+                     f"{chosen[0]} states x {chosen[1]} Gaussians, {chosen_norm} CMVN.")
+            rep.table(["states", "Gaussians per state", "CMVN", "dev accuracy"],
+                      [[d["states"], d["mix"], d["normalisation"], d["dev_accuracy"]] for d in dev_rows],
+                      floatfmt=".4f")
         _system_table(rep, block["systems"])
         plots.confusion_plot(cm, classes, path=Path(out) / "confusion_dspspeech20.png",
                              title="DSPSpeech-20, GMM-HMM, test speakers (rows: truth)")
@@ -309,15 +352,26 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         classes = sorted(set(labels.values()))
         speakers = sorted({_speaker(r) for r in frows})
         folds = speakers[:2] if quick else speakers
+        normed = {n: _normalised(feats, n) for n in norms}
+        # inner folds: for the fold of speaker s, every other speaker v is held out from a model
+        # trained on the remaining speakers (neither s nor v); one training per pair {s, v} serves
+        # the folds of s and of v
+        inner = _pair_accuracies(normed, labels, [r.id for r in frows], speakers, classes,
+                                 {"gmm-hmm": systems(*chosen, "dev")["gmm-hmm"]}, n_jobs, backend,
+                                 scheduler, verbose) if len(norms) > 1 else {}
         all_truth, preds, folds_out = [], {}, []
         secs = {}
         for spk in folds:
             train_ids = [r.id for r in frows if _speaker(r) != spk]
             test_ids = [r.id for r in frows if _speaker(r) == spk]
             truth = [labels[i] for i in test_ids]
-            res = _train_test(feats, labels, train_ids, test_ids, classes, systems(*chosen, "fsdd"), n_jobs,
-                              backend, scheduler)
-            fold = {"test_speaker": spk, "n_test": len(test_ids)}
+            dev_acc = {n: float(np.mean([inner[n][frozenset((spk, v))][v] for v in speakers if v != spk]))
+                       for n in inner}
+            norm = max(norms, key=lambda n: (dev_acc.get(n, 0.0), n == "utterance"))
+            res = _train_test(normed[norm], labels, train_ids, test_ids, classes, systems(*chosen, "fsdd"),
+                              n_jobs, backend, scheduler)
+            fold = {"test_speaker": spk, "n_test": len(test_ids), "normalisation": norm,
+                    "inner_accuracy": dev_acc}
             for name, r in res.items():
                 fold[name] = metrics.accuracy(truth, r["pred"])
                 preds.setdefault(name, []).extend(r["pred"])
@@ -329,6 +383,7 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
             if verbose:
                 print(f"fsdd fold {spk}: " + ", ".join(f"{n} {fold[n]:.3f}" for n in res), flush=True)
         block = {"folds": folds_out, "states": chosen[0], "mix": chosen[1], "n_files": len(frows),
+                 "inner_pairs": {n: {"+".join(sorted(k)): v for k, v in d.items()} for n, d in inner.items()},
                  "n_failed_files": len(failed), "systems": {}}
         for name, p in preds.items():
             block["systems"][name] = {"accuracy": metrics.accuracy(all_truth, p), "fit_seconds": secs[name],
@@ -340,11 +395,16 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
         rep.heading("FSDD digits: leave one speaker out")
         rep.text(f"{len(folds)} folds; every fold trains on the other speakers and tests on every "
                  f"recording of the held-out one. GMM-HMM size from the DSPSpeech-20 dev split: "
-                 f"{chosen[0]} states x {chosen[1]} Gaussians (nothing tuned on FSDD).")
+                 f"{chosen[0]} states x {chosen[1]} Gaussians. The normalisation of each fold is chosen "
+                 "by inner folds over its training speakers only (each held out in turn from models "
+                 "trained on the others); the test speaker is never used for a choice.")
         names = list(preds)
-        rep.table(["held-out speaker", "test files"] + names,
-                  [[f["test_speaker"], f["n_test"]] + [f[n] for n in names] for f in folds_out]
-                  + [["all folds", len(all_truth)] + [block["systems"][n]["accuracy"] for n in names]],
+        inner_cols = [f"inner {n}" for n in norms] if inner else []
+        rep.table(["held-out speaker", "test files"] + inner_cols + ["CMVN"] + names,
+                  [[f["test_speaker"], f["n_test"]] + [f["inner_accuracy"][n] for n in norms if inner]
+                   + [f["normalisation"]] + [f[n] for n in names] for f in folds_out]
+                  + [["all folds", len(all_truth)] + [""] * len(inner_cols) + [""]
+                     + [block["systems"][n]["accuracy"] for n in names]],
                   floatfmt=".4f")
         _system_table(rep, block["systems"])
         plots.confusion_plot(cm, classes, path=Path(out) / "confusion_fsdd.png",
@@ -359,6 +419,28 @@ def run(*, out, data_root=None, quick: bool = False, seed: int = 0, n_jobs: int 
     if verbose:
         print(f"report: {report}")
     return results
+
+
+def _pair_accuracies(normed, labels, ids, speakers, classes, system, n_jobs, backend, scheduler, verbose):
+    """``{normalisation: {frozenset({a, b}): {a: accuracy, b: accuracy}}}``: models trained
+    on every speaker but ``a`` and ``b``, tested on each of them."""
+    from itertools import combinations
+
+    out: dict = {}
+    for norm, feats in normed.items():
+        out[norm] = {}
+        for a, b in combinations(speakers, 2):
+            train = [i for i in ids if _speaker_of(i) not in (a, b)]
+            test = [i for i in ids if _speaker_of(i) in (a, b)]
+            pred = np.asarray(_train_test(feats, labels, train, test, classes, system, n_jobs, backend,
+                                          scheduler)["gmm-hmm"]["pred"])
+            truth = np.asarray([labels[i] for i in test])
+            spk = np.asarray([_speaker_of(i) for i in test])
+            out[norm][frozenset((a, b))] = {v: float(np.mean(pred[spk == v] == truth[spk == v])) for v in (a, b)}
+            if verbose:
+                print(f"fsdd inner, {norm} CMVN, without {a} and {b}: "
+                      + ", ".join(f"{v} {x:.3f}" for v, x in out[norm][frozenset((a, b))].items()), flush=True)
+    return out
 
 
 def _system_table(rep, systems):
