@@ -98,6 +98,6 @@ def test_step_by_step_ivector_commands(corpus, tmp_path, capsys):  # noqa: F811
     be = SpeakerBackend().fit(bg["vectors"], info["labels"])
     en, einfo = mio.load_arrays(tmp_path / "enroll.iv.npz", "ivectors")
     te, _ = mio.load_arrays(tmp_path / "test.iv.npz", "ivectors")
-    a = be.score(en["vectors"], einfo["labels"], te["vectors"])[1]
-    b = load_backend(tmp_path / "be-plda.npz").score(en["vectors"], einfo["labels"], te["vectors"])[1]
+    a = be.score_trials(en["vectors"], einfo["labels"], te["vectors"])[1]
+    b = load_backend(tmp_path / "be-plda.npz").score_trials(en["vectors"], einfo["labels"], te["vectors"])[1]
     np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)

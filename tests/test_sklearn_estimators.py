@@ -40,7 +40,10 @@ from sklearn.utils import get_tags  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import gmmspeech  # noqa: E402
+import gmmspeech.backend  # noqa: E402
 from gmmspeech import GMM, GMMHMM, LDA, PLDA, WCCN, GMMClassifier, IVectorExtractor, LengthNorm  # noqa: E402
+from gmmspeech.backend import LogisticCalibration, ScoreFusion, cllr  # noqa: E402
+from gmmspeech.backend.scoring import SpeakerBackend  # noqa: E402
 
 COVARIANCE_TYPES = ("diag", "full", "spherical", "tied")
 
@@ -60,6 +63,12 @@ ESTIMATORS = [GMM(2, covariance_type=ct, random_state=0) for ct in COVARIANCE_TY
     PLDA(n_iter=2),
     PLDA(model="simplified", n_iter=2),
     GMMHMM(2, 2, max_jump=2, max_iter=3, n_threads=1),
+    # trial calibrators (binary classifiers of target vs non-target trials; gmmspeech.backend)
+    LogisticCalibration(),
+    ScoreFusion(),
+    # the i-vector back-end (gmmspeech.backend.scoring): a transformer fitted on speaker labels
+    SpeakerBackend(plda_iter=2),
+    SpeakerBackend(scoring="cosine", lda_dim=1.0),
 ]
 DENSITY_ESTIMATORS = [GMM(2, covariance_type=ct, random_state=0) for ct in COVARIANCE_TYPES]
 
@@ -94,6 +103,11 @@ EXPECTED_FAILED_CHECKS: dict[str, dict] = {
         "check_methods_sample_order_invariance": "a frame's state depends on its neighbours",
         "check_methods_subset_invariance": "a frame's state depends on its neighbours",
     },
+    # A 1-D array is one system's scores, the calibration case (LogisticCalibration().fit(scores,
+    # is_target)), as a 1-D array is univariate data for GMM; a model fitted on several score
+    # columns still refuses a 1-D array (check_fit2d_predict1d passes).
+    "LogisticCalibration": {"check_fit1d": "1-D input is one system's scores by design"},
+    "ScoreFusion": {"check_fit1d": "1-D input is one system's scores by design"},
 }
 MAX_EXPECTED_FAILURE_FRACTION = 0.05
 
@@ -148,9 +162,12 @@ def test_expected_failures_are_few_and_all_used():
 def test_every_public_estimator_is_checked():
     from sklearn.base import BaseEstimator
 
-    public = {name for name in gmmspeech.__all__
-              if isinstance(getattr(gmmspeech, name), type)
-              and issubclass(getattr(gmmspeech, name), BaseEstimator)}
+    import gmmspeech.backend.scoring
+
+    public = {name for module in (gmmspeech, gmmspeech.backend, gmmspeech.backend.scoring)
+              for name in module.__all__
+              if isinstance(getattr(module, name), type)
+              and issubclass(getattr(module, name), BaseEstimator)}
     assert public == {type(e).__name__ for e in ESTIMATORS}
 
 
@@ -164,7 +181,13 @@ _KINDS = {
     "LDA": (None, True),  # speaker labels
     "WCCN": (None, True),
     "PLDA": (None, True),
+    "LogisticCalibration": ("classifier", True),  # target vs non-target trials
+    "ScoreFusion": ("classifier", True),
+    "SpeakerBackend": (None, True),  # speaker labels
 }
+# estimators with a transform (TransformerMixin): the calibrators' transform is the LLR
+_TRANSFORMERS = {"IVectorExtractor", "LengthNorm", "LDA", "WCCN", "PLDA", "LogisticCalibration", "ScoreFusion",
+                 "SpeakerBackend"}
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
@@ -179,7 +202,7 @@ def test_every_estimator_declares_its_kind_and_input(estimator):
     assert tags.input_tags.two_d_array is True
     # the estimators whose sample is an utterance also take a 3-D array of equal-length ones
     assert tags.input_tags.three_d_array is (type(estimator).__name__ in ("GMMClassifier", "IVectorExtractor"))
-    assert (tags.transformer_tags is not None) is (kind is None)
+    assert (tags.transformer_tags is not None) is (type(estimator).__name__ in _TRANSFORMERS)
     assert tags.non_deterministic is False  # fixed random_state (GMMHMM: flat start) => same model
 
 
@@ -547,3 +570,128 @@ def test_hmm_pipeline_and_clone_equal_direct_calls():
     # hmmlearn's positional fit(X, lengths) is not silently read as an ignored y
     with pytest.raises(ValueError, match="lengths are passed by keyword"):
         GMMHMM(3).fit(X, lengths)
+
+
+# ----------------------------------------------------------------------------- trial calibration
+def _trials(seed=0, n=400, systems=2):
+    """Scores of ``systems`` systems on ``n`` trials (30 % targets), the first informative."""
+    rng = np.random.default_rng(seed)
+    t = rng.random(n) < 0.3
+    S = np.stack([np.where(t, 1.5, -1.0) * (1.0 / (k + 1)) + rng.normal(scale=1.0 + k, size=n)
+                  for k in range(systems)], axis=1)
+    return S, t
+
+
+def _neg_cllr(est, X, y):
+    """A scorer: minus the Cllr of the calibrated LLRs (higher is better)."""
+    return -cllr(est.transform(X), y)
+
+
+def test_calibration_is_a_binary_classifier_of_trials_with_llr_transform():
+    S, t = _trials()
+    cal = LogisticCalibration(prior=0.2).fit(S, t)
+    assert list(cal.classes_) == [False, True] and cal.n_features_in_ == 2
+    llr = cal.transform(S)
+    np.testing.assert_allclose(llr, S @ cal.coef_ + cal.intercept_, rtol=1e-12)
+    logit = np.log(0.2 / 0.8)
+    np.testing.assert_allclose(cal.decision_function(S), llr + logit, rtol=1e-12)
+    # posterior at the prior by Bayes' rule, written out
+    post = 0.2 * np.exp(llr) / (0.2 * np.exp(llr) + 0.8)
+    np.testing.assert_allclose(cal.predict_proba(S)[:, 1], post, rtol=1e-10)
+    np.testing.assert_allclose(cal.predict_log_proba(S), np.log(cal.predict_proba(S)), rtol=1e-10)
+    np.testing.assert_array_equal(cal.predict(S), llr > -logit)  # the Bayes decision at the prior
+    # at prior 0.5 the decision function is the LLR, and the labels may be any two values
+    lab = np.where(t, "target", "nontarget")
+    c2 = LogisticCalibration().fit(S, lab)
+    assert list(c2.classes_) == ["nontarget", "target"]
+    np.testing.assert_allclose(c2.decision_function(S), c2.transform(S), rtol=1e-12)
+    np.testing.assert_allclose(c2.transform(S), LogisticCalibration().fit(S, t).transform(S), rtol=1e-9)
+    # one system: 1-D scores in and out, as before
+    one = LogisticCalibration().fit(S[:, 0], t)
+    assert one.transform(S[:, 0]).shape == (S.shape[0],)
+    np.testing.assert_allclose(one.transform(S[:, 0]), one.transform(S[:, :1]), rtol=0)
+    with pytest.raises(ValueError, match="Only binary classification"):
+        LogisticCalibration().fit(S, np.arange(S.shape[0]) % 3)
+    with pytest.raises(ValueError, match="target and non-target"):
+        LogisticCalibration().fit(S, np.ones(S.shape[0], bool))
+    with pytest.raises(ValueError, match="prior must be in"):
+        LogisticCalibration(prior=1.0).fit(S, t)
+    with pytest.raises(ValueError, match="2 features"):
+        cal.transform(S[:, :1])
+
+
+def test_calibration_cross_val_score_and_grid_search_equal_manual_folds():
+    S, t = _trials(1)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    for est in (LogisticCalibration(), ScoreFusion(C=10.0)):
+        scores = cross_val_score(est, S, t, cv=cv, scoring=_neg_cllr)
+        manual = [-cllr(clone(est).fit(S[tr], t[tr]).transform(S[te]), t[te]) for tr, te in cv.split(S, t)]
+        np.testing.assert_allclose(scores, manual, rtol=1e-12)
+        acc = cross_val_score(est, S, t, cv=cv)  # ClassifierMixin.score: accuracy
+        manual = [np.mean(clone(est).fit(S[tr], t[tr]).predict(S[te]) == t[te]) for tr, te in cv.split(S, t)]
+        np.testing.assert_allclose(acc, manual, rtol=0, atol=0)
+    grid = {"C": [1e-3, 1e4], "prior": [0.1, 0.5]}
+    search = GridSearchCV(LogisticCalibration(), grid, cv=cv, scoring=_neg_cllr).fit(S, t)
+    best, best_score = None, -np.inf
+    for i, params in enumerate(search.cv_results_["params"]):
+        folds = [-cllr(LogisticCalibration(**params).fit(S[tr], t[tr]).transform(S[te]), t[te])
+                 for tr, te in cv.split(S, t)]
+        assert search.cv_results_["mean_test_score"][i] == pytest.approx(np.mean(folds), rel=1e-12)
+        if np.mean(folds) > best_score:
+            best, best_score = params, np.mean(folds)
+    assert search.best_params_ == best
+    assert best["C"] == 1e4  # C=1e-3 shrinks the weights towards 0: a poorly calibrated LLR
+    direct = LogisticCalibration(**best).fit(S, t)
+    np.testing.assert_allclose(search.best_estimator_.transform(S), direct.transform(S), rtol=1e-12)
+    np.testing.assert_allclose(search.decision_function(S), direct.decision_function(S), rtol=1e-12)
+
+
+def test_fusion_pipeline_and_clone_equal_direct_calls():
+    S, t = _trials(2, systems=3)
+    pipe = make_pipeline(StandardScaler(), ScoreFusion()).fit(S, t)
+    Z = StandardScaler().fit(S).transform(S)
+    direct = ScoreFusion().fit(Z, t)
+    np.testing.assert_allclose(pipe.decision_function(S), direct.decision_function(Z), rtol=1e-10)
+    np.testing.assert_allclose(pipe.predict_proba(S), direct.predict_proba(Z), rtol=1e-10)
+    np.testing.assert_allclose(pipe.transform(S), direct.transform(Z), rtol=1e-10)  # the LLRs
+    # fuse(): score matrices one per system, the same LLRs as the rows of a trial table
+    fu = ScoreFusion().fit(S, t)
+    mats = [S[:, k].reshape(20, -1) for k in range(3)]
+    np.testing.assert_allclose(fu.fuse(*mats), fu.transform(S).reshape(20, -1), rtol=1e-12)
+    copy = clone(fu)
+    assert copy.get_params() == fu.get_params() and not hasattr(copy, "coef_")
+    np.testing.assert_array_equal(copy.fit(S, t).coef_, fu.coef_)
+    with pytest.raises(NotFittedError):
+        clone(fu).fuse(*mats)
+
+
+def test_speaker_backend_in_pipeline_grid_search_and_clone_equal_direct_calls():
+    """SpeakerBackend (length norm -> LDA -> ... ) as a transformer before a classifier."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(scale=3.0, size=(4, 6))
+    y = np.repeat(np.arange(4), 15)
+    X = centres[y] + rng.normal(size=(y.size, 6))
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    pipe = Pipeline([("be", SpeakerBackend(scoring="cosine")), ("clf", NearestCentroid())])
+    scores = cross_val_score(pipe, X, y, cv=cv)
+    manual = []
+    for tr, te in cv.split(X, y):
+        be = SpeakerBackend(scoring="cosine").fit(X[tr], y[tr])
+        clf = NearestCentroid().fit(be.transform(X[tr]), y[tr])
+        manual.append(clf.score(be.transform(X[te]), y[te]))
+    np.testing.assert_allclose(scores, manual, rtol=0, atol=0)
+    grid = {"be__lda_dim": [None, 1], "be__scoring": ["cosine", "plda"]}
+    search = GridSearchCV(pipe, grid, cv=cv).fit(X, y)
+    for i, params in enumerate(search.cv_results_["params"]):
+        folds = []
+        for tr, te in cv.split(X, y):
+            m = clone(pipe).set_params(**params).fit(X[tr], y[tr])
+            folds.append(m.score(X[te], y[te]))
+        assert search.cv_results_["mean_test_score"][i] == pytest.approx(np.mean(folds), rel=1e-12)
+    assert search.cv_results_["mean_test_score"][search.cv_results_["params"].index({"be__lda_dim": 1,
+                                                      "be__scoring": "cosine"})] < search.best_score_
+    be = SpeakerBackend(lda_dim=2, plda_iter=3).fit(X, y)
+    copy = clone(be)
+    assert not hasattr(copy, "norm1_")
+    np.testing.assert_allclose(copy.fit(X, y).score_trials(X[:8], y[:8], X[8:])[1],
+                               be.score_trials(X[:8], y[:8], X[8:])[1], rtol=1e-12)

@@ -14,7 +14,8 @@ they are applied to.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["cosine_scores", "LogisticCalibration", "ScoreFusion", "cllr", "trial_matrix"]
@@ -29,6 +30,11 @@ def cosine_scores(enroll, test):
     en = np.linalg.norm(e, axis=1, keepdims=True)
     tn = np.linalg.norm(t, axis=1, keepdims=True)
     return (e / np.where(en > 0, en, 1.0)) @ (t / np.where(tn > 0, tn, 1.0)).T
+
+
+def _is_1d(X) -> bool:
+    # np.asarray, not np.ndim: array-likes that are not arrays are read through __array__
+    return np.asarray(X).ndim == 1
 
 
 def _logit(p):
@@ -55,8 +61,22 @@ def trial_matrix(scores, model_labels, test_labels):
     return s.ravel(), tgt.ravel()
 
 
-class LogisticCalibration(BaseEstimator):
+class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Linear logistic-regression calibration (one score column) or fusion (several).
+
+    A scikit-learn binary classifier of trials, target (``classes_[1]``, e.g. ``True``) vs
+    non-target (``classes_[0]``):
+
+    * :meth:`transform` gives the calibrated log-likelihood ratio ``X @ coef_ + intercept_``
+      (independent of the prior; what is written to score files);
+    * :meth:`decision_function` is the log posterior odds at the fitted ``prior``,
+      ``llr + logit(prior)`` (scikit-learn's meaning of a decision function: its sign is
+      :meth:`predict`'s Bayes decision; equal to the LLR at the default ``prior=0.5``);
+    * :meth:`predict_proba` gives ``[P(non-target), P(target)]`` at ``prior``;
+    * :meth:`score` is the accuracy (ClassifierMixin); pass ``scoring=`` for other metrics.
+
+    It has a ``transform`` but is not a scikit-learn transformer (its output is one LLR per
+    trial, not a feature table, and it needs binary labels).
 
     Parameters
     ----------
@@ -72,51 +92,84 @@ class LogisticCalibration(BaseEstimator):
     coef_ : ndarray (n_features,)
     intercept_ : float
         ``llr = scores @ coef_ + intercept_``.
+    classes_ : ndarray (2,)
+        The non-target and target labels (sorted; the target is the second).
     """
 
     def __init__(self, prior=0.5, C=1e4):
         self.prior = prior
         self.C = C
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def fit(self, X, y):
-        """``X``: scores (n_trials,) or (n_trials, n_systems); ``y``: True for target trials."""
+        """``X``: scores (n_trials, n_systems), or (n_trials,) of one system; ``y``: the
+        trial labels, two classes (the larger one, e.g. ``True``, is the target)."""
         from sklearn.linear_model import LogisticRegression
 
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim == 1:
-            X = X[:, None]
-        X = validate_data(self, X, dtype=np.float64)
-        y = np.asarray(y).astype(bool)
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y must hold one label per trial ({X.shape[0]}), got shape {y.shape}")
-        if not y.any() or y.all():
-            raise ValueError("calibration needs both target and non-target trials")
         p = float(self.prior)
         if not 0.0 < p < 1.0:
             raise ValueError(f"prior must be in (0, 1), got {self.prior!r}")
-        sw = np.where(y, p / y.sum(), (1.0 - p) / (~y).sum()) * y.size
+        if _is_1d(X):  # one system's scores
+            X = np.asarray(X)[:, None]
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.classes_.size > 2:
+            raise ValueError("Only binary classification is supported (target and non-target trials). "
+                             f"The type of the target is {type_of_target(y)}.")
+        if self.classes_.size != 2:
+            raise ValueError("calibration needs both target and non-target trials (two classes), "
+                             "got 1 class")
+        t = y == self.classes_[1]
+        sw = np.where(t, p / t.sum(), (1.0 - p) / (~t).sum()) * t.size
         # scale the scores for a well-conditioned solve, then undo it
-        self._scale = np.maximum(X.std(axis=0), 1e-12)
+        scale = np.maximum(X.std(axis=0), 1e-12)
         lr = LogisticRegression(C=float(self.C), tol=1e-10, max_iter=10_000)
-        lr.fit(X / self._scale, y, sample_weight=sw)
-        self.coef_ = lr.coef_[0] / self._scale
+        lr.fit(X / scale, t, sample_weight=sw)
+        self.coef_ = lr.coef_[0] / scale
         self.intercept_ = float(lr.intercept_[0]) - _logit(p)
         return self
 
+    def _llr(self, S):
+        """LLRs of scores ``S`` of shape (..., n_features) (no validation beyond the width)."""
+        if S.shape[-1] != self.coef_.size:
+            raise ValueError(f"expected {self.coef_.size} score columns, got shape {S.shape}")
+        return S @ self.coef_ + self.intercept_
+
     def transform(self, X):
-        """Calibrated log-likelihood ratios of scores (any shape ``(..., n_features)``
-        or, with one feature, any shape of scores)."""
-        check_is_fitted(self, "coef_")
-        X = np.asarray(X, dtype=np.float64)
-        if self.coef_.size == 1 and (X.ndim == 0 or X.shape[-1] != 1):
-            return X * self.coef_[0] + self.intercept_
-        if X.shape[-1] != self.coef_.size:
-            raise ValueError(f"expected {self.coef_.size} score columns, got shape {X.shape}")
-        return X @ self.coef_ + self.intercept_
+        """Calibrated log-likelihood ratios (n_trials,) of scores (n_trials, n_systems);
+        a model of one system also takes scores of shape (n_trials,)."""
+        check_is_fitted(self)
+        if self.n_features_in_ == 1 and _is_1d(X):
+            X = np.asarray(X)[:, None]
+        return self._llr(validate_data(self, X, dtype=np.float64, reset=False))
+
+    def decision_function(self, X):
+        """Log posterior odds of the target at ``prior``: ``transform(X) + logit(prior)``."""
+        return self.transform(X) + _logit(float(self.prior))
+
+    def predict_proba(self, X):
+        """``[P(non-target), P(target)]`` per trial at the fitted ``prior``."""
+        from scipy.special import expit
+
+        d = self.decision_function(X)
+        return np.stack([expit(-d), expit(d)], axis=1)
+
+    def predict_log_proba(self, X):
+        from scipy.special import log_expit
+
+        d = self.decision_function(X)
+        return np.stack([log_expit(-d), log_expit(d)], axis=1)
 
     def predict(self, X):
-        """The calibrated LLRs (alias of :meth:`transform`)."""
-        return self.transform(X)
+        """The Bayes decision at ``prior``: ``classes_[1]`` (target) where the log posterior
+        odds are positive. (The LLRs are :meth:`transform`.)"""
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
 
 
 class ScoreFusion(LogisticCalibration):
@@ -124,13 +177,16 @@ class ScoreFusion(LogisticCalibration):
 
     ``fit`` takes ``(n_trials, n_systems)`` scores of development trials and their
     target/non-target labels; :meth:`fuse` applies it to score matrices of the same shape,
-    one per system.
+    one per system. As a classifier it is :class:`LogisticCalibration`.
     """
 
     def fuse(self, *score_matrices):
         """Fused LLRs of score matrices of one shape, one per system (in ``fit``'s order)."""
+        check_is_fitted(self)
         mats = [np.asarray(m, dtype=np.float64) for m in score_matrices]
-        if len(mats) != np.size(getattr(self, "coef_", [])):
-            check_is_fitted(self, "coef_")
+        if len(mats) != self.coef_.size:
             raise ValueError(f"fuse expects {self.coef_.size} score matrices, got {len(mats)}")
-        return self.transform(np.stack(mats, axis=-1))
+        S = np.stack(mats, axis=-1)
+        if not np.all(np.isfinite(S)):
+            raise ValueError("fuse: the score matrices hold NaN or infinite values")
+        return self._llr(S)

@@ -16,7 +16,8 @@ It saves to and loads from gmmspeech's safe ``.npz`` model format (kind
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gmmspeech.backend.calibration import cosine_scores
 from gmmspeech.backend.plda import PLDA
@@ -27,8 +28,13 @@ __all__ = ["SpeakerBackend", "save_backend", "load_backend", "SCORINGS"]
 SCORINGS = ("plda", "cosine")
 
 
-class SpeakerBackend(BaseEstimator):
+class SpeakerBackend(TransformerMixin, BaseEstimator):
     """Back-end of an i-vector system (see the module docstring).
+
+    A scikit-learn transformer fitted on i-vectors with speaker labels (like :class:`LDA`):
+    :meth:`transform` maps i-vectors to the space the scoring works in; trials are scored by
+    :meth:`score_trials` (enrolment vectors and labels, test vectors), which is not
+    scikit-learn's ``score(X, y)``.
 
     Parameters
     ----------
@@ -61,7 +67,7 @@ class SpeakerBackend(BaseEstimator):
 
     def fit(self, X, y):
         """Train every stage on background i-vectors ``X`` with speaker labels ``y``."""
-        X = np.asarray(X, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         y = np.asarray(y).astype(str)
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring={self.scoring!r} is not one of {', '.join(SCORINGS)}")
@@ -85,12 +91,17 @@ class SpeakerBackend(BaseEstimator):
             Z = self.norm2_.transform(Z)
             self.plda_ = PLDA(model=self.plda_model, n_components=self.plda_rank,
                               n_iter=int(self.plda_iter)).fit(Z, y)
-        self.n_features_in_ = X.shape[1]
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # speaker labels
+        return tags
 
     def transform(self, X):
         """i-vectors in the space the scoring works in (after every transform)."""
-        Z = self.norm1_.transform(np.asarray(X, dtype=np.float64))
+        check_is_fitted(self)
+        Z = self.norm1_.transform(validate_data(self, X, dtype=np.float64, reset=False))
         if self.lda_ is not None:
             Z = self.lda_.transform(Z)
         if self.wccn_ is not None:
@@ -108,7 +119,7 @@ class SpeakerBackend(BaseEstimator):
         counts = np.array([len(rows) for rows in order.values()], dtype=np.float64)
         return list(order), means, counts
 
-    def score(self, enroll_vectors, enroll_labels, test_vectors):
+    def score_trials(self, enroll_vectors, enroll_labels, test_vectors):
         """``(model_labels, scores (n_tests, n_models))`` for i-vectors (not yet transformed)."""
         labels, means, counts = self.enroll(enroll_vectors, enroll_labels)
         T = self.transform(test_vectors)

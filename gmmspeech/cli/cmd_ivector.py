@@ -216,7 +216,7 @@ def _cmd_score_ivectors(args) -> int:
     be = load_backend(args.backend_model)
     _eids, elabels, evecs = _read_ivectors(args.enroll)
     tids, tlabels, tvecs = _read_ivectors(args.test)
-    models, scores = be.score(evecs, elabels, tvecs)
+    models, scores = be.score_trials(evecs, elabels, tvecs)
     write_scores(args.out, tids, tlabels, models, scores)
     print(f"wrote {args.out}: {len(tids)} tests x {len(models)} models")
     return 0

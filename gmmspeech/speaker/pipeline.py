@@ -1122,7 +1122,7 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
         f"{len(set(labels['background']))} speakers")
     be.fit(iv["background"], labels["background"])
     save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
-    model_labels, scores = be.score(iv["enroll"], labels["enroll"], iv["test"])
+    model_labels, scores = be.score_trials(iv["enroll"], labels["enroll"], iv["test"])
     scores = _ivector_norm(scores, opts)
     return {"model_labels": model_labels, "scores": scores, "ivectors": iv, "labels": labels,
             "extractor": ext, "backend": be}
@@ -1208,7 +1208,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
             be.fit(X[other], labels[other])
         else:
             be = iv["backend"]
-        m_lab, s_iv = be.score(X[enr], labels[enr], X[tst])
+        m_lab, s_iv = be.score_trials(X[enr], labels[enr], X[tst])
         s_iv = _ivector_norm(s_iv, opts)
         spk: dict[str, list] = {}
         for i in enr:
