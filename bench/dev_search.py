@@ -308,11 +308,16 @@ def objective(results: dict[str, dict]) -> float:
     return float(np.mean([100 * (r["accuracy"] - r["eer"]) for r in results.values()]))
 
 
-def search(ev: Evaluator, corpora, passes: int, out: Path) -> dict:
+def search(ev: Evaluator, corpora, passes: int, out: Path, dims=None, start=None) -> dict:
+    """Coordinate search from ``start`` (default :data:`START`) over ``dims`` (default: all
+    of :data:`DIMENSIONS`, in their order); evaluations already in ``search.json`` are
+    reused, and the steps are appended to its record."""
     log_path = out / "search.json"
     record: dict = {"evaluations": {}, "steps": []}
     if log_path.is_file():
         record = json.loads(log_path.read_text())
+    dimensions = [(d, v) for d, v in DIMENSIONS if dims is None or d in dims]
+    first_pass = 1 + max((st["pass"] for st in record["steps"]), default=0)
 
     def run(setting):
         k = key_of(setting)
@@ -324,11 +329,11 @@ def search(ev: Evaluator, corpora, passes: int, out: Path) -> dict:
             log_path.write_text(json.dumps(record, indent=1, sort_keys=True))
         return record["evaluations"][k]["objective"]
 
-    current = dict(START)
+    current = dict(start or START)
     best = run(current)
-    for n_pass in range(passes):
+    for n_pass in range(first_pass - 1, first_pass - 1 + passes):
         changed = False
-        for dim, values in DIMENSIONS:
+        for dim, values in dimensions:
             scores = []
             for v in values:
                 cand = dict(current, **{dim: v})
@@ -446,6 +451,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--report", action="store_true", help="dev and test table of old/new/best settings")
     ap.add_argument("--cli", action="store_true", help="with --report: also run gmmspeech speaker-id without flags")
+    ap.add_argument("--dims", nargs="+", choices=[d for d, _ in DIMENSIONS], default=None,
+                    help="search only these dimensions (e.g. a second pass over the ones that reuse the UBMs)")
+    ap.add_argument("--from-chosen", action="store_true",
+                    help="start from the setting the previous search chose (WORK/search.json) instead of START")
     ap.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"],
                     help="with --report: the splits to evaluate (test first)")
     args = ap.parse_args(argv)
@@ -458,7 +467,10 @@ def main(argv=None) -> int:
         record = json.loads((work / "search.json").read_text())
         print(report(ev, args.corpora, record, work, args.cli, tuple(args.splits)))
         return 0
-    record = search(ev, args.corpora, args.passes, work)
+    start = None
+    if args.from_chosen:
+        start = json.loads((work / "search.json").read_text())["chosen"]
+    record = search(ev, args.corpora, args.passes, work, dims=args.dims, start=start)
     print(steps_table(record))
     print()
     print("chosen:", short(record["chosen"]), f"(objective {record['chosen_objective']:.2f})")
