@@ -12,7 +12,7 @@ Stages (each a `gmmspeech` command; the commands of a run are in OUT/commands.sh
   2  UBM        train-ubm on the background (and enrolment) files, features read from the store
   3  enrol      enroll: one MAP-adapted model per speaker
   4  score      score: every test file against every model, raw scores
-  5  normalise  score again with the default normalisation (cohort: the background speakers)
+  5  normalise  score again with S-norm (cohort: the background speakers; the library default is raw scores)
   6  evaluate   evaluate: accuracy, EER, minDCF, DET plot (raw and normalised)
   7  report     OUT/report.md and OUT/results.json, rewritten after every system
 
@@ -67,7 +67,7 @@ for name, (ubm_options, description) in systems.items():
                         "--out", s.path("scores.raw.tsv"), out=s.path("scores.raw.tsv"))
         if r.stage(5, f"{name}: normalise"):
             s.gmmspeech("score", "--ubm", ubm, "--models", models, "--manifest", data / "test.csv",
-                        "--background", data / "background.csv", "--features-dir", r.feats, *R,
+                        "--background", data / "background.csv", "--norm", "snorm", "--features-dir", r.feats, *R,
                         "--out", s.path("scores.tsv"), out=s.path("scores.tsv"))
         if r.stage(6, f"{name}: evaluate"):
             s.gmmspeech("evaluate", s.path("scores.raw.tsv"), "--out", s.path("eval.raw"),
