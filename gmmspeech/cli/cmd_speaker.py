@@ -666,6 +666,8 @@ def _cmd_score(args) -> int:
         mode = "topc" if args.top_c else "exact"
     else:
         mode = _D["score_mode"] or ("topc" if _D["top_c"] else "exact")
+        if mode == "topc" and ubm.covariance_type != "diag":
+            mode = "exact"  # the default top-C is the diagonal speed-up; full models score exactly
     top_c = (args.top_c or _D["top_c"] or 5) if mode == "topc" else None
     norm = args.norm if args.norm is not None else (_D["norm"] or "none")
     norm_cohort = args.norm_cohort or _D["norm_cohort"]

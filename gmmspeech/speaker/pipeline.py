@@ -832,7 +832,8 @@ def run_speaker_id(
     top_c : int or None
         Top-C scoring with C components (None: exact scoring).
     score_mode : {"exact", "topc", "linear"}, optional
-        Scoring mode; None: "topc" with ``top_c``, else "exact".
+        Scoring mode; None: "topc" with ``top_c``, else "exact". Top-C scoring is a
+        speed-up for diagonal models: with ``covariance_type="full"`` the scores are exact.
     norm : {"none", "znorm", "tnorm", "snorm", "asnorm"}, optional
         Score normalisation. Z-norm impostor utterances are background segments of
         ``impostor_segment_frames`` frames (at most ``max_impostors``); ``"asnorm"``:
@@ -969,6 +970,10 @@ def run_speaker_id(
     timings["ubm"] = time.perf_counter() - t0
 
     mode = score_mode or ("topc" if top_c else "exact")
+    if mode == "topc" and covariance_type != "diag":
+        # top-C is the diagonal-covariance speed-up (the default); full models score exactly
+        say(f"scoring: exact (top-C scoring is for diagonal models, the UBM is {covariance_type})")
+        mode, top_c = "exact", None
     gmm_cfg = dict(relevance_factor=relevance_factor, adapt=adapt, mode=mode, top_c=top_c, norm=norm,
                    norm_top_n=norm_top_n, impostor_segment_frames=impostor_segment_frames,
                    max_impostors=max_impostors, norm_cohort=norm_cohort, need_cohort=need_cohort,
