@@ -28,7 +28,12 @@ from gmmspeech.cli.common import (
     ivector_options_from_args,
     resume_command,
 )
-from gmmspeech.speaker.defaults import NORM_COHORTS, PROTOCOL_PRESETS, SPEAKER_DEFAULTS
+from gmmspeech.speaker.defaults import (
+    NORM_COHORTS,
+    PROTOCOL_PRESETS,
+    SPEAKER_DEFAULTS,
+    resolve_score_mode,
+)
 
 _D = SPEAKER_DEFAULTS
 _NORMS = ["none", "znorm", "tnorm", "snorm", "asnorm"]
@@ -665,9 +670,7 @@ def _cmd_score(args) -> int:
     elif args.top_c is not None:
         mode = "topc" if args.top_c else "exact"
     else:
-        mode = _D["score_mode"] or ("topc" if _D["top_c"] else "exact")
-        if mode == "topc" and ubm.covariance_type != "diag":
-            mode = "exact"  # the default top-C is the diagonal speed-up; full models score exactly
+        mode, _ = resolve_score_mode(_D["score_mode"], _D["top_c"], ubm.covariance_type)
     top_c = (args.top_c or _D["top_c"] or 5) if mode == "topc" else None
     norm = args.norm if args.norm is not None else (_D["norm"] or "none")
     norm_cohort = args.norm_cohort or _D["norm_cohort"]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["SPEAKER_DEFAULTS", "CLASSIC_SETTINGS", "PROTOCOL_PRESETS", "NORM_COHORTS",
-           "speaker_defaults", "protocol_settings", "speaker_feature_config"]
+           "speaker_defaults", "protocol_settings", "speaker_feature_config", "resolve_score_mode"]
 
 #: Where the T-norm cohort models come from: models MAP-adapted from the UBM on the
 #: background manifest (one per background label), the other enrolled models (never the
@@ -94,6 +94,16 @@ PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {
 def speaker_defaults() -> dict[str, Any]:
     """A deep copy of :data:`SPEAKER_DEFAULTS` (safe to modify)."""
     return copy.deepcopy(SPEAKER_DEFAULTS)
+
+
+def resolve_score_mode(score_mode, top_c, covariance_type):
+    """The scoring mode and C actually used: ``score_mode``, or top-C when ``top_c`` is
+    set, else exact; top-C is the diagonal-covariance speed-up, so other models score
+    exactly. Returns ``(mode, top_c)``."""
+    mode = score_mode or ("topc" if top_c else "exact")
+    if mode == "topc" and covariance_type != "diag":
+        return "exact", None
+    return mode, top_c
 
 
 def protocol_settings(name: str) -> dict[str, Any]:

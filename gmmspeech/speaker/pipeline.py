@@ -41,6 +41,7 @@ from gmmspeech.speaker.defaults import (  # noqa: F401 (re-exported)
     PROTOCOL_PRESETS,
     SPEAKER_DEFAULTS,
     protocol_settings,
+    resolve_score_mode,
     speaker_feature_config,
 )
 
@@ -969,11 +970,10 @@ def run_speaker_id(
         os.unlink(ckpt)
     timings["ubm"] = time.perf_counter() - t0
 
-    mode = score_mode or ("topc" if top_c else "exact")
-    if mode == "topc" and covariance_type != "diag":
-        # top-C is the diagonal-covariance speed-up (the default); full models score exactly
+    asked_topc = score_mode == "topc" if score_mode else bool(top_c)
+    mode, top_c = resolve_score_mode(score_mode, top_c, covariance_type)
+    if asked_topc and mode == "exact":
         say(f"scoring: exact (top-C scoring is for diagonal models, the UBM is {covariance_type})")
-        mode, top_c = "exact", None
     gmm_cfg = dict(relevance_factor=relevance_factor, adapt=adapt, mode=mode, top_c=top_c, norm=norm,
                    norm_top_n=norm_top_n, impostor_segment_frames=impostor_segment_frames,
                    max_impostors=max_impostors, norm_cohort=norm_cohort, need_cohort=need_cohort,
