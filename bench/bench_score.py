@@ -62,8 +62,7 @@ def main(argv=None) -> None:
     ap.add_argument("--top-c", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3,
                     help="timings are the minimum of this many runs (robust to load from "
-                         "other processes); the scikit-learn loop is run min(repeat, 2) times "
-                         "and the all-threads rows once")
+                         "other processes); the scikit-learn loop is run min(repeat, 2) times")
     args = ap.parse_args(argv)
 
     from gmmspeech import score
@@ -101,9 +100,9 @@ def main(argv=None) -> None:
         for mode in ("exact", "topc", "linear"):
             tc = args.top_c if mode == "topc" else None
             score(models, ubm, utts[:2], mode=mode, top_c=tc)  # warm-up (K-sized buffers)
-            for threads, label in ((1, mode), (None, f"{mode}/all")):
+            for threads, label in ((None, mode), (1, f"{mode}/1")):
                 best = np.inf
-                for _ in range(max(1, args.repeat if threads == 1 else 1)):
+                for _ in range(max(1, args.repeat)):
                     t0 = time.perf_counter()
                     s = score(models, ubm, utts, mode=mode, top_c=tc, n_threads=threads)
                     best = min(best, time.perf_counter() - t0)
@@ -112,7 +111,8 @@ def main(argv=None) -> None:
         exact_dec = res["exact"][1].argmax(1)
         print(f"\nK={K}: scikit-learn loop of score calls: {t_sk:.2f} s "
               f"(identification accuracy {np.mean(ref.argmax(1) == truth):.3f})")
-        print("  (min of the repeats; 'mode/all' = all cores' numba/BLAS threads, default = 1 thread)")
+        print("  (min of the repeats; 'mode' = the default threads (the cores of the affinity mask, "
+              "see bench/bench_threads.py), 'mode/1' = one thread)")
         print(f"  {'mode':<12}{'time (s)':>10}{'speed-up':>10}{'max |diff| vs sklearn':>24}"
               f"{'same decision as exact':>25}{'accuracy':>10}")
         for mode, (t, s) in res.items():

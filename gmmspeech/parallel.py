@@ -57,8 +57,10 @@ def effective_n_jobs(n_jobs: int | None) -> int:
     """Number of workers for ``n_jobs`` (None or 1: one; -1: all cores; -2: all but one)."""
     if n_jobs is None or n_jobs == 0:
         return 1
-    if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    if n_jobs < 0:  # counted back from the cores this process may use (affinity, cgroup quota)
+        from gmmspeech.threads import available_cores
+
+        return max(1, available_cores() + 1 + n_jobs)
     return int(n_jobs)
 
 

@@ -363,22 +363,28 @@ def test_get_set_params_and_clone():
 
 
 @pytest.mark.parametrize("cov", ["diag", "full"])
-def test_estep_statistics_do_not_depend_on_thread_count(cov, monkeypatch):
-    """Threads split the frames on block boundaries, so every float32 block product is the
-    one a single thread computes: 1, 2 or 3 threads give the same statistics up to float64
-    summation order (a Dask worker with one thread equals a local run with two)."""
-    import gmmspeech.mixture.gmm as gmm_module
+def test_estep_statistics_do_not_depend_on_thread_count(cov):
+    """Threads take work items cut from the block grid and their statistics are added in item
+    order, so 1, 2 or 3 threads (and a Dask worker with one thread) give bit-identical
+    statistics, and they equal the sum of the items computed one by one."""
+    from gmmspeech.mixture.gmm import _ITEM_BLOCKS, _block_rows
 
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((20000, 13)) * 3 + 5).astype(np.float32)
     g = GMM(8, covariance_type=cov, random_state=0, max_iter=2, tol=0.0).fit(X)
-    out = []
-    for t in (1, 2, 3):
-        monkeypatch.setattr(gmm_module, "_available_threads", lambda t=t: t)
-        out.append(g.accumulate(X))
+    out = [g.set_params(n_threads=t).accumulate(X) for t in (1, 2, 3)]
     for st in out[1:]:
         for a, b in ((out[0].n, st.n), (out[0].f, st.f), (out[0].s, st.s)):
-            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+            np.testing.assert_array_equal(b, a)
+        assert st.loglik == out[0].loglik
+    # the items: ranges of _ITEM_BLOCKS blocks, each an E-step of its own
+    step = _block_rows(g._plan(), g.chunk_size) * _ITEM_BLOCKS
+    assert X.shape[0] > step  # several items
+    g1 = g.set_params(n_threads=1)
+    parts = [g1.accumulate(X[a:a + step]) for a in range(0, X.shape[0], step)]
+    ref = sum(parts[1:], parts[0])
+    np.testing.assert_array_equal(out[0].n, ref.n)
+    np.testing.assert_array_equal(out[0].s, ref.s)
 
 
 def test_estep_statistics_do_not_depend_on_blas_threads():

@@ -71,7 +71,10 @@ def test_markdown_table_and_report(tmp_path):
     assert text.startswith("# Title")
     assert "![A figure](f.png)" in text
     assert text.count("CC BY-SA 4.0") == 1 and "CC BY 4.0" in text
-    assert _load_results(tmp_path / "r") == {"acc": 0.5}
+    from gmmspeech.threads import default_threads
+
+    # the thread count the run used is recorded beside the recipe's numbers (issue 15)
+    assert _load_results(tmp_path / "r") == {"acc": 0.5, "threads": default_threads()}
     with pytest.raises(ValueError, match=".png"):
         rep.figure("f.jpg", "bad")
 

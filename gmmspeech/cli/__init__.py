@@ -37,6 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args) -> int:
+    """Run the command; with the parallelism options, under ``--threads`` (restored after,
+    for embedded use) and with the run's thread count in its log."""
+    if not hasattr(args, "threads"):
+        return int(args.func(args) or 0)
+    from gmmspeech.threads import describe_threads, thread_limit
+
+    if args.threads is not None and args.threads < 1:
+        from gmmspeech.cli.common import _usage_error
+
+        raise _usage_error(f"--threads must be >= 1, got {args.threads}")
+    with thread_limit(args.threads):
+        jobs = getattr(args, "jobs", 1) or 1
+        extra = f"; {jobs} worker processes (-j), 1 thread each" if jobs != 1 else ""
+        how = describe_threads().replace("(", "(--threads, " if args.threads else "(", 1)
+        print(f"gmmspeech {args.command}: {how} per process{extra}", file=sys.stderr)
+        return int(args.func(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if len(given) >= 2 and given[0] == "recipe":
@@ -62,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread (embedded use): leave signals alone
         previous = None
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except GMMSpeechError as exc:
         print(f"gmmspeech {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -227,7 +227,7 @@ def register(sub) -> None:
 
 _ALIASES = {"speaker-id": "speaker_id", "score-files": "score_files",
             "train-corpus": "train_corpus", "em-tutorial": "em_tutorial"}
-_NOT_OPTIONS = {"command", "func", "recipe", "jobs", "quiet"}
+_NOT_OPTIONS = {"command", "func", "recipe", "jobs", "quiet", "threads"}  # --threads: the process (cli.main)
 
 
 def _list(args) -> int:

@@ -14,6 +14,10 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
                    help="joblib backend (default: $GMMSPEECH_BACKEND or local processes)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address, e.g. tcp://host:8786 (default: $GMMSPEECH_SCHEDULER)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads inside each process (default: $GMMSPEECH_THREADS, else the cores "
+                        "of the CPU affinity mask, capped by a cgroup CPU quota; 1 in each worker "
+                        "process when -j > 1)")
 
 
 def add_data_root_arg(parser: argparse.ArgumentParser) -> None:

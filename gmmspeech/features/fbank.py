@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from gmmspeech.features.config import FeatureConfig
-from gmmspeech.features.mfcc import _single_thread_blas, band_energies, log_bands, log_energy_of
+from gmmspeech.features.mfcc import band_energies, log_bands, log_energy_of
+from gmmspeech.threads import single_thread_blas
 
 __all__ = ["fbank", "fbank_and_energy"]
 
@@ -27,7 +28,7 @@ def fbank_and_energy(
     """
     config = FeatureConfig.preset("kaldi-fbank") if config is None else config
     bands, energy = band_energies(y, sr=sr, config=config, workers=workers)
-    with _single_thread_blas():
+    with single_thread_blas():
         log_bands(bands, config=config, out=bands)
     if config.rasta:
         from gmmspeech.features.rasta import rasta_filter

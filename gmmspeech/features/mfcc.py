@@ -15,13 +15,13 @@ run on one BLAS thread (thread start-up costs more than they take). With the
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 
 from gmmspeech._lazy import lazy_kernel
 from gmmspeech.features.config import FeatureConfig
+from gmmspeech.threads import single_thread_blas
 
 __all__ = [
     "mfcc",
@@ -253,39 +253,6 @@ def analysis_window(kind: str, length: int, periodic: bool) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------------------- BLAS threads
-_blas_lock = threading.Lock()
-_blas_state: dict = {"controller": None, "depth": 0, "saved": None}
-
-
-@contextmanager
-def _single_thread_blas():
-    """Run small matrix products on one BLAS thread.
-
-    The mel and DCT products are thin (a few hundred frames at a time); OpenBLAS's
-    thread start-up costs more than it saves and collapses on a loaded machine. Nested
-    or concurrent uses are reference-counted so the previous limit is restored once.
-    """
-    with _blas_lock:
-        st = _blas_state
-        if st["depth"] == 0:
-            if st["controller"] is None:
-                from threadpoolctl import ThreadpoolController
-
-                st["controller"] = ThreadpoolController()
-            ctl = st["controller"]
-            st["saved"] = ctl.limit(limits=1, user_api="blas")
-        st["depth"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            st["depth"] -= 1
-            if st["depth"] == 0:
-                st["saved"].restore_original_limits()
-                st["saved"] = None
-
-
 # ---------------------------------------------------------------------------- fused kernel
 
 
@@ -416,6 +383,7 @@ def _fill(core: np.ndarray, pieces, b0: int, b1: int, window: np.ndarray | None)
 
 #: Frames processed per block: the working set (frames, spectrum, power) stays in cache.
 BLOCK_FRAMES = 512
+_ITEM_BLOCKS = 2  # blocks per work item of a thread
 
 
 def band_energies(
@@ -427,6 +395,7 @@ def band_energies(
     use_numba: bool = True,
     need_energy: bool = True,
     rng: np.random.Generator | None = None,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filter-bank energies (before the log) and the per-frame energy, frames first.
 
@@ -435,7 +404,10 @@ def band_energies(
     by ``config.dither_seed``), DC removal, raw energy, pre-emphasis (``x[i] - c * x[i - 1]``,
     ``x[0] - c * x[0]`` within the frame), window, zero-padded FFT, power, filter bank
     (:func:`filterbank`: mel, Bark or linear). Frames are processed in cache-sized blocks
-    of :data:`BLOCK_FRAMES` through one reused buffer. ``rng`` continues a dither stream
+    of :data:`BLOCK_FRAMES` through one reused buffer per thread; pairs of blocks are
+    dynamically scheduled over ``n_threads`` threads (None:
+    :func:`gmmspeech.threads.default_threads`; the result does not depend on it), except
+    with dither, whose stream is sequential. ``rng`` continues a dither stream
     (block-by-block extraction passes one generator through every block, so the dither
     equals the whole-signal one).
 
@@ -476,19 +448,28 @@ def band_energies(
     energy = np.zeros(n_frames, dtype=np.float64)
     # the windowed-frame energy costs a pass; skip it when nobody reads it (mfcc())
     need_windowed_energy = not config.raw_energy and (need_energy or config.use_energy)
-    # one cache-sized working set, reused for every block of frames
     block = min(BLOCK_FRAMES, n_frames)
-    buf = np.zeros((block, n_fft), dtype=np.float32)  # columns past win stay zero
-    tmp = np.empty((block, win - 1), dtype=np.float32)
-    pwbuf = np.empty((block, n_fft // 2 + 1), dtype=np.float32)
-    melbuf = np.empty((block, max(c1 - c0 for _, _, c0, c1, _ in bands)), dtype=np.float32)
     needs_pre = rng is not None or config.remove_dc or c > 0 or config.raw_energy
     one_minus_c = np.float32(1.0) - c
     # the fused kernel computes the raw energy; it needs no dither and a window > 1
     fused = _frame_kernel() if (use_numba and needs_pre and rng is None and config.raw_energy
                                 and win > 1) else None
-    with _single_thread_blas():
-        for b0 in range(0, n_frames, block):
+    width = max(c1 - c0 for _, _, c0, c1, _ in bands)
+    local = threading.local()
+
+    def working_set():
+        # one cache-sized working set per thread, reused for every block it takes
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            ws = local.ws = (np.zeros((block, n_fft), dtype=np.float32),  # past win stays zero
+                             np.empty((block, win - 1), dtype=np.float32),
+                             np.empty((block, n_fft // 2 + 1), dtype=np.float32),
+                             np.empty((block, width), dtype=np.float32))
+        return ws
+
+    def run(span):
+        buf, tmp, pwbuf, melbuf = working_set()
+        for b0 in range(span[0], span[1], block):
             b1 = min(b0 + block, n_frames)
             nb = b1 - b0
             blk = buf[:nb]
@@ -528,6 +509,14 @@ def band_energies(
             for lo, hi, c0, c1, sub in bands:
                 np.matmul(pw[:, lo:hi], sub, out=melbuf[:nb, : c1 - c0])
                 out[:, c0:c1] = melbuf[:nb, : c1 - c0]
+
+    # blocks are independent (each frame is computed alone), so groups of them run on
+    # threads (:func:`gmmspeech.threads.map_items`); a dither stream is sequential
+    from gmmspeech.threads import map_items
+
+    step = block * _ITEM_BLOCKS
+    spans = [(b0, min(b0 + step, n_frames)) for b0 in range(0, n_frames, step)]
+    map_items(run, spans, n_threads=1 if rng is not None else n_threads)
     return mel, energy
 
 
@@ -562,6 +551,7 @@ def log_mel_and_energy(
     use_numba: bool = True,
     _need_energy: bool = True,
     rng: np.random.Generator | None = None,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log filter-bank energies (before ``top_db``) and per-frame log-energy, frames first.
 
@@ -570,8 +560,9 @@ def log_mel_and_energy(
     """
     config = FeatureConfig.preset("speech") if config is None else config
     bands, energy = band_energies(y, sr=sr, config=config, workers=workers,
-                                  use_numba=use_numba, need_energy=_need_energy, rng=rng)
-    with _single_thread_blas():
+                                  use_numba=use_numba, need_energy=_need_energy, rng=rng,
+                                  n_threads=n_threads)
+    with single_thread_blas():
         log_bands(bands, config=config, out=bands, top_db=False)
     return bands, log_energy_of(energy, config)
 
@@ -594,7 +585,7 @@ def cepstra(log_mel: np.ndarray, log_energy: np.ndarray, *, config: FeatureConfi
         log_mel = np.ascontiguousarray(rasta_filter(log_mel, axis=0), dtype=np.float32)
     dct = dct_matrix(config.n_mels, config.n_mfcc, float(config.lifter))
     ceps = np.empty((log_mel.shape[0], config.n_mfcc), dtype=np.float32)
-    with _single_thread_blas():
+    with single_thread_blas():
         # fixed row blocks: BLAS picks its kernel by size, so equal blocks give equal
         # rounding whether a file is analysed whole or chunk by chunk
         for b0 in range(0, log_mel.shape[0], BLOCK_FRAMES):
@@ -612,6 +603,7 @@ def mfcc_and_energy(
     workers: int | None = None,
     use_numba: bool = True,
     _need_energy: bool = True,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cepstra and per-frame log-energy, frames first.
 
@@ -629,10 +621,13 @@ def mfcc_and_energy(
     config : FeatureConfig, optional
         Defaults to the ``speech`` preset.
     workers : int, optional
-        Threads for :func:`scipy.fft.rfft` (default 1).
+        Threads of each :func:`scipy.fft.rfft` call (default 1).
     use_numba : bool, default True
         Fuse the per-frame DC removal, energy, pre-emphasis and window in one compiled
         pass (numba); False runs the same steps as numpy passes.
+    n_threads : int, optional
+        Threads over blocks of frames (None: :func:`gmmspeech.threads.default_threads`);
+        files shorter than about 10 s are one work item. The result does not depend on it.
 
     Returns
     -------
@@ -645,12 +640,14 @@ def mfcc_and_energy(
     """
     config = FeatureConfig.preset("speech") if config is None else config
     log_mel, log_energy = log_mel_and_energy(y, sr=sr, config=config, workers=workers,
-                                             use_numba=use_numba, _need_energy=_need_energy)
+                                             use_numba=use_numba, _need_energy=_need_energy,
+                                             n_threads=n_threads)
     return cepstra(log_mel, log_energy, config=config), log_energy
 
 
 def mfcc(
-    y: np.ndarray, *, sr: int, config: FeatureConfig | None = None, workers: int | None = None
+    y: np.ndarray, *, sr: int, config: FeatureConfig | None = None, workers: int | None = None,
+    n_threads: int | None = None,
 ) -> np.ndarray:
     """Mel-frequency cepstral coefficients, laid out like :func:`librosa.feature.mfcc`.
 
@@ -664,7 +661,9 @@ def mfcc(
         Analysis settings (default: the ``speech`` preset). Deltas, VAD and
         normalisation settings are not used here (see :func:`gmmspeech.features.extract`).
     workers : int, optional
-        Threads for the FFT.
+        Threads of each FFT call.
+    n_threads : int, optional
+        Threads over blocks of frames (see :func:`mfcc_and_energy`).
 
     Returns
     -------
@@ -678,7 +677,8 @@ def mfcc(
     >>> mfcc(y, sr=16000, config=FeatureConfig.preset("speech")).shape
     (20, 98)
     """
-    ceps, _ = mfcc_and_energy(y, sr=sr, config=config, workers=workers, _need_energy=False)
+    ceps, _ = mfcc_and_energy(y, sr=sr, config=config, workers=workers, _need_energy=False,
+                              n_threads=n_threads)
     return ceps.T
 
 

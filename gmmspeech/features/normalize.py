@@ -205,7 +205,10 @@ def sliding_cmvn_rows(
     return out
 
 
-def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
+_WARP_ITEM_WORK = 1 << 22
+
+
+def feature_warping(X: np.ndarray, *, window: int = 301, n_threads: int | None = None) -> np.ndarray:
     """Feature warping (Pelecanos & Sridharan, 2001).
 
     Within a sliding window of ``window`` frames centred on each frame (shifted inward at
@@ -219,6 +222,8 @@ def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
     X : np.ndarray, shape (n_frames, n_dims)
     window : int, default 301
         Window length in frames (about 3 s at 10 ms).
+    n_threads : int, optional
+        Threads over blocks of frames (None: :func:`gmmspeech.threads.default_threads`).
 
     Returns
     -------
@@ -229,13 +234,15 @@ def feature_warping(X: np.ndarray, *, window: int = 301) -> np.ndarray:
     n = X.shape[0]
     N = min(window, n)
     start, _ = sliding_window_bounds(n, N, center=True)
-    return feature_warping_rows(X, 0, 0, start, N).astype(X.dtype, copy=False)
+    return feature_warping_rows(X, 0, 0, start, N, n_threads=n_threads).astype(X.dtype, copy=False)
 
 
-def feature_warping_rows(X: np.ndarray, lo: int, t0: int, start: np.ndarray, N: int) -> np.ndarray:
+def feature_warping_rows(X: np.ndarray, lo: int, t0: int, start: np.ndarray, N: int,
+                         n_threads: int | None = None) -> np.ndarray:
     """Warped values (float64) of frames ``t0 .. t0 + len(start)`` from the rows their
     windows ``[start[i], start[i] + N)`` need; ``X`` holds frames ``lo .. lo + len(X)``
-    (see :func:`sliding_cmvn_rows`)."""
+    (see :func:`sliding_cmvn_rows`). Blocks of frames run on ``n_threads`` threads
+    (:func:`gmmspeech.threads.map_items`)."""
     from scipy.special import ndtri
 
     X = np.ascontiguousarray(X)
@@ -244,8 +251,16 @@ def feature_warping_rows(X: np.ndarray, lo: int, t0: int, start: np.ndarray, N: 
     r0 = t0 - lo
     kernel = _warp_kernel()
     if kernel is not None:
+        from gmmspeech.threads import map_items
+
         twice_rank = np.empty((m, d), dtype=np.int64)
-        kernel(X, r0, s_rel, N, twice_rank)
+        step = max(1, _WARP_ITEM_WORK // max(1, N * d))  # frames per item: ~4M comparisons
+
+        def run(a):
+            b = min(a + step, m)
+            kernel(X, r0 + a, s_rel[a:b], N, twice_rank[a:b])
+
+        map_items(run, range(0, m, step), n_threads=n_threads)
         rank = 0.5 * twice_rank
     else:
         # rank by counting: one vectorised comparison of every frame against the k-th

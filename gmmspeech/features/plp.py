@@ -18,7 +18,8 @@ from functools import lru_cache
 import numpy as np
 
 from gmmspeech.features.config import FeatureConfig
-from gmmspeech.features.mfcc import _single_thread_blas, band_centers, band_energies, log_energy_of
+from gmmspeech.features.mfcc import band_centers, band_energies, log_energy_of
+from gmmspeech.threads import single_thread_blas
 
 __all__ = ["plp", "plp_and_energy", "equal_loudness", "idft_bases", "durbin", "lpc_to_cepstrum",
            "plp_from_bands"]
@@ -102,7 +103,7 @@ def plp_from_bands(
     x = x * equal_loudness(band_centers(config, sr))
     x **= config.compress_factor
     dup = np.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
-    with _single_thread_blas():
+    with single_thread_blas():
         R = dup @ idft_bases(config.lpc_order + 1, x.shape[1] + 2).T
     a, E = durbin(R)
     with np.errstate(divide="ignore"):

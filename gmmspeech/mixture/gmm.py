@@ -122,85 +122,44 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
     return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
 
 
-_CONTROLLER = None
+# blocks per work item of the threaded E-step and density passes: items are cut from the
+# block grid only, so the statistics are the same for any number of threads
+_ITEM_BLOCKS = 4
 
 
-def _controller():
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
-
-
-def _blas_threads() -> int:
-    """Threads the BLAS may use now (1 inside loky workers limited by parallel_map)."""
-    try:
-        infos = [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
-        return max(1, min(infos)) if infos else 1
-    except Exception:  # pragma: no cover - threadpoolctl missing or failing
-        return 1
-
-
-_POOL: tuple[int, object] | None = None
-
-
-def _thread_pool():
-    """A process-wide thread pool (re-created after a fork), one thread per core."""
-    global _POOL
-    pid = os.getpid()
-    if _POOL is None or _POOL[0] != pid:
-        from concurrent.futures import ThreadPoolExecutor
-
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            cores = os.cpu_count() or 1
-        _POOL = (pid, ThreadPoolExecutor(max(1, cores), thread_name_prefix="gmmspeech-estep"))
-    return _POOL[1]
-
-
-def _available_threads() -> int:
-    """Cores this process may use, capped by the BLAS thread limit in force."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, _blas_threads()))
+def _items(n: int, rows: int) -> list[tuple[int, int]]:
+    """Row ranges of ``_ITEM_BLOCKS`` blocks of ``rows`` frames (the last one shorter)."""
+    step = rows * _ITEM_BLOCKS
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_threads=None) -> SufficientStats:
     """E-step of one block of frames against ``plan`` (module-level: runs in workers).
 
-    With several cores and enough frames the rows are split over ``n_threads`` Python threads
-    running single-threaded BLAS (numpy and the numba kernels release the GIL): on small
-    cores counts this beats one multi-threaded BLAS call per chunk, since the element-wise
-    work runs in parallel too and no BLAS thread pool spins between chunks.
+    The rows are cut into items of a few cache-sized blocks, run on
+    :func:`gmmspeech.threads.map_items` (dynamically scheduled threads, single-threaded BLAS;
+    numpy and the numba kernels release the GIL) and their statistics added in item order:
+    on small core counts this beats one multi-threaded BLAS call per chunk, since the
+    element-wise work runs in parallel too and no thread pool spins between chunks, and a
+    core slowed down by another process takes fewer items instead of holding up the others.
+    Item boundaries do not depend on ``n_threads``, so neither do the statistics (a Dask
+    worker with one thread agrees with a local run with all of them).
     """
-    n = X.shape[0]
-    if n_threads is None:
-        n_threads = _available_threads()
+    from gmmspeech.threads import map_items, single_thread_blas
+
     rows = _block_rows(plan, chunk_size)
-    n_threads = int(max(1, min(n_threads, n // (2 * rows))))
-    # single-threaded BLAS always: a multi-threaded GEMM may split the reduction over frames,
-    # and its float32 rounding would then depend on the BLAS thread count of the process
-    # (a Dask worker with one BLAS thread would disagree with a local run)
-    with _controller().limit(limits=1, user_api="blas"):
-        if n < 4 * rows or n_threads == 1:
+
+    def run(ab):
+        a, b = ab
+        w = None if sample_weight is None else sample_weight[a:b]
+        return _accumulate_serial(plan, X[a:b], w, top_c, chunk_size)
+
+    items = _items(X.shape[0], rows)
+    if len(items) <= 1:
+        with single_thread_blas():
             return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
-        # thread boundaries on block boundaries: every block (a float32 product) is the one
-        # the serial path computes, so the statistics do not depend on the thread count
-        n_blocks = -(-n // rows)
-        bounds = np.minimum(np.linspace(0, n_blocks, n_threads + 1).astype(int) * rows, n)
-
-        def run(ab):
-            a, b = ab
-            w = None if sample_weight is None else sample_weight[a:b]
-            return _accumulate_serial(plan, X[a:b], w, top_c, chunk_size)
-
-        parts = list(_thread_pool().map(run, zip(bounds[:-1], bounds[1:])))
-    return sum(parts)
+    parts = map_items(run, items, n_threads=n_threads)
+    return sum(parts[1:], parts[0])
 
 
 def _floor_full(cov: np.ndarray, floor_d: np.ndarray) -> np.ndarray:
@@ -452,8 +411,13 @@ class GMM(DensityMixin, BaseEstimator):
         given no data-driven initialisation runs.
     random_state : int, Generator, RandomState or None
     n_jobs : int, default 1
-        Worker processes for the E-step (:func:`gmmspeech.parallel.parallel_map`, one BLAS
-        thread each); 1 computes in this process (with a multi-threaded BLAS).
+        Worker processes for the E-step (:func:`gmmspeech.parallel.parallel_map`, one thread
+        each); 1 computes in this process, on ``n_threads`` threads.
+    n_threads : int or None, default None
+        Threads of the E-step and of the density passes (``predict``, ``score_samples``...)
+        in this process. None: :func:`gmmspeech.threads.default_threads` (the cores of the
+        process's affinity mask, 1 inside worker processes). Blocks of frames are dynamically
+        scheduled over the threads; results do not depend on the thread count.
     chunk_size : int, default 2048
         Largest number of frames per E-step block; blocks are made smaller still so that
         their ``rows x K`` and ``rows x columns`` arrays stay in a core's cache (about 1 MB).
@@ -522,6 +486,7 @@ class GMM(DensityMixin, BaseEstimator):
         accelerate="anderson",
         stopping="aitken",
         param_rtol=1e-3,
+        n_threads=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -547,6 +512,7 @@ class GMM(DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.stopping = stopping
         self.param_rtol = param_rtol
+        self.n_threads = n_threads
 
     # ================================================================== scikit-learn protocol
     # get_params / set_params / clone / repr come from BaseEstimator; score is overridden below.
@@ -609,6 +575,10 @@ class GMM(DensityMixin, BaseEstimator):
             )
         if not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1:
             raise ValueError(f"Invalid value for 'chunk_size': {self.chunk_size}. It must be a positive integer")
+        if self.n_threads is not None and (not isinstance(self.n_threads, (int, np.integer))
+                                           or isinstance(self.n_threads, bool) or self.n_threads < 1):
+            raise ValueError(f"Invalid value for 'n_threads': {self.n_threads!r}. It must be None or a "
+                             "positive integer")
         try:
             dt = np.dtype(self.dtype)
         except TypeError:
@@ -855,7 +825,9 @@ class GMM(DensityMixin, BaseEstimator):
         if not isinstance(stats, SufficientStats):
             raise TypeError(f"m_step expects SufficientStats, got {type(stats).__name__}")
         # K small (D x D) factorisations: a multi-threaded BLAS only spins on these
-        with _controller().limit(limits=1, user_api="blas"):
+        from gmmspeech.threads import single_thread_blas
+
+        with single_thread_blas():
             return self._m_step(stats)
 
     def _m_step(self, stats: SufficientStats) -> GMM:
@@ -1046,7 +1018,7 @@ class GMM(DensityMixin, BaseEstimator):
             ]
             parts = parallel_map(_accumulate_plan, items, n_jobs=n_jobs, backend=self.backend, star=True)
             return sum(parts)
-        return _accumulate_plan(plan, X, w, top_c, self.chunk_size)
+        return _accumulate_plan(plan, X, w, top_c, self.chunk_size, self.n_threads)
 
     def _chunks(self, X):
         step = int(self.chunk_size)
@@ -1059,11 +1031,13 @@ class GMM(DensityMixin, BaseEstimator):
         Large inputs are split over threads with single-threaded BLAS, as in the E-step;
         ``fn`` must only write rows ``a : a + len(block)`` of its outputs.
         """
+        from gmmspeech.threads import map_items
+
         plan = self._plan()
         rows = _block_rows(plan, self.chunk_size)
-        n = X.shape[0]
 
-        def run(lo, hi):
+        def run(ab):
+            lo, hi = ab
             for a in range(lo, hi, rows):
                 xc = X[a : min(a + rows, hi)]
                 lp = plan.log_prob(plan.design(xc))
@@ -1071,16 +1045,7 @@ class GMM(DensityMixin, BaseEstimator):
                     plan.exact_columns(xc, lp)
                 fn(a, lp)
 
-        if n < 4 * rows:
-            run(0, n)
-            return
-        n_threads = int(max(1, min(_available_threads(), n // (2 * rows))))
-        with _controller().limit(limits=1, user_api="blas"):
-            if n_threads == 1:
-                run(0, n)
-                return
-            bounds = np.linspace(0, n, n_threads + 1).astype(int)
-            list(_thread_pool().map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
+        map_items(run, _items(X.shape[0], rows), n_threads=self.n_threads)
 
     def weighted_log_prob(self, X) -> np.ndarray:
         """``log phi_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component.

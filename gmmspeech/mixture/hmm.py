@@ -55,10 +55,7 @@ from gmmspeech.mixture.gmm import (
     GMM,
     ConvergenceWarning,
     NotFittedError,
-    _available_threads,
     _block_rows,
-    _controller,
-    _thread_pool,
 )
 from gmmspeech.mixture.stats import SufficientStats
 
@@ -495,7 +492,7 @@ class GMMHMM(DensityMixin, BaseEstimator):
 
     # ================================================================== block engine
     def _map_blocks(self, plan, X, offsets, fn) -> list:
-        """``fn(lo, hi, z, lp)`` over blocks of whole sequences (threads for large inputs).
+        """``fn(lo, hi, z, lp)`` over blocks of whole sequences (:func:`gmmspeech.threads.map_items`).
 
         ``z`` is the block's design matrix and ``lp`` its (frames, S * M) weighted log-densities.
         """
@@ -511,19 +508,10 @@ class GMMHMM(DensityMixin, BaseEstimator):
                 plan.exact_columns(xb, lp)
             return fn(lo, hi, xb, z, lp)
 
-        n_threads = self.n_threads if self.n_threads is not None else _available_threads()
-        n_threads = int(max(1, min(n_threads, len(blocks))))
-        # small GEMMs: a multi-threaded BLAS only spins on them (10x slower on a loaded machine)
-        with _controller().limit(limits=1, user_api="blas"):
-            if n_threads == 1 or X.shape[0] < 4 * rows:
-                return [run(lo, hi) for lo, hi in blocks]
-            groups = [g for g in np.array_split(np.arange(len(blocks)), n_threads) if g.size]
+        from gmmspeech.threads import map_items
 
-            def work(idx):
-                return [run(*blocks[i]) for i in idx]
-
-            parts = list(_thread_pool().map(work, groups))
-        return [r for part in parts for r in part]
+        # blocks dynamically scheduled over the threads, single-threaded BLAS (small GEMMs)
+        return map_items(lambda blk: run(*blk), blocks, n_threads=self.n_threads)
 
     def _e_step(self, X, offsets):
         """Forward-backward over all sequences: emission statistics (S * M components),
@@ -628,7 +616,9 @@ class GMMHMM(DensityMixin, BaseEstimator):
         self.transmat_ = a
 
     def _m_step(self, stats, trans):
-        with _controller().limit(limits=1, user_api="blas"):
+        from gmmspeech.threads import single_thread_blas
+
+        with single_thread_blas():
             unused = self._update_emissions(stats)
         self._update_transitions(trans)
         return unused

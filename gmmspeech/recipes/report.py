@@ -268,10 +268,15 @@ class Report:
     def write(self, results: Mapping[str, Any] | None = None) -> Path:
         """Save pending figures, write ``report.md`` and (when given) ``results.json``.
 
+        ``results.json`` also records ``threads``, the run's thread count per process
+        (:func:`gmmspeech.threads.default_threads`), unless ``results`` has it.
+
         Returns the path of ``report.md``.
         """
         if results is not None:
-            write_results(self.out / "results.json", results)
+            from gmmspeech.threads import default_threads
+
+            write_results(self.out / "results.json", {"threads": default_threads(), **results})
         self._flush_figures()
         path = self.out / "report.md"
         tmp = path.with_name("report.md.tmp")

@@ -10,12 +10,16 @@ the log-sum-exp and the gathering of selected components. These kernels fuse the
   far below the float32 rounding of the inputs).
 * :func:`topc_scores` picks the C best UBM components of every frame and evaluates each
   model on those C components only (``C * M * D`` multiply-adds per frame).
+
+Every kernel is single-threaded and releases the GIL: the threads come from
+:func:`gmmspeech.threads.map_items` over chunks (one parallel level, dynamically
+scheduled; see :mod:`gmmspeech.threads` for why not ``prange``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2 = np.float32(0.6931471805599453)
@@ -71,13 +75,13 @@ def _lse_block(vals, K, ib, fb, pb):
     return mx + np.log(s)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def block_logsumexp(P, offsets, Lu, use_lu, K, out):
     """``out[n, m] = logsumexp_k(P[n, m*K + k] + offsets[m*K + k] (+ Lu[n, k]))``."""
     N = P.shape[0]
     M = P.shape[1] // K
     n_blocks = (N + 15) // 16
-    for blk in prange(n_blocks):
+    for blk in range(n_blocks):
         ib = np.empty(K, np.int32)
         fb = ib.view(np.float32)
         pb = np.empty(K, np.float32)
@@ -94,7 +98,7 @@ def block_logsumexp(P, offsets, Lu, use_lu, K, out):
                 out[n, m] = _lse_block(vals, K, ib, fb, pb)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def topc_scores(X, X2, Lu, C, dB, dA, dG, shared, out_models, out_ubm):
     """Top-C scoring of M models on N frames.
 
@@ -106,7 +110,7 @@ def topc_scores(X, X2, Lu, C, dB, dA, dG, shared, out_models, out_ubm):
     """
     N, D = X.shape
     M = dB.shape[0]
-    for n in prange(N):
+    for n in range(N):
         idx = np.empty(C, np.int64)
         val = np.empty(C, np.float32)
         _select_top(Lu[n], C, idx, val)
@@ -136,7 +140,7 @@ def topc_scores(X, X2, Lu, C, dB, dA, dG, shared, out_models, out_ubm):
             out_models[n, m] = best + np.log(s)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def prune_mask(X, Lu, dB, dG, cU, gmax, nS, margin, mask):
     """Components that can matter for any model, frame by frame (means-only models).
 
@@ -156,7 +160,7 @@ def prune_mask(X, Lu, dB, dG, cU, gmax, nS, margin, mask):
     K = Lu.shape[1]
     M = dB.shape[0]
     kept = 0
-    for n in prange(N):
+    for n in range(N):
         kb = 0
         for k in range(1, K):
             if Lu[n, k] > Lu[n, kb]:
@@ -178,7 +182,7 @@ def prune_mask(X, Lu, dB, dG, cU, gmax, nS, margin, mask):
     return kept
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
     """Exact scores of means-only models on the components kept by :func:`prune_mask`.
 
@@ -192,7 +196,7 @@ def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
     K = Lu.shape[1]
     M = dBt.shape[2]
     n_blocks = (N + 15) // 16
-    for blk in prange(n_blocks):
+    for blk in range(n_blocks):
         idx = np.empty(K, np.int64)
         acc = np.empty((K, M), np.float32)
         best = np.empty(M, np.float32)
@@ -235,12 +239,12 @@ def pruned_scores(X, Lu, mask, dBt, dGt, out_models, out_ubm):
                     out_models[n, m] = best[m] + np.log(tot[m])
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def topc_mask(Lu, C, mask, out_ubm):
     """Mark the C best UBM components of every frame (ties: the lower index) and
     return the UBM's log-likelihood over them in ``out_ubm``."""
     N, K = Lu.shape
-    for n in prange(N):
+    for n in range(N):
         idx = np.empty(C, np.int64)
         val = np.empty(C, np.float32)
         _select_top(Lu[n], C, idx, val)

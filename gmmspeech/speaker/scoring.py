@@ -171,24 +171,6 @@ def _is_diag(g) -> bool:
     return getattr(g, "covariance_type", "diag") in ("diag", "spherical")
 
 
-def _chunks(utts: list[np.ndarray], chunk_frames: int):
-    """Yield ``(X, owner)``: blocks of at most ``chunk_frames`` frames of one utterance and
-    the utterance index of every frame. Blocks never span utterances, so an utterance's
-    score does not depend on which other utterances are scored with it (same float32
-    products locally, in worker groups or on a cluster)."""
-    for i, u in enumerate(utts):
-        for start in range(0, u.shape[0], chunk_frames):
-            x = u[start:start + chunk_frames]
-            yield x, np.full(x.shape[0], i, dtype=np.int64)
-
-
-def _add_rows(acc: np.ndarray, owner: np.ndarray, frame_vals: np.ndarray) -> None:
-    """``acc[owner[t]] += frame_vals[t]`` for runs of equal owners (frames are grouped)."""
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    sums = np.add.reduceat(frame_vals, starts, axis=0)
-    acc[owner[starts]] += sums
-
-
 # --------------------------------------------------------------------------- diag plan
 class _DiagPlan:
     """Parameters of M diagonal models (and the UBM) arranged for batched scoring."""
@@ -235,85 +217,81 @@ class _DiagPlan:
                 + g.astype(self.dtype))
 
 
-def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress):
+def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress, n_threads=None):
     from gmmspeech.speaker import _kernels as kern
 
-    n_u = len(utts)
-    ll = np.zeros((n_u, plan.M))
-    ll_ubm = np.zeros(n_u)
     dt = plan.dtype
-    if plan.K is not None:
-        K = plan.K
-        if plan.shared:
-            ug, ub, _ = plan.ubm_terms
-            W = np.concatenate([t[1] - ub for t in plan.terms], axis=0).T.astype(dt)  # (D, M*K)
-            off = np.concatenate([t[0] - ug for t in plan.terms]).astype(dt)
-        else:
-            W = np.concatenate(
-                [np.concatenate([t[1], t[2]], axis=1) for t in plan.terms], axis=0
-            ).T.astype(dt)  # (2D, M*K)
-            off = np.concatenate([t[0] for t in plan.terms]).astype(dt)
-        off = off.astype(np.float32)
-        prune = plan.shared and dt == np.float32
-        if prune:
-            dB = np.stack([t[1] - ub for t in plan.terms]).astype(np.float32)  # (M, K, D)
-            dG = np.stack([t[0] - ug for t in plan.terms]).astype(np.float32)  # (M, K)
-            uw, umu, uvar = _diag_params(plan.ubm)
-            dB64 = np.stack([t[1] - ub for t in plan.terms])
-            muc = umu - plan.ref
-            gmax = (np.stack([t[0] - ug for t in plan.terms])
-                    + np.einsum("mkd,kd->mk", dB64, muc)).max(axis=0).astype(np.float32)
-            dBt = np.ascontiguousarray(dB.transpose(1, 2, 0))  # (K, D, M)
-            dGt = np.ascontiguousarray(dG.T)  # (K, M)
-            nS = np.sqrt((dB64 ** 2 * uvar).sum(axis=2)).max(axis=0).astype(np.float32)
-            with np.errstate(divide="ignore"):
-                cU = (np.log(uw) - 0.5 * (plan.D * _LOG_2PI + np.log(uvar).sum(1))).astype(np.float32)
-        for X, owner in _iter(utts, chunk_frames, progress):
-            Xc = (X - plan.ref).astype(dt)
-            X2 = Xc * Xc
-            Lu = plan.frame_ubm(Xc, X2) if plan.ubm is not None else np.zeros((X.shape[0], 1), dt)
-            if prune:
-                Lu = np.ascontiguousarray(Lu, np.float32)
-                mask = np.empty(Lu.shape, np.bool_)
-                kept = kern.prune_mask(Xc, Lu, dB, dG, cU, gmax, nS, np.float32(_PRUNE_MARGIN),
-                                       mask)
-                if kept <= _PRUNE_MAX_FRACTION * mask.size:
-                    out = np.empty((X.shape[0], plan.M))
-                    ou = np.empty(X.shape[0])
-                    kern.pruned_scores(Xc, Lu, mask, dBt, dGt, out, ou)
-                    _add_rows(ll, owner, out)
-                    _add_rows(ll_ubm, owner, ou)
-                    continue
-            if plan.shared:
-                P = Xc @ W
-            else:
-                P = np.concatenate([Xc, X2], axis=1) @ W
-            out = np.empty((X.shape[0], plan.M))
-            kern.block_logsumexp(P.astype(np.float32, copy=False),
-                                 off, np.ascontiguousarray(Lu, np.float32),
-                                 plan.shared, K, out)
-            _add_rows(ll, owner, out)
-            if plan.ubm is not None:
-                ou = np.empty((X.shape[0], 1))
-                kern.block_logsumexp(np.ascontiguousarray(Lu, np.float32),
-                                     np.zeros(Lu.shape[1], np.float32), Lu, False, Lu.shape[1], ou)
-                _add_rows(ll_ubm, owner, ou[:, 0])
-    else:  # models with different numbers of components: one model at a time
+    if plan.K is None:  # models with different numbers of components: one model at a time
         from scipy.special import logsumexp
 
-        for X, owner in _iter(utts, chunk_frames, progress):
+        def chunk_scores(X):
             Xc = (X - plan.ref).astype(np.float64)
             X2 = Xc * Xc
+            out = np.empty((X.shape[0], plan.M))
             for m, (g, b, a) in enumerate(plan.terms):
-                lp = Xc @ b.T + X2 @ a.T + g
-                _add_rows(ll[:, m], owner, logsumexp(lp, axis=1))
+                out[:, m] = logsumexp(Xc @ b.T + X2 @ a.T + g, axis=1)
+            ou = None
             if plan.ubm is not None:
                 g, b, a = plan.ubm_terms
-                _add_rows(ll_ubm, owner, logsumexp(Xc @ b.T + X2 @ a.T + g, axis=1))
-    return ll, ll_ubm
+                ou = logsumexp(Xc @ b.T + X2 @ a.T + g, axis=1)
+            return out, ou
+
+        return _over_chunks(utts, chunk_frames, chunk_scores, plan.M, progress, n_threads)
+
+    K = plan.K
+    if plan.shared:
+        ug, ub, _ = plan.ubm_terms
+        W = np.concatenate([t[1] - ub for t in plan.terms], axis=0).T.astype(dt)  # (D, M*K)
+        off = np.concatenate([t[0] - ug for t in plan.terms]).astype(dt)
+    else:
+        W = np.concatenate(
+            [np.concatenate([t[1], t[2]], axis=1) for t in plan.terms], axis=0
+        ).T.astype(dt)  # (2D, M*K)
+        off = np.concatenate([t[0] for t in plan.terms]).astype(dt)
+    off = off.astype(np.float32)
+    prune = plan.shared and dt == np.float32
+    if prune:
+        dB = np.stack([t[1] - ub for t in plan.terms]).astype(np.float32)  # (M, K, D)
+        dG = np.stack([t[0] - ug for t in plan.terms]).astype(np.float32)  # (M, K)
+        uw, umu, uvar = _diag_params(plan.ubm)
+        dB64 = np.stack([t[1] - ub for t in plan.terms])
+        muc = umu - plan.ref
+        gmax = (np.stack([t[0] - ug for t in plan.terms])
+                + np.einsum("mkd,kd->mk", dB64, muc)).max(axis=0).astype(np.float32)
+        dBt = np.ascontiguousarray(dB.transpose(1, 2, 0))  # (K, D, M)
+        dGt = np.ascontiguousarray(dG.T)  # (K, M)
+        nS = np.sqrt((dB64 ** 2 * uvar).sum(axis=2)).max(axis=0).astype(np.float32)
+        with np.errstate(divide="ignore"):
+            cU = (np.log(uw) - 0.5 * (plan.D * _LOG_2PI + np.log(uvar).sum(1))).astype(np.float32)
+    zeros_k = None
+
+    def chunk_scores(X):
+        Xc = (X - plan.ref).astype(dt)
+        X2 = Xc * Xc
+        Lu = plan.frame_ubm(Xc, X2) if plan.ubm is not None else np.zeros((X.shape[0], 1), dt)
+        Lu = np.ascontiguousarray(Lu, np.float32)
+        if prune:
+            mask = np.empty(Lu.shape, np.bool_)
+            kept = kern.prune_mask(Xc, Lu, dB, dG, cU, gmax, nS, np.float32(_PRUNE_MARGIN), mask)
+            if kept <= _PRUNE_MAX_FRACTION * mask.size:
+                out = np.empty((X.shape[0], plan.M))
+                ou = np.empty(X.shape[0])
+                kern.pruned_scores(Xc, Lu, mask, dBt, dGt, out, ou)
+                return out, ou
+        P = Xc @ W if plan.shared else np.concatenate([Xc, X2], axis=1) @ W
+        out = np.empty((X.shape[0], plan.M))
+        kern.block_logsumexp(P.astype(np.float32, copy=False), off, Lu, plan.shared, K, out)
+        ou = None
+        if plan.ubm is not None:
+            ou = np.empty((X.shape[0], 1))
+            kern.block_logsumexp(Lu, np.zeros(Lu.shape[1], np.float32), Lu, False, Lu.shape[1], ou)
+            ou = ou[:, 0]
+        return out, ou
+
+    return _over_chunks(utts, chunk_frames, chunk_scores, plan.M, progress, n_threads)
 
 
-def _topc_diag(plan: _DiagPlan, utts, top_c, chunk_frames, progress):
+def _topc_diag(plan: _DiagPlan, utts, top_c, chunk_frames, progress, n_threads=None):
     from gmmspeech.speaker import _kernels as kern
 
     if plan.ubm is None:
@@ -326,14 +304,12 @@ def _topc_diag(plan: _DiagPlan, utts, top_c, chunk_frames, progress):
           else np.stack([t[2] - ua for t in plan.terms]).astype(np.float32))
     dG = np.stack([t[0] - ug for t in plan.terms]).astype(np.float32)
     C = int(min(top_c, plan.K))
-    n_u = len(utts)
-    ll = np.zeros((n_u, plan.M))
-    ll_ubm = np.zeros(n_u)
     if plan.shared:  # model axis last: contiguous multiply-adds over all models
         dBt = np.ascontiguousarray(dB.transpose(1, 2, 0))
         dGt = np.ascontiguousarray(dG.T)
         no_ubm = np.empty(0)
-    for X, owner in _iter(utts, chunk_frames, progress):
+
+    def chunk_scores(X):
         Xc = (X - plan.ref).astype(np.float32)
         X2 = Xc * Xc
         Lu = np.ascontiguousarray(plan.frame_ubm(Xc, X2), dtype=np.float32)
@@ -345,28 +321,56 @@ def _topc_diag(plan: _DiagPlan, utts, top_c, chunk_frames, progress):
             kern.pruned_scores(Xc, Lu, mask, dBt, dGt, om, no_ubm)
         else:
             kern.topc_scores(Xc, X2, Lu, C, dB, dA, dG, plan.shared, om, ou)
-        _add_rows(ll, owner, om)
-        _add_rows(ll_ubm, owner, ou)
+        return om, ou
+
+    return _over_chunks(utts, chunk_frames, chunk_scores, plan.M, progress, n_threads)
+
+
+def _spans(utts, chunk_frames):
+    """``(utterance, start, stop)`` of blocks of at most ``chunk_frames`` frames of one
+    utterance. Blocks never span utterances, so an utterance's score does not depend on which
+    other utterances are scored with it (same float32 products locally, in worker groups, on
+    a cluster, and for any number of threads)."""
+    return [(i, a, min(a + chunk_frames, u.shape[0]))
+            for i, u in enumerate(utts) for a in range(0, u.shape[0], chunk_frames)]
+
+
+def _over_chunks(utts, chunk_frames, chunk_scores, n_models, progress, n_threads):
+    """Sum ``chunk_scores(block) -> (model values, UBM values or None)`` (per frame, ``(n, M)``
+    and ``(n,)``, or already the block's sums, ``(M,)``) over the blocks of every utterance, blocks on threads (:func:`gmmspeech.threads.map_items`);
+    returns the per-utterance sums ``(ll (U, M), ll_ubm (U,))``, added in block order."""
+    from gmmspeech.threads import map_items
+
+    spans = _spans(utts, chunk_frames)
+
+    def one(span):
+        i, a, b = span
+        out, ou = chunk_scores(utts[i][a:b])
+        if out.ndim == 2:  # per-frame values: the block's sums
+            out = out.sum(axis=0)
+        return out, (0.0 if ou is None else float(np.sum(ou)))
+
+    bar = _bar(len(spans), progress)
+    try:
+        parts = map_items(one, spans, n_threads=n_threads,
+                          on_done=None if bar is None else (lambda: bar.update(1)))
+    finally:
+        if bar is not None:
+            bar.close()
+    ll = np.zeros((len(utts), n_models))
+    ll_ubm = np.zeros(len(utts))
+    for (i, _, _), (s, su) in zip(spans, parts):
+        ll[i] += s
+        ll_ubm[i] += su
     return ll, ll_ubm
 
 
-def _iter(utts, chunk_frames, progress):
-    it = _chunks(utts, chunk_frames)
+def _bar(total, progress):
     if not progress:
-        return it
+        return None
     from gmmspeech.progress import progress_bar
 
-    total = -(-sum(u.shape[0] for u in utts) // chunk_frames)
-    return _counted(it, progress_bar(total, desc="scoring", unit="chunks"))
-
-
-def _counted(it, bar):
-    try:
-        for x in it:
-            yield x
-            bar.update(1)
-    finally:
-        bar.close()
+    return progress_bar(total, desc="scoring", unit="chunks")
 
 
 # --------------------------------------------------------------------------- linear
@@ -379,7 +383,7 @@ def utterance_stats(ubm, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return r.sum(axis=0), r.T @ np.asarray(X, dtype=np.float64), int(X.shape[0])
 
 
-def _linear(models, ubm, utts, chunk_frames, progress):
+def _linear(models, ubm, utts, chunk_frames, progress, n_threads=None):
     if ubm is None:
         raise ValueError("mode='linear' needs a UBM")
     umu = np.asarray(ubm.means_, dtype=np.float64)
@@ -400,45 +404,39 @@ def _linear(models, ubm, utts, chunk_frames, progress):
     else:
         raise ValueError(f"unsupported covariance_type {kind!r}")
     offs = offs.reshape(len(models), K * D)
-    n_u = len(utts)
-    N = np.zeros((n_u, K))
-    F = np.zeros((n_u, K, D))
+    T = np.array([u.shape[0] for u in utts], dtype=np.float64)
     if kind in ("diag", "spherical"):
-        # UBM posteriors of a chunk of frames in one product, then per-utterance statistics
+        # UBM posteriors of a block of frames in one product, the block's statistics, and
+        # their dot products with every model's offsets (the score is linear in them)
         plan = _DiagPlan([ubm], ubm, np.float32)
-        for X, owner in _iter(utts, chunk_frames, progress):
+
+        def chunk_sums(X):
             Xc = (X - plan.ref).astype(np.float32)
             lp = plan.frame_ubm(Xc, Xc * Xc)
             lp -= lp.max(axis=1, keepdims=True)
             np.exp(lp, out=lp)
             lp /= lp.sum(axis=1, keepdims=True)
             R = lp.astype(np.float64)
-            Xd = np.asarray(X, dtype=np.float64)
-            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            ends = np.r_[starts[1:], owner.size]
-            for a, b in zip(starts, ends):
-                u = owner[a]
-                N[u] += R[a:b].sum(axis=0)
-                F[u] += R[a:b].T @ Xd[a:b]
+            n = R.sum(axis=0)
+            f = R.T @ np.asarray(X, dtype=np.float64)
+            return offs @ (f - n[:, None] * umu).ravel(), None
     else:
-        for i, X in enumerate(utts):
+        def chunk_sums(X):
             n, f, _ = utterance_stats(ubm, X)
-            N[i], F[i] = n, f
-    T = np.array([u.shape[0] for u in utts], dtype=np.float64)
-    centred = (F - N[:, :, None] * umu[None]).reshape(n_u, K * D)
-    return (centred @ offs.T) / T[:, None]
+            return offs @ (f - n[:, None] * umu).ravel(), None
+
+    ll, _ = _over_chunks(utts, chunk_frames, chunk_sums, len(models), progress, n_threads)
+    return ll / T[:, None]
 
 
 # --------------------------------------------------------------------------- full models
-def _exact_general(models, ubm, utts, chunk_frames):
-    ll = np.zeros((len(utts), len(models)))
-    ll_ubm = np.zeros(len(utts))
-    for X, owner in _chunks(utts, chunk_frames):
-        for m, g in enumerate(models):
-            _add_rows(ll[:, m], owner, np.asarray(g.score_samples(X), dtype=np.float64))
-        if ubm is not None:
-            _add_rows(ll_ubm, owner, np.asarray(ubm.score_samples(X), dtype=np.float64))
-    return ll, ll_ubm
+def _exact_general(models, ubm, utts, chunk_frames, progress=False, n_threads=None):
+    def chunk_scores(X):
+        out = np.stack([np.asarray(g.score_samples(X), dtype=np.float64) for g in models], axis=1)
+        ou = None if ubm is None else np.asarray(ubm.score_samples(X), dtype=np.float64)
+        return out, ou
+
+    return _over_chunks(utts, chunk_frames, chunk_scores, len(models), progress, n_threads)
 
 
 # --------------------------------------------------------------------------- public
@@ -455,7 +453,7 @@ def score(
     n_jobs: int | None = 1,
     backend: str | None = None,
     scheduler: str | None = None,
-    n_threads: int | None = 1,
+    n_threads: int | None = None,
     force: bool = False,
     check_models: bool = True,
 ) -> np.ndarray:
@@ -484,10 +482,11 @@ def score(
         Score groups of utterances in parallel (see
         :func:`gmmspeech.parallel.parallel_map`); the models travel once per group.
     n_threads : int or None
-        Threads of the numba kernels and of BLAS inside one scoring call (None: all
-        cores). One thread by default: the kernels are already vectorised, the chunks
-        are small, and on a shared machine thread pools lose far more to contention
-        than they gain; use ``n_jobs`` for parallelism across utterances.
+        Threads inside this process (None: :func:`gmmspeech.threads.default_threads`, the
+        cores of the process's affinity mask; 1 inside ``n_jobs`` worker processes). Blocks
+        of frames are dynamically scheduled over the threads, each running single-threaded
+        kernels, so a core slowed down by another process takes fewer blocks instead of
+        holding the others up; scores do not depend on the thread count.
     force : bool
         Score models MAP-adapted from another UBM than ``ubm`` with a warning instead of
         refusing them (see :func:`check_same_ubm`).
@@ -553,39 +552,12 @@ def score(
         )
         return np.vstack(parts)
 
-    with _thread_limit(n_threads):
-        return _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress)
+    return _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress, n_threads)
 
 
-class _thread_limit:
-    """Limit numba and BLAS threads within a block (restored afterwards)."""
-
-    def __init__(self, n_threads):
-        self.n = n_threads
-
-    def __enter__(self):
-        import numba
-        from threadpoolctl import threadpool_limits
-
-        n_max = numba.config.NUMBA_NUM_THREADS
-        n = n_max if self.n is None else max(1, min(int(self.n), n_max))
-        self._numba_prev = numba.get_num_threads()
-        numba.set_num_threads(n)
-        self._blas = threadpool_limits(limits=n)
-        self._blas.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        import numba
-
-        self._blas.__exit__(*exc)
-        numba.set_num_threads(self._numba_prev)
-        return False
-
-
-def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
+def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress, n_threads=None):
     if mode == "linear":
-        out = _linear(models, ubm, utts, chunk_frames, progress)
+        out = _linear(models, ubm, utts, chunk_frames, progress, n_threads)
         _check_finite(out, None, models, ubm, utts)
         return out
 
@@ -594,12 +566,12 @@ def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
         if not all_diag:
             raise ValueError("mode='topc' supports diagonal-covariance models; use mode='exact'")
         plan = _DiagPlan(models, ubm, np.float32)
-        ll, ll_ubm = _topc_diag(plan, utts, int(top_c or 5), chunk_frames, progress)
+        ll, ll_ubm = _topc_diag(plan, utts, int(top_c or 5), chunk_frames, progress, n_threads)
     elif all_diag:
         plan = _DiagPlan(models, ubm, np.dtype(dtype).type)
-        ll, ll_ubm = _exact_diag(plan, utts, chunk_frames, progress)
+        ll, ll_ubm = _exact_diag(plan, utts, chunk_frames, progress, n_threads)
     else:
-        ll, ll_ubm = _exact_general(models, ubm, utts, chunk_frames)
+        ll, ll_ubm = _exact_general(models, ubm, utts, chunk_frames, progress, n_threads)
     _check_finite(ll, ll_ubm if ubm is not None else None, models, ubm, utts)
     T = np.array([u.shape[0] for u in utts], dtype=np.float64)
     if ubm is not None:
@@ -609,6 +581,6 @@ def _score_local(models, ubm, utts, top_c, mode, chunk_frames, dtype, progress):
     return out
 
 
-def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype, n_threads=1):
+def _score_group(models, ubm, utts, top_c, mode, chunk_frames, dtype, n_threads=None):
     return score(models, ubm, utts, top_c=top_c, mode=mode, chunk_frames=chunk_frames,
                  dtype=dtype, n_threads=n_threads, check_models=False)
