@@ -71,17 +71,16 @@ def test_speaker_id_end_to_end(corpus, tmp_path, capsys):
     assert (out / "ubm.npz").is_file() and len(os.listdir(out / "models")) == 4
     from gmmspeech.threads import default_threads
 
-    # the thread count the run used: in its log and in results.json (issue 15)
-    assert f"threads: {default_threads()} (" in err
+    # the thread count the run used: in results.json (its log is quiet here; see below)
     assert res["threads"] == default_threads() and res["jobs"] == 1
 
 
 def test_threads_option_is_used_logged_and_recorded(corpus, tmp_path, capsys):
     base = ["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
-            "--test", str(corpus / "enroll.csv"), "--components", "4", "--iterations", "2", "--quiet"]
+            "--test", str(corpus / "enroll.csv"), "--components", "4", "--iterations", "2"]
     assert main(base + ["--out", str(tmp_path / "one"), "--threads", "1"]) == 0
     err = capsys.readouterr().err
-    assert "speaker-id: threads: 1 (" in err and "--threads" in err
+    assert "gmmspeech speaker-id: threads: 1 (--threads, affinity" in err
     assert json.loads((tmp_path / "one" / "results.json").read_text())["threads"] == 1
     from gmmspeech.threads import default_threads
 

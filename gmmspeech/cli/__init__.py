@@ -39,20 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     """Run the command; with the parallelism options, under ``--threads`` (restored after,
-    for embedded use) and with the run's thread count in its log."""
+    for embedded use; the count is logged by :func:`gmmspeech.cli.common.check_common`)."""
     if not hasattr(args, "threads"):
         return int(args.func(args) or 0)
-    from gmmspeech.threads import describe_threads, thread_limit
+    from gmmspeech.threads import thread_limit
 
     if args.threads is not None and args.threads < 1:
         from gmmspeech.cli.common import _usage_error
 
         raise _usage_error(f"--threads must be >= 1, got {args.threads}")
     with thread_limit(args.threads):
-        jobs = getattr(args, "jobs", 1) or 1
-        extra = f"; {jobs} worker processes (-j), 1 thread each" if jobs != 1 else ""
-        how = describe_threads().replace("(", "(--threads, " if args.threads else "(", 1)
-        print(f"gmmspeech {args.command}: {how} per process{extra}", file=sys.stderr)
         return int(args.func(args) or 0)
 
 

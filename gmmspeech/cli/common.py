@@ -157,7 +157,8 @@ def check_output(path, flag: str, *, kind: str = "file") -> None:
 
 
 def check_common(args) -> None:
-    """``--jobs``, ``--backend``/``--scheduler``, ``--data-root`` and ``--features-dir``."""
+    """``--jobs``, ``--backend``/``--scheduler``, ``--data-root`` and ``--features-dir``; then,
+    unless ``--quiet``, the run's thread count on stderr (its log)."""
     jobs = getattr(args, "jobs", None)
     if jobs == 0:
         raise _usage_error("-j/--jobs must be >= 1, or negative to count back from all cores "
@@ -166,6 +167,20 @@ def check_common(args) -> None:
         raise _usage_error(f"--scheduler needs --backend dask, got --backend {args.backend}")
     check_input(getattr(args, "data_root", None), "--data-root", kind="dir")
     check_output(getattr(args, "features_dir", None), "--features-dir", kind="dir")
+    if hasattr(args, "threads") and not getattr(args, "quiet", False):
+        log_threads(args)
+
+
+def log_threads(args) -> None:
+    """The run's thread count, for its log (stderr): printed once the arguments are checked."""
+    import sys
+
+    from gmmspeech.threads import describe_threads
+
+    jobs = getattr(args, "jobs", 1) or 1
+    extra = f"; {jobs} worker processes (-j), 1 thread each" if jobs != 1 else ""
+    how = describe_threads().replace("(", "(--threads, " if args.threads else "(", 1)
+    print(f"gmmspeech {args.command}: {how} per process{extra}", file=sys.stderr)
 
 
 def resume_command(*, add: str = "--resume") -> str:
