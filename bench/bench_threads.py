@@ -126,7 +126,7 @@ def _best_pair(f, n_all, repeat):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=4, help="timings are the best of this many runs")
+    ap.add_argument("--repeat", type=int, default=5, help="timings are the best of this many runs")
     ap.add_argument("--utterances", type=int, default=600, help="scoring: utterances of 300 frames")
     ap.add_argument("--seconds", type=int, default=1800, help="MFCC: seconds of audio (warping: a sixth)")
     ap.add_argument("--json", help="also write the results here")

@@ -84,6 +84,32 @@ def _block_rows(plan: DensityPlan, chunk_size: int) -> int:
 
 
 def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -> SufficientStats:
+    return _finish(plan, [_accumulate_raw(plan, X, sample_weight, top_c, chunk_size)])
+
+
+def _finish(plan: DensityPlan, parts) -> SufficientStats:
+    """Statistics from the raw sums of work items, added in item order: the centred
+    ``(R^T Z)^T`` (uncentred once, at the end), log-likelihoods, frame counts and the exact
+    statistics of risky components."""
+    gt, loglik, n_frames, exact = parts[0]
+    if len(parts) > 1:
+        gt = gt.copy()
+        exact = None if exact is None else {k: v.copy() for k, v in exact.items()}
+        for g2, l2, f2, e2 in parts[1:]:
+            gt += g2
+            loglik += l2
+            n_frames += f2
+            if exact is not None:
+                for key in exact:
+                    exact[key] += e2[key]
+    nk, f, s = plan.uncentre(gt.T)
+    if exact is not None:
+        plan.patch_stats(nk, f, s, exact)
+    return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
+
+
+def _accumulate_raw(plan: DensityPlan, X, sample_weight, top_c, chunk_size):
+    """E-step sums of one work item: ``(gt, loglik, n_frames, exact)`` (see :func:`_finish`)."""
     n, d = X.shape
     k = plan.n_components
     chunk = max(1, min(_block_rows(plan, chunk_size), n))
@@ -115,11 +141,8 @@ def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -
             pos = wc > 0
             loglik += float(wc[pos] @ logp[:nc][pos])
         gt += z.T @ lp
-    nk, f, s = plan.uncentre(gt.T)
-    if exact is not None:
-        plan.patch_stats(nk, f, s, exact)
     n_frames = float(n) if sample_weight is None else float(np.sum(sample_weight))
-    return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
+    return gt, loglik, n_frames, exact
 
 
 # blocks per work item of the threaded E-step and density passes: items are cut from the
@@ -143,7 +166,8 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
     element-wise work runs in parallel too and no thread pool spins between chunks, and a
     core slowed down by another process takes fewer items instead of holding up the others.
     Item boundaries do not depend on ``n_threads``, so neither do the statistics (a Dask
-    worker with one thread agrees with a local run with all of them).
+    worker with one thread agrees with a local run with all of them). Items return raw
+    centred sums; the statistics are uncentred once, after the sum.
     """
     from gmmspeech.threads import map_items, single_thread_blas
 
@@ -152,14 +176,13 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
     def run(ab):
         a, b = ab
         w = None if sample_weight is None else sample_weight[a:b]
-        return _accumulate_serial(plan, X[a:b], w, top_c, chunk_size)
+        return _accumulate_raw(plan, X[a:b], w, top_c, chunk_size)
 
     items = _items(X.shape[0], rows)
     if len(items) <= 1:
         with single_thread_blas():
             return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
-    parts = map_items(run, items, n_threads=n_threads)
-    return sum(parts[1:], parts[0])
+    return _finish(plan, map_items(run, items, n_threads=n_threads))
 
 
 def _floor_full(cov: np.ndarray, floor_d: np.ndarray) -> np.ndarray:
