@@ -68,3 +68,22 @@ def test_fit_never_produces_non_finite_parameters(data, k, covariance_type, init
     assert np.all(cov > 0)
     assert all(np.isfinite(h) for h in model.history_)
     assert np.all(np.isfinite(model.score_samples(X)))
+
+
+def test_anderson_step_on_degenerate_secants_falls_back_to_plain_em(monkeypatch):
+    """Found by the property test above (7 values 1e6 apart by 1e-3, full covariances, no
+    relative floor): LAPACK's least squares raised "SVD did not converge" on the secants and
+    the fit crashed. Non-finite secants, or LAPACK giving up, now mean a plain EM step."""
+    from gmmspeech.mixture import gmm as gmm_module
+
+    x = np.array([1.0, 2.0, 3.0])
+    for bad in (np.nan, np.inf):
+        assert gmm_module._anderson_step([x, x + 1, x + bad], [x, x + 2, x + 5]) == (None, None)
+    ok = gmm_module._anderson_step([x, x + 1, x + 3], [x + 1, x + 3, x + 4])
+    assert ok[0] is not None
+
+    def give_up(*a, **k):
+        raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
+
+    monkeypatch.setattr(gmm_module.np.linalg, "lstsq", give_up)
+    assert gmm_module._anderson_step([x, x + 1, x + 3], [x + 1, x + 3, x + 4]) == (None, None)

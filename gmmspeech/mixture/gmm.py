@@ -344,11 +344,17 @@ def _anderson_step(xs, fs):
     res = np.stack(fs, axis=1) - xm
     dx = np.diff(xm, axis=1)
     df = np.diff(res, axis=1)
+    if not (np.all(np.isfinite(df)) and np.all(np.isfinite(dx)) and np.all(np.isfinite(res))):
+        return None, None  # no extrapolation from non-finite secants: a plain EM step
     with np.errstate(all="ignore"):
-        gamma = np.linalg.lstsq(df, res[:, -1], rcond=None)[0]
-        cand = fs[-1] - (dx + df) @ gamma
-        ritz = np.linalg.lstsq(dx, dx + df, rcond=None)[0]
-        lam = float(np.max(np.abs(np.linalg.eigvals(ritz)))) if np.all(np.isfinite(ritz)) else np.inf
+        try:
+            gamma = np.linalg.lstsq(df, res[:, -1], rcond=None)[0]
+            cand = fs[-1] - (dx + df) @ gamma
+            ritz = np.linalg.lstsq(dx, dx + df, rcond=None)[0]
+            lam = (float(np.max(np.abs(np.linalg.eigvals(ritz)))) if np.all(np.isfinite(ritz))
+                   else np.inf)
+        except np.linalg.LinAlgError:  # LAPACK gave up on nearly degenerate secants
+            return None, None
     if not np.all(np.isfinite(cand)):
         cand = None
     return cand, lam
