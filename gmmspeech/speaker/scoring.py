@@ -212,9 +212,17 @@ class _DiagPlan:
         return g, b, a
 
     def frame_ubm(self, Xc, X2):
-        g, b, a = self.ubm_terms
-        return (Xc @ b.T.astype(self.dtype) + X2 @ a.T.astype(self.dtype)
-                + g.astype(self.dtype))
+        """The UBM's weighted log-densities ``(n, K)`` of centred frames (``X2 = Xc**2``)."""
+        cast = getattr(self, "_ubm_cast", None)
+        if cast is None:  # the parameters in the compute dtype, once (not per chunk)
+            g, b, a = self.ubm_terms
+            cast = self._ubm_cast = (g.astype(self.dtype), np.ascontiguousarray(b.T, self.dtype),
+                                     np.ascontiguousarray(a.T, self.dtype))
+        g, bt, at = cast
+        out = Xc @ bt
+        out += X2 @ at
+        out += g
+        return out
 
 
 def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress, n_threads=None):
