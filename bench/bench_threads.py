@@ -105,7 +105,7 @@ def _kernels(args):
 
 
 def _busy_start(cpu: int):
-    code = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n" % cpu
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
     p = subprocess.Popen([sys.executable, "-c", code])
     time.sleep(0.5)  # let it start spinning
     return p

@@ -39,7 +39,7 @@ re-seeded components is counted in ``n_reseeded_``.
 
 from __future__ import annotations
 
-import os
+import threading
 import time
 import warnings
 
@@ -108,17 +108,28 @@ def _finish(plan: DensityPlan, parts) -> SufficientStats:
     return SufficientStats(nk, f, s, loglik, n_frames, plan.form)
 
 
+_BUFFERS = threading.local()
+
+
+def _work_buffers(chunk: int, cols: int, k: int, dtype):
+    """This thread's E-step work buffers (reused from item to item: no allocation, page
+    faults or zeroing per item)."""
+    key = (chunk, cols, k, np.dtype(dtype).str)
+    cache = getattr(_BUFFERS, "bufs", None)
+    if cache is None or cache[0] != key:
+        cache = _BUFFERS.bufs = (key, (np.empty((chunk, cols), dtype=dtype),
+                                       np.empty((chunk, k), dtype=dtype), np.empty(chunk),
+                                       np.empty(chunk, dtype=dtype), np.empty(chunk)))
+    return cache[1]
+
+
 def _accumulate_raw(plan: DensityPlan, X, sample_weight, top_c, chunk_size):
     """E-step sums of one work item: ``(gt, loglik, n_frames, exact)`` (see :func:`_finish`)."""
     n, d = X.shape
     k = plan.n_components
     chunk = max(1, min(_block_rows(plan, chunk_size), n))
     gt = np.zeros((plan.n_columns, k))  # (R^T Z)^T, accumulated in float64
-    zbuf = np.empty((chunk, plan.n_columns), dtype=plan.dtype)
-    lbuf = np.empty((chunk, k), dtype=plan.dtype)
-    logp = np.empty(chunk)
-    m = np.empty(chunk, dtype=plan.dtype)
-    factor = np.empty(chunk)
+    zbuf, lbuf, logp, m, factor = _work_buffers(chunk, plan.n_columns, k, plan.dtype)
     loglik = 0.0
     exact = plan.exact_accumulator() if plan.risky.size else None
     for a in range(0, n, chunk):

@@ -271,7 +271,6 @@ def _exact_diag(plan: _DiagPlan, utts, chunk_frames, progress, n_threads=None):
         nS = np.sqrt((dB64 ** 2 * uvar).sum(axis=2)).max(axis=0).astype(np.float32)
         with np.errstate(divide="ignore"):
             cU = (np.log(uw) - 0.5 * (plan.D * _LOG_2PI + np.log(uvar).sum(1))).astype(np.float32)
-    zeros_k = None
 
     def chunk_scores(X):
         Xc = (X - plan.ref).astype(dt)
