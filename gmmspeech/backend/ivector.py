@@ -103,20 +103,35 @@ class TVModel:
         return self.prec.ndim == 3
 
     def precomputed(self):
-        """``(U (K D, R), TTp (K, R (R + 1) / 2))``: ``U_c = P_c T_c`` and the upper
-        triangles of ``TT_c = T_c^T P_c T_c`` (symmetric, so half the products suffice)."""
+        """``(U (K D, R), TTp (K, R (R + 1) / 2), TPo (K, R))``: ``U_c = P_c T_c``, the upper
+        triangles of ``TT_c = T_c^T P_c T_c`` (symmetric, so half the products suffice) and
+        ``T_c^T P_c o_c`` (the offset's share of the linear term; None without offset)."""
         if self._cache is None:
             k, d, r = self.T.shape
+            from scipy.linalg import blas
+
             if self.full:
                 u = np.matmul(self.prec, self.T)
+                root = np.swapaxes(np.linalg.cholesky(self.prec), 1, 2)  # P_c = R_c^T R_c
+                half = np.matmul(root, self.T)
             else:
                 u = self.prec[:, :, None] * self.T
-            iu, ju = np.triu_indices(r)
-            ttp = np.empty((k, iu.size))
-            for c in range(k):  # one BLAS GEMM per component
-                ttp[c] = (self.T[c].T @ u[c])[iu, ju]
-            self._cache = (u.reshape(k * d, r), ttp)
+                half = np.sqrt(self.prec)[:, :, None] * self.T
+            # T_c^T P_c T_c = (R_c T_c)^T (R_c T_c): one BLAS SYRK per component (one
+            # triangle, half a GEMM's work); (R_c T_c)^T is Fortran-ordered, so "lower"
+            # there is our upper triangle
+            flat = _triu_flat(r)
+            sq = np.empty((r, r))
+            ttp = np.empty((k, flat.size))
+            for c in range(k):
+                out = blas.dsyrk(1.0, half[c].T, lower=1, trans=0, c=sq.T, overwrite_c=1)
+                ttp[c] = out.T.ravel()[flat] if not np.shares_memory(out, sq) else sq.ravel()[flat]
+            tpo = None
+            if np.any(self.offset):
+                tpo = np.einsum("kdr,kd->kr", u, self.offset)
+            self._cache = (u.reshape(k * d, r), ttp, tpo)
         return self._cache
+
     def offset_terms(self):
         """``(P o (K, D), o^T P o (K,))``: the offset's contribution to the log-likelihood."""
         if self.full:
@@ -157,73 +172,155 @@ def init_tv(ubm, rank: int, *, random_state=None, scale: float | None = None) ->
 
 
 # --------------------------------------------------------------------------- batched algebra
+_TRIU: dict = {}
+
+
+def _triu(r: int):
+    """Row and column indices of the upper triangle of an (r, r) matrix (cached)."""
+    if r not in _TRIU:
+        _TRIU[r] = np.triu_indices(r)
+    return _TRIU[r]
+
+
+def _triu_flat(r: int):
+    """Flat (row-major) positions of the upper triangle of an (r, r) matrix, packed order."""
+    iu, ju = _triu(r)
+    return iu * r + ju
+
+
+def _rows(r: int):
+    """Start of each row of the packed upper triangle (``numpy.triu_indices`` order: row
+    ``i`` holds columns ``i .. r-1`` contiguously)."""
+    return np.concatenate([[0], np.cumsum(np.arange(r, 0, -1))])
+
+
+def _to_upper(packed, out):
+    """Write packed upper triangles (B, R (R + 1) / 2) into the upper triangles of ``out``
+    (B, R, R), one contiguous row slice at a time (the lower triangles are left as they are)."""
+    r = out.shape[1]
+    st = _rows(r)
+    for i in range(r):
+        out[:, i, i:] = packed[:, st[i]:st[i + 1]]
+    return out
+
+
+def _from_upper(mats, out=None):
+    """The upper triangles of (B, R, R) matrices, packed (B, R (R + 1) / 2)."""
+    b_, r, _ = mats.shape
+    st = _rows(r)
+    if out is None:
+        out = np.empty((b_, st[-1]))
+    for i in range(r):
+        out[:, st[i]:st[i + 1]] = mats[:, i, i:]
+    return out
+
+
 def _unpack_sym(packed, r):
     """(B, R (R + 1) / 2) upper triangles -> (B, R, R) symmetric matrices."""
-    iu, ju = np.triu_indices(r)
-    out = np.empty((packed.shape[0], r, r))
-    out[:, iu, ju] = packed
-    out[:, ju, iu] = packed
+    out = _to_upper(packed, np.empty((packed.shape[0], r, r)))
+    iu, ju = _triu(r)
+    out[:, ju, iu] = out[:, iu, ju]
     return out
 
 
 def _posterior_batch(model: TVModel, n, f, *, want_cov: bool):
-    """Posteriors of a batch: ``(w (B, R), Linv (B, R, R) or None, loglik (B,))``.
+    """Posteriors of a batch: ``(w (B, R), Linv (B, R (R + 1) / 2) or None, loglik (B,))``.
 
-    ``f`` is centred on the UBM means; the model's offset is removed here. ``loglik`` is the
-    part of each utterance's log-likelihood that depends on the model
+    ``f`` is centred on the UBM means; the model's offset is removed here. The posterior
+    covariances come back as packed upper triangles (the order of ``numpy.triu_indices``).
+    ``loglik`` is the part of each utterance's log-likelihood that depends on the model
     (``-1/2 log|L| + 1/2 b^T L^-1 b - 1/2 sum_c (N_c o_c^T P_c o_c - 2 o_c^T P_c F_c)``).
+
+    The precisions of the batch are one GEMM ``N @ TTp`` (upper triangles only); each is
+    factored in place by LAPACK (``potrf``, reading one triangle) and, when covariances are
+    wanted, inverted in place from its Cholesky factor (``potri``: half the work of a
+    general inverse, the result again in one triangle).
     """
-    u, tt = model.precomputed()
+    from scipy.linalg import blas, lapack
+
+    u, tt, tpo = model.precomputed()
     b_, k = n.shape
     r = model.rank
-    po, opo = model.offset_terms()
     fl = f.reshape(b_, -1)
     # b = U^T (F - N o) = U^T F - sum_c N_c T_c^T P_c o_c
     lin = fl @ u
-    if np.any(model.offset):
-        tpo = np.einsum("kdr,kd->kr", model.T, po)  # T_c^T P_c o_c
+    if tpo is not None:
         lin -= n @ tpo
-    prec = _unpack_sym(n @ tt, r)
+    mats = _to_upper(n @ tt, np.empty((b_, r, r)))  # the lower triangles are never read
     idx = np.arange(r)
-    prec[:, idx, idx] += 1.0
-    chol = np.linalg.cholesky(prec)
-    logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    if want_cov:
-        linv = np.linalg.inv(prec)
-        linv = 0.5 * (linv + np.swapaxes(linv, 1, 2))
-        w = np.einsum("bij,bj->bi", linv, lin)
-    else:
-        linv = None
-        w = np.linalg.solve(prec, lin[:, :, None])[:, :, 0]
+    mats[:, idx, idx] += 1.0
+    w = np.empty((b_, r))
+    logdet = np.empty(b_)
+    for i in range(b_):
+        # the transposed view is Fortran-ordered: its lower triangle is our upper one
+        c, info = lapack.dpotrf(mats[i].T, lower=1, overwrite_a=1, clean=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"i-vector posterior precision of utterance {i} of the batch "
+                                        f"is not positive definite (potrf info={info})")
+        logdet[i] = 2.0 * np.sum(np.log(np.diagonal(c)))
+        if want_cov:
+            inv, info = lapack.dpotri(c, lower=1, overwrite_c=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"i-vector posterior precision of utterance {i} is singular")
+            w[i] = blas.dsymv(1.0, inv, lin[i], lower=1)
+            if not np.shares_memory(inv, mats[i]):
+                mats[i] = inv.T
+        else:
+            w[i] = lapack.dpotrs(c, lin[i], lower=1)[0]
+    linv = _from_upper(mats) if want_cov else None
     ll = -0.5 * logdet + 0.5 * np.einsum("bi,bi->b", lin, w)
-    ll -= 0.5 * (n @ opo - 2.0 * np.einsum("bkd,kd->b", f, po))
+    if tpo is not None:
+        po, opo = model.offset_terms()
+        ll -= 0.5 * (n @ opo - 2.0 * (fl @ po.ravel()))
     return w, linv, ll
+
+
+def _gemm_acc(c, a, b):
+    """In place ``c += a @ b`` for a C-ordered ``c``: one BLAS ``dgemm`` with ``beta = 1``
+    on the Fortran-ordered transposes (``c^T += b^T a^T``), no temporary of ``c``'s size."""
+    from scipy.linalg import blas
+
+    x, y = b.T, a.T
+    x, tx = (x, 0) if x.flags.f_contiguous else (np.asfortranarray(x.T) if not x.flags.c_contiguous else x.T, 1)
+    y, ty = (y, 0) if y.flags.f_contiguous else (np.asfortranarray(y.T) if not y.flags.c_contiguous else y.T, 1)
+    out = blas.dgemm(1.0, x, y, beta=1.0, c=c.T, trans_a=tx, trans_b=ty, overwrite_c=1)
+    if not np.shares_memory(out, c):  # pragma: no cover - the BLAS wrapper made a copy
+        c.T[...] = out
 
 
 def _estep_task(model: TVModel, n, f, batch: int):
     """EM accumulators of a block of utterances (runs in a worker)."""
     k, d, r = model.T.shape
-    iu, ju = np.triu_indices(r)
+    iu, ju = _triu(r)
     acc_a = np.zeros((k, iu.size))  # upper triangles of A_c
     acc_c = np.zeros((k * d, r))
+    nw = np.zeros((k, r))
     h = np.zeros(r)
     hh = np.zeros(iu.size)
     ll = 0.0
-    has_offset = bool(np.any(model.offset))
     for a in range(0, n.shape[0], batch):
-        nb = np.asarray(n[a:a + batch], dtype=np.float64)
-        fb = np.asarray(f[a:a + batch], dtype=np.float64)
-        w, linv, l_ = _posterior_batch(model, nb, fb, want_cov=True)
-        ep = linv[:, iu, ju] + w[:, iu] * w[:, ju]
-        acc_a += nb.T @ ep
+        nb = np.ascontiguousarray(n[a:a + batch], dtype=np.float64)
+        fb = np.ascontiguousarray(f[a:a + batch], dtype=np.float64)
+        w, ep, l_ = _posterior_batch(model, nb, fb, want_cov=True)
+        ep += w[:, iu] * w[:, ju]  # E[w w^T] = L^-1 + w w^T, packed
         fl = fb.reshape(fb.shape[0], -1)
-        acc_c += fl.T @ w
-        if has_offset:  # sum_u (F - N o) w^T = sum_u F w^T - (sum_u N_c w^T) o_c
-            acc_c -= ((nb.T @ w)[:, None, :] * model.offset[:, :, None]).reshape(k * d, r)
+        _gemm_acc(acc_a, nb.T, ep)  # A_c += sum_u N_uc E_u
+        _gemm_acc(acc_c, fl.T, w)  # C += sum_u F_u w_u^T
+        nw += nb.T @ w
         h += w.sum(axis=0)
         hh += ep.sum(axis=0)
         ll += float(l_.sum())
+    if np.any(model.offset):  # sum_u (F - N o) w^T = sum_u F w^T - (sum_u N_c w^T) o_c
+        acc_c -= (nw[:, None, :] * model.offset[:, :, None]).reshape(k * d, r)
     return acc_a, acc_c, h, hh, ll
+
+
+def _default_tasks(n_jobs, backend, scheduler) -> int:
+    """Blocks of utterances: one per local worker; at least two on a Dask cluster."""
+    from gmmspeech.parallel import effective_n_jobs, resolve_backend
+
+    workers = effective_n_jobs(n_jobs)
+    return max(2, workers) if resolve_backend(backend, scheduler)[0] == "dask" else workers
 
 
 def _chunks(n_items: int, n_parts: int):
@@ -255,12 +352,12 @@ def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, b
         The updated model and the log-likelihood (model-dependent part, summed over
         utterances) of the statistics under the *input* model.
     """
-    from gmmspeech.parallel import effective_n_jobs, parallel_map
+    from gmmspeech.parallel import parallel_map
 
     k, d, r = model.T.shape
     n_utt = n.shape[0]
     if n_tasks is None:
-        n_tasks = effective_n_jobs(n_jobs) if (backend or "") != "dask" else max(2, effective_n_jobs(n_jobs))
+        n_tasks = _default_tasks(n_jobs, backend, scheduler)
     parts = parallel_map(_estep_task, [(model, n[a:b], f[a:b], int(batch)) for a, b in _chunks(n_utt, n_tasks)],
                          n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True)
     acc_a, acc_c, h, hh, ll = parts[0]  # fresh arrays from the task: summed in place
@@ -270,19 +367,28 @@ def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, b
         h += p[2]
         hh += p[3]
         ll += p[4]
-    a_mat = _unpack_sym(acc_a, r)
+    from scipy.linalg import lapack
+
     c_mat = acc_c.reshape(k, d, r)
     # T_c = C_c A_c^-1  (A_c symmetric positive definite: sum of N_c (L^-1 + w w^T)),
-    # by Cholesky; a tiny ridge keeps components that saw no data solvable
-    idx = np.arange(r)
-    ridge = 1e-10 * np.maximum(a_mat[:, idx, idx].mean(axis=1), 1e-300)
-    a_mat[:, idx, idx] += ridge[:, None]
+    # by Cholesky, one component at a time (LAPACK reads the one triangle written); a tiny
+    # ridge keeps components that saw no data solvable
+    flat = _triu_flat(r)
+    iu, ju = _triu(r)
+    packed_diag = np.flatnonzero(iu == ju)  # the diagonal's positions, packed and flat
+    diag = flat[packed_diag]
+    ridge = 1e-10 * np.maximum(acc_a[:, packed_diag].mean(axis=1), 1e-300)
     t_new = np.empty((k, d, r))
-    from scipy.linalg import cho_factor, cho_solve
-
+    a_c = np.empty((r, r))
     for c in range(k):
-        t_new[c] = cho_solve(cho_factor(a_mat[c], lower=True, check_finite=False), c_mat[c].T,
-                             check_finite=False).T
+        a_c.ravel()[flat] = acc_a[c]
+        a_c.ravel()[diag] += ridge[c]
+        fac, info = lapack.dpotrf(a_c.T, lower=1, overwrite_a=1, clean=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"TV M-step: the accumulator of component {c} is not "
+                                        f"positive definite (potrf info={info})")
+        sol, info = lapack.dpotrs(fac, c_mat[c].T, lower=1)  # A_c^-1 C_c^T  (R, D)
+        t_new[c] = sol.T
     offset = model.offset.copy()
     if min_divergence:
         mu = h / n_utt
@@ -293,7 +399,23 @@ def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, b
     return TVModel(t_new, offset, model.prec), float(ll)
 
 
-def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 256):
+def _extract_task(model: TVModel, n, f, return_cov: bool, batch: int):
+    """i-vectors (and packed covariances) of a block of utterances (runs in a worker)."""
+    r = model.rank
+    out = np.empty((n.shape[0], r))
+    covs = np.empty((n.shape[0], r * (r + 1) // 2)) if return_cov else None
+    for a in range(0, n.shape[0], batch):
+        nb = np.ascontiguousarray(n[a:a + batch], dtype=np.float64)
+        fb = np.ascontiguousarray(f[a:a + batch], dtype=np.float64)
+        w, linv, _ = _posterior_batch(model, nb, fb, want_cov=return_cov)
+        out[a:a + batch] = w
+        if return_cov:
+            covs[a:a + batch] = linv
+    return out, covs
+
+
+def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128, n_jobs=1,
+            backend=None, scheduler=None, n_tasks: int | None = None):
     """i-vectors (posterior means) of utterances from their statistics.
 
     Parameters
@@ -303,21 +425,44 @@ def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 256)
         Statistics, ``f`` centred on the UBM means.
     return_cov : bool
         Also return the posterior covariances ``L^{-1}`` (U, R, R).
+    batch : int
+        Utterances whose precisions are formed by one GEMM.
+    n_jobs, backend, scheduler
+        Blocks of utterances run through :func:`gmmspeech.parallel.parallel_map` (local
+        processes or a Dask cluster); each utterance's i-vector does not depend on the
+        blocks.
+    n_tasks : int, optional
+        Blocks of utterances (default: one per worker, at least two on Dask).
 
     Returns
     -------
     ndarray (U, R), or (ivectors, covariances)
     """
+    from gmmspeech.parallel import parallel_map
+
     n = np.asarray(n, dtype=np.float64)
     f = np.asarray(f, dtype=np.float64)
-    out = np.empty((n.shape[0], model.rank))
-    covs = np.empty((n.shape[0], model.rank, model.rank)) if return_cov else None
-    for a in range(0, n.shape[0], batch):
-        w, linv, _ = _posterior_batch(model, n[a:a + batch], f[a:a + batch], want_cov=return_cov)
-        out[a:a + batch] = w
-        if return_cov:
-            covs[a:a + batch] = linv
-    return (out, covs) if return_cov else out
+    if n.ndim != 2 or f.ndim != 3 or f.shape[:2] != n.shape or f.shape[1:] != model.T.shape[:2]:
+        raise ValueError(f"statistics n {n.shape} and f {f.shape} do not fit the model "
+                         f"(K={model.T.shape[0]}, D={model.T.shape[1]})")
+    if n.shape[0] == 0:
+        empty = np.empty((0, model.rank))
+        return (empty, np.empty((0, model.rank, model.rank))) if return_cov else empty
+    if n_tasks is None:
+        n_tasks = _default_tasks(n_jobs, backend, scheduler)
+    parts = parallel_map(_extract_task, [(model, n[a:b], f[a:b], bool(return_cov), int(batch))
+                                         for a, b in _chunks(n.shape[0], n_tasks)],
+                         n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True)
+    out = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+    if not return_cov:
+        return out
+    r = model.rank
+    covs = np.empty((n.shape[0], r, r))
+    row = 0
+    for _, packed in parts:
+        covs[row:row + packed.shape[0]] = _unpack_sym(packed, r)
+        row += packed.shape[0]
+    return out, covs
 
 
 # --------------------------------------------------------------------------- training loop

@@ -112,41 +112,70 @@ def ubm_key(ubm, top_c: int | None = None) -> str:
 def _stats_task(ubm, items, top_c, cache_dir):
     """Statistics of some utterances; ``items`` are ``(id, features .npy path or array)``.
 
-    With ``cache_dir`` each utterance's ``[N | F]`` (K, 1 + D) float64 array is read from,
-    or written (atomically) to, ``cache_dir/<file name of the id>.npy``.
+    The UBM's density plan is built once per task and every utterance runs through the
+    E-step kernel of :meth:`GMM.accumulate` (``_accumulate_serial``: GEMM form, float64
+    sums, single-threaded BLAS), so the statistics are those ``accumulate`` gives, without
+    its per-call set-up. With ``cache_dir`` each utterance's ``[N | F]`` (K, 1 + D) float64
+    array is read from, or written (atomically) to, ``cache_dir/<file name of the id>.npy``.
     """
     from gmmspeech.atomic import atomic_write
+    from gmmspeech.mixture.gmm import _accumulate_serial, _controller
 
-    out_n, out_f = [], []
     k, d = ubm.means_.shape
-    for utt, src in items:
-        cached = None
-        path = None
-        if cache_dir is not None:
-            from gmmspeech.corpus.store import file_name
+    out_n = np.empty((len(items), k))
+    out_f = np.empty((len(items), k, d))
+    means = np.asarray(ubm.means_, dtype=np.float64)
+    plan = None
+    with _controller().limit(limits=1, user_api="blas"):
+        for row, (utt, src) in enumerate(items):
+            cached = None
+            path = None
+            if cache_dir is not None:
+                from gmmspeech.corpus.store import file_name
 
-            path = os.path.join(cache_dir, file_name(utt).replace("data/", "", 1) + ".npy")
-            if os.path.isfile(path):
-                try:
-                    a = np.load(path, allow_pickle=False)
-                    if a.shape == (k, 1 + d) and a.dtype == np.float64 and np.all(np.isfinite(a)):
-                        cached = a
-                except (ValueError, OSError):
-                    cached = None
-        if cached is None:
+                path = os.path.join(cache_dir, file_name(utt).replace("data/", "", 1) + ".npy")
+                if os.path.isfile(path):
+                    try:
+                        a = np.load(path, allow_pickle=False)
+                        if a.shape == (k, 1 + d) and a.dtype == np.float64 and np.all(np.isfinite(a)):
+                            cached = a
+                    except (ValueError, OSError):
+                        cached = None
+            if cached is not None:
+                out_n[row] = cached[:, 0]
+                out_f[row] = cached[:, 1:]
+                continue
             x = np.load(src, mmap_mode="r", allow_pickle=False) if isinstance(src, str) else src
             x = np.asarray(x)
             if x.ndim != 2 or x.shape[1] != d:
                 raise ValueError(f"utterance {utt!r}: expected (frames, {d}) features, got shape {x.shape}")
             if x.shape[0] == 0:
                 raise ValueError(f"utterance {utt!r}: no frames")
-            n, f = baum_welch(ubm, x, top_c=top_c)
-            cached = np.concatenate([n[:, None], f], axis=1)
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(np.float64)
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"utterance {utt!r}: the features contain NaN or infinity")
+            if plan is None:
+                plan = ubm._plan()
+            st = _accumulate_serial(plan, x, None, top_c, ubm.chunk_size)
+            out_n[row] = st.n
+            np.subtract(st.f, st.n[:, None] * means, out=out_f[row])
             if path is not None:
-                atomic_write(path, lambda fh, a=cached: np.save(fh, a), sync=False)
-        out_n.append(cached[:, 0])
-        out_f.append(cached[:, 1:])
-    return np.stack(out_n), np.stack(out_f)
+                a = np.concatenate([out_n[row][:, None], out_f[row]], axis=1)
+                atomic_write(path, lambda fh, a=a: np.save(fh, a), sync=False)
+    return out_n, out_f
+
+
+def _batches(items, size):
+    """Lists of ``size`` consecutive items of an iterable (the last may be shorter)."""
+    batch = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def utterance_stats(
@@ -168,10 +197,12 @@ def utterance_stats(
     ----------
     ubm : GMM
         The universal background model (diagonal or full covariance).
-    source : FeatureStore, or sequence of (frames, D) arrays
+    source : FeatureStore, sequence of (frames, D) arrays, or an iterator of them
         With a store, ``ids`` selects utterances (default: all, in store order); workers
-        read the features where they are stored. With arrays, ``ids`` names them
-        (default ``"0", "1", ...``).
+        read the features where they are stored, one utterance at a time. With arrays,
+        ``ids`` names them (default ``"0", "1", ...``). An iterator (a generator reading
+        or making utterances) is consumed ``batch_size`` utterances at a time, so only
+        the statistics, never all the frames, are held in memory.
     top_c : int, optional
         Only the ``top_c`` best components of each frame receive a posterior.
     cache : bool
@@ -186,29 +217,58 @@ def utterance_stats(
     BaumWelchStats
     """
     from gmmspeech.corpus.store import FeatureStore
-    from gmmspeech.parallel import parallel_map
+    from gmmspeech.parallel import parallel_imap
 
     if top_c is not None and (not isinstance(top_c, (int, np.integer)) or top_c < 1):
         raise ValueError(f"top_c must be None or a positive integer, got {top_c!r}")
     if not hasattr(ubm, "means_"):
         raise ValueError("utterance_stats needs a fitted UBM (a GMM with means_)")
     cache_dir = None
+    bs = max(1, int(batch_size))
     if isinstance(source, FeatureStore):
         ids = list(source.ids()) if ids is None else [str(i) for i in ids]
         items = [(i, source.file(i)) for i in ids]
         if cache:
             cache_dir = os.path.join(source.root, "bw", ubm_key(ubm, top_c))
-    else:
-        arrays = list(source)
+    elif isinstance(source, Sequence) or hasattr(source, "__len__"):
+        arrays = source if isinstance(source, Sequence) else list(source)
         ids = [str(i) for i in range(len(arrays))] if ids is None else [str(i) for i in ids]
         if len(ids) != len(arrays):
             raise ValueError(f"{len(ids)} ids for {len(arrays)} arrays")
         items = list(zip(ids, arrays))
-    if not items:
+    else:  # an iterator: streamed, a batch of utterances at a time
+        items = None
+        named = None if ids is None else [str(i) for i in ids]
+        ids = []
+
+        def stream():
+            for j, x in enumerate(source):
+                uid = str(j) if named is None else named[j] if j < len(named) else None
+                if uid is None:
+                    raise ValueError(f"{len(named)} ids for more arrays than that")
+                ids.append(uid)
+                yield uid, x
+            if named is not None and len(ids) != len(named):
+                raise ValueError(f"{len(named)} ids for {len(ids)} arrays")
+
+        tasks = ((ubm, batch, top_c, None) for batch in _batches(stream(), bs))
+    if items is not None:
+        if not items:
+            raise ValueError("utterance_stats: no utterances")
+        tasks = [(ubm, items[a:a + bs], top_c, cache_dir) for a in range(0, len(items), bs)]
+    k, d = np.asarray(ubm.means_).shape
+    parts = parallel_imap(_stats_task, tasks, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                          star=True, progress=progress, desc="Baum-Welch stats")
+    if items is not None:  # known size: filled in place, no second copy of the statistics
+        n_all = np.empty((len(items), k))
+        f_all = np.empty((len(items), k, d))
+        row = 0
+        for pn, pf in parts:
+            n_all[row:row + pn.shape[0]] = pn
+            f_all[row:row + pn.shape[0]] = pf
+            row += pn.shape[0]
+        return BaumWelchStats(ids, n_all, f_all)
+    parts = list(parts)
+    if not parts:
         raise ValueError("utterance_stats: no utterances")
-    bs = max(1, int(batch_size))
-    tasks = [(ubm, items[a:a + bs], top_c, cache_dir) for a in range(0, len(items), bs)]
-    parts = parallel_map(_stats_task, tasks, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-                         star=True, progress=progress, desc="Baum-Welch stats")
-    return BaumWelchStats(ids, np.concatenate([p[0] for p in parts]),
-                          np.concatenate([p[1] for p in parts]))
+    return BaumWelchStats(ids, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
