@@ -330,31 +330,70 @@ def test_score_dask_equals_local(stores, ubms, cluster):
 
 
 def test_ivector_chain_dask_equals_local(stores, ubms, cluster, tmp_path):
-    """Baum-Welch statistics, full-covariance UBM refinement and TV training on the cluster
-    give the local results."""
+    """Baum-Welch statistics, TV training (with a checkpoint, and resumed on the cluster
+    from a local checkpoint), i-vector extraction (means and covariances), the extractor's
+    ``transform`` and the full-covariance UBM refinement on the cluster give the local
+    results."""
+    from gmmspeech.backend.extractor import IVectorExtractor
     from gmmspeech.backend.ivector import extract, train_tv
     from gmmspeech.backend.stats import utterance_stats
     from gmmspeech.corpus.store import FeatureStore
     from gmmspeech.speaker.ubm import full_covariance_ubm
 
     ubm = ubms[0]
-    # a copy of the store so the statistics cache of one run cannot serve the other
     store = stores[0]
+    dask = dict(backend="dask", scheduler=cluster)
+    # no cache: the statistics of one run cannot serve the other
     local_st = utterance_stats(ubm, store, cache=False, batch_size=3)
-    remote_st = utterance_stats(ubm, store, cache=False, batch_size=3, backend="dask", scheduler=cluster)
+    remote_st = utterance_stats(ubm, store, cache=False, batch_size=3, **dask)
+    assert remote_st.ids == local_st.ids
     np.testing.assert_allclose(remote_st.n, local_st.n, rtol=RTOL, atol=1e-9)
     np.testing.assert_allclose(remote_st.f, local_st.f, rtol=RTOL, atol=1e-7)
     assert isinstance(store, FeatureStore) and len(local_st) == N_SPK * N_UTT
+    # every frame of every utterance went into its counts
+    n_frames = [store.load(uid, mmap=False).shape[0] for uid in local_st.ids]
+    np.testing.assert_allclose(local_st.n.sum(axis=1), n_frames, rtol=1e-6)
+
     kw = dict(n_iter=3, random_state=0)
     local, hl = train_tv(ubm, local_st.n, local_st.f, 4, n_jobs=1, **kw)
-    remote, hr = train_tv(ubm, local_st.n, local_st.f, 4, backend="dask", scheduler=cluster, **kw)
+    remote, hr = train_tv(ubm, local_st.n, local_st.f, 4, checkpoint=tmp_path / "tv-dask.npz", **dask, **kw)
     np.testing.assert_allclose(remote.T, local.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(remote.offset, local.offset, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(hr, hl, rtol=1e-9)
-    np.testing.assert_allclose(extract(remote, local_st.n, local_st.f),
-                               extract(local, local_st.n, local_st.f), rtol=1e-6, atol=1e-9)
+    assert hl[-1] > hl[0]  # EM moved the model
+    # one iteration locally with a checkpoint, the rest resumed on the cluster
+    ck = tmp_path / "tv-split.npz"
+    train_tv(ubm, local_st.n, local_st.f, 4, n_iter=1, checkpoint=ck, random_state=0)
+    resumed, hres = train_tv(ubm, local_st.n, local_st.f, 4, checkpoint=ck, resume=True, **dask, **kw)
+    np.testing.assert_allclose(resumed.T, local.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(hres, hl, rtol=1e-9)
+
+    iv_local, cov_local = extract(local, local_st.n, local_st.f, return_cov=True)
+    iv_remote, cov_remote = extract(local, local_st.n, local_st.f, return_cov=True, n_tasks=3, **dask)
+    np.testing.assert_allclose(iv_remote, iv_local, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cov_remote, cov_local, rtol=1e-9, atol=1e-12)
+    # an independent check of the posterior: L w = b for the first utterance
+    prec = 1.0 / ubm.covariances_
+    L = np.eye(4) + np.einsum("k,kdr,kd,kds->rs", local_st.n[0], local.T, prec, local.T)
+    b = np.einsum("kdr,kd,kd->r", local.T, prec, local_st.f[0] - local_st.n[0][:, None] * local.offset)
+    np.testing.assert_allclose(iv_local[0], np.linalg.solve(L, b), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov_local[0], np.linalg.inv(L), rtol=1e-8, atol=1e-12)
+
+    # the scikit-learn style extractor: fit and transform on the cluster
+    ext_l = IVectorExtractor(rank=4, n_iter=2, ubm=ubm, random_state=1).fit(local_st)
+    ext_r = IVectorExtractor(rank=4, n_iter=2, ubm=ubm, random_state=1, **dask).fit(local_st)
+    np.testing.assert_allclose(ext_r.transform(store), ext_l.transform(store), rtol=1e-6, atol=1e-9)
+
     fl = full_covariance_ubm(ubm, store, max_iter=1)
-    fr = full_covariance_ubm(ubm, store, max_iter=1, backend="dask", scheduler=cluster)
+    fr = full_covariance_ubm(ubm, store, max_iter=1, **dask)
     _assert_same_gmm(fl, fr)
+    # statistics and TV training under the full-covariance UBM
+    st_fl = utterance_stats(fl, store, cache=False, batch_size=5)
+    st_fr = utterance_stats(fl, store, cache=False, batch_size=5, **dask)
+    np.testing.assert_allclose(st_fr.f, st_fl.f, rtol=RTOL, atol=1e-7)
+    tl, _ = train_tv(fl, st_fl.n, st_fl.f, 3, n_iter=2, random_state=2)
+    tr, _ = train_tv(fl, st_fl.n, st_fl.f, 3, n_iter=2, random_state=2, **dask)
+    np.testing.assert_allclose(tr.T, tl.T, rtol=1e-6, atol=1e-9)
 
 
 def test_train_ubm_cli_dask_equals_local(stores, cluster, tmp_path):
@@ -401,6 +440,47 @@ def test_speaker_id_cli_dask_equals_local(manifest, cluster, tmp_path):
     assert scores["dask"].keys() == scores["local"].keys()
     for key, val in scores["local"].items():
         assert scores["dask"][key] == pytest.approx(val, rel=RTOL, abs=1e-9)
+
+
+def test_speaker_id_ivector_cli_dask_equals_local(manifest, cluster, tmp_path):
+    """``speaker-id --system ivector`` end to end (features, UBM, statistics, TV training,
+    extraction, PLDA back-end, scoring) on the cluster gives the local run's scores and
+    the same extractor."""
+    from gmmspeech.backend.extractor import load_extractor
+
+    header, *rows = manifest.read_text().splitlines()
+    absolute = [",".join([i, str(manifest.parent / p), lab]) for i, p, lab in (r.split(",") for r in rows)]
+    enroll = tmp_path / "enroll.csv"
+    test = tmp_path / "test.csv"
+    enroll.write_text("\n".join([header] + [r for r in absolute if not r.split(",")[0].endswith("u3")]) + "\n")
+    test.write_text("\n".join([header] + [r for r in absolute if r.split(",")[0].endswith("u3")]) + "\n")
+    scores, results, extractors = {}, {}, {}
+    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster])):
+        out = tmp_path / name
+        res = subprocess.run(
+            [sys.executable, "-m", "gmmspeech", "speaker-id", "--background", str(manifest),
+             "--enroll", str(enroll), "--test", str(test), "--out", str(out), "--components", "8",
+             "--iterations", "3", "--system", "ivector", "--ivector-rank", "4", "--ivector-iterations", "3",
+             "--seed", "3", "--quiet", *extra],
+            env=_cli_env(), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr
+        with open(out / "scores.tsv", newline="") as fh:
+            lines = list(csv.DictReader(fh, dialect="excel-tab"))
+        scores[name] = {(r["test_id"], r["model"]): float(r["score"]) for r in lines}
+        import json
+
+        results[name] = json.loads((out / "results.json").read_text())
+        extractors[name] = load_extractor(out / "ivector_extractor.npz")
+    assert results["local"]["system"] == results["dask"]["system"] == "ivector"
+    assert len(scores["local"]) == N_SPK * N_SPK
+    assert scores["dask"].keys() == scores["local"].keys()
+    assert all(math.isfinite(v) for v in scores["local"].values())
+    np.testing.assert_allclose(extractors["dask"].T_, extractors["local"].T_, rtol=1e-5, atol=1e-8)
+    for key, val in scores["local"].items():
+        assert scores["dask"][key] == pytest.approx(val, rel=1e-5, abs=1e-7)
+    for key in ("accuracy", "eer"):
+        assert results["dask"][key] == pytest.approx(results["local"][key], rel=1e-9)
 
 
 def _sleep_then(seconds: float, value):

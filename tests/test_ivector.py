@@ -115,6 +115,44 @@ def test_baum_welch_top_c_keeps_c_components_per_frame():
     np.testing.assert_allclose(st.f[0], g.T @ x - g.sum(0)[:, None] * ubm.means_, rtol=1e-5, atol=1e-5)
 
 
+def test_stats_stream_from_an_iterator_a_batch_at_a_time():
+    """Utterances from a generator are consumed a batch at a time: when utterance ``j`` is
+    made, at most two batches of earlier utterances are still alive, and the statistics
+    equal those of the list (and the textbook posteriors)."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(11)
+    ubm = _ubm(rng, k=5, d=4)
+    xs = [rng.normal(size=(30 + 7 * i, 4)) * 2.0 for i in range(23)]
+    alive_max = []
+    refs = []
+
+    def gen():
+        for x in xs:
+            gc.collect()
+            alive_max.append(sum(r() is not None for r in refs))
+            y = x.copy()
+            refs.append(weakref.ref(y))
+            yield y
+
+    st = utterance_stats(ubm, gen(), batch_size=4)
+    assert max(alive_max) <= 8, alive_max
+    assert st.ids == [str(i) for i in range(len(xs))]
+    ref = utterance_stats(ubm, xs, batch_size=4)
+    np.testing.assert_array_equal(st.n, ref.n)
+    np.testing.assert_array_equal(st.f, ref.f)
+    g = ubm.predict_proba(xs[-1])
+    np.testing.assert_allclose(st.n[-1], g.sum(0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(st.f[-1], g.T @ xs[-1] - g.sum(0)[:, None] * ubm.means_, rtol=1e-6, atol=1e-6)
+    named = utterance_stats(ubm, iter(xs[:3]), ids=["a", "b", "c"])
+    assert named.ids == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="2 ids for more than 2 arrays"):
+        utterance_stats(ubm, iter(xs[:3]), ids=["a", "b"])
+    with pytest.raises(ValueError, match="utterance '1'.*NaN"):
+        utterance_stats(ubm, [xs[0], np.full((5, 4), np.nan)])
+
+
 def test_stats_cache_beside_the_store(tmp_path):
     from gmmspeech.corpus.store import FeatureStore
 

@@ -191,13 +191,13 @@ class IVectorExtractor(UtteranceInputMixin, TransformerMixin, BaseEstimator):
         """i-vectors (posterior means), shape (n_utterances, rank_)."""
         self._check_fitted()
         st = self.stats(X)
-        return extract(self.model_, st.n, st.f)
+        return extract(self.model_, st.n, st.f, **self._par())
 
     def posterior(self, X):
         """``(means (U, R), covariances (U, R, R))`` of the i-vector posteriors."""
         self._check_fitted()
         st = self.stats(X)
-        return extract(self.model_, st.n, st.f, return_cov=True)
+        return extract(self.model_, st.n, st.f, return_cov=True, **self._par())
 
 
 # --------------------------------------------------------------------------- files

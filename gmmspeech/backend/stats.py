@@ -245,7 +245,7 @@ def utterance_stats(
             for j, x in enumerate(source):
                 uid = str(j) if named is None else named[j] if j < len(named) else None
                 if uid is None:
-                    raise ValueError(f"{len(named)} ids for more arrays than that")
+                    raise ValueError(f"{len(named)} ids for more than {len(named)} arrays")
                 ids.append(uid)
                 yield uid, x
             if named is not None and len(ids) != len(named):

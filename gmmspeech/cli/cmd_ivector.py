@@ -186,7 +186,7 @@ def _cmd_extract_ivectors(args) -> int:
             print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
         st = utterance_stats(ext.ubm_, store, ids=ids, top_c=ext.top_c, progress=progress, **_par(args))
-        vecs = ext.transform(st)
+        vecs = ext.set_params(**_par(args)).transform(st)
     mio.save_arrays(args.out, _IVECTORS_KIND, {"vectors": vecs},
                     {"ids": ids, "labels": [labels.get(i, "") for i in ids],
                      "extractor": os.path.abspath(args.extractor)})
