@@ -179,7 +179,8 @@ def main(argv=None) -> None:
         ubm, t_true = _ubm_and_tv(K, D, R, args.seed)
         clock = [0.0]
         st, dt_all, dc_all, mem_st = _timed(
-            utterance_stats, ubm, _utterances(ubm, t_true, U, F, args.seed, clock=clock), n_jobs=1)
+            utterance_stats, ubm, _utterances(ubm, t_true, U, F, args.seed, clock=clock),
+        ids=[str(i) for i in range(U)], n_jobs=1)
         dt_stats = dt_all - clock[0]
         frames_mb = U * F * D * 4
         stats_mb = st.n.nbytes + st.f.nbytes

@@ -414,71 +414,58 @@ def test_train_ubm_cli_dask_equals_local(stores, cluster, tmp_path):
     _assert_same_gmm(runs["local"], runs["dask"])
 
 
-def test_speaker_id_cli_dask_equals_local(manifest, cluster, tmp_path):
-    """The whole recipe (features, UBM, enrolment, scoring) on the cluster gives the local
-    run's scores."""
+def _speaker_id_local_and_dask(manifest, cluster, tmp_path, *options) -> dict:
+    """``speaker-id`` (u3 of every speaker tested, the rest enrolled, all as background)
+    run locally and on the cluster: ``{"local"|"dask": (out dir, {(test, model): score})}``."""
     header, *rows = manifest.read_text().splitlines()
     absolute = [",".join([i, str(manifest.parent / p), lab]) for i, p, lab in (r.split(",") for r in rows)]
     enroll = tmp_path / "enroll.csv"
     test = tmp_path / "test.csv"
     enroll.write_text("\n".join([header] + [r for r in absolute if not r.split(",")[0].endswith("u3")]) + "\n")
     test.write_text("\n".join([header] + [r for r in absolute if r.split(",")[0].endswith("u3")]) + "\n")
-    scores = {}
+    runs = {}
     for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster])):
         out = tmp_path / name
         res = subprocess.run(
             [sys.executable, "-m", "gmmspeech", "speaker-id", "--background", str(manifest),
              "--enroll", str(enroll), "--test", str(test), "--out", str(out), "--components", "8",
-             "--iterations", "3", "--quiet", *extra],
-            env=_cli_env(), capture_output=True, text=True, timeout=240)
+             "--iterations", "3", "--quiet", *options, *extra],
+            env=_cli_env(), capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr
         assert "Traceback" not in res.stderr
         with open(out / "scores.tsv", newline="") as fh:
             lines = list(csv.DictReader(fh, dialect="excel-tab"))
-        scores[name] = {(r["test_id"], r["model"]): float(r["score"]) for r in lines}
-    assert len(scores["local"]) == N_SPK * N_SPK
-    assert scores["dask"].keys() == scores["local"].keys()
-    for key, val in scores["local"].items():
-        assert scores["dask"][key] == pytest.approx(val, rel=RTOL, abs=1e-9)
+        runs[name] = (out, {(r["test_id"], r["model"]): float(r["score"]) for r in lines})
+    assert len(runs["local"][1]) == N_SPK * N_SPK
+    assert runs["dask"][1].keys() == runs["local"][1].keys()
+    return runs
+
+
+def test_speaker_id_cli_dask_equals_local(manifest, cluster, tmp_path):
+    """The whole recipe (features, UBM, enrolment, scoring) on the cluster gives the local
+    run's scores."""
+    runs = _speaker_id_local_and_dask(manifest, cluster, tmp_path)
+    for key, val in runs["local"][1].items():
+        assert runs["dask"][1][key] == pytest.approx(val, rel=RTOL, abs=1e-9)
 
 
 def test_speaker_id_ivector_cli_dask_equals_local(manifest, cluster, tmp_path):
     """``speaker-id --system ivector`` end to end (features, UBM, statistics, TV training,
     extraction, PLDA back-end, scoring) on the cluster gives the local run's scores and
     the same extractor."""
+    import json
+
     from gmmspeech.backend.extractor import load_extractor
 
-    header, *rows = manifest.read_text().splitlines()
-    absolute = [",".join([i, str(manifest.parent / p), lab]) for i, p, lab in (r.split(",") for r in rows)]
-    enroll = tmp_path / "enroll.csv"
-    test = tmp_path / "test.csv"
-    enroll.write_text("\n".join([header] + [r for r in absolute if not r.split(",")[0].endswith("u3")]) + "\n")
-    test.write_text("\n".join([header] + [r for r in absolute if r.split(",")[0].endswith("u3")]) + "\n")
-    scores, results, extractors = {}, {}, {}
-    for name, extra in (("local", []), ("dask", ["--backend", "dask", "--scheduler", cluster])):
-        out = tmp_path / name
-        res = subprocess.run(
-            [sys.executable, "-m", "gmmspeech", "speaker-id", "--background", str(manifest),
-             "--enroll", str(enroll), "--test", str(test), "--out", str(out), "--components", "8",
-             "--iterations", "3", "--system", "ivector", "--ivector-rank", "4", "--ivector-iterations", "3",
-             "--seed", "3", "--quiet", *extra],
-            env=_cli_env(), capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr
-        assert "Traceback" not in res.stderr
-        with open(out / "scores.tsv", newline="") as fh:
-            lines = list(csv.DictReader(fh, dialect="excel-tab"))
-        scores[name] = {(r["test_id"], r["model"]): float(r["score"]) for r in lines}
-        import json
-
-        results[name] = json.loads((out / "results.json").read_text())
-        extractors[name] = load_extractor(out / "ivector_extractor.npz")
+    runs = _speaker_id_local_and_dask(manifest, cluster, tmp_path, "--system", "ivector", "--ivector-rank", "4",
+                                      "--ivector-iterations", "3", "--seed", "3")
+    results = {k: json.loads((out / "results.json").read_text()) for k, (out, _) in runs.items()}
+    ext = {k: load_extractor(out / "ivector_extractor.npz") for k, (out, _) in runs.items()}
     assert results["local"]["system"] == results["dask"]["system"] == "ivector"
-    assert len(scores["local"]) == N_SPK * N_SPK
-    assert scores["dask"].keys() == scores["local"].keys()
-    assert all(math.isfinite(v) for v in scores["local"].values())
-    np.testing.assert_allclose(extractors["dask"].T_, extractors["local"].T_, rtol=1e-5, atol=1e-8)
-    for key, val in scores["local"].items():
-        assert scores["dask"][key] == pytest.approx(val, rel=1e-5, abs=1e-7)
+    assert all(math.isfinite(v) for v in runs["local"][1].values())
+    np.testing.assert_allclose(ext["dask"].T_, ext["local"].T_, rtol=1e-5, atol=1e-8)
+    for key, val in runs["local"][1].items():
+        assert runs["dask"][1][key] == pytest.approx(val, rel=1e-5, abs=1e-7)
     for key in ("accuracy", "eer"):
         assert results["dask"][key] == pytest.approx(results["local"][key], rel=1e-9)
 

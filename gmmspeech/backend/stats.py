@@ -202,7 +202,9 @@ def utterance_stats(
         read the features where they are stored, one utterance at a time. With arrays,
         ``ids`` names them (default ``"0", "1", ...``). An iterator (a generator reading
         or making utterances) is consumed ``batch_size`` utterances at a time, so only
-        the statistics, never all the frames, are held in memory.
+        the statistics, never all the frames, are held in memory (with ``ids`` given, the
+        statistics are filled in place as they come; without, the parts are joined at
+        the end).
     top_c : int, optional
         Only the ``top_c`` best components of each frame receive a posterior.
     cache : bool
@@ -224,6 +226,7 @@ def utterance_stats(
     if not hasattr(ubm, "means_"):
         raise ValueError("utterance_stats needs a fitted UBM (a GMM with means_)")
     cache_dir = None
+    named = None
     bs = max(1, int(batch_size))
     if isinstance(source, FeatureStore):
         ids = list(source.ids()) if ids is None else [str(i) for i in ids]
@@ -259,9 +262,10 @@ def utterance_stats(
     k, d = np.asarray(ubm.means_).shape
     parts = parallel_imap(_stats_task, tasks, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                           star=True, progress=progress, desc="Baum-Welch stats")
-    if items is not None:  # known size: filled in place, no second copy of the statistics
-        n_all = np.empty((len(items), k))
-        f_all = np.empty((len(items), k, d))
+    size = len(items) if items is not None else None if named is None else len(named)
+    if size:  # known size: filled in place, no second copy of the statistics
+        n_all = np.empty((size, k))
+        f_all = np.empty((size, k, d))
         row = 0
         for pn, pf in parts:
             n_all[row:row + pn.shape[0]] = pn
