@@ -113,20 +113,21 @@ def _stats_task(ubm, items, top_c, cache_dir):
     """Statistics of some utterances; ``items`` are ``(id, features .npy path or array)``.
 
     The UBM's density plan is built once per task and every utterance runs through the
-    E-step kernel of :meth:`GMM.accumulate` (``_accumulate_serial``: GEMM form, float64
-    sums, single-threaded BLAS), so the statistics are those ``accumulate`` gives, without
-    its per-call set-up. With ``cache_dir`` each utterance's ``[N | F]`` (K, 1 + D) float64
+    E-step of :meth:`GMM.accumulate` (``_accumulate_plan``: GEMM form, float64 sums,
+    single-threaded BLAS, the UBM's ``n_threads``), so the statistics are those
+    ``accumulate`` gives, without its per-call validation and set-up. With ``cache_dir`` each utterance's ``[N | F]`` (K, 1 + D) float64
     array is read from, or written (atomically) to, ``cache_dir/<file name of the id>.npy``.
     """
     from gmmspeech.atomic import atomic_write
-    from gmmspeech.mixture.gmm import _accumulate_serial, _controller
+    from gmmspeech.mixture.gmm import _accumulate_plan
+    from gmmspeech.threads import single_thread_blas
 
     k, d = ubm.means_.shape
     out_n = np.empty((len(items), k))
     out_f = np.empty((len(items), k, d))
     means = np.asarray(ubm.means_, dtype=np.float64)
     plan = None
-    with _controller().limit(limits=1, user_api="blas"):
+    with single_thread_blas():  # once per task (the kernel's own uses nest for free)
         for row, (utt, src) in enumerate(items):
             cached = None
             path = None
@@ -157,7 +158,7 @@ def _stats_task(ubm, items, top_c, cache_dir):
                 raise ValueError(f"utterance {utt!r}: the features contain NaN or infinity")
             if plan is None:
                 plan = ubm._plan()
-            st = _accumulate_serial(plan, x, None, top_c, ubm.chunk_size)
+            st = _accumulate_plan(plan, x, None, top_c, ubm.chunk_size, getattr(ubm, "n_threads", None))
             out_n[row] = st.n
             np.subtract(st.f, st.n[:, None] * means, out=out_f[row])
             if path is not None:
