@@ -205,3 +205,208 @@ def viterbi(lp, n_mix, offsets, log_pi, log_A, final, path, score):  # pragma: n
         for t in range(T - 1, 0, -1):
             arg = psi[t, arg]
             path[a0 + t - 1] = arg
+
+
+#: scaled backward variables above this fall back to the log domain (no overflow to inf)
+_BETA_LIMIT = 1e250
+
+
+@njit(cache=True, nogil=True)
+def _scaled_pass(T, S, e, log_pi_lin, A, lo_in, hi_out, final, alpha, beta, c, ends, backward):  # pragma: no cover
+    """Scaled forward-backward (Rabiner) on linear emissions ``e[t, j] <= 1``.
+
+    Returns ``log z`` (z = mass of the admissible end states in the last scaled forward
+    row), or NaN when the scaled recursion under- or overflowed (then the caller redoes
+    the sequence in the log domain). Transitions are banded: into ``j`` only from
+    ``lo_in[j] <= i <= j``, out of ``i`` only into ``i <= j <= hi_out[i]`` (left-to-right).
+    """
+    s = 0.0
+    for j in range(S):
+        v = log_pi_lin[j] * e[0, j]
+        alpha[0, j] = v
+        s += v
+    if not s > 0.0:
+        return np.nan
+    c[0] = s
+    for j in range(S):
+        alpha[0, j] /= s
+    for t in range(1, T):
+        s = 0.0
+        for j in range(S):
+            acc = 0.0
+            for i in range(lo_in[j], j + 1):
+                acc += alpha[t - 1, i] * A[i, j]
+            v = acc * e[t, j]
+            alpha[t, j] = v
+            s += v
+        if not s > 0.0:
+            return np.nan
+        c[t] = s
+        inv = 1.0 / s
+        for j in range(S):
+            alpha[t, j] *= inv
+    if final >= 0 and alpha[T - 1, final] > 0.0:
+        for j in range(S):
+            ends[j] = j == final
+    elif final >= 0:
+        return np.nan  # final state unreached or underflowed: the log domain decides
+    else:
+        for j in range(S):
+            ends[j] = True
+    z = 0.0
+    for j in range(S):
+        if ends[j]:
+            z += alpha[T - 1, j]
+    if not backward:
+        return np.log(z)
+    for j in range(S):
+        beta[T - 1, j] = 1.0 if ends[j] else 0.0
+    for t in range(T - 2, -1, -1):
+        inv = 1.0 / c[t + 1]
+        for i in range(S):
+            acc = 0.0
+            for j in range(i, hi_out[i] + 1):
+                acc += A[i, j] * e[t + 1, j] * beta[t + 1, j]
+            v = acc * inv
+            if v > _BETA_LIMIT:
+                return np.nan
+            beta[t, i] = v
+    return np.log(z)
+
+
+@njit(cache=True, nogil=True)
+def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final,
+                n, f, s, trans, loglik, want_stats):  # pragma: no cover - compiled
+    """The whole diagonal-covariance E-step of sequences ``lo:hi`` in one call.
+
+    ``X`` (N, D) frames (sequence ``b`` is ``X[offsets[b]:offsets[b + 1]]``); the model:
+    ``log_const[j, m] = log w_jm - D/2 log 2 pi + 1/2 sum_d log prec_jmd``, ``means`` and
+    ``prec`` (S, M, D) in float64. Adds the occupancy-weighted statistics, centred on each
+    component's mean (``n`` (S M,), ``f``/``s`` (S M, D): sums of ``g (x - mu)`` and
+    ``g (x - mu)**2``), the expected transition counts ``trans`` (S, S), and writes
+    ``loglik[b - lo]``. Forward-backward runs scaled in the linear domain (transitions
+    banded); a sequence whose scaled recursion under- or overflows is redone in the log
+    domain by :func:`forward_backward` (same results, no NaN). Without ``want_stats``
+    only the forward pass runs (log-likelihoods; ``n``, ``f``, ``s``, ``trans`` untouched).
+    """
+    S, M, D = means.shape
+    K = S * M
+    tmax = 1
+    for b in range(lo, hi):
+        tmax = max(tmax, offsets[b + 1] - offsets[b])
+    lp = np.empty((tmax, K))
+    e = np.empty((tmax, S))
+    logb = np.empty((tmax, S))
+    bmax = np.empty(tmax)
+    alpha = np.empty((tmax, S))
+    beta = np.empty((tmax, S))
+    c = np.empty(tmax)
+    ends = np.empty(S, dtype=np.bool_)
+    xb = np.empty(D)
+    pi_lin = np.exp(log_pi)
+    A = np.exp(log_A)
+    lo_in = np.empty(S, dtype=np.int64)
+    hi_out = np.empty(S, dtype=np.int64)
+    for j in range(S):
+        lo_in[j] = j
+        for i in range(j + 1):
+            if log_A[i, j] > NEG_INF:
+                lo_in[j] = i
+                break
+        hi_out[j] = j
+        for k in range(S - 1, j - 1, -1):
+            if log_A[j, k] > NEG_INF:
+                hi_out[j] = k
+                break
+    one = np.zeros(2, dtype=np.int64)
+    for b in range(lo, hi):
+        a0 = offsets[b]
+        T = offsets[b + 1] - a0
+        if T <= 0:
+            loglik[b - lo] = 0.0
+            continue
+        # component log-densities, state log-densities and the scaled emissions
+        for t in range(T):
+            for d in range(D):
+                xb[d] = X[a0 + t, d]
+            top = NEG_INF
+            for j in range(S):
+                mx = NEG_INF
+                for m in range(M):
+                    q = 0.0
+                    for d in range(D):
+                        df = xb[d] - means[j, m, d]
+                        q += df * df * prec[j, m, d]
+                    v = log_const[j, m] - 0.5 * q
+                    lp[t, j * M + m] = v
+                    if v > mx:
+                        mx = v
+                if mx == NEG_INF:
+                    lb = NEG_INF
+                else:
+                    acc = 0.0
+                    for m in range(M):
+                        acc += np.exp(lp[t, j * M + m] - mx)
+                    lb = mx + np.log(acc)
+                logb[t, j] = lb
+                if lb > top:
+                    top = lb
+            bmax[t] = top
+            for j in range(S):
+                e[t, j] = np.exp(logb[t, j] - top) if top > NEG_INF else 0.0
+        logz = _scaled_pass(T, S, e, pi_lin, A, lo_in, hi_out, final, alpha, beta, c, ends, want_stats)
+        if logz == logz and not want_stats:
+            ll = logz
+            for t in range(T):
+                ll += np.log(c[t]) + bmax[t]
+            loglik[b - lo] = ll
+            continue
+        if not want_stats:
+            one[1] = T
+            ll1 = np.empty(1)
+            forward_backward(lp, M, one, log_pi, log_A, final, False, ll1, trans, np.zeros(S))
+            loglik[b - lo] = ll1[0]
+            continue
+        if logz == logz:  # not NaN: the scaled pass held
+            ll = logz
+            for t in range(T):
+                ll += np.log(c[t]) + bmax[t]
+            loglik[b - lo] = ll
+            iz = np.exp(-logz)
+            for t in range(T - 1):
+                inv = iz / c[t + 1]
+                for i in range(S):
+                    ai = alpha[t, i]
+                    if ai == 0.0:
+                        continue
+                    for j in range(i, hi_out[i] + 1):
+                        trans[i, j] += ai * A[i, j] * e[t + 1, j] * beta[t + 1, j] * inv
+            for t in range(T):
+                for j in range(S):
+                    g = alpha[t, j] * beta[t, j] * iz
+                    if g == 0.0:
+                        for m in range(M):
+                            lp[t, j * M + m] = 0.0
+                        continue
+                    lb = logb[t, j]
+                    for m in range(M):
+                        lp[t, j * M + m] = g * np.exp(lp[t, j * M + m] - lb)
+        else:
+            one[1] = T
+            ll1 = np.empty(1)
+            forward_backward(lp, M, one, log_pi, log_A, final, True, ll1, trans, np.zeros(S))
+            loglik[b - lo] = ll1[0]
+        # occupancy-weighted statistics, centred on each component's mean
+        for t in range(T):
+            for k in range(K):
+                g = lp[t, k]
+                if g == 0.0:
+                    continue
+                j = k // M
+                m = k - j * M
+                n[k] += g
+                for d in range(D):
+                    df = X[a0 + t, d] - means[j, m, d]
+                    gd = g * df
+                    f[k, d] += gd
+                    s[k, d] += gd * df
