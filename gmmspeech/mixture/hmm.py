@@ -72,6 +72,10 @@ MIN_STATE_OCCUPANCY = 1e-3
 WORD_HMM_DEFAULTS = {"n_states": 8, "n_mix": 4, "max_jump": 1}
 #: Changes to the ``speech`` feature preset for word models (same provenance).
 WORD_HMM_FEATURES = {"n_mfcc": 13}
+#: Training data of word models (same provenance): every training recording also at these
+#: speed factors (Kaldi's speed perturbation, ``FeatureConfig(speed=...)``; each perturbed
+#: copy of a speaker counts as a speaker of its own for speaker CMVN).
+WORD_HMM_TRAINING = {"speeds": (0.9, 1.0, 1.1)}
 
 
 @lazy_kernel
