@@ -117,3 +117,24 @@ def test_speed_config_field():
     plain = extract(y, config=base.replace(vad=False))
     # 1 s at 10 ms frames: 98 frames; 1/1.1 s: 89; 1/0.9 s: 109
     assert (fast.shape[0], plain.shape[0], slow.shape[0]) == (89, 98, 109)
+
+
+def test_store_extraction_applies_speed_and_warp(tmp_path):
+    """What the feature store runs (block by block, or whole for a perturbed speed) equals
+    ``extract`` of the file with the same configuration."""
+    sf = pytest.importorskip("soundfile")
+    from gmmspeech.features.streaming import extract_to_file
+
+    rng = np.random.default_rng(2)
+    sr = 8000
+    t = np.arange(int(0.8 * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.normal(size=t.size))
+    path = tmp_path / "a.wav"
+    sf.write(path, y.astype(np.float32), sr)
+    base = FeatureConfig.preset("speech", sample_rate=sr, cmvn="none")
+    for cfg in (base.replace(speed=0.9), base.replace(speed=1.1), base.replace(vtln_warp=0.94)):
+        out = tmp_path / "f.npy"
+        extract_to_file(path, out, config=cfg)
+        np.testing.assert_allclose(np.load(out), extract(path, config=cfg), rtol=1e-5, atol=1e-4)
+    plain = extract(path, config=base)
+    assert extract(path, config=base.replace(speed=1.1)).shape[0] < plain.shape[0]
