@@ -27,7 +27,6 @@ speaker of its own for speaker CMVN, as in Kaldi); a test recording gets the wor
 gives it the largest forward log-likelihood. Nothing is tuned on a test speaker.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -39,7 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 
 import numpy as np  # noqa: E402
 
-from gmmspeech.cli.steps import Recipe, parse_args, read_relative, recipe_parser, write_manifest_rows  # noqa: E402
+from gmmspeech.cli.steps import (  # noqa: E402
+    Recipe,
+    parse_args,
+    read_relative,
+    recipe_parser,
+    write_manifest_rows,
+)
 from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, WORD_HMM_FEATURES, WORD_HMM_TRAINING  # noqa: E402
 
 #: (states, Gaussians per state) tried on the DSPSpeech-20 development split
