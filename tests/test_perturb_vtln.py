@@ -4,6 +4,8 @@ function transcribed here, and scipy's polyphase resampler / the spectrum of a s
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -59,9 +61,12 @@ def test_librosa_bank_warped_equals_librosa_on_a_scaled_axis(alpha):
     bin frequency f is librosa's triangle with corners c at alpha * f, i.e. librosa's bank
     for the sampling rate alpha * sr."""
     librosa = pytest.importorskip("librosa")
-    sr, n_fft, n, fmin, fmax = 16000, 512, 40, 20.0, 7000.0
+    sr, n_fft, n, fmin, fmax = 16000, 512, 40, 20.0, 7600.0
     ours = mel_filterbank(sr, n_fft, n, fmin, fmax, True, None, alpha)
-    ref = librosa.filters.mel(sr=alpha * sr, n_fft=n_fft, n_mels=n, fmin=fmin, fmax=fmax, htk=True, norm=None).T
+    with warnings.catch_warnings():  # alpha < 1: the top filters lie above the scaled Nyquist
+        warnings.simplefilter("ignore")
+        ref = librosa.filters.mel(sr=alpha * sr, n_fft=n_fft, n_mels=n, fmin=fmin, fmax=fmax, htk=True,
+                                  norm=None).T
     corners = librosa.mel_frequencies(n_mels=n + 2, fmin=fmin, fmax=fmax, htk=True)
     lo, hi = 100.0 * max(1.0, alpha), (8000.0 - 500.0) * min(1.0, alpha)
     inner = [k for k in range(n) if corners[k] >= lo and corners[k + 2] <= hi]
