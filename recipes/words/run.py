@@ -368,6 +368,9 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
     feats = load_features("fsdd", list(labels))
     ids = [i for i in labels if i in feats[1.0]]
     speakers = sorted({speaker(i) for i in ids})
+    if r.quick:  # three speakers: two folds, three inner pairs
+        speakers = speakers[:3]
+        ids = [i for i in ids if speaker(i) in speakers]
     folds = speakers[:2] if r.quick else speakers
     dev = load_json(dsp_dir / "dev.json")
     n_states, n_mix = ((dev["chosen"]["states"], dev["chosen"]["mix"]) if dev
