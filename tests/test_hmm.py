@@ -428,6 +428,16 @@ def test_fused_diag_e_step_matches_numpy(max_jump, require_final):
     np.testing.assert_allclose(stats.s, sum(r[3] for r in ref), rtol=1e-8, atol=1e-6)
     np.testing.assert_allclose(trans, sum(r[4] for r in ref), rtol=1e-8, atol=1e-10)
     assert stats.loglik == pytest.approx(sum(r[0] for r in ref), rel=1e-10)
+    # scoring far from the model (state log-densities thousands of nats apart, a mismatched
+    # word model): the forward pass keeps full precision
+    wild = [rng.normal(0, 30, (t, 4)) for t in (5, 40, 80)]
+    np.testing.assert_allclose(model.score_sequences(wild), [np_forward_backward(model, x)[0] for x in wild],
+                               rtol=1e-11)
+    Xw, offw = check_sequences(wild)
+    stw, trw, _, _ = model._e_step_diag(Xw, offw)
+    refw = [np_expected_stats(model, x) for x in wild]
+    np.testing.assert_allclose(stw.n, sum(r[1] for r in refw), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(trw, sum(r[4] for r in refw), rtol=1e-7, atol=1e-9)
     # cut into several work items: the same sums, bit for bit whatever the thread count
     model._DIAG_ITEM_FRAMES = 20
     runs = []

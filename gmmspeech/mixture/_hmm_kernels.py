@@ -52,6 +52,33 @@ def _end_states(last, S, final, ends):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _bands(log_A, S):  # pragma: no cover - compiled
+    """For every state ``j`` the first and last predecessor ``i`` with a finite ``log_A[i, j]``
+    (``lo_in``, ``hi_in``), and for every ``i`` the first and last successor (``lo_out``,
+    ``hi_out``): the recursions visit only those (a left-to-right band)."""
+    lo_in = np.zeros(S, dtype=np.int64)
+    hi_in = np.full(S, -1, dtype=np.int64)
+    lo_out = np.zeros(S, dtype=np.int64)
+    hi_out = np.full(S, -1, dtype=np.int64)
+    for j in range(S):
+        first = True
+        for i in range(S):
+            if log_A[i, j] > NEG_INF:
+                if first:
+                    lo_in[j] = i
+                    first = False
+                hi_in[j] = i
+        first = True
+        for k in range(S):
+            if log_A[j, k] > NEG_INF:
+                if first:
+                    lo_out[j] = k
+                    first = False
+                hi_out[j] = k
+    return lo_in, hi_in, lo_out, hi_out
+
+
+@njit(cache=True, nogil=True)
 def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik, trans, start):  # pragma: no cover - compiled
     """Forward(-backward) over the sequences ``offsets[b] : offsets[b + 1]`` of ``lp``.
 
@@ -70,6 +97,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     beta = np.empty((tmax, S))
     tmp = np.empty(S)
     ends = np.empty(S, dtype=np.bool_)
+    lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
     for b in range(B):
         a0 = offsets[b]
         T = offsets[b + 1] - a0
@@ -82,7 +110,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
         for t in range(1, T):
             for j in range(S):
                 mx = NEG_INF
-                for i in range(S):
+                for i in range(lo_in[j], hi_in[j] + 1):
                     v = alpha[t - 1, i] + log_A[i, j]
                     tmp[i] = v
                     if v > mx:
@@ -91,7 +119,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                     alpha[t, j] = NEG_INF
                 else:
                     s = 0.0
-                    for i in range(S):
+                    for i in range(lo_in[j], hi_in[j] + 1):
                         if tmp[i] > NEG_INF:
                             s += np.exp(tmp[i] - mx)
                     alpha[t, j] = mx + np.log(s) + logB[t, j]
@@ -121,7 +149,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
         for t in range(T - 2, -1, -1):
             for i in range(S):
                 mx = NEG_INF
-                for j in range(S):
+                for j in range(lo_out[i], hi_out[i] + 1):
                     v = log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
                     tmp[j] = v
                     if v > mx:
@@ -130,7 +158,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                     beta[t, i] = NEG_INF
                 else:
                     s = 0.0
-                    for j in range(S):
+                    for j in range(lo_out[i], hi_out[i] + 1):
                         if tmp[j] > NEG_INF:
                             s += np.exp(tmp[j] - mx)
                     beta[t, i] = mx + np.log(s)
@@ -143,7 +171,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                 ai = alpha[t, i]
                 if ai == NEG_INF:
                     continue
-                for j in range(S):
+                for j in range(lo_out[i], hi_out[i] + 1):
                     v = ai + log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
                     if v > NEG_INF:
                         trans[i, j] += np.exp(v - ll)
@@ -207,73 +235,6 @@ def viterbi(lp, n_mix, offsets, log_pi, log_A, final, path, score):  # pragma: n
             path[a0 + t - 1] = arg
 
 
-#: scaled backward variables above this fall back to the log domain (no overflow to inf)
-_BETA_LIMIT = 1e250
-
-
-@njit(cache=True, nogil=True)
-def _scaled_pass(T, S, e, log_pi_lin, A, lo_in, hi_out, final, alpha, beta, c, ends, backward):  # pragma: no cover
-    """Scaled forward-backward (Rabiner) on linear emissions ``e[t, j] <= 1``.
-
-    Returns ``log z`` (z = mass of the admissible end states in the last scaled forward
-    row), or NaN when the scaled recursion under- or overflowed (then the caller redoes
-    the sequence in the log domain). Transitions are banded: into ``j`` only from
-    ``lo_in[j] <= i <= j``, out of ``i`` only into ``i <= j <= hi_out[i]`` (left-to-right).
-    """
-    s = 0.0
-    for j in range(S):
-        v = log_pi_lin[j] * e[0, j]
-        alpha[0, j] = v
-        s += v
-    if not s > 0.0:
-        return np.nan
-    c[0] = s
-    for j in range(S):
-        alpha[0, j] /= s
-    for t in range(1, T):
-        s = 0.0
-        for j in range(S):
-            acc = 0.0
-            for i in range(lo_in[j], j + 1):
-                acc += alpha[t - 1, i] * A[i, j]
-            v = acc * e[t, j]
-            alpha[t, j] = v
-            s += v
-        if not s > 0.0:
-            return np.nan
-        c[t] = s
-        inv = 1.0 / s
-        for j in range(S):
-            alpha[t, j] *= inv
-    if final >= 0 and alpha[T - 1, final] > 0.0:
-        for j in range(S):
-            ends[j] = j == final
-    elif final >= 0:
-        return np.nan  # final state unreached or underflowed: the log domain decides
-    else:
-        for j in range(S):
-            ends[j] = True
-    z = 0.0
-    for j in range(S):
-        if ends[j]:
-            z += alpha[T - 1, j]
-    if not backward:
-        return np.log(z)
-    for j in range(S):
-        beta[T - 1, j] = 1.0 if ends[j] else 0.0
-    for t in range(T - 2, -1, -1):
-        inv = 1.0 / c[t + 1]
-        for i in range(S):
-            acc = 0.0
-            for j in range(i, hi_out[i] + 1):
-                acc += A[i, j] * e[t + 1, j] * beta[t + 1, j]
-            v = acc * inv
-            if v > _BETA_LIMIT:
-                return np.nan
-            beta[t, i] = v
-    return np.log(z)
-
-
 @njit(cache=True, nogil=True)
 def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final,
                 n, f, s, trans, loglik, want_stats):  # pragma: no cover - compiled
@@ -284,10 +245,10 @@ def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final
     ``prec`` (S, M, D) in float64. Adds the occupancy-weighted statistics, centred on each
     component's mean (``n`` (S M,), ``f``/``s`` (S M, D): sums of ``g (x - mu)`` and
     ``g (x - mu)**2``), the expected transition counts ``trans`` (S, S), and writes
-    ``loglik[b - lo]``. Forward-backward runs scaled in the linear domain (transitions
-    banded); a sequence whose scaled recursion under- or overflows is redone in the log
-    domain by :func:`forward_backward` (same results, no NaN). Without ``want_stats``
-    only the forward pass runs (log-likelihoods; ``n``, ``f``, ``s``, ``trans`` untouched).
+    ``loglik[b - lo]``. Forward-backward is :func:`forward_backward` (log domain, visiting
+    only the finite transitions) on one sequence's densities at a time, in a reused buffer.
+    Without ``want_stats`` only the forward pass runs (log-likelihoods; ``n``, ``f``, ``s``,
+    ``trans`` untouched).
     """
     S, M, D = means.shape
     K = S * M
@@ -295,107 +256,33 @@ def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final
     for b in range(lo, hi):
         tmax = max(tmax, offsets[b + 1] - offsets[b])
     lp = np.empty((tmax, K))
-    e = np.empty((tmax, S))
-    logb = np.empty((tmax, S))
-    bmax = np.empty(tmax)
-    alpha = np.empty((tmax, S))
-    beta = np.empty((tmax, S))
-    c = np.empty(tmax)
-    ends = np.empty(S, dtype=np.bool_)
     xb = np.empty(D)
-    pi_lin = np.exp(log_pi)
-    A = np.exp(log_A)
-    lo_in = np.empty(S, dtype=np.int64)
-    hi_out = np.empty(S, dtype=np.int64)
-    for j in range(S):
-        lo_in[j] = j
-        for i in range(j + 1):
-            if log_A[i, j] > NEG_INF:
-                lo_in[j] = i
-                break
-        hi_out[j] = j
-        for k in range(S - 1, j - 1, -1):
-            if log_A[j, k] > NEG_INF:
-                hi_out[j] = k
-                break
     one = np.zeros(2, dtype=np.int64)
+    ll1 = np.empty(1)
+    start = np.zeros(S)
     for b in range(lo, hi):
         a0 = offsets[b]
         T = offsets[b + 1] - a0
         if T <= 0:
             loglik[b - lo] = 0.0
             continue
-        # component log-densities, state log-densities and the scaled emissions
+        # weighted component log-densities of the sequence
         for t in range(T):
             for d in range(D):
                 xb[d] = X[a0 + t, d]
-            top = NEG_INF
             for j in range(S):
-                mx = NEG_INF
                 for m in range(M):
                     q = 0.0
                     for d in range(D):
                         df = xb[d] - means[j, m, d]
                         q += df * df * prec[j, m, d]
-                    v = log_const[j, m] - 0.5 * q
-                    lp[t, j * M + m] = v
-                    if v > mx:
-                        mx = v
-                if mx == NEG_INF:
-                    lb = NEG_INF
-                else:
-                    acc = 0.0
-                    for m in range(M):
-                        acc += np.exp(lp[t, j * M + m] - mx)
-                    lb = mx + np.log(acc)
-                logb[t, j] = lb
-                if lb > top:
-                    top = lb
-            bmax[t] = top
-            for j in range(S):
-                e[t, j] = np.exp(logb[t, j] - top) if top > NEG_INF else 0.0
-        logz = _scaled_pass(T, S, e, pi_lin, A, lo_in, hi_out, final, alpha, beta, c, ends, want_stats)
-        if logz == logz and not want_stats:
-            ll = logz
-            for t in range(T):
-                ll += np.log(c[t]) + bmax[t]
-            loglik[b - lo] = ll
-            continue
+                    lp[t, j * M + m] = log_const[j, m] - 0.5 * q
+        # banded log-domain forward(-backward); with want_stats lp becomes the occupancies
+        one[1] = T
+        forward_backward(lp, M, one, log_pi, log_A, final, want_stats, ll1, trans, start)
+        loglik[b - lo] = ll1[0]
         if not want_stats:
-            one[1] = T
-            ll1 = np.empty(1)
-            forward_backward(lp, M, one, log_pi, log_A, final, False, ll1, trans, np.zeros(S))
-            loglik[b - lo] = ll1[0]
             continue
-        if logz == logz:  # not NaN: the scaled pass held
-            ll = logz
-            for t in range(T):
-                ll += np.log(c[t]) + bmax[t]
-            loglik[b - lo] = ll
-            iz = np.exp(-logz)
-            for t in range(T - 1):
-                inv = iz / c[t + 1]
-                for i in range(S):
-                    ai = alpha[t, i]
-                    if ai == 0.0:
-                        continue
-                    for j in range(i, hi_out[i] + 1):
-                        trans[i, j] += ai * A[i, j] * e[t + 1, j] * beta[t + 1, j] * inv
-            for t in range(T):
-                for j in range(S):
-                    g = alpha[t, j] * beta[t, j] * iz
-                    if g == 0.0:
-                        for m in range(M):
-                            lp[t, j * M + m] = 0.0
-                        continue
-                    lb = logb[t, j]
-                    for m in range(M):
-                        lp[t, j * M + m] = g * np.exp(lp[t, j * M + m] - lb)
-        else:
-            one[1] = T
-            ll1 = np.empty(1)
-            forward_backward(lp, M, one, log_pi, log_A, final, True, ll1, trans, np.zeros(S))
-            loglik[b - lo] = ll1[0]
         # occupancy-weighted statistics, centred on each component's mean
         for t in range(T):
             for k in range(K):
