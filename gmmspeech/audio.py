@@ -70,6 +70,7 @@ __all__ = [
     "info",
     "load",
     "resample",
+    "speed_perturb",
     "DEFAULT_MIN_DURATION",
     "DEFAULT_MAX_OVERSHOOT",
     "DEFAULT_MAX_DURATION",
@@ -633,3 +634,22 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, res_type: str = "so
     elif out.shape[-1] < n_out:
         out = np.pad(out, (0, n_out - out.shape[-1]))
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def speed_perturb(y: np.ndarray, *, sr: int, factor: float, res_type: str = "soxr_hq") -> np.ndarray:
+    """Kaldi's speed perturbation (``sox speed``): ``y`` resampled so that, played at ``sr``,
+    it runs ``factor`` times faster.
+
+    The samples are taken as if recorded at ``round(sr * factor)`` Hz and resampled to
+    ``sr``: the length becomes ``ceil(n / factor)`` and every frequency (pitch, formants)
+    is multiplied by ``factor``. Kaldi's recipes train on factors 0.9, 1.0 and 1.1.
+
+    Raises
+    ------
+    ValueError
+        ``factor`` not positive.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+        raise ValueError(f"speed_perturb: factor must be a positive number, got {factor!r}")
+    src = int(round(sr * float(factor)))
+    return resample(y, orig_sr=src, target_sr=int(sr), res_type=res_type)

@@ -374,3 +374,79 @@ def test_hmm_file_tampering_is_refused(tmp_path):
     np.savez(bad, **arrays)
     with pytest.raises(ModelFileError, match="left-to-right"):
         io.load(bad)
+
+
+# ----------------------------------------------------------------------------- fused diagonal E-step
+
+
+def np_expected_stats(model, x):
+    """Per-sequence Baum-Welch statistics from the textbook log-domain recursions: component
+    occupancies gamma_t(j) r_t(j, m), their first/second moments, expected transitions."""
+    with np.errstate(divide="ignore"):
+        log_a = np.log(model.transmat_)
+    s, m, d = model.means_.shape
+    lb = log_emissions(model, x)
+    ll, gamma = np_forward_backward(model, x)
+    comp = np.stack([[np.log(model.weights_[j, k]) + multivariate_normal(
+        model.means_[j, k], np.diag(model.covariances_[j, k])).logpdf(x).reshape(-1) for k in range(m)]
+        for j in range(s)])                                     # (S, M, T)
+    occ = (gamma.T[:, None, :] * np.exp(comp - lb.T[:, None, :])).reshape(s * m, -1)
+    # xi from alpha/beta recomputed here
+    t_len = x.shape[0]
+    alpha = np.full((t_len, s), -np.inf)
+    alpha[0] = np.log(model.startprob_ + 0.0, where=model.startprob_ > 0, out=np.full(s, -np.inf)) + lb[0]
+    for t in range(1, t_len):
+        alpha[t] = logsumexp(alpha[t - 1][:, None] + log_a, axis=0) + lb[t]
+    ends = np_ends(model, alpha[-1])
+    beta = np.full((t_len, s), -np.inf)
+    beta[-1] = np.where(ends, 0.0, -np.inf)
+    for t in range(t_len - 2, -1, -1):
+        beta[t] = logsumexp(log_a + (lb[t + 1] + beta[t + 1])[None, :], axis=1)
+    xi = np.zeros((s, s))
+    for t in range(t_len - 1):
+        xi += np.exp(alpha[t][:, None] + log_a + (lb[t + 1] + beta[t + 1])[None, :] - ll)
+    return ll, occ.sum(1), occ @ x, occ @ (x * x), xi
+
+
+@pytest.mark.parametrize("max_jump,require_final", [(1, True), (2, True), (1, False)])
+def test_fused_diag_e_step_matches_numpy(max_jump, require_final):
+    """The one-call diagonal E-step (scaled forward-backward, log-domain fallback) gives the
+    statistics of the textbook log-domain recursions, also for 1-frame sequences, sequences
+    shorter than the model and frames so far out that the scaled recursion underflows."""
+    rng = np.random.default_rng(21)
+    model = random_model(rng, s=5, m=3, d=4, max_jump=max_jump, require_final=require_final)
+    seqs = [rng.normal(0, 2, (t, 4)) for t in (1, 2, 3, 4, 9, 30)]
+    far = rng.normal(0, 2, (12, 4))
+    far[5] = 400.0  # emission log-densities ~1e5 apart: linear-domain scaling underflows
+    seqs.append(far)
+    X, offsets = check_sequences(seqs)
+    stats, trans, _, ll = model._e_step_diag(X, offsets)
+    ref = [np_expected_stats(model, x) for x in seqs]
+    np.testing.assert_allclose(ll, [r[0] for r in ref], rtol=1e-10)
+    np.testing.assert_allclose(stats.n, sum(r[1] for r in ref), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(stats.f, sum(r[2] for r in ref), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(stats.s, sum(r[3] for r in ref), rtol=1e-8, atol=1e-6)
+    np.testing.assert_allclose(trans, sum(r[4] for r in ref), rtol=1e-8, atol=1e-10)
+    assert stats.loglik == pytest.approx(sum(r[0] for r in ref), rel=1e-10)
+    # scoring far from the model (state log-densities thousands of nats apart, a mismatched
+    # word model): the forward pass keeps full precision
+    wild = [rng.normal(0, 30, (t, 4)) for t in (5, 40, 80)]
+    np.testing.assert_allclose(model.score_sequences(wild), [np_forward_backward(model, x)[0] for x in wild],
+                               rtol=1e-11)
+    Xw, offw = check_sequences(wild)
+    stw, trw, _, _ = model._e_step_diag(Xw, offw)
+    refw = [np_expected_stats(model, x) for x in wild]
+    np.testing.assert_allclose(stw.n, sum(r[1] for r in refw), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(trw, sum(r[4] for r in refw), rtol=1e-7, atol=1e-9)
+    # cut into several work items: the same sums, bit for bit whatever the thread count
+    model._DIAG_ITEM_FRAMES = 20
+    runs = []
+    for n_threads in (1, 3):
+        model.set_params(n_threads=n_threads)
+        runs.append(model._e_step_diag(X, offsets))
+    np.testing.assert_allclose(runs[0][0].s, stats.s, rtol=1e-12)
+    np.testing.assert_allclose(runs[0][1], trans, rtol=1e-12)
+    np.testing.assert_allclose(runs[0][3], ll, rtol=1e-12)
+    for a, b in zip((runs[0][0].n, runs[0][0].f, runs[0][0].s, runs[0][1], runs[0][3]),
+                    (runs[1][0].n, runs[1][0].f, runs[1][0].s, runs[1][1], runs[1][3])):
+        np.testing.assert_array_equal(a, b)

@@ -81,7 +81,7 @@ def test_markdown_table_and_report(tmp_path):
 
 def test_registry_names_and_unknown_recipe():
     assert set(recipes.names()) == {"demo", "digits", "score_files",
-                                    "train_corpus", "em_tutorial", "words"}
+                                    "train_corpus", "em_tutorial"}
     with pytest.raises(ValueError, match="unknown recipe 'nope'.*digits"):
         recipes.get("nope")
 

@@ -15,7 +15,6 @@ _HELP = {
     "demo": "speaker identification on a synthesised corpus (LibriSpeech with --data-root)",
     "speaker_id": "the LibriSpeech and FSDD speaker recipes (recipes/librispeech, recipes/fsdd) in one run",
     "digits": "spoken digits with one GMM per digit on FSDD, leave-one-speaker-out, vs scikit-learn",
-    "words": "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn",
     "score_files": "score every audio file of a folder or manifest against saved models (TSV)",
     "train_corpus": "batch UBM training over a manifest with the feature store, progress and resume",
     "em_tutorial": "the textbook EM: heights (1-D) and Old Faithful (2-D), traces, BIC/AIC, posteriors",
@@ -32,6 +31,8 @@ SCRIPTS = {
                       "(recipes/speechocean762/run.py)",
     "commonvoice": "GMM-UBM speaker recognition on a Common Voice folder (MP3), step by step "
                    "(recipes/commonvoice/run.py)",
+    "words": "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn, "
+             "step by step (recipes/words/run.py)",
 }
 
 
@@ -153,29 +154,6 @@ def register(sub) -> None:
     p.add_argument("--no-sklearn", dest="sklearn", action="store_false",
                    help="skip the scikit-learn GaussianMixture comparison")
     p.set_defaults(func=_run, recipe="digits")
-
-    p = rsub.add_parser("words", help=_HELP["words"], description=_describe("words"))
-    _common(p, "words", data_root_help=ds)
-    p.add_argument("--corpus", dest="corpora", action="append", choices=["dspspeech20", "fsdd"],
-                   help="corpus to run (repeatable; default both)")
-    p.add_argument("--states", type=_positive_int, default=None,
-                   help="states per word model (with --mix; default: chosen on the dev split)")
-    p.add_argument("--mix", type=_positive_int, default=None,
-                   help="Gaussians per state (with --states)")
-    p.add_argument("--max-jump", dest="max_jump", type=_positive_int, default=None,
-                   help="largest forward jump of the left-to-right models (default: the dev-chosen 1)")
-    p.add_argument("--n-mfcc", dest="n_mfcc", type=_positive_int, default=None,
-                   help="cepstra before deltas (default: the dev-chosen 13)")
-    p.add_argument("--normalisation", default=None, choices=["utterance", "speaker"],
-                   help="cepstral mean/variance normalisation per utterance or over each speaker's "
-                        "utterances (default: chosen on development speakers)")
-    p.add_argument("--no-hmmlearn", dest="hmmlearn", action="store_false",
-                   help="skip the hmmlearn comparison")
-    p.add_argument("--train-manifest", dest="train_manifest", default=None, metavar="CSV",
-                   help="DSPSpeech-20 training manifest (default data_manifests/dspspeech20/words_train.csv)")
-    p.add_argument("--test-manifest", dest="test_manifest", default=None, metavar="CSV",
-                   help="DSPSpeech-20 test manifest (default data_manifests/dspspeech20/words_test.csv)")
-    p.set_defaults(func=_run, recipe="words")
 
     p = rsub.add_parser("score_files", aliases=["score-files"], help=_HELP["score_files"], description=_describe("score_files"))
     _common(p, "score_files", data_root_help="folder that relative manifest paths resolve against")

@@ -101,6 +101,13 @@ class FeatureConfig:
     mel_scale: str = "htk"
     mel_norm: str = "none"
     mel_bank: str = "librosa"
+    # vocal-tract-length normalisation: the mel bank's corners warped by Kaldi's
+    # piecewise-linear function (1.0: none; gmmspeech.features.mfcc.vtln_warp_freq)
+    vtln_warp: float = 1.0
+    # speed perturbation (Kaldi's sox "speed"): the signal is resampled to play this many
+    # times faster, scaling its duration by 1/speed and every frequency by speed
+    # (gmmspeech.audio.speed_perturb); 1.0: none
+    speed: float = 1.0
     log_type: str = "log"
     log_floor: float = _FLT_EPSILON
     top_db: float | None = None
@@ -268,6 +275,10 @@ class FeatureConfig:
             raise bad("vad_gmm_components", self.vad_gmm_components, "must be 2 or 3")
         check_choice("cmvn", _CMVN_MODES)
         check_int("cmvn_window", 2, optional=True)
+        check_real("vtln_warp", 0.5, 2.0)
+        check_real("speed", 0.5, 2.0)
+        if self.vtln_warp != 1.0 and self.filter_scale != "mel":
+            raise bad("vtln_warp", self.vtln_warp, f"warps mel banks only (filter_scale is {self.filter_scale!r})")
         check_bool("cmvn_norm_vars")
         check_bool("cmvn_center")
 
@@ -412,7 +423,7 @@ class FeatureConfig:
 _HASH_WHEN_CHANGED = frozenset({
     "feature_type", "filter_scale", "lpc_order", "compress_factor", "rasta",
     "sdc", "sdc_n", "sdc_d", "sdc_p", "sdc_k", "pitch", "pitch_fmin", "pitch_fmax",
-    "vad_method", "vad_gmm_components",
+    "vad_method", "vad_gmm_components", "vtln_warp", "speed",
 })
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -1,6 +1,7 @@
 """From a file (or signal) to a finite (n_frames, n_dims) float32 feature matrix.
 
-Order of operations: load (resampled to ``config.sample_rate``) -> static features
+Order of operations: load (resampled to ``config.sample_rate``; speed-perturbed when
+``config.speed != 1``) -> static features (the mel bank VTLN-warped by ``config.vtln_warp``)
 (MFCC, LFCC, log filter-bank or PLP; pitch appended) and frame log-energy -> deltas over
 all frames -> shifted delta cepstra of the first ``sdc_n`` static dimensions appended ->
 VAD (energy threshold or per-utterance energy GMM) keeps the voiced frames ->
@@ -51,7 +52,19 @@ def _slice_signal(y: np.ndarray, sr: int, start, end) -> np.ndarray:
 
 
 def _signal(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, str | None]:
-    """Samples at ``config.sample_rate`` and the path (None for an array)."""
+    """Samples at ``config.sample_rate`` (speed-perturbed by ``config.speed``) and the path
+    (None for an array)."""
+    y, path = _samples(source, config, sr, start, end)
+    if config.speed != 1.0:
+        from gmmspeech.audio import speed_perturb
+
+        y = speed_perturb(y, sr=config.sample_rate, factor=config.speed)
+        if y.size < config.win_samples(config.sample_rate):
+            raise AudioError(path, f"too short after speed perturbation by {config.speed:g}: {y.size} samples")
+    return y, path
+
+
+def _samples(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray, str | None]:
 
     rate = config.sample_rate
     min_samples = config.win_samples(rate)

@@ -37,6 +37,7 @@ __all__ = [
     "deltas",
     "mel_filterbank",
     "kaldi_mel_filterbank",
+    "vtln_warp_freq",
     "dct_matrix",
     "analysis_window",
 ]
@@ -45,15 +46,30 @@ __all__ = [
 # ---------------------------------------------------------------------------- cached pieces
 @lru_cache(maxsize=64)
 def mel_filterbank(
-    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None,
+    vtln_warp: float = 1.0,
 ) -> np.ndarray:
     """Mel filter bank as a read-only (n_fft // 2 + 1, n_mels) float32 matrix (cached).
 
-    The transpose of :func:`librosa.filters.mel`, laid out for ``power @ bank``.
+    The transpose of :func:`librosa.filters.mel`, laid out for ``power @ bank``. With
+    ``vtln_warp != 1`` the triangles' corners (Hz) are moved by :func:`vtln_warp_freq`
+    (vocal-tract-length normalisation as Kaldi warps its bank); the triangles stay linear
+    in Hz between the warped corners, as librosa's.
     """
     import warnings
 
     import librosa
+
+    if vtln_warp != 1.0:
+        corners = vtln_warp_freq(librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax, htk=htk),
+                                 warp=vtln_warp, fmin=fmin, fmax=fmax, nyquist=0.5 * sr)
+        f = np.arange(n_fft // 2 + 1) * sr / n_fft
+        bank = _triangles(f[:, None], corners[:-2], corners[1:-1], corners[2:])
+        if norm == "slaney":
+            bank = bank * (2.0 / (corners[2:] - corners[:-2]))
+        elif norm is not None:
+            raise ValueError(f"mel norm must be 'slaney' or None, got {norm!r}")
+        return _frozen(bank)
 
     with warnings.catch_warnings():
         # narrow bands at low rates can leave a filter without an FFT bin; that band
@@ -69,12 +85,15 @@ def mel_filterbank(
 
 
 @lru_cache(maxsize=64)
-def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+                         vtln_warp: float = 1.0) -> np.ndarray:
     """Kaldi's mel bank (``MelBanks``) as a read-only (n_fft // 2 + 1, n_mels) float32 matrix.
 
     Triangles are linear in HTK mel (``1127 ln(1 + f / 700)``) between equally spaced
     mel points from ``fmin`` to ``fmax``; the Nyquist bin gets no weight (Kaldi uses
-    ``n_fft / 2`` bins). librosa's triangles are linear in Hz instead.
+    ``n_fft / 2`` bins). librosa's triangles are linear in Hz instead. With
+    ``vtln_warp != 1`` every corner is moved by :func:`vtln_warp_freq` (Kaldi's
+    ``VtlnWarpMelFreq``).
     """
 
     def mel(f):
@@ -84,6 +103,12 @@ def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: fl
     delta = (hi - lo) / (n_mels + 1)
     left = lo + delta * np.arange(n_mels)
     center, right = left + delta, left + 2 * delta
+    if vtln_warp != 1.0:
+        def warp(m):
+            hz = 700.0 * np.expm1(m / 1127.0)
+            return mel(vtln_warp_freq(hz, warp=vtln_warp, fmin=fmin, fmax=fmax, nyquist=0.5 * sr))
+
+        left, center, right = warp(left), warp(center), warp(right)
     m = mel(np.arange(n_fft // 2) * sr / n_fft)[:, None]  # Kaldi's bins: no Nyquist
     up = (m - left) / (center - left)
     down = (right - m) / (right - center)
@@ -92,6 +117,46 @@ def kaldi_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: fl
     bank[: n_fft // 2] = w
     bank.setflags(write=False)
     return bank
+
+
+#: Kaldi's VTLN cut-offs (``--vtln-low``, ``--vtln-high``; a negative high is below Nyquist)
+VTLN_LOW = 100.0
+VTLN_HIGH = -500.0
+
+
+def vtln_warp_freq(freq, *, warp: float, fmin: float, fmax: float, nyquist: float,
+                   low: float = VTLN_LOW, high: float = VTLN_HIGH) -> np.ndarray:
+    """Kaldi's piecewise-linear VTLN frequency warp (``MelBanks::VtlnWarpFreq``).
+
+    Between the cut-offs ``l = low * max(1, warp)`` and ``h = high * min(1, warp)`` a
+    frequency ``f`` becomes ``f / warp``; below ``l`` and above ``h`` straight lines join
+    that segment to ``fmin`` and ``fmax``, which stay fixed (so the bank keeps its band).
+    Frequencies outside ``[fmin, fmax]`` are unchanged. ``high <= 0`` counts down from
+    ``nyquist``. A factor above 1 moves the filters down (suits a voice whose formants lie
+    lower than the models': its energy at ``f / warp`` lands in the filter of ``f``).
+
+    Raises
+    ------
+    ValueError
+        ``warp`` not positive, or the cut-offs not strictly inside ``(fmin, fmax)``.
+    """
+    if not warp > 0:
+        raise ValueError(f"vtln warp factor must be positive, got {warp!r}")
+    high = high + nyquist if high <= 0 else high
+    f = np.asarray(freq, dtype=np.float64)
+    lo_cut, hi_cut = low * max(1.0, warp), high * min(1.0, warp)
+    if not fmin < lo_cut < hi_cut < fmax:
+        raise ValueError(
+            f"VTLN cut-offs {lo_cut:g} Hz and {hi_cut:g} Hz (warp {warp:g}) must lie strictly inside "
+            f"the filter-bank band ({fmin:g}, {fmax:g}) Hz"
+        )
+    scale = 1.0 / warp
+    f_lo, f_hi = scale * lo_cut, scale * hi_cut
+    out = np.where(
+        f < lo_cut, fmin + (f_lo - fmin) / (lo_cut - fmin) * (f - fmin),
+        np.where(f < hi_cut, scale * f, fmax + (fmax - f_hi) / (fmax - hi_cut) * (f - fmax)),
+    )
+    return np.where((f < fmin) | (f > fmax), f, out)
 
 
 @lru_cache(maxsize=64)
@@ -176,22 +241,24 @@ def _bank_key(config: FeatureConfig, sr: int, n_fft: int) -> tuple:
     kind = config.filter_scale if config.filter_scale != "mel" else (
         "kaldi" if config.mel_bank == "kaldi" else "mel")
     return (kind, sr, n_fft, config.n_mels, float(config.fmin), float(config.mel_fmax(sr)),
-            config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney")
+            config.mel_scale == "htk", None if config.mel_norm == "none" else "slaney",
+            float(config.vtln_warp))
 
 
-def _bank(kind, sr, n_fft, n, fmin, fmax, htk, norm) -> np.ndarray:
+def _bank(kind, sr, n_fft, n, fmin, fmax, htk, norm, warp=1.0) -> np.ndarray:
     if kind == "kaldi":
-        return kaldi_mel_filterbank(sr, n_fft, n, fmin, fmax)
+        return kaldi_mel_filterbank(sr, n_fft, n, fmin, fmax, warp)
     if kind == "linear":
         return linear_filterbank(sr, n_fft, n, fmin, fmax)
     if kind == "bark":
         return bark_filterbank(sr, n_fft, n, fmin, fmax)
-    return mel_filterbank(sr, n_fft, n, fmin, fmax, htk, norm)
+    return mel_filterbank(sr, n_fft, n, fmin, fmax, htk, norm, warp)
 
 
 @lru_cache(maxsize=64)
 def _bank_groups(
     kind: str, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool, norm: str | None,
+    warp: float = 1.0,
 ) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The filter bank cut into groups of adjacent filters with their FFT-bin support.
 
@@ -199,7 +266,7 @@ def _bank_groups(
     (``sub == bank[lo:hi, c0:c1]``): the product becomes a few small dense ones that skip
     the zeros of the triangular filters (5-10x fewer operations).
     """
-    bank = _bank(kind, sr, n_fft, n_mels, fmin, fmax, htk, norm)
+    bank = _bank(kind, sr, n_fft, n_mels, fmin, fmax, htk, norm, warp)
     size = 8 if n_mels >= 64 else 16
     nonzero = bank != 0
     groups = []

@@ -265,10 +265,12 @@ class _Framer:
 def streamable(config: FeatureConfig) -> bool:
     """True when the block-by-block path computes ``config``'s features: cepstra of a
     filter bank (MFCC, LFCC) without pitch, RASTA (a recursive filter over the whole
-    trajectory), SDC or the per-utterance GMM VAD. Other front ends are computed on the
-    whole signal (memory bounded by ``max_duration``)."""
+    trajectory), SDC or the per-utterance GMM VAD, and no speed perturbation (a resampling
+    of the whole signal). Other front ends are computed on the whole signal (memory bounded
+    by ``max_duration``)."""
     return (config.feature_type in ("mfcc", "lfcc") and config.pitch == "none"
-            and not config.rasta and not config.sdc and config.vad_method == "energy")
+            and not config.rasta and not config.sdc and config.vad_method == "energy"
+            and config.speed == 1.0)
 
 
 def _extract_whole(path, out_path, config, start, end, max_duration) -> ExtractInfo:

@@ -52,6 +52,33 @@ def _end_states(last, S, final, ends):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _bands(log_A, S):  # pragma: no cover - compiled
+    """For every state ``j`` the first and last predecessor ``i`` with a finite ``log_A[i, j]``
+    (``lo_in``, ``hi_in``), and for every ``i`` the first and last successor (``lo_out``,
+    ``hi_out``): the recursions visit only those (a left-to-right band)."""
+    lo_in = np.zeros(S, dtype=np.int64)
+    hi_in = np.full(S, -1, dtype=np.int64)
+    lo_out = np.zeros(S, dtype=np.int64)
+    hi_out = np.full(S, -1, dtype=np.int64)
+    for j in range(S):
+        first = True
+        for i in range(S):
+            if log_A[i, j] > NEG_INF:
+                if first:
+                    lo_in[j] = i
+                    first = False
+                hi_in[j] = i
+        first = True
+        for k in range(S):
+            if log_A[j, k] > NEG_INF:
+                if first:
+                    lo_out[j] = k
+                    first = False
+                hi_out[j] = k
+    return lo_in, hi_in, lo_out, hi_out
+
+
+@njit(cache=True, nogil=True)
 def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik, trans, start):  # pragma: no cover - compiled
     """Forward(-backward) over the sequences ``offsets[b] : offsets[b + 1]`` of ``lp``.
 
@@ -70,6 +97,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     beta = np.empty((tmax, S))
     tmp = np.empty(S)
     ends = np.empty(S, dtype=np.bool_)
+    lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
     for b in range(B):
         a0 = offsets[b]
         T = offsets[b + 1] - a0
@@ -82,7 +110,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
         for t in range(1, T):
             for j in range(S):
                 mx = NEG_INF
-                for i in range(S):
+                for i in range(lo_in[j], hi_in[j] + 1):
                     v = alpha[t - 1, i] + log_A[i, j]
                     tmp[i] = v
                     if v > mx:
@@ -91,7 +119,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                     alpha[t, j] = NEG_INF
                 else:
                     s = 0.0
-                    for i in range(S):
+                    for i in range(lo_in[j], hi_in[j] + 1):
                         if tmp[i] > NEG_INF:
                             s += np.exp(tmp[i] - mx)
                     alpha[t, j] = mx + np.log(s) + logB[t, j]
@@ -121,7 +149,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
         for t in range(T - 2, -1, -1):
             for i in range(S):
                 mx = NEG_INF
-                for j in range(S):
+                for j in range(lo_out[i], hi_out[i] + 1):
                     v = log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
                     tmp[j] = v
                     if v > mx:
@@ -130,7 +158,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                     beta[t, i] = NEG_INF
                 else:
                     s = 0.0
-                    for j in range(S):
+                    for j in range(lo_out[i], hi_out[i] + 1):
                         if tmp[j] > NEG_INF:
                             s += np.exp(tmp[j] - mx)
                     beta[t, i] = mx + np.log(s)
@@ -143,7 +171,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                 ai = alpha[t, i]
                 if ai == NEG_INF:
                     continue
-                for j in range(S):
+                for j in range(lo_out[i], hi_out[i] + 1):
                     v = ai + log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
                     if v > NEG_INF:
                         trans[i, j] += np.exp(v - ll)
@@ -205,3 +233,67 @@ def viterbi(lp, n_mix, offsets, log_pi, log_A, final, path, score):  # pragma: n
         for t in range(T - 1, 0, -1):
             arg = psi[t, arg]
             path[a0 + t - 1] = arg
+
+
+@njit(cache=True, nogil=True)
+def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final,
+                n, f, s, trans, loglik, want_stats):  # pragma: no cover - compiled
+    """The whole diagonal-covariance E-step of sequences ``lo:hi`` in one call.
+
+    ``X`` (N, D) frames (sequence ``b`` is ``X[offsets[b]:offsets[b + 1]]``); the model:
+    ``log_const[j, m] = log w_jm - D/2 log 2 pi + 1/2 sum_d log prec_jmd``, ``means`` and
+    ``prec`` (S, M, D) in float64. Adds the occupancy-weighted statistics, centred on each
+    component's mean (``n`` (S M,), ``f``/``s`` (S M, D): sums of ``g (x - mu)`` and
+    ``g (x - mu)**2``), the expected transition counts ``trans`` (S, S), and writes
+    ``loglik[b - lo]``. Forward-backward is :func:`forward_backward` (log domain, visiting
+    only the finite transitions) on one sequence's densities at a time, in a reused buffer.
+    Without ``want_stats`` only the forward pass runs (log-likelihoods; ``n``, ``f``, ``s``,
+    ``trans`` untouched).
+    """
+    S, M, D = means.shape
+    K = S * M
+    tmax = 1
+    for b in range(lo, hi):
+        tmax = max(tmax, offsets[b + 1] - offsets[b])
+    lp = np.empty((tmax, K))
+    xb = np.empty(D)
+    one = np.zeros(2, dtype=np.int64)
+    ll1 = np.empty(1)
+    start = np.zeros(S)
+    for b in range(lo, hi):
+        a0 = offsets[b]
+        T = offsets[b + 1] - a0
+        if T <= 0:
+            loglik[b - lo] = 0.0
+            continue
+        # weighted component log-densities of the sequence
+        for t in range(T):
+            for d in range(D):
+                xb[d] = X[a0 + t, d]
+            for j in range(S):
+                for m in range(M):
+                    q = 0.0
+                    for d in range(D):
+                        df = xb[d] - means[j, m, d]
+                        q += df * df * prec[j, m, d]
+                    lp[t, j * M + m] = log_const[j, m] - 0.5 * q
+        # banded log-domain forward(-backward); with want_stats lp becomes the occupancies
+        one[1] = T
+        forward_backward(lp, M, one, log_pi, log_A, final, want_stats, ll1, trans, start)
+        loglik[b - lo] = ll1[0]
+        if not want_stats:
+            continue
+        # occupancy-weighted statistics, centred on each component's mean
+        for t in range(T):
+            for k in range(K):
+                g = lp[t, k]
+                if g == 0.0:
+                    continue
+                j = k // M
+                m = k - j * M
+                n[k] += g
+                for d in range(D):
+                    df = X[a0 + t, d] - means[j, m, d]
+                    gd = g * df
+                    f[k, d] += gd
+                    s[k, d] += gd * df

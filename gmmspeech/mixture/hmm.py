@@ -47,6 +47,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from gmmspeech._lazy import lazy_kernel
 from gmmspeech.mixture import init as _init
 from gmmspeech.mixture.densities import (
+    LOG_2PI,
     DensityPlan,
     precisions_cholesky_from_covariances,
     stats_kind,
@@ -71,6 +72,10 @@ MIN_STATE_OCCUPANCY = 1e-3
 WORD_HMM_DEFAULTS = {"n_states": 8, "n_mix": 4, "max_jump": 1}
 #: Changes to the ``speech`` feature preset for word models (same provenance).
 WORD_HMM_FEATURES = {"n_mfcc": 13}
+#: Training data of word models (same provenance): every training recording also at these
+#: speed factors (Kaldi's speed perturbation, ``FeatureConfig(speed=...)``; each perturbed
+#: copy of a speaker counts as a speaker of its own for speaker CMVN).
+WORD_HMM_TRAINING = {"speeds": (0.9, 1.0, 1.1)}
 
 
 @lazy_kernel
@@ -140,6 +145,9 @@ def check_sequences(X, lengths=None, *, n_features=None, name="X"):
 def _check_frames(x, name):
     """One sequence as a (frames, features) float array (a 1-D array: one feature), with
     scikit-learn's validation and messages (``check_array``)."""
+    if (type(x) is np.ndarray and x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1
+            and x.dtype in (np.float32, np.float64) and np.isfinite(x).all()):
+        return x  # what check_array returns for a finite float array (its checks cost ~1 ms)
     from scipy.sparse import issparse
     from sklearn.utils import check_array
 
@@ -218,7 +226,9 @@ class GMMHMM(DensityMixin, BaseEstimator):
     chunk_size : int, default 2048
         Frames per block (whole sequences are kept together).
     n_threads : int or None
-        Threads over blocks (None: the cores available, capped by the BLAS thread limit).
+        Threads over blocks (None: :func:`gmmspeech.threads.default_threads`). Diagonal
+        models run the E-step and scoring in work items of about 16k frames of whole
+        sequences (one numba call each); results do not depend on the thread count.
     random_state : int, Generator or None
         Seed of :meth:`sample` (training is deterministic).
     verbose : int, default 0
@@ -515,7 +525,62 @@ class GMMHMM(DensityMixin, BaseEstimator):
 
     def _e_step(self, X, offsets):
         """Forward-backward over all sequences: emission statistics (S * M components),
-        expected transition counts (S, S), initial occupancies (S,), per-sequence log-likelihoods."""
+        expected transition counts (S, S), per-sequence log-likelihoods."""
+        if self.covariance_type == "diag":
+            return self._e_step_diag(X, offsets)
+        return self._e_step_blocks(X, offsets)
+
+    #: frames per work item of the fused diagonal E-step (whole sequences; a fixed grid, so
+    #: the sums do not depend on the thread count)
+    _DIAG_ITEM_FRAMES = 16384
+
+    def _e_step_diag(self, X, offsets, want_stats=True):
+        """Diagonal models: the whole E-step (densities, scaled forward-backward, statistics)
+        in one float64 numba call per work item of whole sequences; no per-sequence or
+        per-block Python work. ``want_stats=False``: forward only (returns
+        ``(None, None, None, loglik)``)."""
+        kern = hmm_kernels()
+        log_pi, log_A = self._log_params()
+        s, m, d = self.means_.shape
+        final = self._final()
+        means = np.ascontiguousarray(self.means_)
+        cov = self.covariances_
+        prec = 1.0 / cov
+        with np.errstate(divide="ignore"):
+            log_const = np.log(self.weights_) - 0.5 * d * LOG_2PI - 0.5 * np.sum(np.log(cov), axis=2)
+        items = _batches(offsets, self._DIAG_ITEM_FRAMES)
+
+        def run(span):
+            lo, hi = span
+            n = np.zeros(s * m)
+            f = np.zeros((s * m, d))
+            sec = np.zeros((s * m, d))
+            trans = np.zeros((s, s))
+            ll = np.empty(hi - lo)
+            kern.e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final, n, f, sec,
+                             trans, ll, want_stats)
+            return n, f, sec, trans, ll
+
+        if len(items) == 1:  # no thread hand-off (and no BLAS limit: nothing here calls BLAS)
+            parts = [run(items[0])]
+        else:
+            from gmmspeech.threads import map_items
+
+            parts = map_items(run, items, n_threads=self.n_threads)
+        ll = np.concatenate([p[4] for p in parts])
+        if not want_stats:
+            return None, None, None, ll
+        n = sum(p[0] for p in parts)
+        fc = sum(p[1] for p in parts)
+        sc = sum(p[2] for p in parts)
+        mu = means.reshape(s * m, d)
+        # uncentre: sums of g x and g x**2 from sums of g (x - mu) and g (x - mu)**2
+        f = fc + n[:, None] * mu
+        sec = sc + 2.0 * mu * fc + n[:, None] * mu * mu
+        stats = SufficientStats(n, f, sec, float(ll.sum()), float(X.shape[0]), "diag")
+        return stats, sum(p[3] for p in parts), None, ll
+
+    def _e_step_blocks(self, X, offsets):
         plan = self._plan()
         kern = hmm_kernels()
         log_pi, log_A = self._log_params()
@@ -547,6 +612,8 @@ class GMMHMM(DensityMixin, BaseEstimator):
         return stats, trans, start, ll
 
     def _forward(self, X, offsets, posteriors=False):
+        if self.covariance_type == "diag" and not posteriors:
+            return self._e_step_diag(X, offsets, want_stats=False)[3], None
         plan = self._plan()
         kern = hmm_kernels()
         log_pi, log_A = self._log_params()
@@ -618,8 +685,11 @@ class GMMHMM(DensityMixin, BaseEstimator):
     def _m_step(self, stats, trans):
         from gmmspeech.threads import single_thread_blas
 
-        with single_thread_blas():
+        if self.covariance_type == "diag":  # element-wise: no BLAS call to limit
             unused = self._update_emissions(stats)
+        else:
+            with single_thread_blas():
+                unused = self._update_emissions(stats)
         self._update_transitions(trans)
         return unused
 

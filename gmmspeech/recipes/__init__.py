@@ -8,7 +8,8 @@ results dictionary. Recipes hold no maths of their own.
 
 The registry below maps a recipe name to its module and a one-line description; modules
 are imported only when a recipe is run, so listing recipes stays cheap. The corpus recipes
-of speaker recognition are step-by-step scripts of the source tree, ``recipes/<corpus>/run.py``
+of speaker recognition and of isolated words (``recipes/words/run.py``) are step-by-step
+scripts of the source tree, ``recipes/<corpus>/run.py``
 (built on :mod:`gmmspeech.cli.steps`); ``gmmspeech recipe NAME`` launches them too.
 """
 
@@ -26,10 +27,6 @@ RECIPES: dict[str, tuple[str, str]] = {
     "digits": (
         "gmmspeech.recipes.digits",
         "spoken-digit recognition with one GMM per digit on FSDD, leave-one-speaker-out",
-    ),
-    "words": (
-        "gmmspeech.recipes.words",
-        "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn",
     ),
     "score_files": (
         "gmmspeech.recipes.score_files",

@@ -1,8 +1,9 @@
 #!/bin/sh
-# words recipe: see README.md in this folder. Extra arguments go to the command
-# (e.g. --quick for a small run, -j 2 for two worker processes, --no-hmmlearn).
+# words recipe: see README.md in this folder and run.py (the stages). Extra arguments go to
+# run.py (e.g. --quick for a small run, -j 2 for two worker processes, --no-hmmlearn,
+# --stage N --stop-stage N).
 set -eu
 cd "$(dirname "$0")/../.."
-GMMSPEECH=${GMMSPEECH:-.venv/bin/gmmspeech}
+PYTHON=${PYTHON:-.venv/bin/python}
 DATA_ROOT=${DATA_ROOT:-../shared/datasets}
-exec "$GMMSPEECH" recipe words --data-root "$DATA_ROOT" --out "${OUT:-exp/words}" "$@"
+exec "$PYTHON" recipes/words/run.py --data-root "$DATA_ROOT" --out "${OUT:-exp/words}" "$@"

@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Isolated-word recognition with GMM-HMM word models (DSPSpeech-20, FSDD) beside per-class GMMs and hmmlearn.
+
+    recipes/words/run.py [--stage N] [--stop-stage N] [--quick] [--data-root R] [--out DIR] [-j N]
+                         [--corpus dspspeech20|fsdd] [--no-hmmlearn]
+
+Stages (a finished stage's output is kept: re-running after a kill redoes nothing finished):
+  0  data      the protocols' manifests -> OUT/data/{dspspeech20_train,dspspeech20_test,fsdd}.csv
+  1  features  `gmmspeech features` per corpus and speed factor: the word-model features
+               (WORD_HMM_FEATURES, no CMVN in the store), every file also speed-perturbed by the
+               training factors (Kaldi's 0.9 / 1.1) -> OUT/feats/<corpus>-sp<factor>
+  2  dev       DSPSpeech-20: states x Gaussians and the CMVN (per utterance / per speaker) chosen
+               on a development split of the TRAINING speakers (every third one held out)
+               -> OUT/exp/dspspeech20/dev.json
+  3  test      DSPSpeech-20: GMM-HMM, per-class GMM and hmmlearn's GMMHMM trained on every
+               training speaker, tested on the unseen test speakers -> OUT/exp/dspspeech20/results.json
+  4  inner     FSDD: the CMVN of each leave-one-speaker-out fold, chosen by inner folds over that
+               fold's training speakers (one training per speaker pair serves two folds)
+               -> OUT/exp/fsdd/inner.json
+  5  loso      FSDD leave one speaker out (GMM-HMM, per-class GMM) -> OUT/exp/fsdd/results.json
+  6  report    OUT/report.md, OUT/results.json, confusion matrices
+
+Word models: one left-to-right gmmspeech.GMMHMM per word (the library's WORD_HMM_DEFAULTS:
+flat start, mixture splitting, Baum-Welch), trained on the training speakers' recordings at
+every factor of WORD_HMM_TRAINING["speeds"] (each perturbed copy of a speaker counts as a
+speaker of its own for speaker CMVN, as in Kaldi); a test recording gets the word whose model
+gives it the largest forward log-likelihood. Nothing is tuned on a test speaker.
+"""
+
+import json
+import sys
+import time
+import warnings
+from itertools import combinations
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
+
+import numpy as np  # noqa: E402
+
+from gmmspeech.cli.steps import (  # noqa: E402
+    Recipe,
+    parse_args,
+    read_relative,
+    recipe_parser,
+    write_manifest_rows,
+)
+from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, WORD_HMM_FEATURES, WORD_HMM_TRAINING  # noqa: E402
+
+#: (states, Gaussians per state) tried on the DSPSpeech-20 development split
+CANDIDATES = ((WORD_HMM_DEFAULTS["n_states"], WORD_HMM_DEFAULTS["n_mix"]), (8, 8), (10, 4))
+QUICK_CANDIDATES = ((4, 1), (6, 2))
+NORMALISATIONS = ("utterance", "speaker")
+GMM_COMPONENTS = 16
+HMMLEARN_ITER = 10
+CORPORA = ("dspspeech20", "fsdd")
+RATES = {"dspspeech20": 16000, "fsdd": 8000}
+
+parser = recipe_parser("words", __doc__.splitlines()[0])
+parser.add_argument("--corpus", dest="corpora", action="append", choices=CORPORA,
+                    help="corpus to run (repeatable; default both)")
+parser.add_argument("--no-hmmlearn", dest="hmmlearn", action="store_false",
+                    help="skip hmmlearn's GMMHMM (DSPSpeech-20 only; it trains ~100x slower)")
+args = parse_args("words", parser=parser)
+corpora = tuple(args.corpora or CORPORA)
+speeds = tuple(WORD_HMM_TRAINING["speeds"])
+
+
+class WordsRecipe(Recipe):
+    """The recipe mechanics (stages, commands.sh, resume) with the words report."""
+
+    def write_report(self):
+        from gmmspeech.recipes.report import Report
+
+        rep = Report(self.out, self.title + (" (quick run)" if self.quick else ""))
+        rep.text(self.intro)
+        for heading, md in self.sections:
+            rep.heading(heading)
+            rep.text(md)
+        for fig, cap in (("confusion_dspspeech20.png", "DSPSpeech-20 GMM-HMM on the test speakers (rows: truth)"),
+                         ("confusion_fsdd.png", "FSDD GMM-HMM over all held-out speakers (rows: truth)")):
+            if (self.out / fig).is_file():
+                rep.add_image(fig, cap)
+        for c in self.credits:
+            rep.credit(c)
+        return rep.write(self.results)
+
+
+r = WordsRecipe("words", "Isolated words: GMM-HMM word models vs per-class GMMs and hmmlearn", args,
+                credits=("DSPSpeech-20 (Zhongyu Chen, https://github.com/zhongyuchen/DSPSpeech-20), MIT licence, "
+                         "\"Copyright (c) 2019 Zhongyu Chen\"; 23-speaker subset.", "fsdd"),
+                intro=(
+    "One left-to-right GMM-HMM per word (`gmmspeech.GMMHMM`, the library's `WORD_HMM_DEFAULTS`), "
+    f"trained on the training speakers at speed factors {', '.join(map(str, speeds))} (Kaldi's speed "
+    f"perturbation); one {GMM_COMPONENTS}-component diagonal GMM per word (frames as a bag) and "
+    f"hmmlearn's GMMHMM (same states and Gaussians, left-to-right start, {HMMLEARN_ITER} iterations) "
+    f"beside. Features: `speech` preset with {WORD_HMM_FEATURES['n_mfcc']} MFCC + deltas + "
+    "delta-deltas, energy VAD, then CMVN per utterance or over each speaker's recordings (chosen on "
+    "development speakers). Decision: the largest forward log-likelihood."))
+r.results.update({"speeds": list(speeds), "hmm": dict(WORD_HMM_DEFAULTS), "features": dict(WORD_HMM_FEATURES)})
+
+
+# ----------------------------------------------------------------------------- helpers
+def speaker(utt_id: str) -> str:
+    # DSPSpeech-20 ids are "{speaker}-{word}-{take}", FSDD ids "{speaker}_{digit}_{index}"
+    return utt_id.split("-")[0] if "-" in utt_id else utt_id.split("_")[0]
+
+
+def store_dir(corpus, factor):
+    return r.feats / f"{corpus}-sp{factor:g}"
+
+
+def load_features(corpus, ids):
+    """``{factor: {id: frames}}`` from the stores (files that failed are absent)."""
+    from gmmspeech.corpus.store import FeatureStore
+
+    out = {}
+    for f in speeds:
+        store = FeatureStore(store_dir(corpus, f))
+        out[f] = {i: np.asarray(store.load(i, mmap=False)) for i in ids if i in store}
+    return out
+
+
+def normalised(items, norm):
+    """CMVN of ``[(speaker key, frames)]`` per utterance or over each speaker key's frames."""
+    from gmmspeech.features.normalize import cmvn, speaker_cmvn
+
+    if norm == "utterance":
+        return [cmvn(x) for _, x in items]
+    return speaker_cmvn([x for _, x in items], [k for k, _ in items])
+
+
+def training_set(feats, labels, ids, norm, factors=speeds):
+    """Normalised training sequences by class: every id at every speed factor (a perturbed
+    copy of a speaker is a speaker of its own)."""
+    items, classes = [], []
+    for f in factors:
+        for i in ids:
+            if i in feats[f]:
+                items.append((f"{speaker(i)}@{f:g}", feats[f][i]))
+                classes.append(labels[i])
+    by_class: dict = {}
+    for c, x in zip(classes, normalised(items, norm)):
+        by_class.setdefault(c, []).append(x)
+    return by_class
+
+
+def test_set(feats, ids, norm):
+    ids = [i for i in ids if i in feats[1.0]]
+    return ids, normalised([(speaker(i), feats[1.0][i]) for i in ids], norm)
+
+
+def fit_hmm(seqs, n_states, n_mix):
+    from gmmspeech.mixture.hmm import GMMHMM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params = {**WORD_HMM_DEFAULTS, "n_states": n_states, "n_mix": n_mix}
+        return GMMHMM(**params, n_threads=1).fit(seqs)
+
+
+def fit_gmm(seqs, n_components):
+    from gmmspeech.mixture.gmm import GMM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GMM(n_components, covariance_type="diag", reg_covar=1e-3, max_iter=100, accelerate=None,
+                   stopping="gain", random_state=0).fit(np.concatenate(seqs))
+
+
+def fit_hmmlearn(seqs, n_states, n_mix):
+    """hmmlearn's GMMHMM in the standard left-to-right set-up: ``(model, None)`` or ``(None, error)``.
+    Single-threaded BLAS (its many small products thrash a multi-threaded one)."""
+    import logging
+
+    from hmmlearn import hmm
+    from threadpoolctl import threadpool_limits
+
+    i, j = np.indices((n_states, n_states))
+    band = ((j >= i) & (j - i <= WORD_HMM_DEFAULTS["max_jump"])).astype(float)
+    model = hmm.GMMHMM(n_states, n_mix, covariance_type="diag", n_iter=HMMLEARN_ITER, random_state=0,
+                       init_params="mcw", params="tmcw")
+    model.startprob_ = np.eye(1, n_states)[0]
+    model.transmat_ = band / band.sum(axis=1, keepdims=True)
+    try:
+        with warnings.catch_warnings(), threadpool_limits(1), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            logging.getLogger("hmmlearn").setLevel(logging.ERROR)
+            model.fit(np.concatenate(seqs), [len(x) for x in seqs])
+        ok = all(np.all(np.isfinite(a)) for a in (model.transmat_, model.means_, model.covars_, model.weights_))
+        return (model, None) if ok else (None, "NaN in the fitted parameters")
+    except Exception as exc:  # noqa: BLE001 - hmmlearn's failures are reported, whatever they are
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+
+
+def score_hmm(m, seqs):
+    return m.score_sequences(seqs)
+
+
+def score_gmm(m, seqs):
+    starts = np.cumsum([0] + [len(s) for s in seqs[:-1]])
+    return np.add.reduceat(m.score_samples(np.concatenate(seqs)), starts)
+
+
+def score_hmmlearn(m, seqs):
+    if m is None:
+        return np.full(len(seqs), -np.inf)
+    with np.errstate(all="ignore"):
+        out = np.array([m.score(x) for x in seqs])
+    return np.where(np.isfinite(out), out, -np.inf)
+
+
+def train_and_classify(by_class, test_seqs, fit, fit_args, score):
+    """Class models trained in parallel (-j); ``(predicted class indices, seconds, failures)``."""
+    from gmmspeech.parallel import parallel_map
+
+    classes = sorted(by_class)
+    t = time.perf_counter()
+    models = parallel_map(fit, [(by_class[c], *fit_args) for c in classes], n_jobs=r.jobs, star=True)
+    seconds = time.perf_counter() - t
+    failures = []
+    if models and isinstance(models[0], tuple):  # hmmlearn: (model, error)
+        failures = [{"class": c, "error": e} for c, (_, e) in zip(classes, models) if e]
+        models = [m for m, _ in models]
+    scores = np.stack([score(m, test_seqs) for m in models], axis=1)
+    return np.argmax(scores, axis=1), seconds, failures
+
+
+def accuracy(classes, pred, truth):
+    return float(np.mean(np.asarray([classes[k] for k in pred]) == np.asarray(truth)))
+
+
+def done(path):
+    if Path(path).is_file():
+        r.say(f"   (done: {Path(path).relative_to(r.out)})")
+        return True
+    return False
+
+
+def save(path, obj):
+    from gmmspeech.atomic import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def load_json(path):
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+# ----------------------------------------------------------------------------- 0 data
+manifests = {"dspspeech20_train": r.data / "dspspeech20_train.csv", "dspspeech20_test": r.data / "dspspeech20_test.csv",
+             "fsdd": r.data / "fsdd.csv"}
+if r.stage(0, "data"):
+    from gmmspeech.cli.steps import repo_root
+
+    for corpus in corpora:
+        if not (r.data_root / corpus).is_dir():
+            raise SystemExit(f"recipes/words/run.py: error: {r.data_root / corpus} not found: --data-root "
+                             f"must be the folder holding {corpus}/ (the shared datasets)")
+    man = repo_root() / "data_manifests"
+    if "dspspeech20" in corpora:
+        train = read_relative(man / "dspspeech20" / "words_train.csv", r.data_root)
+        test = read_relative(man / "dspspeech20" / "words_test.csv", r.data_root)
+        if r.quick:  # 8 training and 2 test speakers, two takes per word
+            keep = sorted({speaker(x.id) for x in train})[:8]
+            train = [x for x in train if speaker(x.id) in keep and x.id.rsplit("-", 1)[1] in ("01", "07")]
+            keep = sorted({speaker(x.id) for x in test})[:2]
+            test = [x for x in test if speaker(x.id) in keep and x.id.rsplit("-", 1)[1] in ("01", "07")]
+        write_manifest_rows(manifests["dspspeech20_train"], train)
+        write_manifest_rows(manifests["dspspeech20_test"], test)
+        write_manifest_rows(r.data / "dspspeech20.csv", train + test)
+    if "fsdd" in corpora:
+        rows = read_relative(man / "fsdd" / "digits.csv", r.data_root)
+        if r.quick:  # 6 recordings per digit and speaker
+            rows = [x for x in rows if int(x.id.rsplit("_", 1)[1]) < 6]
+        write_manifest_rows(manifests["fsdd"], rows)
+
+# ----------------------------------------------------------------------------- 1 features
+if r.stage(1, "features"):
+    from gmmspeech.features.config import FeatureConfig
+
+    for corpus in corpora:
+        for f in speeds:
+            cfg = FeatureConfig.preset("speech").replace(sample_rate=RATES[corpus], cmvn="none", speed=float(f),
+                                                         **WORD_HMM_FEATURES)
+            conf = r.out / "conf" / f"{corpus}-sp{f:g}.json"
+            save(conf, cfg.to_dict())
+            r.gmmspeech("features", r.data / f"{corpus}.csv", "--config", conf, "--data-root", r.data_root,
+                        "--quiet", "--out", store_dir(corpus, f), out=store_dir(corpus, f))
+
+
+def manifest_rows(name):
+    from gmmspeech.corpus.manifest import read_manifest
+
+    return read_manifest(manifests[name], data_root=r.data_root)
+
+
+def pct(v):
+    return f"{100 * v:.2f} %"
+
+
+# ----------------------------------------------------------------------------- DSPSpeech-20
+dsp_dir = r.out / "exp" / "dspspeech20"
+if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None or r.args.stop_stage >= 2):
+    train_rows, test_rows = manifest_rows("dspspeech20_train"), manifest_rows("dspspeech20_test")
+    labels = {x.id: x.label for x in train_rows + test_rows}
+    feats = load_features("dspspeech20", list(labels))
+    train_ids = [x.id for x in train_rows if x.id in feats[1.0]]
+    train_spk = sorted({speaker(i) for i in train_ids})
+    dev_spk = train_spk[1::3]
+    if r.stage(2, "DSPSpeech-20: model size and CMVN on the development split") and not done(dsp_dir / "dev.json"):
+        fit_ids = [i for i in train_ids if speaker(i) not in dev_spk]
+        dev_ids, dev_seqs = {}, {}
+        rows = []
+        for n_states, n_mix in (QUICK_CANDIDATES if r.quick else CANDIDATES):
+            for norm in NORMALISATIONS:
+                by_class = training_set(feats, labels, fit_ids, norm)
+                ids, seqs = test_set(feats, [i for i in train_ids if speaker(i) in dev_spk], norm)
+                pred, secs, _ = train_and_classify(by_class, seqs, fit_hmm, (n_states, n_mix), score_hmm)
+                acc = accuracy(sorted(by_class), pred, [labels[i] for i in ids])
+                rows.append({"states": n_states, "mix": n_mix, "normalisation": norm, "dev_accuracy": acc})
+                r.say(f"   dev: {n_states} states x {n_mix} Gaussians, {norm} CMVN: {pct(acc)} ({secs:.0f} s)")
+        # ties: the smaller model, then per-utterance CMVN (needs no speaker labels)
+        best = max(rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"], d["normalisation"] == "utterance"))
+        save(dsp_dir / "dev.json", {"dev_speakers": dev_spk, "candidates": rows, "chosen": best})
+    if r.stage(3, "DSPSpeech-20: test") and not done(dsp_dir / "results.json"):
+        dev = load_json(dsp_dir / "dev.json")
+        if dev is None:
+            raise SystemExit("recipes/words/run.py: error: stage 3 needs stage 2's "
+                             f"{dsp_dir / 'dev.json'} (run from --stage 2)")
+        ch = dev["chosen"]
+        n_states, n_mix, norm = ch["states"], ch["mix"], ch["normalisation"]
+        test_ids, test_seqs = test_set(feats, [x.id for x in test_rows], norm)
+        truth = [labels[i] for i in test_ids]
+        systems = {"gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
+                   "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}
+        if args.hmmlearn:
+            try:
+                import hmmlearn  # noqa: F401
+                systems["hmmlearn"] = (fit_hmmlearn, (n_states, n_mix), score_hmmlearn, (1.0,))
+            except ImportError:
+                r.say("   hmmlearn not installed: its comparison is skipped")
+        out = {"train_speakers": train_spk, "test_speakers": sorted({speaker(i) for i in test_ids}),
+               "n_train": len(train_ids), "n_test": len(test_ids), "states": n_states, "mix": n_mix,
+               "normalisation": norm, "systems": {}}
+        for name, (fit, fargs, score, factors) in systems.items():
+            by_class = training_set(feats, labels, train_ids, norm, factors)
+            classes = sorted(by_class)
+            pred, secs, failures = train_and_classify(by_class, test_seqs, fit, fargs, score)
+            out["systems"][name] = {"accuracy": accuracy(classes, pred, truth), "fit_seconds": round(secs, 1),
+                                    "speeds": list(factors), "failed_classes": failures}
+            if name == "gmm-hmm":
+                from gmmspeech import metrics
+
+                out["confusion_matrix"] = np.asarray(metrics.confusion_matrix(
+                    truth, [classes[k] for k in pred], labels=classes)).tolist()
+                out["classes"] = classes
+            r.say(f"   {name}: {pct(out['systems'][name]['accuracy'])} ({secs:.0f} s"
+                  + (f", {len(failures)} failed word models" if failures else "") + ")")
+        save(dsp_dir / "results.json", out)
+
+# ----------------------------------------------------------------------------- FSDD
+fsdd_dir = r.out / "exp" / "fsdd"
+if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.args.stop_stage >= 4):
+    rows = manifest_rows("fsdd")
+    labels = {x.id: x.label for x in rows}
+    feats = load_features("fsdd", list(labels))
+    ids = [i for i in labels if i in feats[1.0]]
+    speakers = sorted({speaker(i) for i in ids})
+    if r.quick:  # three speakers: two folds, three inner pairs
+        speakers = speakers[:3]
+        ids = [i for i in ids if speaker(i) in speakers]
+    folds = speakers[:2] if r.quick else speakers
+    dev = load_json(dsp_dir / "dev.json")
+    n_states, n_mix = ((dev["chosen"]["states"], dev["chosen"]["mix"]) if dev
+                       else (WORD_HMM_DEFAULTS["n_states"], WORD_HMM_DEFAULTS["n_mix"]))
+    if r.quick:
+        n_states, n_mix = QUICK_CANDIDATES[-1]
+    if r.stage(4, "FSDD: CMVN of every fold by inner folds") and not done(fsdd_dir / "inner.json"):
+        # for the fold of speaker s, each other speaker v is held out from models trained on the
+        # rest (neither s nor v): one training per pair {s, v} serves the folds of s and of v
+        inner = {}
+        for norm in NORMALISATIONS:
+            inner[norm] = {}
+            for a, b in combinations(speakers, 2):
+                by_class = training_set(feats, labels, [i for i in ids if speaker(i) not in (a, b)], norm)
+                tids, seqs = test_set(feats, [i for i in ids if speaker(i) in (a, b)], norm)
+                pred, _, _ = train_and_classify(by_class, seqs, fit_hmm, (n_states, n_mix), score_hmm)
+                hit = np.asarray([sorted(by_class)[k] for k in pred]) == np.asarray([labels[i] for i in tids])
+                spk = np.asarray([speaker(i) for i in tids])
+                inner[norm][f"{a}+{b}"] = {v: float(hit[spk == v].mean()) for v in (a, b)}
+                r.say(f"   inner, {norm} CMVN, without {a} and {b}: "
+                      + ", ".join(f"{v} {pct(x)}" for v, x in inner[norm][f"{a}+{b}"].items()))
+        save(fsdd_dir / "inner.json", {"states": n_states, "mix": n_mix, "pairs": inner})
+    if r.stage(5, "FSDD: leave one speaker out") and not done(fsdd_dir / "results.json"):
+        inner = load_json(fsdd_dir / "inner.json")
+        if inner is None:
+            raise SystemExit("recipes/words/run.py: error: stage 5 needs stage 4's "
+                             f"{fsdd_dir / 'inner.json'} (run from --stage 4)")
+        out = {"states": n_states, "mix": n_mix, "folds": [], "systems": {}}
+        preds: dict = {"gmm-hmm": [], "gmm": []}
+        truth_all = []
+        for s in folds:
+            inner_acc = {n: float(np.mean([p[v] for k, p in inner["pairs"][n].items() if s in k.split("+")
+                                           for v in p if v != s])) for n in NORMALISATIONS}
+            norm = max(NORMALISATIONS, key=lambda n: (inner_acc[n], n == "utterance"))
+            train_ids = [i for i in ids if speaker(i) != s]
+            tids, seqs = test_set(feats, [i for i in ids if speaker(i) == s], norm)
+            truth = [labels[i] for i in tids]
+            fold = {"test_speaker": s, "n_test": len(tids), "normalisation": norm, "inner_accuracy": inner_acc}
+            for name, (fit, fargs, score, factors) in {
+                    "gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
+                    "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}.items():
+                by_class = training_set(feats, labels, train_ids, norm, factors)
+                pred, secs, _ = train_and_classify(by_class, seqs, fit, fargs, score)
+                pred = [sorted(by_class)[k] for k in pred]
+                fold[name] = float(np.mean(np.asarray(pred) == np.asarray(truth)))
+                preds[name] += pred
+            truth_all += truth
+            out["folds"].append(fold)
+            r.say(f"   fold {s} ({norm} CMVN): GMM-HMM {pct(fold['gmm-hmm'])}, GMM {pct(fold['gmm'])}")
+        from gmmspeech import metrics
+
+        classes = sorted(set(labels.values()))
+        for name, p in preds.items():
+            out["systems"][name] = {"accuracy": float(np.mean(np.asarray(p) == np.asarray(truth_all)))}
+        out["confusion_matrix"] = np.asarray(metrics.confusion_matrix(truth_all, preds["gmm-hmm"],
+                                                                      labels=classes)).tolist()
+        out["classes"] = classes
+        save(fsdd_dir / "results.json", out)
+
+# ----------------------------------------------------------------------------- 6 report
+if r.stage(6, "report"):
+    from gmmspeech import plots
+
+    dev, dsp, fsdd = load_json(dsp_dir / "dev.json"), load_json(dsp_dir / "results.json"), load_json(fsdd_dir / "results.json")
+    if dsp:
+        r.results["dspspeech20"] = {"dev": dev, **dsp}
+        md = [f"Trained on {len(dsp['train_speakers'])} speakers ({dsp['n_train']} recordings, each also at the "
+              f"other speed factors), tested on {len(dsp['test_speakers'])} unseen speakers ({dsp['n_test']} "
+              f"recordings). Chosen on the development split: {dsp['states']} states x {dsp['mix']} Gaussians, "
+              f"{dsp['normalisation']} CMVN.", "",
+              "| states | Gaussians | CMVN | dev accuracy |", "|---|---|---|---|"]
+        md += [f"| {d['states']} | {d['mix']} | {d['normalisation']} | {pct(d['dev_accuracy'])} |"
+               for d in (dev or {}).get("candidates", [])]
+        md += ["", "| system | test accuracy | training data | training seconds | word models that failed |",
+               "|---|---|---|---|---|"]
+        for name, s in dsp["systems"].items():
+            md.append(f"| {name} | {pct(s['accuracy'])} | speeds {', '.join(map(str, s['speeds']))} | "
+                      f"{s['fit_seconds']} | {len(s['failed_classes'])} |")
+            for f in s["failed_classes"][:5]:
+                md.append(f"\n{name}, word {f['class']}: {f['error']}")
+        r.sections.append(("DSPSpeech-20: unseen speakers", "\n".join(md)))
+        plots.confusion_plot(np.asarray(dsp["confusion_matrix"]), dsp["classes"],
+                             path=r.out / "confusion_dspspeech20.png",
+                             title="DSPSpeech-20, GMM-HMM, test speakers (rows: truth)")
+    if fsdd:
+        r.results["fsdd"] = fsdd
+        md = [f"Leave one speaker out; {fsdd['states']} states x {fsdd['mix']} Gaussians; the CMVN of each fold "
+              "chosen by inner folds over its training speakers.", "",
+              "| held-out speaker | tests | inner utterance | inner speaker | CMVN | GMM-HMM | GMM |",
+              "|---|---|---|---|---|---|---|"]
+        for f in fsdd["folds"]:
+            md.append(f"| {f['test_speaker']} | {f['n_test']} | {pct(f['inner_accuracy']['utterance'])} | "
+                      f"{pct(f['inner_accuracy']['speaker'])} | {f['normalisation']} | {pct(f['gmm-hmm'])} | "
+                      f"{pct(f['gmm'])} |")
+        md.append(f"| all folds | {sum(f['n_test'] for f in fsdd['folds'])} | | | | "
+                  f"{pct(fsdd['systems']['gmm-hmm']['accuracy'])} | {pct(fsdd['systems']['gmm']['accuracy'])} |")
+        r.sections.append(("FSDD digits: leave one speaker out", "\n".join(md)))
+        plots.confusion_plot(np.asarray(fsdd["confusion_matrix"]), fsdd["classes"], path=r.out / "confusion_fsdd.png",
+                             title="FSDD, GMM-HMM, all held-out speakers (rows: truth)")
+r.finish()
