@@ -132,12 +132,14 @@ def test_split_initialisation_reports_its_em_passes(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name", ["demo", "speaker_id", "digits", "score_files", "train_corpus",
-                                  "em_tutorial"])
+@pytest.mark.parametrize("name", ["demo", "speaker_id", "digits", "fsdd", "score_files",
+                                  "train_corpus", "em_tutorial"])
 def test_recipe_help_has_a_description(name, capsys):
     from gmmspeech.cli import main
 
-    with pytest.raises(SystemExit):
-        main(["recipe", name, "--help"])
+    try:  # a packaged recipe's parser exits; a script's launcher returns the script's status
+        assert main(["recipe", name, "--help"]) == 0
+    except SystemExit as exc:
+        assert exc.code == 0
     text = capsys.readouterr().out
     assert "report.md" in text and "results.json" in text
