@@ -190,7 +190,9 @@ def test_quick_recipe_end_to_end(name, corpus, tmp_path, monkeypatch, capsys):
     res = json.loads((out / "results.json").read_text())
     assert res["quick"] is True and list(res["systems"]) == ["diag-8"]
     m = res["systems"]["diag-8"]
-    assert m["n_speakers"] == res["data"]["speakers"] == 3 and m["n_tests"] == res["data"]["test"] == 6
+    # 3 speakers, at most 2 test files each (a LibriSpeech test speaker may have only one)
+    assert m["n_speakers"] == res["data"]["speakers"] == 3 and m["n_tests"] == res["data"]["test"]
+    assert 3 <= m["n_tests"] <= 6
     assert 0 <= m["accuracy"] <= 1 and 0 <= m["eer"] <= 1 and set(m["raw"]) >= {"accuracy", "eer"}
     report = (out / "report.md").read_text()
     assert "(quick run)" in report and "diag-8" in report and "EER" in report
