@@ -821,8 +821,12 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
     Returns
     -------
     dict
-        ``classes``, ``n_files``, ``n_frames`` per class, ``bad_files``, ``models_dir``.
+        ``classes``, ``n_files``, ``n_frames`` per class, ``bad_files``, ``models_dir``,
+        ``fit_seconds`` (the training of the models, features excluded; also in
+        ``classes.json``'s metadata).
     """
+    import time
+
     from gmmspeech.features.config import FeatureConfig
 
     clf = GMMClassifier(n_components, covariance_type=covariance_type, ubm=ubm,
@@ -850,16 +854,19 @@ def train_classes(manifest, out, *, config=None, data_root=None, features_dir=No
         X = [np.asarray(store.load(r.id, mmap=False)) for r in rows]
         kept = store.roots
     y = np.array([r.label for r in rows])
+    t_fit = time.perf_counter()
     clf.fit(X, y)
+    t_fit = time.perf_counter() - t_fit
     frames = {str(c): int(sum(x.shape[0] for x, t in zip(X, y) if t == c)) for c in clf.classes_}
     meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash(),
             "train_manifest": os.path.abspath(os.fspath(manifest)), "n_files": len(rows),
-            "n_frames": frames, "bad_files": bad}
+            "n_frames": frames, "bad_files": bad, "fit_seconds": round(t_fit, 3)}
     if features_dir is not None:  # classify reads these features again
         meta["feature_stores"] = kept
     save_classifier(clf, out, metadata=meta)
     return {"classes": [str(c) for c in clf.classes_], "n_files": len(rows), "n_frames": frames,
-            "bad_files": bad, "models_dir": os.path.abspath(os.fspath(out))}
+            "bad_files": bad, "models_dir": os.path.abspath(os.fspath(out)),
+            "fit_seconds": t_fit}
 
 
 def _write_tsv(path, header, rows) -> None:

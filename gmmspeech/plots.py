@@ -164,7 +164,8 @@ def confusion_plot(
         ax.set_yticklabels([str(x) for x in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("share of the row's tests" if normalize else "tests")
     if title:
         ax.set_title(title)
     return _finish(fig, ax, path)

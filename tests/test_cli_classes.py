@@ -135,6 +135,25 @@ def test_train_classes_map_from_ubm_uses_its_feature_config(corpus, tmp_path, ca
     assert json.loads((out / "results.json").read_text())["n_tests"] == 9
 
 
+def test_train_classes_reg_covar(corpus, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["train-classes", str(corpus / "train.csv"), "--out", str(models), "-k", "2",
+                 "--reg-covar", "0.5", "--quiet"]) == 0
+    doc = json.loads((models / "classes.json").read_text())
+    assert doc["params"]["reg_covar"] == 0.5
+    assert doc["metadata"]["fit_seconds"] > 0
+    from gmmspeech.mixture.io import load
+
+    # every variance is at least the regularisation added to it (a centred, CMVN'd frame set
+    # has variances near 1, so without it most would be smaller than 1.5)
+    cov = load(models / "ah.npz").covariances_
+    assert cov.min() >= 0.5
+    capsys.readouterr()
+    assert main(["train-classes", str(corpus / "train.csv"), "--out", str(tmp_path / "m2"),
+                 "--reg-covar", "-1", "--quiet"]) == 2
+    assert "--reg-covar must be >= 0, got -1" in capsys.readouterr().err
+
+
 def test_train_classes_errors(corpus, tmp_path, capsys):
     rc = main(["train-classes", str(corpus / "unlabelled.csv"), "--out", str(tmp_path / "m"),
                "--quiet"])

@@ -118,3 +118,24 @@ def test_demo_is_deterministic_for_a_seed(tmp_path):
     demo.run(out=tmp_path / "c", **{**kw, "seed": 12})
     assert not np.array_equal(load(tmp_path / "a" / "ubm.npz").means_,
                               load(tmp_path / "c" / "ubm.npz").means_)
+
+
+def test_demo_help_states_the_components_used(demo_out, capsys):
+    """`demo --help` once said 256 components where 128 were used: its numbers are the ones
+    the demo takes."""
+    import re
+
+    from gmmspeech.recipes import demo
+    from gmmspeech.speaker.defaults import PROTOCOL_PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    m = re.search(r"UBM components \(default (\d+) synthetic, (\d+) LibriSpeech; (\d+) with --quick\)", text)
+    assert m, text
+    assert int(m.group(1)) == demo.N_COMPONENTS
+    assert int(m.group(2)) == PROTOCOL_PRESETS["librispeech"]["n_components"]
+    assert int(m.group(3)) == demo.N_COMPONENTS_QUICK
+    # and the quick demo did train that many
+    assert json.loads((demo_out / "results.json").read_text())["system"]["ubm_components"] == int(m.group(3))
+

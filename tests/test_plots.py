@@ -46,6 +46,24 @@ def test_draw_into_axes_and_no_pyplot_state():
     assert out is ax and len(ax.patches) > 0
 
 
+def test_confusion_plot_readable_rows_and_labelled_colour_bar():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot(1, 1, 1)
+    plots.confusion_plot(np.array([[3, 1], [0, 4]]), ["x", "y"], ax=ax)
+    img = ax.images[0].get_array()
+    np.testing.assert_allclose(img, [[0.75, 0.25], [0.0, 1.0]])  # rows normalised
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "true")
+    bar = [a for a in fig.axes if a is not ax]
+    assert len(bar) == 1 and bar[0].get_ylabel() == "share of the row's tests"
+    fig = Figure()
+    ax = fig.add_subplot(1, 1, 1)
+    plots.confusion_plot(np.array([[3, 1], [0, 4]]), normalize=False, ax=ax)
+    assert [a for a in fig.axes if a is not ax][0].get_ylabel() == "tests"
+
+
 def test_needs_a_target():
     with pytest.raises(ValueError, match="path= .* or ax="):
         plots.em_trace_plot([1.0])

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import ROOT
 
-RECIPES = ["librispeech", "fsdd", "dspspeech20", "speechocean762", "commonvoice"]
+RECIPES = ["librispeech", "fsdd", "dspspeech20", "speechocean762", "commonvoice", "digits"]
 
 
 def _run(name, argv, monkeypatch, capsys):
@@ -95,12 +95,12 @@ def test_commonvoice_recipe_quick_on_mp3_files(tmp_path, monkeypatch, capsys):
     text = _run("commonvoice", ["--quick", "--data-root", cv, "--out", out], monkeypatch, capsys)
     assert "$ gmmspeech manifest from-commonvoice" in text
     res = json.loads((out / "results.json").read_text())
-    assert list(res["systems"]) == ["diag-8", "full-4"]
+    assert list(res["systems"]) == ["diag-8"]  # --quick: one small system
     # 8 speakers with >= 4 clips (the 1-clip one left out): 2 background speakers, 6 enrolled
-    # (--quick keeps 4) on half of their clips (speaker 0 has 5: 3 enrolment, 2 test)
+    # (--quick keeps 3) on half of their clips (speaker 0 has 5: 3 enrolment, 2 test)
     d = res["data"]
-    assert d["speakers"] == 4 and d["test"] == 4 * 2
-    assert d["background"] in (8, 9) and d["enroll"] in (8, 9) and d["background"] + d["enroll"] <= 17
+    assert d["speakers"] == 3 and d["test"] == 3 * 2
+    assert d["background"] in (8, 9) and d["enroll"] in (6, 7) and d["background"] + d["enroll"] <= 15
     for m in res["systems"].values():
         assert m["n_speakers"] == res["data"]["speakers"] and m["n_tests"] == res["data"]["test"]
         assert 0 <= m["accuracy"] <= 1
@@ -115,20 +115,15 @@ def _mtimes(folder):
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def test_fsdd_recipe_killed_midway_resumes_without_redoing(tmp_path, fsdd_root, monkeypatch, capsys):
-    out = tmp_path / "fsdd"
-    cmd = [sys.executable, str(ROOT / "recipes" / "fsdd" / "run.py"), "--quick",
-           "--data-root", str(fsdd_root.parent), "--out", str(out)]
+def _kill_when(cmd, ready, timeout=900):
+    """Start ``cmd``, SIGKILL it as soon as ``ready()`` is true (polled); returns whether it was
+    still running then."""
     env = dict(os.environ, GMMSPEECH_PROGRESS="off")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "exp" / "diag-8"
     try:
-        # kill it once the first system is finished and reported, while the second runs
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "results.json").is_file() and "diag-8" in (out / "results.json").read_text():
-                break
-            time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.1)
         killed = proc.poll() is None
         if killed:
             proc.send_signal(signal.SIGKILL)
@@ -136,33 +131,131 @@ def test_fsdd_recipe_killed_midway_resumes_without_redoing(tmp_path, fsdd_root, 
     finally:
         if proc.poll() is None:
             proc.kill()
-    res = json.loads((out / "results.json").read_text())
-    assert "diag-8" in res["systems"]  # what finished before the kill is kept
-    before = _mtimes(first)
+    return killed
+
+
+def test_fsdd_recipe_killed_midway_resumes_without_redoing(tmp_path, fsdd_root, monkeypatch, capsys):
+    out = tmp_path / "fsdd"
+    cmd = [sys.executable, str(ROOT / "recipes" / "fsdd" / "run.py"), "--quick",
+           "--data-root", str(fsdd_root.parent), "--out", str(out)]
+    system = out / "exp" / "diag-8"
+    # killed once the UBM is written, while the later steps of the system run
+    _kill_when(cmd, lambda: (system / "ubm.npz").is_file())
+    assert (system / "ubm.npz").is_file()
+    ubm_t = (system / "ubm.npz").stat().st_mtime_ns
     feats_before = _mtimes(out / "feats" / "data")
     text = _run("fsdd", ["--quick", "--data-root", fsdd_root.parent, "--out", out], monkeypatch, capsys)
-    assert _mtimes(first) == before  # the finished system was not redone
-    assert _mtimes(out / "feats" / "data") .keys() >= feats_before.keys()
+    assert (system / "ubm.npz").stat().st_mtime_ns == ubm_t  # the finished UBM was not redone
+    assert "$ gmmspeech train-ubm" not in text and "(done: " in text
     assert all(_mtimes(out / "feats" / "data")[p] == t for p, t in feats_before.items())
-    assert "$ gmmspeech train-ubm" not in text.split("full-4")[0]  # diag-8's UBM not trained again
-    assert "(done: " in text
     res = json.loads((out / "results.json").read_text())
-    assert list(res["systems"]) == ["diag-8", "full-4"]
-    assert res["systems"]["diag-8"]["seconds"] > 0  # the measured time of the first run is kept
+    assert list(res["systems"]) == ["diag-8"]
+    m = res["systems"]["diag-8"]
+    assert m["n_speakers"] == res["data"]["speakers"] == 3 and m["n_tests"] == res["data"]["test"]
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["eer"] <= 1
     assert not list(out.rglob("*.partial*"))
-    # --stage re-enters a stage: scores and evaluation of the systems are redone from the models
-    for sysname in ("diag-8", "full-4"):
-        for f in ("scores.tsv",):
-            (out / "exp" / sysname / f).unlink()
-        import shutil
+    # a second run redoes nothing and keeps the measured time
+    before = _mtimes(system)
+    text = _run("fsdd", ["--quick", "--data-root", fsdd_root.parent, "--out", out], monkeypatch, capsys)
+    assert "$ gmmspeech" not in text.split("== stage 1")[1].replace("$ gmmspeech features", "")
+    assert _mtimes(system) == before
+    assert json.loads((out / "results.json").read_text())["systems"]["diag-8"]["seconds"] == m["seconds"] > 0
+    # --stage re-enters a stage: scores and evaluation are redone from the models
+    import shutil
 
-        shutil.rmtree(out / "exp" / sysname / "eval")
-    ubm_t = (out / "exp" / "full-4" / "ubm.npz").stat().st_mtime_ns
+    (system / "scores.tsv").unlink()
+    shutil.rmtree(system / "eval")
     text = _run("fsdd", ["--quick", "--data-root", fsdd_root.parent, "--out", out, "--stage", "5"],
                 monkeypatch, capsys)
     assert "== stage 4" not in text and "== stage 5: diag-8: normalise" in text
-    assert (out / "exp" / "full-4" / "ubm.npz").stat().st_mtime_ns == ubm_t
-    assert (out / "exp" / "full-4" / "eval" / "results.json").is_file()
+    assert (system / "ubm.npz").stat().st_mtime_ns == ubm_t
+    assert (system / "eval" / "results.json").is_file()
     # the normalised system is the reported one, the raw scores beside it
     res = json.loads((out / "results.json").read_text())
-    assert set(res["systems"]["full-4"]["raw"]) >= {"accuracy", "eer"}
+    assert set(res["systems"]["diag-8"]["raw"]) >= {"accuracy", "eer"}
+
+
+@pytest.mark.parametrize("name,corpus", [("librispeech", "librispeech"), ("dspspeech20", "dspspeech20"),
+                                         ("speechocean762", "speechocean762")])
+def test_quick_recipe_end_to_end(name, corpus, tmp_path, monkeypatch, capsys):
+    """Every corpus recipe's --quick run goes through all its stages (fsdd, commonvoice and
+    digits have their own tests)."""
+    from conftest import _dataset
+
+    root = _dataset(corpus).parent
+    out = tmp_path / name
+    text = _run(name, ["--quick", "--data-root", root, "--out", out], monkeypatch, capsys)
+    for n in range(7):  # stage 7, the report, is written after every system (no stage line)
+        assert f"== stage {n}" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["quick"] is True and list(res["systems"]) == ["diag-8"]
+    m = res["systems"]["diag-8"]
+    # 3 speakers, at most 2 test files each (a LibriSpeech test speaker may have only one)
+    assert m["n_speakers"] == res["data"]["speakers"] == 3 and m["n_tests"] == res["data"]["test"]
+    assert 3 <= m["n_tests"] <= 6
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["eer"] <= 1 and set(m["raw"]) >= {"accuracy", "eer"}
+    report = (out / "report.md").read_text()
+    assert "(quick run)" in report and "diag-8" in report and "EER" in report
+    assert (out / "exp" / "diag-8" / "eval" / "det.png").is_file()
+    # one store, every distinct file extracted once
+    index = (out / "feats" / "index.tsv").read_text().splitlines()
+    all_rows = (out / "data" / "all.csv").read_text().splitlines()
+    assert len(index) == len(all_rows)
+    assert not list(out.rglob("*.partial*"))
+
+
+def test_digits_recipe_against_sklearn_killed_and_resumed(tmp_path, fsdd_root, monkeypatch, capsys):
+    """recipes/digits/run.py --quick: per-digit GMMs (train-classes / classify) beside
+    scikit-learn's GaussianMixture on the same features; killed once the first fold is in the
+    report, re-run: that fold is not redone."""
+    pytest.importorskip("sklearn")
+    out = tmp_path / "digits"
+    cmd = [sys.executable, str(ROOT / "recipes" / "digits" / "run.py"), "--quick",
+           "--data-root", str(fsdd_root.parent), "--out", str(out)]
+
+    def first_fold_reported():
+        try:
+            res = json.loads((out / "results.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return any(s.get("folds") for s in res.get("systems", {}).values())
+
+    _kill_when(cmd, first_fold_reported)
+    assert first_fold_reported()
+    first = out / "exp" / "diag-4" / "george"
+    before = _mtimes(first)
+    import gmmspeech.features.streaming as streaming
+
+    extracted = []
+    real = streaming.extract_to_file
+    monkeypatch.setattr(streaming, "extract_to_file", lambda path, *a, **k: extracted.append(path) or real(path, *a, **k))
+    text = _run("digits", ["--quick", "--data-root", fsdd_root.parent, "--out", out], monkeypatch, capsys)
+    assert _mtimes(first) == before  # the finished fold was not redone
+    assert "$ gmmspeech train-classes" not in text.split("held-out jackson")[0]
+    res = json.loads((out / "results.json").read_text())
+    s = res["systems"]["diag-4"]
+    assert [f["speaker"] for f in s["folds"]] == ["george", "jackson"]
+    # 4 recordings per digit of each of 6 speakers; a fold tests the 40 of one speaker
+    assert len((out / "data" / "all.csv").read_text().splitlines()) == 1 + 240
+    assert [f["n_test"] for f in s["folds"]] == [40, 40] and s["n_test"] == 80
+    cm = np.asarray(s["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 80
+    assert np.trace(cm) / cm.sum() == pytest.approx(s["accuracy"])
+    # recompute the pooled accuracy from the predictions the commands wrote
+    correct = 0
+    for spk in ("george", "jackson"):
+        rows = (out / "exp" / "diag-4" / spk / "classify" / "predictions.tsv").read_text().splitlines()[1:]
+        correct += sum(r.split("\t")[1] == r.split("\t")[3] for r in rows)
+        assert len(rows) == 40
+    assert s["accuracy"] == pytest.approx(correct / 80)
+    assert s["accuracy"] > 0.4  # chance is 0.1
+    # the independent reference: same features and settings, close results
+    assert abs(s["accuracy"] - s["accuracy_sklearn"]) <= 0.15 and s["agreement_with_sklearn"] >= 0.7
+    report = (out / "report.md").read_text()
+    assert "scikit-learn" in report and "CC BY-SA 4.0" in report and "george" in report
+    assert (out / s["confusion_png"]).is_file()
+    # features extracted once, into one store (stage 1, before the kill): the re-run's
+    # train-classes and classify of the second fold read them from there
+    assert len((out / "feats" / "index.tsv").read_text().splitlines()) == 1 + 240
+    assert extracted == [] and "$ gmmspeech classify" in text
+    assert not list(out.rglob("*.partial*"))

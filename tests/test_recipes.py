@@ -80,9 +80,8 @@ def test_markdown_table_and_report(tmp_path):
 
 
 def test_registry_names_and_unknown_recipe():
-    assert set(recipes.names()) == {"demo", "digits", "score_files",
-                                    "train_corpus", "em_tutorial"}
-    with pytest.raises(ValueError, match="unknown recipe 'nope'.*digits"):
+    assert set(recipes.names()) == {"demo", "score_files", "train_corpus", "em_tutorial"}
+    with pytest.raises(ValueError, match="unknown recipe 'nope'.*score_files"):
         recipes.get("nope")
 
 
@@ -156,6 +155,51 @@ def test_em_tutorial_quick(tmp_path, datasets_root):
     text = (out / "report.md").read_text()
     assert "faithful_em.png" in text and "heights_em_trace.png" in text
     assert "Old Faithful" in text
+
+
+def test_em_tutorial_figures_plain_ticks_and_matching_colours(tmp_path, datasets_root, monkeypatch):
+    """The figures as a reader sees them: the EM traces' iteration axis has plain ticks
+    (0, 1, 10, ...; no symlog minor ticks), and in the Old Faithful panels the points at the
+    centre of the blue ellipses are blue, those at the centre of the red ones red, the colour
+    bar labelled."""
+    from matplotlib.colors import to_rgba
+
+    from gmmspeech.recipes.report import Report
+
+    figures = {}
+    real = Report.add_figure
+
+    def keep(self, fig, filename, caption):
+        figures[filename] = fig
+        return real(self, fig, filename, caption)
+
+    monkeypatch.setattr(Report, "add_figure", keep)
+    recipes.run("em_tutorial", out=tmp_path / "em", data_root=datasets_root, quick=True, verbose=False)
+    trace = figures["heights_em_trace.png"]
+    for ax in trace.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels and all(lab in {"0", "1", "10", "100", "1000"} for lab in labels), labels
+        assert not ax.xaxis.get_minorticklocs().size
+    fig = figures["faithful_em.png"]
+    panels = [ax for ax in fig.axes if ax.patches]  # the mixture panels (not the colour bar)
+    assert len(panels) >= 2 and "final" in panels[-1].get_title()
+    for ax in panels:
+        edges = {tuple(np.round(p.get_edgecolor(), 3)) for p in ax.patches}
+        assert edges == {tuple(np.round(to_rgba(c), 3)) for c in ("tab:blue", "tab:red")}
+    # at convergence the two clusters are apart: the point nearest each ellipse's centre has
+    # that ellipse's colour (early panels may colour both centres alike: responsibilities ~0.5)
+    ax = panels[-1]
+    pts = ax.collections[0]
+    xy, colours = pts.get_offsets(), pts.get_facecolors()
+    assert len(colours) == len(xy) > 200
+    for patch in ax.patches:
+        c = colours[np.argmin(np.sum((xy - np.asarray(patch.center)) ** 2, axis=1))]
+        if np.allclose(patch.get_edgecolor(), to_rgba("tab:blue")):
+            assert c[2] > c[0] + 0.2, c  # blue
+        else:
+            assert c[0] > c[2] + 0.2, c  # red
+    bar = [ax for ax in fig.axes if ax.get_ylabel().startswith("p(")]
+    assert bar and "blue" in bar[0].get_ylabel()
 
 
 def test_em_tutorial_without_faithful_skips_part_two(tmp_path):
@@ -282,20 +326,16 @@ def test_train_corpus_reports_bad_files_and_resumes(tmp_path, synth_wavs):
 
 
 # --------------------------------------------------------------------------- shared datasets
-def test_digits_small_against_sklearn(tmp_path, fsdd_root):
+def test_digits_launcher_runs_the_script(tmp_path, fsdd_root, capsys):
+    """`gmmspeech recipe digits` (formerly in the package) launches recipes/digits/run.py."""
+    from gmmspeech.cli import main
+
     out = tmp_path / "digits"
-    res = recipes.run("digits", out=out, data_root=fsdd_root.parent, max_per_class=6,
-                      max_folds=2, n_components=2, verbose=False)
-    saved = _load_results(out)
-    assert len(saved["folds"]) == 2 and saved["n_files"] == 6 * 10 * 6
-    assert saved["accuracy"] > 0.3  # chance is 0.1
-    cm = np.asarray(saved["confusion_matrix"])
-    assert cm.shape == (10, 10) and cm.sum() == sum(f["n_test"] for f in saved["folds"])
-    assert np.trace(cm) / cm.sum() == pytest.approx(saved["accuracy"])
-    if "accuracy_sklearn" in res:  # same features, same model family: close results
-        assert abs(saved["accuracy"] - saved["accuracy_sklearn"]) <= 0.15
-        assert saved["agreement_with_sklearn"] >= 0.7
-    assert "CC BY-SA 4.0" in (out / "report.md").read_text()
+    assert main(["recipe", "digits", "--quick", "--data-root", str(fsdd_root.parent),
+                 "--out", str(out), "--stop-stage", "0"]) == 0
+    assert "== stage 0: data" in capsys.readouterr().out
+    assert len((out / "data" / "george" / "test.csv").read_text().splitlines()) == 1 + 40
+    assert not (out / "feats").exists()
 
 
 def test_speaker_id_name_launches_the_corpus_recipes(tmp_path, fsdd_root, capsys):

@@ -54,6 +54,9 @@ def register(sub) -> None:
     g.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="at most N EM iterations per class GMM (default 100), or Baum-Welch "
                         "iterations at the final mixture size with --model hmm (default 20)")
+    g.add_argument("--reg-covar", type=float, default=1e-6, metavar="R",
+                   help="added to the diagonal of every covariance (default 1e-6; larger values "
+                        "steady small classes, e.g. 1e-3)")
     g.add_argument("--priors", default="empirical", choices=["empirical", "uniform"],
                    help="class priors: shares of the training files, or equal (default empirical)")
     g.add_argument("--likelihood-scale", default="average", metavar="S",
@@ -107,6 +110,8 @@ def _scale(text: str):
 def _model_settings(args) -> tuple[int, int, dict | None]:
     """``(n_components, max_iter, model_params)`` of the class-model options; a flag that
     does not apply to ``--model`` is an error naming it."""
+    if not args.reg_covar >= 0:  # also NaN
+        raise ValueError(f"--reg-covar must be >= 0, got {args.reg_covar}")
     if args.model == "hmm":
         if args.components is not None:
             raise ValueError("-k/--components sets GMM components; with --model hmm give the "
@@ -143,6 +148,7 @@ def _cmd_train_classes(args) -> int:
             features_dir=args.features_dir, n_components=n_components,
             covariance_type=args.covariance, ubm=ubm, relevance_factor=args.relevance,
             adapt=args.adapt, model=args.model, model_params=model_params, max_iter=max_iter,
+            reg_covar=args.reg_covar,
             priors=None if args.priors == "empirical" else "uniform",
             likelihood_scale=_scale(args.likelihood_scale), random_state=args.seed,
             n_jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,

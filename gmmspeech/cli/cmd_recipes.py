@@ -14,7 +14,6 @@ from gmmspeech.cli.common import PRESET_NAMES, add_parallel_args
 _HELP = {
     "demo": "speaker identification on a synthesised corpus (LibriSpeech with --data-root)",
     "speaker_id": "the LibriSpeech and FSDD speaker recipes (recipes/librispeech, recipes/fsdd) in one run",
-    "digits": "spoken digits with one GMM per digit on FSDD, leave-one-speaker-out, vs scikit-learn",
     "score_files": "score every audio file of a folder or manifest against saved models (TSV)",
     "train_corpus": "batch UBM training over a manifest with the feature store, progress and resume",
     "em_tutorial": "the textbook EM: heights (1-D) and Old Faithful (2-D), traces, BIC/AIC, posteriors",
@@ -33,6 +32,8 @@ SCRIPTS = {
                    "(recipes/commonvoice/run.py)",
     "words": "isolated words with GMM-HMM word models (DSPSpeech-20, FSDD) vs per-class GMMs and hmmlearn, "
              "step by step (recipes/words/run.py)",
+    "digits": "spoken digits with one GMM per digit on FSDD, leave-one-speaker-out, beside "
+              "scikit-learn, step by step (recipes/digits/run.py)",
 }
 
 
@@ -83,7 +84,7 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--utterances", dest="n_utterances", type=_positive_int, default=None,
                    help="synthetic utterances per speaker (default 6: 3 enrolment, 3 test)")
     p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
-                   help="UBM components (default 64 synthetic, 128 LibriSpeech)")
+                   help="UBM components (default 64 synthetic, 128 LibriSpeech; 32 with --quick)")
 
 
 def register(sub) -> None:
@@ -141,19 +142,6 @@ def register(sub) -> None:
         p.add_argument("script_args", nargs=argparse.REMAINDER)
         p.set_defaults(func=_run_script, recipe=name)
 
-    p = rsub.add_parser("digits", help=_HELP["digits"], description=_describe("digits"))
-    _common(p, "digits", data_root_help=ds)
-    p.add_argument("--components", dest="n_components", type=_positive_int, default=None,
-                   help="Gaussian components per digit model (default 16)")
-    p.add_argument("--covariance", dest="covariance_type", choices=["diag", "full"], default="diag",
-                   help="covariance type (default diag)")
-    p.add_argument("--max-per-class", dest="max_per_class", type=_positive_int, default=None,
-                   help="at most N recordings per digit and speaker (quick runs)")
-    p.add_argument("--folds", dest="max_folds", type=_positive_int, default=None,
-                   help="run only the first N of the six leave-one-speaker-out folds")
-    p.add_argument("--no-sklearn", dest="sklearn", action="store_false",
-                   help="skip the scikit-learn GaussianMixture comparison")
-    p.set_defaults(func=_run, recipe="digits")
 
     p = rsub.add_parser("score_files", aliases=["score-files"], help=_HELP["score_files"], description=_describe("score_files"))
     _common(p, "score_files", data_root_help="folder that relative manifest paths resolve against")

@@ -32,7 +32,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,11 @@ def repo_root() -> Path:
 
 def recipe_parser(name: str, description: str = "") -> argparse.ArgumentParser:
     """The options every recipe takes."""
-    p = argparse.ArgumentParser(prog=f"recipes/{name}/run.py", description=description)
+    p = argparse.ArgumentParser(
+        prog=f"recipes/{name}/run.py", description=description,
+        epilog=f"Writes OUT/report.md and OUT/results.json (rewritten as every system finishes) "
+               f"and OUT/commands.sh (the commands run); see recipes/{name}/README.md for the "
+               "stages, the protocol and measured run times.")
     p.add_argument("--stage", type=int, default=0, metavar="N",
                    help="start at stage N (earlier stages are not run; their outputs must exist)")
     p.add_argument("--stop-stage", type=int, default=None, metavar="N",
@@ -143,7 +147,7 @@ def limit_rows(rows, max_files: int | None):
 
 #: ``--quick`` sizes of a speaker protocol: enrolled speakers, enrolment and test files per
 #: speaker, background files.
-QUICK = {"speakers": 4, "enroll": 6, "test": 3, "background": 24}
+QUICK = {"speakers": 3, "enroll": 4, "test": 2, "background": 12}
 
 
 def write_protocol(recipe: Recipe, background, enroll, test, *, quick=None) -> dict[str, Path]:
@@ -198,18 +202,20 @@ def speaker_systems(quick: bool) -> dict[str, tuple[list[str], str]]:
     """The GMM-UBM systems of the speaker recipes: name -> (``train-ubm`` options beyond the
     library defaults, description). The defaults (``diag-<K>``, K from
     :data:`~gmmspeech.speaker.defaults.SPEAKER_DEFAULTS`) and a full-covariance system with
-    32 components; ``quick``: 8 and 4 components, 3 EM iterations."""
+    32 components; ``quick``: one small system, the defaults with 8 components and 3 EM
+    iterations (a smoke test of every step in well under a minute)."""
     from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS
 
-    short = ["--iterations", "3"] if quick else []
-    k_diag = 8 if quick else SPEAKER_DEFAULTS["n_components"]
-    k_full = 4 if quick else 32
+    if quick:
+        return {"diag-8": (["-k", "8", "--iterations", "3"],
+                           "The library defaults (diagonal covariance) with 8 components and 3 "
+                           "EM iterations (quick run).")}
     return {
-        f"diag-{k_diag}": ((["-k", "8"] if quick else []) + short,
-                           "The library defaults (diagonal covariance)."),
-        f"full-{k_full}": (["--covariance", "full", "-k", str(k_full)] + short,
-                           "Full covariance with fewer components (a full Gaussian has about D/2 "
-                           "times the parameters of a diagonal one)."),
+        f"diag-{SPEAKER_DEFAULTS['n_components']}": (
+            [], "The library defaults (diagonal covariance)."),
+        "full-32": (["--covariance", "full", "-k", "32"],
+                    "Full covariance with fewer components (a full Gaussian has about D/2 "
+                    "times the parameters of a diagonal one)."),
     }
 
 
@@ -262,7 +268,7 @@ class Recipe:
     """
 
     def __init__(self, name: str, title: str, args: argparse.Namespace, *, intro: str = "",
-                 credits: tuple[str, ...] = ()):
+                 credits: tuple[str, ...] = (), body: Callable[[Any], None] | None = None):
         self.name = name
         self.title = title
         self.args = args
@@ -275,9 +281,11 @@ class Recipe:
         self.feats = self.out / "feats"
         self.intro = intro
         self.credits = list(credits)
+        self.body = body
         self._cwd = Path.cwd()
         self._t0 = time.perf_counter()
-        self.results: dict[str, Any] = {"recipe": name, "quick": self.quick, "systems": {}}
+        self.results: dict[str, Any] = {"recipe": name, "quick": self.quick, "systems": {},
+                                        "step_seconds": {}}
         prev = self.out / "results.json"
         if prev.is_file():  # keep what finished systems measured (their steps are skipped now)
             try:
@@ -286,6 +294,7 @@ class Recipe:
                 old = {}
             if isinstance(old, dict) and old.get("quick") == self.quick:
                 self.results["systems"] = dict(old.get("systems") or {})
+                self.results["step_seconds"] = dict(old.get("step_seconds") or {})
         self.sections: list[tuple[str, str]] = []  # (heading, Markdown) added by the recipe
         self._log = self.out / "commands.sh"
         with open(self._log, "a", encoding="utf-8") as fh:
@@ -336,12 +345,51 @@ class Recipe:
         with open(self._log, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         sys.stdout.flush()
+        t0 = time.perf_counter()
         rc = main(args)
         if rc not in ok:
             raise RecipeError(f"recipes/{self.name}/run.py: step failed (exit code {rc}): {line}")
         if final is not None:
             os.replace(tmp, final)
+            self._timed(final, time.perf_counter() - t0)
         return True
+
+    def produce(self, out: Any, write: Callable[[Path], Any], what: str) -> bool:
+        """A step done by the script itself (e.g. a reference implementation), with the
+        same rules as :meth:`gmmspeech`: skipped when ``out`` exists; otherwise
+        ``write(tmp)`` fills ``tmp`` (the :func:`partial_name` of ``out``, a folder is created
+        for it when ``out`` has no file suffix), renamed to ``out`` when it returns. ``what``
+        is echoed (and logged as a comment in ``commands.sh``). Returns False when skipped."""
+        final = Path(out)
+        if final.exists():
+            self.say(f"   (done: {_show(final, self._cwd)})")
+            return False
+        tmp = partial_name(final)
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+        if final.suffix not in _FILE_SUFFIXES:
+            tmp.mkdir(parents=True)
+        else:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+        line = f"# ({self.name}/run.py) {what} -> {_show(final, self._cwd)}"
+        self.say(line)
+        with open(self._log, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        t0 = time.perf_counter()
+        write(tmp)
+        os.replace(tmp, final)
+        self._timed(final, time.perf_counter() - t0)
+        return True
+
+    def _timed(self, out: Path, seconds: float) -> None:
+        self.results["step_seconds"][os.path.relpath(out, self.out)] = round(seconds, 2)
+
+    def seconds_of(self, out: Any) -> float | None:
+        """Measured seconds of the step that wrote ``out`` (in this run or an earlier one of
+        the same ``OUT``), or None when unknown."""
+        return self.results["step_seconds"].get(os.path.relpath(Path(out), self.out))
 
     @contextmanager
     def system(self, name: str, *, description: str = "",
@@ -367,7 +415,9 @@ class Recipe:
         rep.text("Every step is a `gmmspeech` command; the commands of this run are in "
                  "[`commands.sh`](commands.sh).")
         systems = self.results["systems"]
-        if systems:
+        if self.body is not None:
+            self.body(rep)
+        elif systems:
             rows = []
             for name, m in systems.items():
                 rows.append([name, m.get("n_speakers"), m.get("n_tests"), _pct(m.get("accuracy")),

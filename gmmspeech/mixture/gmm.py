@@ -1195,8 +1195,22 @@ class GMM(DensityMixin, BaseEstimator):
         return np.vstack(xs), np.concatenate(ys)
 
     # ================================================================== initialisation
-    def initialize(self, X, sample_weight=None) -> GMM:
+    def initialize(self, X, sample_weight=None, *, progress: bool = False,
+                   desc: str = "initialisation") -> GMM:
         """Initialise the parameters from ``X`` (runs ``init_params`` or the user's ``*_init``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,) or None
+        progress : bool
+            Report the binary splitting of ``init_params="split"`` (its EM passes can take
+            minutes with full covariances) through :func:`gmmspeech.progress.progress_bar`:
+            a bar on a terminal, a plain line every few seconds in a log. Progress is counted
+            in component-iterations (an EM pass over ``k`` components counts ``k``), so the
+            remaining-time estimate allows for the passes growing with ``k``.
+        desc : str
+            Label of the progress lines.
 
         Returns
         -------
@@ -1205,10 +1219,10 @@ class GMM(DensityMixin, BaseEstimator):
         self._check_parameters()
         X = self._check_X(X, reset=True)
         w = self._check_sample_weight(sample_weight, X.shape[0])
-        self._initialize(X, w, _init.as_generator(self.random_state))
+        self._initialize(X, w, _init.as_generator(self.random_state), progress=progress, desc=desc)
         return self
 
-    def _initialize(self, X, w, rng):
+    def _initialize(self, X, w, rng, *, progress: bool = False, desc: str = "initialisation"):
         self._check_n_samples(X)
         self._check_init_params(X.shape[1])
         k, d = self.n_components, X.shape[1]
@@ -1220,7 +1234,7 @@ class GMM(DensityMixin, BaseEstimator):
             method = self.init_params
             kind = stats_kind(self.covariance_type)
             if method == "split":
-                self._init_split(X, w, rng)
+                self._init_split(X, w, rng, progress=progress, desc=desc)
             elif method == "random_from_data":
                 self._init_random_from_data(X, w, rng)
             elif method == "random":
@@ -1295,10 +1309,22 @@ class GMM(DensityMixin, BaseEstimator):
             pc = None
         self._set_parameters(np.full(k, 1.0 / k), means, cov, pc)
 
-    def _init_split(self, X, w, rng):
+    def _init_split(self, X, w, rng, *, progress: bool = False, desc: str = "initialisation"):
         """Binary splitting: one Gaussian, then split the heaviest components (all of them
-        while that at most doubles K) with ``split_iter`` EM iterations after every split."""
+        while that at most doubles K) with ``split_iter`` EM iterations after every split.
+        ``progress``: count the EM passes (weighted by their number of components) on a
+        :func:`~gmmspeech.progress.progress_bar`."""
         k_target = self.n_components
+        sizes, k = [], 1
+        while k < k_target:  # the model sizes after each split
+            k += min(k, k_target - k)
+            sizes.append(k)
+        bar = None
+        if progress and sizes and self.split_iter:
+            from gmmspeech.progress import progress_bar
+
+            bar = progress_bar(self.split_iter * sum(sizes), desc=f"{desc} (split)",
+                               unit="component-iterations")
         params = self.get_params()
         params.update(weights_init=None, means_init=None, precisions_init=None, n_jobs=self.n_jobs)
         one = type(self)(**{**params, "n_components": 1})
@@ -1307,17 +1333,25 @@ class GMM(DensityMixin, BaseEstimator):
         weights, means, cov = one.weights_, one.means_, one.covariances_
         floor_d = one._variance_floor(self._global_stats(X, w))
         k = 1
-        while k < k_target:
-            n_new = min(k, k_target - k)
-            weights, means, cov = self._grow_by_splitting(weights, means, cov, n_new, floor_d)
-            k += n_new
-            step = type(self)(**{**params, "n_components": k})
-            step.n_features_in_ = X.shape[1]
-            step.n_reseeded_ = 0
-            step._set_parameters(weights / weights.sum(), means, cov)
-            for _ in range(self.split_iter):
-                step.m_step(step._accumulate_all(X, w))
-            weights, means, cov = step.weights_, step.means_, step.covariances_
+        try:
+            while k < k_target:
+                n_new = min(k, k_target - k)
+                weights, means, cov = self._grow_by_splitting(weights, means, cov, n_new, floor_d)
+                k += n_new
+                step = type(self)(**{**params, "n_components": k})
+                step.n_features_in_ = X.shape[1]
+                step.n_reseeded_ = 0
+                step._set_parameters(weights / weights.sum(), means, cov)
+                for i in range(self.split_iter):
+                    step.m_step(step._accumulate_all(X, w))
+                    if bar is not None:
+                        bar.set_postfix(components=f"{k}/{k_target}",
+                                        iteration=f"{i + 1}/{self.split_iter}")
+                        bar.update(k)
+                weights, means, cov = step.weights_, step.means_, step.covariances_
+        finally:
+            if bar is not None:
+                bar.close()
         self._set_parameters(weights, means, cov)
 
     # ================================================================== EM

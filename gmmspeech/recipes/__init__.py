@@ -7,10 +7,11 @@ table and PNG figures plus ``out/results.json`` (finite numbers only), and retur
 results dictionary. Recipes hold no maths of their own.
 
 The registry below maps a recipe name to its module and a one-line description; modules
-are imported only when a recipe is run, so listing recipes stays cheap. The corpus recipes
-of speaker recognition and of isolated words (``recipes/words/run.py``) are step-by-step
-scripts of the source tree, ``recipes/<corpus>/run.py``
-(built on :mod:`gmmspeech.cli.steps`); ``gmmspeech recipe NAME`` launches them too.
+are imported only when a recipe is run, so listing recipes stays cheap. Corpus protocols
+(speaker recognition on LibriSpeech, FSDD, DSPSpeech-20, speechocean762, Common Voice; FSDD
+digits; isolated words on DSPSpeech-20 and FSDD) are step-by-step scripts of the source tree,
+``recipes/<corpus>/run.py`` (built on :mod:`gmmspeech.cli.steps`); ``gmmspeech recipe NAME``
+launches them too.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ RECIPES: dict[str, tuple[str, str]] = {
     "demo": (
         "gmmspeech.recipes.demo",
         "speaker identification on a synthesised corpus (or LibriSpeech with --data-root)",
-    ),
-    "digits": (
-        "gmmspeech.recipes.digits",
-        "spoken-digit recognition with one GMM per digit on FSDD, leave-one-speaker-out",
     ),
     "score_files": (
         "gmmspeech.recipes.score_files",

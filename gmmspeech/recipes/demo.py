@@ -23,6 +23,8 @@ N_SPEAKERS = 24
 N_UTTERANCES = 6  # per target speaker: 3 enrolment + 3 test
 N_BACKGROUND = 16
 N_BACKGROUND_UTTS = 4
+N_COMPONENTS = 64  # UBM components on the synthetic corpus
+N_COMPONENTS_QUICK = 32  # with quick=True (either corpus)
 SNR_DB = (20.0, 40.0)
 DURATION = (2.0, 3.0)
 
@@ -106,7 +108,7 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
             raise ValueError(f"n_utterances must be at least 2 (enrolment and test), got {n_utt}")
         if n_spk < 2:
             raise ValueError(f"n_speakers must be at least 2, got {n_spk}")
-        K = int(n_components or (32 if quick else 64))
+        K = int(n_components or (N_COMPONENTS_QUICK if quick else N_COMPONENTS))
         sets, profiles = _write_synthetic(out, n_speakers=n_spk, n_utterances=n_utt,
                                           n_background=8 if quick else N_BACKGROUND,
                                           seed=seed, n_jobs=n_jobs)
@@ -128,7 +130,7 @@ def run(*, out="demo-out", data_root=None, quick: bool = False, seed: int = 0, n
 
         tuned = protocol_settings("librispeech")
         config = config.replace(**tuned["feature_overrides"])
-        K = int(n_components or (32 if quick else tuned["n_components"]))
+        K = int(n_components or (N_COMPONENTS_QUICK if quick else tuned["n_components"]))
         relevance, top_c, ubm_on_enroll = tuned["relevance_factor"], tuned["top_c"], tuned["ubm_on_enroll"]
         profiles = None
         corpus = "librispeech"

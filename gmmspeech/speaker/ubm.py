@@ -260,7 +260,8 @@ def _estep_task(model, chunk: _Chunk, seed: int, iteration: int, subsample: int,
 _INITS = ("split", "kmeans", "k-means++", "random_from_data")
 
 
-def _initialise(reservoir, n_components, covariance_type, init, seed, gmm_kwargs):
+def _initialise(reservoir, n_components, covariance_type, init, seed, gmm_kwargs, *,
+                progress=False):
     from gmmspeech.mixture.gmm import GMM
 
     if reservoir.shape[0] < n_components:
@@ -269,7 +270,7 @@ def _initialise(reservoir, n_components, covariance_type, init, seed, gmm_kwargs
         )
     g = GMM(n_components, covariance_type=covariance_type, init_params=init,
             random_state=seed, **gmm_kwargs)
-    return g.initialize(reservoir)
+    return g.initialize(reservoir, progress=progress, desc="UBM initialisation")
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -506,7 +507,8 @@ def train_ubm(
                 t_init = time.monotonic()
                 stage(f"UBM: initialising {int(n_components)} components ({init}) from a "
                       f"sample of {frames.shape[0]:,} frames")
-            model = _initialise(frames, int(n_components), covariance_type, init, seed, gmm_kwargs)
+            model = _initialise(frames, int(n_components), covariance_type, init, seed, gmm_kwargs,
+                                progress=progress)
             if progress:
                 stage(f"UBM: initialised in {format_duration(time.monotonic() - t_init)}")
             del frames, keys
