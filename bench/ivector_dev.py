@@ -62,7 +62,12 @@ class Split:
         from gmmspeech.mixture import io as mio
         from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS as D
         from gmmspeech.speaker.defaults import resolve_score_mode, speaker_feature_config
-        from gmmspeech.speaker.pipeline import _distinct, _gmm_ubm_scores, build_features, ubm_training_source
+        from gmmspeech.speaker.pipeline import (
+            _distinct,
+            _gmm_ubm_scores,
+            build_features,
+            ubm_training_source,
+        )
         from gmmspeech.speaker.ubm import train_ubm
 
         self.name = f"{corpus}/{split}"
