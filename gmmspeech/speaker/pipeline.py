@@ -1160,7 +1160,7 @@ def _ivector_backend_scores(front, out, opts, say):
     writes ``out/ivector_backend.npz`` (``out`` None: nothing written)."""
     from gmmspeech.backend.scoring import save_backend
 
-    iv, labels, ext, ubm = front["ivectors"], front["labels"], front["extractor"], front["ubm"]
+    iv, labels = front["ivectors"], front["labels"]
     Xb, yb = _backend_data(iv["background"], labels["background"], iv["enroll"], labels["enroll"], opts)
     be = _backend(opts).fit(Xb, yb)
     say(f"i-vector: back-end ({opts['scoring']}) on {len(yb)} i-vectors of {len(set(yb))} speakers"
@@ -1170,8 +1170,7 @@ def _ivector_backend_scores(front, out, opts, say):
     model_labels, scores = be.score_trials(iv["enroll"], labels["enroll"], iv["test"])
     scores = _ivector_norm(scores, opts, be, model_labels, iv["enroll"], labels["enroll"], iv["test"],
                            iv["background"], labels["background"])
-    return {"model_labels": model_labels, "scores": scores, "ivectors": iv, "labels": labels,
-            "extractor": ext, "backend": be, "ubm": ubm}
+    return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
 
 
 def _backend(opts):
