@@ -1228,7 +1228,8 @@ def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment
     the first half of them (by id) enrol, the rest are tests (at most ``max_tests``, evenly
     spread). A speaker with one recording: its first 60 % of frames enrol, the rest is cut
     into tests of ``segment_frames`` frames (as :func:`impostor_segments`). Returns
-    ``(enrol, tests)``: lists of ``(label, frames, row index or None)``.
+    ``(enrol, tests)``: lists of ``(label, frames, row index, whole)`` (``whole``: the
+    frames are the whole recording of that row, not a piece of it).
     """
     by_spk: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -1243,16 +1244,16 @@ def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment
             t_idx = idx[h:]
             if len(t_idx) > max_tests:
                 t_idx = [t_idx[j] for j in np.linspace(0, len(t_idx) - 1, max_tests).round().astype(int)]
-            enr += [(spk, np.asarray(store.load(rows[i].id)), i) for i in idx[:h]]
-            tst += [(spk, np.asarray(store.load(rows[i].id)), i) for i in t_idx]
+            enr += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in idx[:h]]
+            tst += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in t_idx]
             continue
         x = np.asarray(store.load(rows[idx[0]].id))
         cut = int(round(0.6 * x.shape[0]))
         if cut < 1 or x.shape[0] - cut < max(1, segment_frames // 3):
             continue  # too short to give an enrolment and a test part
         segs, _ = _segments([x[cut:]], segment_frames, max_tests)
-        enr.append((spk, x[:cut], None))
-        tst += [(spk, s, None) for s in segs]
+        enr.append((spk, x[:cut], idx[0], False))
+        tst += [(spk, s, idx[0], False) for s in segs]
     return enr, tst
 
 
@@ -1268,8 +1269,8 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     ubm = ext.ubm_
 
     def stats_of(items):
-        rec = [it[2] for it in items if it[2] is not None]
-        pieces = [it[1] for it in items if it[2] is None]
+        rec = [it[2] for it in items if it[3]]
+        pieces = [it[1] for it in items if not it[3]]
         parts = []
         if rec:
             parts.append(st[role].subset(rec))
@@ -1278,12 +1279,12 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
         # back to the items' order
         both = BaumWelchStats.concat(parts)
         order = np.empty(len(items), dtype=int)
-        order[[j for j, it in enumerate(items) if it[2] is not None]] = np.arange(len(rec))
-        order[[j for j, it in enumerate(items) if it[2] is None]] = len(rec) + np.arange(len(pieces))
+        order[[j for j, it in enumerate(items) if it[3]]] = np.arange(len(rec))
+        order[[j for j, it in enumerate(items) if not it[3]]] = len(rec) + np.arange(len(pieces))
         return both.subset(order)
 
     s_enr, s_tst = stats_of(enr), stats_of(tst)
-    held = {it[2] for it in tst if it[2] is not None} | {it[2] for it in enr if it[2] is not None}
+    held = {it[2] for it in tst} | {it[2] for it in enr}  # recordings split or used whole
     parts = []
     for r in ("background", "enroll"):
         if r == "enroll" and not opts["tv_on_enroll"]:
@@ -1337,7 +1338,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     for fold in folds:
         enr, tst = _pseudo_protocol(stores[role], rows[role], speakers=fold,
                                     segment_frames=int(gmm_cfg["impostor_segment_frames"]))
-        m_spk = sorted({s for s, _x, _i in enr} & {s for s, _x, _i in tst})
+        m_spk = sorted({it[0] for it in enr} & {it[0] for it in tst})
         if len(m_spk) < 2:
             continue
         enr = [it for it in enr if it[0] in m_spk]
@@ -1356,13 +1357,13 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         m_lab, s_iv = be.score_trials(X_enr, y_enr, X_tst)
         s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_enr, y_enr, X_tst, X_bg, y_bg)
         spk_arrays: dict[str, list] = {}
-        for s_, x, _i in enr:
-            spk_arrays.setdefault(s_, []).append(x)
+        for it in enr:
+            spk_arrays.setdefault(it[0], []).append(it[1])
         models = enroll_models(ubm, spk_arrays, relevance_factor=gmm_cfg["relevance_factor"],
                                adapt=gmm_cfg["adapt"], **par)
-        raw = score_fn([models[m] for m in m_lab], ubm, [x for _s, x, _i in tst],
+        raw = score_fn([models[m] for m in m_lab], ubm, [it[1] for it in tst],
                        top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"], **par)
-        t_lab = np.asarray([s_ for s_, _x, _i in tst])
+        t_lab = np.asarray([it[0] for it in tst])
         g, tgt = trial_matrix(raw, m_lab, t_lab)
         i_, _ = trial_matrix(s_iv, m_lab, t_lab)
         g_all.append(g)
