@@ -141,6 +141,10 @@ class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
+        # non-negative weights cannot fit features that speak against the target (they are
+        # scores of systems, higher = more target-like): no claim of a good score on
+        # arbitrary tables
+        tags.classifier_tags.poor_score = bool(self.non_negative)
         return tags
 
     def fit(self, X, y):
