@@ -39,6 +39,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils import get_tags  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+import gmmspeech  # noqa: E402
+import gmmspeech.backend  # noqa: E402
 from gmmspeech import GMM, GMMHMM, LDA, PLDA, WCCN, GMMClassifier, IVectorExtractor, LengthNorm  # noqa: E402
 from gmmspeech.backend import LogisticCalibration, ScoreFusion, cllr  # noqa: E402
 from gmmspeech.backend.scoring import SpeakerBackend  # noqa: E402
