@@ -22,9 +22,7 @@ def _run(corpus, out, system, *extra):  # noqa: F811
 @pytest.mark.parametrize("system", ["ivector", "fusion"])
 def test_speaker_id_ivector_and_fusion(corpus, tmp_path, capsys, system):  # noqa: F811
     out = tmp_path / system
-    # the system as it was built and tuned: utterance CMVN + VAD, no normalisation (with the
-    # speaker defaults' raw features this 5-speaker toy background teaches the fusion a
-    # negative GMM-UBM weight; non-negative fusion is for the next session)
+    # the classic features (utterance CMVN + VAD) on this toy corpus of 5 background speakers
     rc = _run(corpus, out, system, "--protocol", "classic")
     assert rc == 1 and "broken.wav" in capsys.readouterr().err  # the bad file is reported
     res = json.loads((out / "results.json").read_text())
@@ -43,6 +41,7 @@ def test_speaker_id_ivector_and_fusion(corpus, tmp_path, capsys, system):  # noq
     if system == "fusion":
         f = res["fusion"]
         assert f["systems"] == ["gmm-ubm", "ivector"] and len(f["weights"]) == 2
+        assert min(f["weights"]) >= 0 and f["kept"][0] == "gmm-ubm"  # a system can only add
         assert f["n_trials"] > f["n_target_trials"] > 0
         assert set(res["components"]) == {"gmm-ubm", "ivector"}
         # the fused scores are the calibrated weighted sum of the two systems' scores

@@ -18,7 +18,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["cosine_scores", "LogisticCalibration", "ScoreFusion", "cllr", "trial_matrix"]
+__all__ = ["cosine_scores", "LogisticCalibration", "ScoreFusion", "cllr", "trial_matrix",
+           "fusion_check"]
 
 
 def cosine_scores(enroll, test):
@@ -61,6 +62,36 @@ def trial_matrix(scores, model_labels, test_labels):
     return s.ravel(), tgt.ravel()
 
 
+def _nonneg_logistic(X, t, sw, C):
+    """``(w, b)`` minimising ``sum_i sw_i log(1 + exp(-y_i (x_i . w + b))) + ||w||^2 / (2 C)``
+    (``y_i = +1`` for targets, ``-1`` otherwise) subject to ``w >= 0``: scikit-learn's
+    ``LogisticRegression`` objective (divided by ``C``) with bounds, by L-BFGS-B."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    y = np.where(t, 1.0, -1.0)
+    n = X.shape[0]
+    a = sw / n  # the objective divided by C * n: same minimiser, O(1) values
+
+    def fun(theta):
+        w, b = theta[:-1], theta[-1]
+        m = y * (X @ w + b)
+        r = -a * y * expit(-m)  # d loss / d (x . w + b)
+        f = float(a @ np.logaddexp(0.0, -m) + 0.5 * (w @ w) / (C * n))
+        g = np.empty_like(theta)
+        g[:-1] = X.T @ r + w / (C * n)
+        g[-1] = r.sum()
+        return f, g
+
+    d = X.shape[1]
+    bounds = [(0.0, None)] * d + [(None, None)]
+    res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12})
+    if not np.all(np.isfinite(res.x)):
+        raise ValueError("non-negative logistic regression did not converge to finite weights")
+    return res.x[:-1], float(res.x[-1])
+
+
 class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Linear logistic-regression calibration (one score column) or fusion (several).
 
@@ -86,6 +117,12 @@ class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
     C : float, default=1e4
         Inverse L2 penalty on the weights (large: almost unregularised; keeps the weights
         finite when the trials are separable).
+    non_negative : bool, default=False
+        Constrain every weight to be >= 0 (the intercept is free): a system's higher score
+        can only mean "more likely the target", so in a fusion a system can only add
+        evidence, never be subtracted. Solved by L-BFGS-B with bounds on the same
+        objective as scikit-learn's ``LogisticRegression`` (prior-weighted cross-entropy
+        plus ``||w||^2 / (2 C)``).
 
     Attributes
     ----------
@@ -96,13 +133,18 @@ class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
         The non-target and target labels (sorted; the target is the second).
     """
 
-    def __init__(self, prior=0.5, C=1e4):
+    def __init__(self, prior=0.5, C=1e4, non_negative=False):
         self.prior = prior
         self.C = C
+        self.non_negative = non_negative
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
+        # non-negative weights cannot fit features that speak against the target (they are
+        # scores of systems, higher = more target-like): no claim of a good score on
+        # arbitrary tables
+        tags.classifier_tags.poor_score = bool(self.non_negative)
         return tags
 
     def fit(self, X, y):
@@ -128,10 +170,14 @@ class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
         sw = np.where(t, p / t.sum(), (1.0 - p) / (~t).sum()) * t.size
         # scale the scores for a well-conditioned solve, then undo it
         scale = np.maximum(X.std(axis=0), 1e-12)
-        lr = LogisticRegression(C=float(self.C), tol=1e-10, max_iter=10_000)
-        lr.fit(X / scale, t, sample_weight=sw)
-        self.coef_ = lr.coef_[0] / scale
-        self.intercept_ = float(lr.intercept_[0]) - _logit(p)
+        if self.non_negative:
+            w, b = _nonneg_logistic(X / scale, t, sw, float(self.C))
+        else:
+            lr = LogisticRegression(C=float(self.C), tol=1e-10, max_iter=10_000)
+            lr.fit(X / scale, t, sample_weight=sw)
+            w, b = lr.coef_[0], float(lr.intercept_[0])
+        self.coef_ = w / scale
+        self.intercept_ = float(b) - _logit(p)
         return self
 
     def _llr(self, S):
@@ -177,8 +223,12 @@ class ScoreFusion(LogisticCalibration):
 
     ``fit`` takes ``(n_trials, n_systems)`` scores of development trials and their
     target/non-target labels; :meth:`fuse` applies it to score matrices of the same shape,
-    one per system. As a classifier it is :class:`LogisticCalibration`.
+    one per system. As a classifier it is :class:`LogisticCalibration`; unlike it, the
+    weights are non-negative by default (``non_negative=True``: a system can only add).
     """
+
+    def __init__(self, prior=0.5, C=1e4, non_negative=True):
+        super().__init__(prior=prior, C=C, non_negative=non_negative)
 
     def fuse(self, *score_matrices):
         """Fused LLRs of score matrices of one shape, one per system (in ``fit``'s order)."""
@@ -190,3 +240,79 @@ class ScoreFusion(LogisticCalibration):
         if not np.all(np.isfinite(S)):
             raise ValueError("fuse: the score matrices hold NaN or infinite values")
         return self._llr(S)
+
+
+def _id_accuracy(scores, is_target, tests):
+    """Identification accuracy of flattened trials: per test recording (``tests``: one id per
+    trial), is its highest-scored trial a target? Tests without a target trial are skipped."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(is_target, dtype=bool)
+    _u, inv = np.unique(np.asarray(tests), return_inverse=True)
+    order = np.lexsort((-s, inv))  # by test, best score first
+    first = np.ones(order.size, bool)
+    first[1:] = inv[order][1:] != inv[order][:-1]
+    has_target = np.zeros(_u.size, bool)
+    np.logical_or.at(has_target, inv, t)
+    best_is_target = t[order][first]
+    keep = has_target[inv[order][first]]
+    return float(best_is_target[keep].mean()) if keep.any() else float("nan")
+
+
+def fusion_check(X, y, groups, *, tests=None, base=0, n_splits=5, min_gain=0.02, prior=0.5, C=1e4):
+    """Does fusing the other systems with system ``base`` beat ``base`` alone on held-out trials?
+
+    Cross-validation over ``groups`` (e.g. the speaker of each trial's test recording;
+    ``GroupKFold``, at most ``n_splits`` folds): in each fold a non-negative
+    :class:`ScoreFusion` of all columns and a calibration of column ``base`` alone are
+    trained on the other folds and applied to the held-out trials. The held-out LLRs of
+    both are compared by Cllr, EER and (with ``tests``, the test recording of each trial)
+    identification accuracy. The fusion is kept only when its Cllr is lower by more than
+    ``min_gain`` (relative) and its accuracy is no worse; otherwise the other systems should
+    be dropped (weight 0: exactly the ``base`` system's scores). Cllr, the objective the
+    fusion minimises, judges every trial's score; the EER of a few hundred held-out target
+    trials moves by whole trials and is reported, not used.
+
+    Parameters
+    ----------
+    X : array (n_trials, n_systems)
+    y : array (n_trials,) of bool
+        Target trials.
+    groups : array (n_trials,)
+        Cross-validation groups (no group is in a training and a held-out part).
+    tests : array (n_trials,), optional
+        Test recording of each trial, for the identification accuracy.
+    min_gain : float
+        Relative Cllr improvement the fusion must bring (0.02: 2 %).
+
+    Returns
+    -------
+    dict
+        ``keep`` (bool), ``cllr``, ``eer``, ``accuracy`` (each ``{"base": .., "fusion": ..}``,
+        held-out), ``n_folds``.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from gmmspeech.metrics import eer as eer_fn
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=bool)
+    groups = np.asarray(groups)
+    k = min(int(n_splits), np.unique(groups).size)
+    if k < 2:
+        raise ValueError("fusion_check needs trials of at least 2 groups")
+    llr = {"base": np.full(y.size, np.nan), "fusion": np.full(y.size, np.nan)}
+    for tr, te in GroupKFold(n_splits=k).split(X, y, groups):
+        if y[tr].all() or not y[tr].any():
+            raise ValueError("fusion_check: a training fold has trials of one class only")
+        fu = ScoreFusion(prior=prior, C=C).fit(X[tr], y[tr])
+        cal = LogisticCalibration(prior=prior, C=C, non_negative=True).fit(X[tr, base], y[tr])
+        llr["fusion"][te] = fu.transform(X[te])
+        llr["base"][te] = cal.transform(X[te, base])
+    out: dict = {"n_folds": k, "cllr": {}, "eer": {}, "accuracy": {}}
+    for name, v in llr.items():
+        out["cllr"][name] = cllr(v, y)
+        out["eer"][name] = float(eer_fn(v[y], v[~y]))
+        out["accuracy"][name] = None if tests is None else _id_accuracy(v, y, tests)
+    acc_ok = tests is None or out["accuracy"]["fusion"] >= out["accuracy"]["base"]
+    out["keep"] = bool(out["cllr"]["fusion"] < (1.0 - float(min_gain)) * out["cllr"]["base"] and acc_ok)
+    return out

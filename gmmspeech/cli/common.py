@@ -277,8 +277,10 @@ def add_ivector_system_args(p) -> None:
     """``--system`` and the i-vector options of ``speaker-id``."""
     p.add_argument("--system", default="gmm-ubm", choices=["gmm-ubm", "ivector", "fusion"],
                    help="gmm-ubm (MAP models, LLR scoring), ivector (total variability + back-end "
-                        "trained on the background manifest's speakers) or fusion of both "
-                        "(logistic regression trained on background-speaker trials; default gmm-ubm)")
+                        "trained on the background and enrolled speakers) or fusion of both "
+                        "(non-negative logistic regression trained on held-out trials cut from the "
+                        "enrolment recordings; the i-vector system is dropped when it does not help "
+                        "there; default gmm-ubm)")
     g = p.add_argument_group("i-vector system (--system ivector/fusion)")
     g.add_argument("--ivector-rank", default=None, metavar="R",
                    help="i-vector dimension (default auto: 400 with plenty of data, a tenth of the "
@@ -296,6 +298,19 @@ def add_ivector_system_args(p) -> None:
                    help="speaker-subspace rank of the simplified PLDA")
     g.add_argument("--full-ubm", action="store_true", default=None,
                    help="statistics from a full-covariance UBM refined from the diagonal one")
+    g.add_argument("--ivector-norm", default=None, choices=["none", "tnorm", "snorm"],
+                   help="normalisation of the i-vector scores: T-norm over the other enrolled "
+                        "models, S-norm with the background speakers as cohort (default: see "
+                        "IVECTOR_DEFAULTS)")
+    g.add_argument("--plda-on-enroll", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the back-end on the enrolment recordings' speaker labels too, "
+                        "besides the background speakers (default on)")
+    g.add_argument("--fusion-trials", default=None, choices=["enroll", "background"],
+                   help="held-out trials the fusion is trained and checked on: cut from the "
+                        "enrolment recordings (default) or among background speakers")
+    g.add_argument("--no-fusion-check", dest="fusion_check", action="store_false", default=None,
+                   help="keep the i-vector system in the fusion even when it does not improve the "
+                        "held-out trials")
 
 
 def parse_number(v: str | None):
@@ -330,4 +345,8 @@ def ivector_options_from_args(args) -> dict:
         out["plda_rank"] = int(args.plda_rank)
     if getattr(args, "full_ubm", None):
         out["ubm_covariance"] = "full"
+    for dest, key in (("ivector_norm", "norm"), ("plda_on_enroll", "plda_on_enroll"),
+                      ("fusion_trials", "fusion_trials"), ("fusion_check", "fusion_check")):
+        if getattr(args, dest, None) is not None:
+            out[key] = getattr(args, dest)
     return out

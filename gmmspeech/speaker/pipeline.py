@@ -85,16 +85,23 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: :func:`gmmspeech.backend.extractor.auto_rank`), EM iterations, top-C posteriors in the
 #: statistics, a full-covariance UBM for the statistics, TV also trained on the enrolment
 #: data (unsupervised; never test data), the back-end scoring ("plda" or "cosine"), LDA
-#: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model and rank, and the
-#: score normalisation of the i-vector scores ("none" or "tnorm": cohort = the other models),
-#: and the trials the fusion is trained on: "background" (two folds of background speakers,
-#: the back-end trained on the other fold) or "enroll" (the enrolment recordings of each
-#: enrolled speaker split in two halves, first half enrolling, second half testing; the
-#: back-end of the real trials; never a test recording).
+#: dimension (float: fraction of speakers - 1; None: no LDA), PLDA model, rank and EM
+#: iterations, the back-end also trained on the enrolment recordings with their speaker
+#: labels (``plda_on_enroll``; never a test recording), the normalisation of the i-vector
+#: scores ("none"; "tnorm": cohort = the other enrolled models; "snorm": the background
+#: speakers as cohort models and impostor tests), the held-out trials the fusion is trained
+#: on ("enroll": each enrolled speaker's enrolment recordings split, the first part
+#: enrolling and the rest testing; "background": the same among background speakers in two
+#: folds; never a test recording), and the check that drops the i-vector system from the
+#: fusion unless it improves those trials' cross-validated Cllr by ``fusion_min_gain``
+#: (relative) without a worse identification accuracy
+#: (:func:`gmmspeech.backend.calibration.fusion_check`). Chosen on the dev splits by
+#: ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
-    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10, norm="tnorm",
-    fusion_trials="background",
+    scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
+    plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
+    fusion_min_gain=0.02,
 )
 
 
@@ -1007,11 +1014,11 @@ def run_speaker_id(
             t0 = time.perf_counter()
             fused = _fusion(ubm, stores, rows, iv, gmm_cfg, iv_opts, par, say)
             timings["fusion"] = time.perf_counter() - t0
-            # the fusion's GMM-UBM input is each test utterance's scores standardised over
-            # the enrolled models (as on the background folds it is trained on, which have
-            # too few models for a leave-one-out cohort); the reported GMM-UBM component
-            # keeps its own normalisation
-            scores = fused["fusion"].fuse(_fusion_gmm_input(gmm_raw), iv_scores)
+            # the fusion's GMM-UBM input is the raw LLR (as on the held-out trials it was
+            # trained on); when the i-vector system is dropped the output is exactly the
+            # GMM-UBM system's scores (with its own normalisation, if any)
+            if fused["fusion"] is not None:
+                scores = fused["fusion"].fuse(gmm_raw, iv_scores)
             test_labels_ = [str(r.label) for r in rows["test"]]
             for name, s_ in (("gmm-ubm", gmm_scores), ("ivector", iv_scores)):
                 components[name] = {k: v for k, v in evaluate_matrix(
@@ -1046,13 +1053,21 @@ def run_speaker_id(
     if components:
         res["components"] = components
     if fused is not None:
-        res["fusion"] = {"weights": [float(v) for v in fused["fusion"].coef_],
-                         "offset": float(fused["fusion"].intercept_),
-                         "systems": ["gmm-ubm", "ivector"], "n_trials": fused["n_trials"],
-                         "n_target_trials": fused["n_target"],
-                         "trained_on": ("trials among background speakers (2 folds)"
-                                        if iv_opts["fusion_trials"] == "background" else
-                                        "trials among the enrolment recordings (half enrol, half test)")}
+        fu = fused["fusion"]
+        res["fusion"] = {
+            "weights": [float(v) for v in fu.coef_] if fu is not None else [1.0, 0.0],
+            "offset": float(fu.intercept_) if fu is not None else 0.0,
+            "systems": ["gmm-ubm", "ivector"], "kept": ["gmm-ubm", "ivector"] if fu is not None else ["gmm-ubm"],
+            "n_trials": fused["n_trials"], "n_target_trials": fused["n_target"],
+            "trained_on": ("trials among background speakers (2 folds)"
+                           if iv_opts["fusion_trials"] == "background" else
+                           "trials among the enrolment recordings (first part enrols, the rest tests)"),
+        }
+        if fused.get("fitted") is not None:
+            res["fusion"]["fitted_weights"] = [float(v) for v in fused["fitted"].coef_]
+        for key in ("check", "reason"):
+            if key in fused:
+                res["fusion"][key] = fused[key]
     _write_json(os.path.join(out, "results.json"), res)
     say(summary_line(res))
     return res
@@ -1106,8 +1121,13 @@ def _align_columns(scores, labels, want):
 def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say):
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
     enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
+    front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say)
+    return _ivector_backend_scores(front, out, opts, say)
+
+
+def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say):
+    """Statistics, TV training and the i-vectors of every role (``out/ivector_extractor.npz``)."""
     from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
-    from gmmspeech.backend.scoring import SpeakerBackend, save_backend
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
     from gmmspeech.speaker.ubm import full_covariance_ubm
 
@@ -1130,33 +1150,66 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
     save_extractor(ext, os.path.join(out, "ivector_extractor.npz"), metadata={"role": "ivector-extractor"})
     iv = {role: ext.transform(st[role]) for role in st}
     labels = {role: [str(r.label) for r in rows[role]] for role in rows}
-    be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
-                        plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
-    say(f"i-vector: back-end ({opts['scoring']}) on {len(labels['background'])} background i-vectors, "
-        f"{len(set(labels['background']))} speakers")
-    be.fit(iv["background"], labels["background"])
-    save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
+    return {"ivectors": iv, "labels": labels, "extractor": ext, "ubm": ubm, "stats": st,
+            "random_state": random_state}
+
+
+def _ivector_backend_scores(front, out, opts, say):
+    """Back-end of the i-vectors of :func:`_ivector_scores` (``front``: ``ivectors`` and
+    ``labels`` per role, ``extractor``, ``ubm``) and the scores of the real trials;
+    writes ``out/ivector_backend.npz`` (``out`` None: nothing written)."""
+    from gmmspeech.backend.scoring import save_backend
+
+    iv, labels = front["ivectors"], front["labels"]
+    Xb, yb = _backend_data(iv["background"], labels["background"], iv["enroll"], labels["enroll"], opts)
+    be = _backend(opts).fit(Xb, yb)
+    say(f"i-vector: back-end ({opts['scoring']}) on {len(yb)} i-vectors of {len(set(yb))} speakers"
+        + (" (background + enrolment)" if opts["plda_on_enroll"] else " (background)"))
+    if out is not None:
+        save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
     model_labels, scores = be.score_trials(iv["enroll"], labels["enroll"], iv["test"])
-    scores = _ivector_norm(scores, opts)
-    return {"model_labels": model_labels, "scores": scores, "ivectors": iv, "labels": labels,
-            "extractor": ext, "backend": be}
+    scores = _ivector_norm(scores, opts, be, model_labels, iv["enroll"], labels["enroll"], iv["test"],
+                           iv["background"], labels["background"])
+    return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
 
 
-def _ivector_norm(scores, opts):
-    if opts["norm"] in (None, "none"):
+def _backend(opts):
+    from gmmspeech.backend.scoring import SpeakerBackend
+
+    return SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
+                          plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
+
+
+def _backend_data(X_bg, y_bg, X_enr, y_enr, opts):
+    """The labelled i-vectors the back-end is trained on: the background speakers, plus the
+    enrolled speakers' enrolment recordings with ``plda_on_enroll`` (their labels are
+    training data; never a test recording)."""
+    if not opts["plda_on_enroll"] or X_enr is None or not len(X_enr):
+        return np.asarray(X_bg), [str(v) for v in y_bg]
+    return (np.concatenate([np.asarray(X_bg), np.asarray(X_enr)]),
+            [str(v) for v in y_bg] + [str(v) for v in y_enr])
+
+
+def _ivector_norm(scores, opts, be, model_labels, X_enr, y_enr, X_test, X_bg, y_bg):
+    """The i-vector score normalisation of ``opts["norm"]``: none; T-norm over the other
+    enrolled models; or S-norm with the background speakers as cohort models (T side) and
+    the background recordings as impostor tests (Z side). The claimed speaker is never in
+    its own cohort (exclusion by label)."""
+    norm = opts["norm"]
+    if norm in (None, "none"):
         return scores
-    if opts["norm"] != "tnorm":
-        raise ValueError(f"i-vector norm={opts['norm']!r} is not supported; choose 'none' or 'tnorm'")
-    return _enrolled_tnorm(scores)
-
-
-def _fusion_gmm_input(raw):
-    """GMM-UBM scores as a fusion input: per test utterance, standardised over all the
-    enrolled models (mean and deviation of that utterance's row)."""
-    from gmmspeech.speaker import norm as N
-
-    raw = np.asarray(raw, dtype=np.float64)
-    return N.tnorm(raw, raw) if raw.ndim == 2 and raw.shape[1] >= 2 else raw
+    if norm == "tnorm":
+        return _enrolled_tnorm(scores)
+    if norm != "snorm":
+        raise ValueError(f"i-vector norm={norm!r} is not supported; choose 'none', 'tnorm' or 'snorm'")
+    coh_labels, coh = be.score_trials(X_bg, y_bg, X_test)  # (tests, background speakers)
+    imp_models, imp = be.score_trials(X_enr, y_enr, X_bg)  # (background recordings, models)
+    imp = _align_columns(imp, imp_models, model_labels)
+    if len(set(str(v) for v in y_bg) - set(model_labels)) < 2:
+        return _enrolled_tnorm(scores)  # too few other speakers for a background cohort
+    return normalise_scores(scores, "snorm", model_labels=model_labels, impostor_scores=imp,
+                            impostor_labels=[str(v) for v in y_bg], cohort_scores=coh,
+                            cohort_labels=coh_labels, norm_cohort="background")
 
 
 def _enrolled_tnorm(scores):
@@ -1168,78 +1221,186 @@ def _enrolled_tnorm(scores):
     return normalise_scores(scores, "tnorm", norm_cohort="enrolled")
 
 
-def _pseudo_protocol(labels, ids, n_folds=2):
-    """Background speakers in ``n_folds`` folds; per speaker (>= 2 utterances) the first
-    half of its utterances (by id) enrol and the rest test: ``[(enrol_rows, test_rows)]``."""
+def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment_frames: int = 300):
+    """Held-out trials built from recordings whose labels are known (never test recordings).
+
+    Per speaker (``speakers``: the labels to use; default all) with two or more recordings:
+    the first half of them (by id) enrol, the rest are tests (at most ``max_tests``, evenly
+    spread). A speaker with one recording: its first 60 % of frames enrol, the rest is cut
+    into tests of ``segment_frames`` frames (as :func:`impostor_segments`). Returns
+    ``(enrol, tests)``: lists of ``(label, frames, row index, whole)`` (``whole``: the
+    frames are the whole recording of that row, not a piece of it).
+    """
     by_spk: dict[str, list[int]] = {}
-    for i, lab in enumerate(labels):
-        by_spk.setdefault(str(lab), []).append(i)
-    spk = sorted(s for s, r in by_spk.items() if len(r) >= 2)
-    folds = []
-    for j in range(n_folds):
-        enr, tst = [], []
-        for s in spk[j::n_folds]:
-            r = sorted(by_spk[s], key=lambda i: ids[i])
-            h = (len(r) + 1) // 2
-            enr += r[:h]
-            tst += r[h:]
-        folds.append((enr, tst))
-    return folds
+    for i, r in enumerate(rows):
+        if speakers is None or str(r.label) in speakers:
+            by_spk.setdefault(str(r.label), []).append(i)
+    enr: list[tuple] = []
+    tst: list[tuple] = []
+    for spk, idx in by_spk.items():
+        idx = sorted(idx, key=lambda i: rows[i].id)
+        if len(idx) >= 2:
+            h = (len(idx) + 1) // 2
+            t_idx = idx[h:]
+            if len(t_idx) > max_tests:
+                t_idx = [t_idx[j] for j in np.linspace(0, len(t_idx) - 1, max_tests).round().astype(int)]
+            enr += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in idx[:h]]
+            tst += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in t_idx]
+            continue
+        x = np.asarray(store.load(rows[idx[0]].id))
+        cut = int(round(0.6 * x.shape[0]))
+        if cut < 1 or x.shape[0] - cut < max(1, segment_frames // 3):
+            continue  # too short to give an enrolment and a test part
+        segs, _ = _segments([x[cut:]], segment_frames, max_tests)
+        enr.append((spk, x[:cut], idx[0], False))
+        tst += [(spk, s, idx[0], False) for s in segs]
+    return enr, tst
+
+
+def _heldout_ivectors(front, role, enr, tst, opts, par):
+    """i-vectors of held-out trials from a total-variability model that has not seen their
+    test recordings: trained on what the real system's TV is trained on, with the trials'
+    test recordings left out (a split recording contributes its enrolling part only), as
+    the real system's TV never sees a test recording. Returns ``(X_enr, X_tst, X_bg)``."""
+    from gmmspeech.backend.extractor import IVectorExtractor
+    from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
+
+    st, ext = front["stats"], front["extractor"]
+    ubm = ext.ubm_
+
+    def stats_of(items):
+        rec = [it[2] for it in items if it[3]]
+        pieces = [it[1] for it in items if not it[3]]
+        parts = []
+        if rec:
+            parts.append(st[role].subset(rec))
+        if pieces:
+            parts.append(utterance_stats(ubm, pieces, top_c=opts["top_c"], **par))
+        # back to the items' order
+        both = BaumWelchStats.concat(parts)
+        order = np.empty(len(items), dtype=int)
+        order[[j for j, it in enumerate(items) if it[3]]] = np.arange(len(rec))
+        order[[j for j, it in enumerate(items) if not it[3]]] = len(rec) + np.arange(len(pieces))
+        return both.subset(order)
+
+    s_enr, s_tst = stats_of(enr), stats_of(tst)
+    held = {it[2] for it in tst} | {it[2] for it in enr}  # recordings split or used whole
+    parts = []
+    for r in ("background", "enroll"):
+        if r == "enroll" and not opts["tv_on_enroll"]:
+            continue
+        keep = [i for i in range(len(st[r])) if not (r == role and i in held)]
+        if keep:
+            parts.append(st[r].subset(keep))
+    if role == "enroll" and opts["tv_on_enroll"] or role == "background":
+        parts.append(s_enr)  # the enrolling parts, as the real TV sees the enrolment data
+    tv = BaumWelchStats.concat(parts)
+    rank = ext.rank_ if opts["rank"] != "auto" else "auto"
+    hx = IVectorExtractor(rank=rank, n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
+                          random_state=front.get("random_state", 0), **par).fit(tv)
+    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(st["background"])
 
 
 def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
-    """Train the GMM-UBM + i-vector fusion on trials among background speakers.
+    """Train the GMM-UBM + i-vector fusion on held-out trials that resemble the real ones,
+    and check on them that the i-vector system helps.
 
-    Two folds of background speakers: for each fold the i-vector back-end is trained on the
-    other fold's speakers, and GMM-UBM models are MAP-enrolled from the fold's enrolment
-    half; the fold's test half is scored against its models by both systems (with the
-    same scoring mode and normalisation as the real trials).
+    ``fusion_trials="enroll"`` (default): every enrolled speaker's enrolment recordings
+    are split (:func:`_pseudo_protocol`): the first part enrols a GMM-UBM model (MAP from
+    the same UBM) and an i-vector model, the rest are tests scored against all of them.
+    As in the real system, the trials' test recordings are seen by no i-vector stage: their
+    total-variability matrix is retrained without them (:func:`_heldout_ivectors`) and
+    their back-end is trained on the background speakers (and, with ``plda_on_enroll``, on
+    the enrolling parts). ``"background"``: the same among background speakers in two
+    folds, the back-end of each fold trained without the fold's other recordings. The
+    GMM-UBM input is the raw LLR (as the real trials' raw LLRs), with non-negative weights
+    (:class:`ScoreFusion`).
+
+    With ``fusion_check`` the fusion is cross-validated on these trials
+    (:func:`gmmspeech.backend.calibration.fusion_check`): if it does not beat GMM-UBM alone
+    there, the i-vector system is dropped (``keep`` False: the output is exactly the
+    GMM-UBM system's scores). Returns a dict with ``fusion`` (or None when dropped) and
+    the report.
     """
-    from gmmspeech.backend.calibration import ScoreFusion, trial_matrix
-    from gmmspeech.backend.scoring import SpeakerBackend
+    from gmmspeech.backend.calibration import ScoreFusion, fusion_check, trial_matrix
     from gmmspeech.speaker.map import enroll as enroll_models
     from gmmspeech.speaker.scoring import score as score_fn
 
-    role = "enroll" if opts["fusion_trials"] == "enroll" else "background"
-    if opts["fusion_trials"] not in ("background", "enroll"):
-        raise ValueError(f"fusion_trials={opts['fusion_trials']!r} must be 'background' or 'enroll'")
-    labels = np.asarray(iv["labels"][role])
-    ids = [r.id for r in rows[role]]
-    X = iv["ivectors"][role]
-    folds = _pseudo_protocol(labels, ids, n_folds=2 if role == "background" else 1)
-    if sum(len(set(labels[e])) for e, _t in folds) < 4 or any(not t for _e, t in folds):
-        raise GMMSpeechError(f"fusion needs at least 4 {role} speakers with 2 or more recordings "
-                             "(their trials train the fusion)")
-    g_all, i_all, t_all = [], [], []
-    for enr, tst in folds:
-        if role == "background":
-            other = np.ones(len(labels), bool)
-            other[enr] = False
-            other[tst] = False
-            be = SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"],
-                                plda_model=opts["plda_model"], plda_rank=opts["plda_rank"],
-                                plda_iter=int(opts["plda_iter"]))
-            be.fit(X[other], labels[other])
-        else:
-            be = iv["backend"]
-        m_lab, s_iv = be.score_trials(X[enr], labels[enr], X[tst])
-        s_iv = _ivector_norm(s_iv, opts)
-        spk: dict[str, list] = {}
-        for i in enr:
-            spk.setdefault(str(labels[i]), []).append(np.asarray(stores[role].load(ids[i])))
-        models = enroll_models(ubm, spk, relevance_factor=gmm_cfg["relevance_factor"],
+    where = opts["fusion_trials"]
+    if where not in ("background", "enroll"):
+        raise ValueError(f"fusion_trials={where!r} must be 'background' or 'enroll'")
+    role = "enroll" if where == "enroll" else "background"
+    labels = iv["labels"]
+    spk = sorted(set(labels[role]))
+    folds = [set(spk)] if role == "enroll" else [set(spk[0::2]), set(spk[1::2])]
+    g_all, i_all, t_all, grp_all, tst_all = [], [], [], [], []
+    n_tests = 0
+    for fold in folds:
+        enr, tst = _pseudo_protocol(stores[role], rows[role], speakers=fold,
+                                    segment_frames=int(gmm_cfg["impostor_segment_frames"]))
+        m_spk = sorted({it[0] for it in enr} & {it[0] for it in tst})
+        if len(m_spk) < 2:
+            continue
+        enr = [it for it in enr if it[0] in m_spk]
+        tst = [it for it in tst if it[0] in m_spk]
+        X_enr, X_tst, X_bg_all = _heldout_ivectors(iv, role, enr, tst, opts, par)
+        y_enr = [it[0] for it in enr]
+        # the back-end: background speakers outside the fold, plus (plda_on_enroll) the
+        # enrolling parts of the held-out trials' speakers (never their test parts)
+        bg_keep = [j for j, lab in enumerate(labels["background"]) if lab not in fold]
+        X_bg = X_bg_all[bg_keep]
+        y_bg = [labels["background"][j] for j in bg_keep]
+        Xb, yb = _backend_data(X_bg, y_bg, X_enr, y_enr, opts)
+        if len(set(yb)) < 2:
+            continue
+        be = _backend(opts).fit(Xb, yb)
+        m_lab, s_iv = be.score_trials(X_enr, y_enr, X_tst)
+        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_enr, y_enr, X_tst, X_bg, y_bg)
+        spk_arrays: dict[str, list] = {}
+        for it in enr:
+            spk_arrays.setdefault(it[0], []).append(it[1])
+        models = enroll_models(ubm, spk_arrays, relevance_factor=gmm_cfg["relevance_factor"],
                                adapt=gmm_cfg["adapt"], **par)
-        utts = [np.asarray(stores[role].load(ids[i])) for i in tst]
-        raw = score_fn([models[m] for m in m_lab], ubm, utts, top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"],
-                       **par)
-        s_g = _fusion_gmm_input(raw)
-        g, tgt = trial_matrix(s_g, m_lab, labels[tst])
-        i_, _ = trial_matrix(s_iv, m_lab, labels[tst])
+        raw = score_fn([models[m] for m in m_lab], ubm, [it[1] for it in tst],
+                       top_c=_topc(gmm_cfg), mode=gmm_cfg["mode"], **par)
+        t_lab = np.asarray([it[0] for it in tst])
+        g, tgt = trial_matrix(raw, m_lab, t_lab)
+        i_, _ = trial_matrix(s_iv, m_lab, t_lab)
         g_all.append(g)
         i_all.append(i_)
         t_all.append(tgt)
+        grp_all.append(np.repeat(t_lab, len(m_lab)))
+        tst_all.append(np.repeat(np.arange(n_tests, n_tests + len(tst)), len(m_lab)))
+        n_tests += len(tst)
+    report: dict[str, Any] = {"trained_on": where, "n_trials": 0, "n_target": 0}
+    if not t_all:
+        report["keep"] = False
+        report["reason"] = f"too few {role} speakers with recordings to split into held-out trials"
+        say(f"fusion: {report['reason']}; the i-vector system is dropped (GMM-UBM scores)")
+        return {"fusion": None, **report}
     G, I_, T = np.concatenate(g_all), np.concatenate(i_all), np.concatenate(t_all)
-    fusion = ScoreFusion().fit(np.stack([G, I_], axis=1), T)
-    say(f"fusion: {T.size} background trials ({int(T.sum())} target); weights gmm-ubm "
-        f"{fusion.coef_[0]:.3f}, i-vector {fusion.coef_[1]:.3f}")
-    return {"fusion": fusion, "n_trials": int(T.size), "n_target": int(T.sum())}
+    groups, tests = np.concatenate(grp_all), np.concatenate(tst_all)
+    X = np.stack([G, I_], axis=1)
+    report.update(n_trials=int(T.size), n_target=int(T.sum()))
+    if T.all() or not T.any():
+        report["keep"] = False
+        report["reason"] = "the held-out trials have only one class"
+        return {"fusion": None, **report}
+    from gmmspeech.metrics import eer as eer_fn
+
+    report["eer_by_system"] = {name: float(eer_fn(X[T, j], X[~T, j]))
+                               for j, name in enumerate(("gmm-ubm", "ivector"))}
+    fusion = ScoreFusion().fit(X, T)
+    keep = bool(fusion.coef_[1] > 0)
+    if opts["fusion_check"] and keep:
+        if len(set(groups)) >= 2:
+            chk = fusion_check(X, T, groups, tests=tests, min_gain=float(opts["fusion_min_gain"]))
+            report["check"] = {k: chk[k] for k in ("cllr", "eer", "accuracy", "n_folds")}
+            keep = chk["keep"]
+        else:
+            keep = False
+    report["keep"] = keep
+    say(f"fusion: {T.size} held-out trials ({int(T.sum())} target); weights gmm-ubm "
+        f"{fusion.coef_[0]:.3f}, i-vector {fusion.coef_[1]:.3f}"
+        + ("" if keep else "; the i-vector system does not help there and is dropped (GMM-UBM scores)"))
+    return {"fusion": fusion if keep else None, "fitted": fusion, **report}

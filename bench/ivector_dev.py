@@ -1,0 +1,214 @@
+"""Choose the i-vector and fusion settings of ``speaker-id --system ivector|fusion`` on dev splits.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/ivector_dev.py --data-root ../shared/datasets --work exp/ivector_dev \\
+        [--corpora speechocean762 ...] [--splits dev] [--grid default|search]
+
+For every corpus and split of ``data_manifests/<corpus>/{dev,test}`` it builds the speaker
+system exactly as :func:`gmmspeech.speaker.pipeline.run_speaker_id` does with no options
+(one feature store of the speaker defaults' features, the UBM of
+:data:`~gmmspeech.speaker.defaults.SPEAKER_DEFAULTS` on background + enrolment data, MAP
+models, raw LLRs), then evaluates i-vector settings (keys of
+:data:`~gmmspeech.speaker.pipeline.IVECTOR_DEFAULTS`) through the pipeline's own
+functions: total variability and i-vectors (cached per TV setting), back-end and score
+normalisation, and the fusion with its held-out check. Every evaluation (accuracy / EER /
+minDCF of GMM-UBM, i-vector and fusion, and the fusion's report) is appended to
+``WORK/results.jsonl``. Settings are chosen on the dev splits only; ``--splits test``
+reports the chosen ones.
+
+``--grid default`` evaluates :data:`IVECTOR_DEFAULTS` only; ``--grid search`` a one-
+dimension-at-a-time sweep around them (:data:`SWEEP`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+CORPORA = ("speechocean762", "librispeech", "fsdd", "dspspeech20")
+ROLES = ("background", "enroll", "test")
+
+#: One dimension at a time around IVECTOR_DEFAULTS (dev only).
+SWEEP: list[tuple[str, list]] = [
+    ("norm", ["none", "tnorm", "snorm"]),
+    ("plda_on_enroll", [False, True]),
+    ("lda_dim", [None, 0.5]),
+    ("rank", ["auto", 50, 100, 200]),
+    ("fusion_trials", ["enroll", "background"]),
+]
+
+TV_KEYS = ("rank", "n_iter", "top_c", "ubm_covariance", "full_iter", "tv_on_enroll")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Split:
+    """Features, UBM and GMM-UBM scores of one corpus split, as run_speaker_id builds them."""
+
+    def __init__(self, corpus, split, data_root, work, n_jobs):
+        from gmmspeech.corpus.manifest import read_manifest
+        from gmmspeech.mixture import io as mio
+        from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS as D
+        from gmmspeech.speaker.defaults import resolve_score_mode, speaker_feature_config
+        from gmmspeech.speaker.pipeline import (
+            _distinct,
+            _gmm_ubm_scores,
+            build_features,
+            ubm_training_source,
+        )
+        from gmmspeech.speaker.ubm import train_ubm
+
+        self.name = f"{corpus}/{split}"
+        self.par = dict(n_jobs=n_jobs, backend=None, scheduler=None)
+        cfg = speaker_feature_config()
+        wanted = {role: read_manifest(ROOT / "data_manifests" / corpus / split / f"{role}.csv",
+                                      data_root=data_root) for role in ROLES}
+        fdir = Path(work) / "features" / corpus / cfg.config_hash()
+        t0 = time.perf_counter()
+        allrows = _distinct([r for rs in wanted.values() for r in rs])
+        st, _good, bad = build_features(allrows, fdir, config=cfg, progress=False, **self.par)
+        if bad:
+            raise RuntimeError(f"{self.name}: {len(bad)} bad files, e.g. {bad[0]}")
+        self.rows = wanted
+        self.stores = {role: st.subset([r.id for r in wanted[role]]) for role in ROLES}
+        log(f"{self.name}: features {time.perf_counter() - t0:.0f} s")
+        self.dir = Path(work) / "runs" / corpus / split
+        self.dir.mkdir(parents=True, exist_ok=True)
+        upath = self.dir / "ubm.npz"
+        if upath.is_file():
+            self.ubm = mio.load(upath)
+        else:
+            t0 = time.perf_counter()
+            self.ubm = train_ubm(ubm_training_source(self.stores, self.rows, ubm_on_enroll=D["ubm_on_enroll"]),
+                                 int(D["n_components"]), D["covariance_type"], max_iter=int(D["max_iter"]),
+                                 init=D["ubm_init"], random_state=0, progress=False, **self.par)
+            mio.save(self.ubm, upath, metadata={"role": "ubm"})
+            log(f"{self.name}: UBM {time.perf_counter() - t0:.0f} s")
+        mode, top_c = resolve_score_mode(D["score_mode"], D["top_c"], D["covariance_type"])
+        self.gmm_cfg = dict(relevance_factor=D["relevance_factor"], adapt=D["adapt"], mode=mode, top_c=top_c,
+                            norm=None, norm_top_n=None, impostor_segment_frames=300, max_impostors=400,
+                            norm_cohort="background", need_cohort=False, need_impostors=False,
+                            feature_meta={})
+        t0 = time.perf_counter()
+        spath = self.dir / "gmm_scores.npz"
+        if spath.is_file():
+            z = np.load(spath, allow_pickle=False)
+            self.gmm, self.model_labels = z["scores"], [str(v) for v in z["models"]]
+        else:
+            self.gmm, self.model_labels, _raw = _gmm_ubm_scores(self.ubm, self.stores, self.rows, str(self.dir),
+                                                                self.gmm_cfg, self.par, False, lambda m: None)
+            np.savez(spath, scores=self.gmm, models=np.asarray(self.model_labels))
+        self.test_labels = [str(r.label) for r in self.rows["test"]]
+        log(f"{self.name}: GMM-UBM scores {time.perf_counter() - t0:.0f} s")
+        self._front: dict = {}
+
+    def front(self, opts):
+        from gmmspeech.speaker.pipeline import _ivector_front
+
+        key = tuple(str(opts[k]) for k in TV_KEYS)
+        if key not in self._front:
+            t0 = time.perf_counter()
+            self._front[key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts, 0,
+                                              self.par, False, lambda m: None)
+            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} {time.perf_counter() - t0:.0f} s")
+        return self._front[key]
+
+    def evaluate(self, options: dict) -> dict:
+        from gmmspeech.speaker.pipeline import (
+            _align_columns,
+            _fusion,
+            _ivector_backend_scores,
+            evaluate_matrix,
+            ivector_settings,
+        )
+
+        opts = ivector_settings(options)
+        front = self.front(opts)
+        iv = _ivector_backend_scores(front, None, opts, lambda m: None)
+        iv_scores = _align_columns(iv["scores"], iv["model_labels"], self.model_labels)
+        t0 = time.perf_counter()
+        fused = _fusion(self.ubm, self.stores, self.rows, iv, self.gmm_cfg, opts, self.par, lambda m: None)
+        t_fusion = time.perf_counter() - t0
+        fu = fused["fusion"]
+        fused_scores = self.gmm if fu is None else fu.fuse(self.gmm, iv_scores)
+
+        def metrics(s):
+            m = evaluate_matrix(s, self.model_labels, self.test_labels, verbose=False)
+            return {k: m[k] for k in ("accuracy", "eer", "min_dcf_sre08")}
+
+        rep = {k: v for k, v in fused.items() if k not in ("fusion", "fitted")}
+        if fused.get("fitted") is not None:
+            rep["weights"] = [float(v) for v in fused["fitted"].coef_]
+        return {"split": self.name, "options": options, "rank": int(front["extractor"].rank_),
+                "gmm-ubm": metrics(self.gmm), "ivector": metrics(iv_scores), "fusion": metrics(fused_scores),
+                "fusion_report": rep, "fusion_seconds": round(t_fusion, 1)}
+
+
+def line(res: dict) -> str:
+    def f(m):
+        return f"{100 * m['accuracy']:5.1f}/{100 * m['eer']:5.2f}"
+
+    r = res["fusion_report"]
+    w = r.get("weights")
+    chk = r.get("check") or {}
+    return (f"{res['split']:22s} {json.dumps(res['options'], sort_keys=True):60s} R={res['rank']:3d} "
+            f"gmm {f(res['gmm-ubm'])} iv {f(res['ivector'])} fus {f(res['fusion'])} "
+            f"keep={r.get('keep')} w={None if w is None else [round(v, 3) for v in w]} "
+            f"cllr={chk.get('cllr')}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--work", default=str(ROOT / "exp" / "ivector_dev"))
+    ap.add_argument("--corpora", nargs="+", default=list(CORPORA))
+    ap.add_argument("--splits", nargs="+", default=["dev"])
+    ap.add_argument("--grid", choices=["default", "search"], default="default")
+    ap.add_argument("--options", default=None, help="JSON list of option dicts to evaluate instead of a grid")
+    ap.add_argument("-j", "--jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.options:
+        grid = json.loads(args.options)
+    elif args.grid == "default":
+        grid = [{}]
+    else:
+        grid = [{}] + [{k: v} for k, vals in SWEEP for v in vals]
+        seen, grid_u = set(), []
+        for g in grid:
+            key = json.dumps(g, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                grid_u.append(g)
+        grid = grid_u
+    with open(work / "results.jsonl", "a") as fh:
+        for corpus in args.corpora:
+            for split in args.splits:
+                sp = Split(corpus, split, args.data_root, work, args.jobs)
+                for options in grid:
+                    try:
+                        res = sp.evaluate(options)
+                    except Exception as exc:  # noqa: BLE001 - record and go on
+                        log(f"{sp.name} {options}: FAILED {type(exc).__name__}: {exc}")
+                        continue
+                    fh.write(json.dumps(res, default=str) + "\n")
+                    fh.flush()
+                    print(line(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
