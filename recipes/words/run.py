@@ -63,7 +63,8 @@ parser.add_argument("--no-hmmlearn", dest="hmmlearn", action="store_false",
                     help="skip hmmlearn's GMMHMM (DSPSpeech-20 only; it trains ~100x slower)")
 args = parse_args("words", parser=parser)
 corpora = tuple(args.corpora or CORPORA)
-speeds = tuple(WORD_HMM_TRAINING["speeds"])
+# --quick (a smoke test of every stage) trains on the unperturbed recordings only
+speeds = (1.0,) if args.quick else tuple(WORD_HMM_TRAINING["speeds"])
 
 
 class WordsRecipe(Recipe):
@@ -188,7 +189,10 @@ def fit_hmmlearn(seqs, n_states, n_mix):
             logging.getLogger("hmmlearn").setLevel(logging.ERROR)
             model.fit(np.concatenate(seqs), [len(x) for x in seqs])
         ok = all(np.all(np.isfinite(a)) for a in (model.transmat_, model.means_, model.covars_, model.weights_))
-        return (model, None) if ok else (None, "NaN in the fitted parameters")
+        if not ok:
+            return None, "NaN in the fitted parameters"
+        model._check()  # hmmlearn's own validation (a row of transmat_ summing to 0 fails its score)
+        return model, None
     except Exception as exc:  # noqa: BLE001 - hmmlearn's failures are reported, whatever they are
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
 
