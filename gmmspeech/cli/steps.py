@@ -39,7 +39,7 @@ from typing import Any
 
 __all__ = ["RecipeError", "Recipe", "System", "recipe_parser", "parse_args", "repo_root",
            "partial_name", "write_manifest_rows", "limit_rows", "write_protocol",
-           "protocol_manifests", "read_relative", "write_feature_config", "speaker_systems",
+           "protocol_manifests", "require_corpus", "read_relative", "write_feature_config", "speaker_systems",
            "ubm_manifests"]
 
 
@@ -176,13 +176,19 @@ def write_protocol(recipe: Recipe, background, enroll, test, *, quick=None) -> d
     return paths
 
 
+def require_corpus(corpus: str, data_root, script: str | None = None) -> None:
+    """Stop ``recipes/<script>/run.py`` (default: ``corpus``) with a message naming the folder and
+    ``--data-root`` when ``data_root`` has no ``corpus/`` folder."""
+    if not (Path(data_root) / corpus).is_dir():
+        raise RecipeError(f"recipes/{script or corpus}/run.py: error: {Path(data_root) / corpus} not "
+                          f"found: --data-root must be the folder holding {corpus}/ (the shared datasets)")
+
+
 def protocol_manifests(corpus: str, split: str = "test", *, data_root) -> tuple[list, list, list]:
     """The rows of ``data_manifests/<corpus>/<split>/{background,enroll,test}.csv`` (paths
     relative to ``data_root``, as in the files); a missing corpus folder under
     ``data_root`` stops the recipe with a message naming it and ``--data-root``."""
-    if not (Path(data_root) / corpus).is_dir():
-        raise RecipeError(f"recipes/{corpus}/run.py: error: {Path(data_root) / corpus} not found: "
-                          f"--data-root must be the folder holding {corpus}/ (the shared datasets)")
+    require_corpus(corpus, data_root)
     out = [read_relative(repo_root() / "data_manifests" / corpus / split / f"{role}.csv", data_root)
            for role in ("background", "enroll", "test")]
     return out[0], out[1], out[2]

@@ -52,29 +52,29 @@ def _end_states(last, S, final, ends):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _column_spans(M, S):  # pragma: no cover - compiled
+    """For every column ``j`` of ``M`` the first and last row with a finite entry
+    (``hi < lo`` when there is none)."""
+    lo = np.zeros(S, dtype=np.int64)
+    hi = np.full(S, -1, dtype=np.int64)
+    for j in range(S):
+        first = True
+        for i in range(S):
+            if M[i, j] > NEG_INF:
+                if first:
+                    lo[j] = i
+                    first = False
+                hi[j] = i
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
 def _bands(log_A, S):  # pragma: no cover - compiled
     """For every state ``j`` the first and last predecessor ``i`` with a finite ``log_A[i, j]``
     (``lo_in``, ``hi_in``), and for every ``i`` the first and last successor (``lo_out``,
     ``hi_out``): the recursions visit only those (a left-to-right band)."""
-    lo_in = np.zeros(S, dtype=np.int64)
-    hi_in = np.full(S, -1, dtype=np.int64)
-    lo_out = np.zeros(S, dtype=np.int64)
-    hi_out = np.full(S, -1, dtype=np.int64)
-    for j in range(S):
-        first = True
-        for i in range(S):
-            if log_A[i, j] > NEG_INF:
-                if first:
-                    lo_in[j] = i
-                    first = False
-                hi_in[j] = i
-        first = True
-        for k in range(S):
-            if log_A[j, k] > NEG_INF:
-                if first:
-                    lo_out[j] = k
-                    first = False
-                hi_out[j] = k
+    lo_in, hi_in = _column_spans(log_A, S)
+    lo_out, hi_out = _column_spans(log_A.T, S)
     return lo_in, hi_in, lo_out, hi_out
 
 

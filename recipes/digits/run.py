@@ -24,7 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
-from gmmspeech.cli.steps import Recipe, parse_args, read_relative, repo_root, write_manifest_rows  # noqa: E402
+from gmmspeech.cli.steps import (  # noqa: E402
+    Recipe,
+    parse_args,
+    read_relative,
+    repo_root,
+    require_corpus,
+    write_manifest_rows,
+)
 
 args = parse_args("digits", __doc__.splitlines()[0])
 # name -> train-classes options; the reference below reads -k and --covariance from them.
@@ -77,9 +84,7 @@ r = Recipe("digits", "Spoken digits: one GMM per digit on FSDD (speaker-independ
 data, R = r.data, ["--data-root", r.data_root]
 
 if r.stage(0, "data"):
-    if not (r.data_root / "fsdd").is_dir():
-        sys.exit(f"recipes/digits/run.py: error: {r.data_root / 'fsdd'} not found: --data-root "
-                 "must be the folder holding fsdd/ (the shared datasets)")
+    require_corpus("fsdd", r.data_root, "digits")
     rows = read_relative(repo_root() / "data_manifests" / "fsdd" / "digits.csv", r.data_root)
     if PER_DIGIT:  # ids are <speaker>_<digit>_<index>
         rows = [x for x in rows if int(x.id.rsplit("_", 1)[1]) < PER_DIGIT]

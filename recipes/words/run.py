@@ -43,6 +43,7 @@ from gmmspeech.cli.steps import (  # noqa: E402
     parse_args,
     read_relative,
     recipe_parser,
+    require_corpus,
     write_manifest_rows,
 )
 from gmmspeech.mixture.hmm import WORD_HMM_DEFAULTS, WORD_HMM_FEATURES, WORD_HMM_TRAINING  # noqa: E402
@@ -252,6 +253,15 @@ def load_json(path):
     return json.loads(Path(path).read_text()) if Path(path).is_file() else None
 
 
+def needed(path, stage: int, earlier: int):
+    """``path`` (written by stage ``earlier``) as JSON, or stop: stage ``stage`` cannot run without it."""
+    obj = load_json(path)
+    if obj is None:
+        raise SystemExit(f"recipes/words/run.py: error: stage {stage} needs stage {earlier}'s "
+                         f"{path} (run from --stage {earlier})")
+    return obj
+
+
 # ----------------------------------------------------------------------------- 0 data
 manifests = {"dspspeech20_train": r.data / "dspspeech20_train.csv", "dspspeech20_test": r.data / "dspspeech20_test.csv",
              "fsdd": r.data / "fsdd.csv"}
@@ -259,9 +269,7 @@ if r.stage(0, "data"):
     from gmmspeech.cli.steps import repo_root
 
     for corpus in corpora:
-        if not (r.data_root / corpus).is_dir():
-            raise SystemExit(f"recipes/words/run.py: error: {r.data_root / corpus} not found: --data-root "
-                             f"must be the folder holding {corpus}/ (the shared datasets)")
+        require_corpus(corpus, r.data_root, "words")
     man = repo_root() / "data_manifests"
     if "dspspeech20" in corpora:
         train = read_relative(man / "dspspeech20" / "words_train.csv", r.data_root)
@@ -329,10 +337,7 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
         best = max(rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"], d["normalisation"] == "utterance"))
         save(dsp_dir / "dev.json", {"dev_speakers": dev_spk, "candidates": rows, "chosen": best})
     if r.stage(3, "DSPSpeech-20: test") and not done(dsp_dir / "results.json"):
-        dev = load_json(dsp_dir / "dev.json")
-        if dev is None:
-            raise SystemExit("recipes/words/run.py: error: stage 3 needs stage 2's "
-                             f"{dsp_dir / 'dev.json'} (run from --stage 2)")
+        dev = needed(dsp_dir / "dev.json", 3, 2)
         ch = dev["chosen"]
         n_states, n_mix, norm = ch["states"], ch["mix"], ch["normalisation"]
         test_ids, test_seqs = test_set(feats, [x.id for x in test_rows], norm)
@@ -398,10 +403,7 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                       + ", ".join(f"{v} {pct(x)}" for v, x in inner[norm][f"{a}+{b}"].items()))
         save(fsdd_dir / "inner.json", {"states": n_states, "mix": n_mix, "pairs": inner})
     if r.stage(5, "FSDD: leave one speaker out") and not done(fsdd_dir / "results.json"):
-        inner = load_json(fsdd_dir / "inner.json")
-        if inner is None:
-            raise SystemExit("recipes/words/run.py: error: stage 5 needs stage 4's "
-                             f"{fsdd_dir / 'inner.json'} (run from --stage 4)")
+        inner = needed(fsdd_dir / "inner.json", 5, 4)
         out = {"states": n_states, "mix": n_mix, "folds": [], "systems": {}}
         preds: dict = {"gmm-hmm": [], "gmm": []}
         truth_all = []
