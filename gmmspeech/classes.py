@@ -978,8 +978,7 @@ def classify(models_dir, manifest, out, *, data_root=None, features_dir=None, n_
                 for i, (r, p) in enumerate(zip(rows, pred))])
     _write_tsv(os.path.join(out, "scores.tsv"), ["id", "n_frames"] + [str(c) for c in clf.classes_],
                [[r.id, int(lengths[i])] + [repr(float(v)) for v in avg[i]] for i, r in enumerate(rows)])
-    from gmmspeech.parallel import effective_n_jobs
-    from gmmspeech.threads import default_threads
+    from gmmspeech.parallel import parallelism_record
 
     res: dict = {
         "models_dir": os.path.abspath(os.fspath(models_dir)),
@@ -992,8 +991,7 @@ def classify(models_dir, manifest, out, *, data_root=None, features_dir=None, n_
         "likelihood_scale": clf.likelihood_scale,
         "predictions": os.path.join(out, "predictions.tsv"),
         "timings": {"features": round(t_feat, 3), "score": round(t_score, 3)},
-        "threads": default_threads(),
-        "jobs": effective_n_jobs(n_jobs),
+        **parallelism_record(n_jobs),
     }
     labels = [r.label for r in rows]
     if any(labels):

@@ -64,6 +64,14 @@ def effective_n_jobs(n_jobs: int | None) -> int:
     return int(n_jobs)
 
 
+def parallelism_record(n_jobs: int | None) -> dict:
+    """What a run's ``results.json`` records of its parallelism: ``threads`` inside each process
+    (:func:`gmmspeech.threads.default_threads`) and ``jobs`` (worker processes)."""
+    from gmmspeech.threads import default_threads
+
+    return {"threads": default_threads(), "jobs": effective_n_jobs(n_jobs)}
+
+
 def dask_client(scheduler: str | None = None):
     """Return (and cache) a ``dask.distributed.Client`` for ``scheduler``.
 

@@ -169,10 +169,11 @@ def thread_limit(n_threads: int | None):
         _state["default"] = prev
 
 
-def describe_threads(n_threads: int | None = None) -> str:
-    """One line for logs: ``threads: 2 (affinity 2 cores)``."""
+def describe_threads(n_threads: int | None = None, *, via: str | None = None) -> str:
+    """One line for logs: ``threads: 2 (affinity 2 cores)``; ``via`` names what set the count
+    (``"--threads"``)."""
     n = resolve_threads(n_threads)
-    why = []
+    why = [via] if via else []
     aff = _affinity_cores()
     why.append(f"affinity {aff} core{'s' if aff != 1 else ''}")
     q = _cgroup_quota()

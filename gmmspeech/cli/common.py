@@ -179,7 +179,7 @@ def log_threads(args) -> None:
 
     jobs = getattr(args, "jobs", 1) or 1
     extra = f"; {jobs} worker processes (-j), 1 thread each" if jobs != 1 else ""
-    how = describe_threads().replace("(", "(--threads, " if args.threads else "(", 1)
+    how = describe_threads(via="--threads" if args.threads else None)
     print(f"gmmspeech {args.command}: {how} per process{extra}", file=sys.stderr)
 
 

@@ -83,10 +83,6 @@ def _block_rows(plan: DensityPlan, chunk_size: int) -> int:
     return int(max(64, min(int(chunk_size), (1 << 18) // width)))
 
 
-def _accumulate_serial(plan: DensityPlan, X, sample_weight, top_c, chunk_size) -> SufficientStats:
-    return _finish(plan, [_accumulate_raw(plan, X, sample_weight, top_c, chunk_size)])
-
-
 def _finish(plan: DensityPlan, parts) -> SufficientStats:
     """Statistics from the raw sums of work items, added in item order: the centred
     ``(R^T Z)^T`` (uncentred once, at the end), log-likelihoods, frame counts and the exact
@@ -180,7 +176,7 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
     worker with one thread agrees with a local run with all of them). Items return raw
     centred sums; the statistics are uncentred once, after the sum.
     """
-    from gmmspeech.threads import map_items, single_thread_blas
+    from gmmspeech.threads import map_items
 
     rows = _block_rows(plan, chunk_size)
 
@@ -189,10 +185,7 @@ def _accumulate_plan(plan: DensityPlan, X, sample_weight, top_c, chunk_size, n_t
         w = None if sample_weight is None else sample_weight[a:b]
         return _accumulate_raw(plan, X[a:b], w, top_c, chunk_size)
 
-    items = _items(X.shape[0], rows)
-    if len(items) <= 1:
-        with single_thread_blas():
-            return _accumulate_serial(plan, X, sample_weight, top_c, chunk_size)
+    items = _items(X.shape[0], rows) or [(0, 0)]  # no frames: one empty item (zero statistics)
     return _finish(plan, map_items(run, items, n_threads=n_threads))
 
 

@@ -583,14 +583,6 @@ def evaluate_score_file(path, out_dir, *, labels: Mapping[str, str] | None = Non
     return res
 
 
-def _threads_record(n_jobs) -> dict:
-    """``threads`` (threads inside this process) and ``jobs`` (worker processes) of a run."""
-    from gmmspeech.parallel import effective_n_jobs
-    from gmmspeech.threads import default_threads
-
-    return {"threads": default_threads(), "jobs": effective_n_jobs(n_jobs)}
-
-
 def _write_json(path: str, obj: dict) -> None:
     from gmmspeech.atomic import atomic_write_text
 
@@ -1028,6 +1020,8 @@ def run_speaker_id(
     test_ids = [r.id for r in rows["test"]]
     test_labels = [str(r.label) for r in rows["test"]]
     write_scores(os.path.join(out, "scores.tsv"), test_ids, test_labels, model_labels, scores)
+    from gmmspeech.parallel import parallelism_record
+
     res = evaluate_matrix(scores, model_labels, test_labels, out_dir=out, verbose=verbose)
     res.update(
         bad_files=bad,
@@ -1043,7 +1037,7 @@ def run_speaker_id(
             ivector=iv_opts if system != "gmm-ubm" else None,
         ),
         system=system,
-        **_threads_record(n_jobs),
+        **parallelism_record(n_jobs),
         ubm_history=[float(v) for v in getattr(ubm, "history_", [])],
         timings={k: round(v, 3) for k, v in timings.items()},
         ubm_path=os.path.join(out, "ubm.npz"),

@@ -199,6 +199,9 @@ class _DiagPlan:
             self.shared = all(np.array_equal(p[2], ucov) for p in params)
         if ubm is not None:
             self.ubm_terms = self._terms(uw, umu, ucov)
+            g, b, a = self.ubm_terms  # in the compute dtype, for frame_ubm on every chunk
+            self._ubm_cast = (g.astype(dtype), np.ascontiguousarray(b.T, dtype),
+                              np.ascontiguousarray(a.T, dtype))
         self.terms = [self._terms(*p) for p in params]
 
     def _terms(self, w, mu, var):
@@ -213,12 +216,7 @@ class _DiagPlan:
 
     def frame_ubm(self, Xc, X2):
         """The UBM's weighted log-densities ``(n, K)`` of centred frames (``X2 = Xc**2``)."""
-        cast = getattr(self, "_ubm_cast", None)
-        if cast is None:  # the parameters in the compute dtype, once (not per chunk)
-            g, b, a = self.ubm_terms
-            cast = self._ubm_cast = (g.astype(self.dtype), np.ascontiguousarray(b.T, self.dtype),
-                                     np.ascontiguousarray(a.T, self.dtype))
-        g, bt, at = cast
+        g, bt, at = self._ubm_cast
         out = Xc @ bt
         out += X2 @ at
         out += g
