@@ -125,7 +125,7 @@ class Split:
             log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} {time.perf_counter() - t0:.0f} s")
         return self._front[key]
 
-    def evaluate(self, options: dict) -> dict:
+    def evaluate(self, options: dict, dump=None) -> dict:
         from gmmspeech.speaker.pipeline import (
             _align_columns,
             _fusion,
@@ -148,7 +148,12 @@ class Split:
             m = evaluate_matrix(s, self.model_labels, self.test_labels, verbose=False)
             return {k: m[k] for k in ("accuracy", "eer", "min_dcf_sre08")}
 
-        rep = {k: v for k, v in fused.items() if k not in ("fusion", "fitted")}
+        if dump is not None:  # the real trials' scores and the held-out trials, for choosing the check's rule
+            tr = fused.get("trials") or {}
+            np.savez(dump, gmm=self.gmm, ivector=iv_scores, models=np.asarray(self.model_labels),
+                     tests=np.asarray(self.test_labels),
+                     **{f"heldout_{k}": np.asarray(v) for k, v in tr.items()})
+        rep = {k: v for k, v in fused.items() if k not in ("fusion", "fitted", "trials")}
         if fused.get("fitted") is not None:
             rep["weights"] = [float(v) for v in fused["fitted"].coef_]
         return {"split": self.name, "options": options, "rank": int(front["extractor"].rank_),
@@ -178,6 +183,9 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", choices=["default", "search"], default="default")
     ap.add_argument("--options", default=None, help="JSON list of option dicts to evaluate instead of a grid")
     ap.add_argument("-j", "--jobs", type=int, default=1)
+    ap.add_argument("--dump", default=None,
+                    help="folder: per evaluation an .npz of the real trials' GMM-UBM and i-vector score "
+                         "matrices and the fusion's held-out trials (input of the check's rule choice)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -200,7 +208,12 @@ def main(argv=None) -> int:
                 sp = Split(corpus, split, args.data_root, work, args.jobs)
                 for options in grid:
                     try:
-                        res = sp.evaluate(options)
+                        dump = None
+                        if args.dump:
+                            Path(args.dump).mkdir(parents=True, exist_ok=True)
+                            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
+                            dump = Path(args.dump) / f"{corpus}-{split}-{tag}.npz"
+                        res = sp.evaluate(options, dump=dump)
                     except Exception as exc:  # noqa: BLE001 - record and go on
                         log(f"{sp.name} {options}: FAILED {type(exc).__name__}: {exc}")
                         continue

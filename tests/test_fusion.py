@@ -130,11 +130,14 @@ def test_fusion_check_drops_a_system_that_does_not_help_and_keeps_one_that_does(
         fusion_check(X, t, np.zeros(t.size))
 
 
-def test_fusion_that_drops_the_ivector_system_gives_exactly_the_gmm_ubm_scores(corpus, tmp_path):  # noqa: F811
-    from gmmspeech.speaker.pipeline import read_scores, run_speaker_id
+_SMALL = dict(n_components=8, max_iter=4, relevance_factor=4.0, score_mode="exact", top_c=None,
+              progress=False, verbose=False)
 
-    kw = dict(n_components=8, max_iter=4, relevance_factor=4.0, score_mode="exact", top_c=None,
-              features_dir=tmp_path / "feats", progress=False, verbose=False)
+
+def test_fusion_that_drops_the_ivector_system_gives_exactly_the_gmm_ubm_scores(corpus, tmp_path):  # noqa: F811
+    from gmmspeech.speaker.pipeline import run_speaker_id
+
+    kw = dict(_SMALL, features_dir=tmp_path / "feats")
     args = (corpus / "bg.csv", corpus / "enroll.csv", corpus / "test.csv")
     gmm = run_speaker_id(*args, tmp_path / "gmm", **kw)
     # a held-out Cllr gain of 100 % is impossible: the check must drop the i-vector system
@@ -143,6 +146,35 @@ def test_fusion_that_drops_the_ivector_system_gives_exactly_the_gmm_ubm_scores(c
     f = fus["fusion"]
     assert f["kept"] == ["gmm-ubm"] and f["weights"] == [1.0, 0.0]
     assert f["n_trials"] > f["n_target_trials"] > 0 and "trained_on" in f
+    _assert_same_as_gmm_ubm(tmp_path, gmm, fus)
+
+
+def test_fusion_with_single_recording_speakers_is_the_gmm_ubm_system(corpus, tmp_path):  # noqa: F811
+    """Every enrolled speaker's enrolment is two segments of ONE file: no held-out test can
+    come from another recording, so there are no held-out trials and the output is exactly
+    the GMM-UBM system's."""
+    from gmmspeech.speaker.pipeline import run_speaker_id
+
+    lines = ["id,path,label,start,end"]
+    for line in (corpus / "enroll.csv").read_text().splitlines()[1:]:
+        utt, path, label = line.split(",")[:3]
+        if utt.endswith("_e0"):
+            lines += [f"{utt}a,{corpus / path},{label},0.0,0.6", f"{utt}b,{corpus / path},{label},0.6,1.2"]
+    enroll = tmp_path / "enroll_one_file.csv"
+    enroll.write_text("\n".join(lines) + "\n")
+    kw = dict(_SMALL, features_dir=tmp_path / "feats")
+    args = (corpus / "bg.csv", enroll, corpus / "test.csv")
+    gmm = run_speaker_id(*args, tmp_path / "gmm", **kw)
+    fus = run_speaker_id(*args, tmp_path / "fus", system="fusion", **kw, ivector_options={"n_iter": 3})
+    f = fus["fusion"]
+    assert f["kept"] == ["gmm-ubm"] and f["weights"] == [1.0, 0.0] and f["n_trials"] == 0
+    assert "a recording its model was not enrolled from" in f["reason"]
+    _assert_same_as_gmm_ubm(tmp_path, gmm, fus)
+
+
+def _assert_same_as_gmm_ubm(tmp_path, gmm, fus):
+    from gmmspeech.speaker.pipeline import read_scores
+
     _i, _l, m_g, s_g = read_scores(tmp_path / "gmm" / "scores.tsv")
     _i, _l, m_f, s_f = read_scores(tmp_path / "fus" / "scores.tsv")
     assert m_g == m_f
@@ -155,3 +187,66 @@ def test_fusion_that_drops_the_ivector_system_gives_exactly_the_gmm_ubm_scores(c
 
 
 from test_cli_speaker import corpus  # noqa: E402,F401  (the module-scoped corpus fixture)
+
+
+# --------------------------------------------------------------------------- the check's rule
+def test_fusion_check_rule_on_hand_computable_trials():
+    """System 0 says nothing (the same scores, +1 and -1 alternating, for targets and
+    non-targets): calibrated, its LLR is 0 and its Cllr exactly 1 bit. A second system that
+    separates the trials perfectly must be kept (Cllr -> 0); a second system that is a copy
+    of system 0 must be rejected (the fusion's Cllr is the same 1 bit: no 2 % gain)."""
+    n = 400
+    t = np.zeros(n, bool)
+    t[::4] = True  # 100 targets, 300 non-targets
+    base = np.where((np.arange(n) // 4) % 2 == 0, 1.0, -1.0)  # +1 and -1 in both classes, equally
+    assert base[t].mean() == 0 and base[~t].mean() == 0
+    groups = np.arange(n) % 5
+    tests = np.arange(n) // 4  # each test: one target trial, three non-target trials
+    separating = np.where(t, 1.0, -1.0)
+    keep = fusion_check(np.stack([base, separating], 1), t, groups, tests=tests)
+    assert keep["cllr"]["base"] == pytest.approx(1.0, abs=1e-6)
+    assert keep["accuracy"]["fusion"] == 1.0
+    assert keep["cllr"]["fusion"] < 0.01 and keep["keep"]
+    reject = fusion_check(np.stack([base, base], 1), t, groups, tests=tests)
+    assert reject["cllr"]["base"] == pytest.approx(1.0, abs=1e-6)
+    assert reject["cllr"]["fusion"] == pytest.approx(1.0, abs=1e-6)
+    assert not reject["keep"]
+
+
+class _Store:
+    def __init__(self, frames):
+        self.frames = frames
+
+    def load(self, utt_id):
+        return self.frames[utt_id]
+
+
+def _row(i, path, label):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=i, path=path, label=label)
+
+
+def test_heldout_trials_never_test_on_a_recording_their_model_enrols_from():
+    """Speaker a: four recordings -> the first two (by id) enrol, the other two test. Speaker
+    b: two rows that are segments of ONE file -> one recording -> no held-out trials (its
+    test would come from the recording it enrols from), unless ``same_recording``: then its
+    first row's first 60 % of frames enrol and the rest is cut into segments."""
+    from gmmspeech.speaker.pipeline import _pseudo_protocol
+
+    frames = {f"a{j}": np.full((50, 2), j, float) for j in range(4)}
+    frames |= {"b0": np.arange(120.0)[:, None].repeat(2, 1), "b1": np.ones((40, 2))}
+    rows = [_row("a3", "a3.wav", "a"), _row("b1", "b.flac", "b"), _row("a0", "a0.wav", "a"),
+            _row("a2", "a2.wav", "a"), _row("b0", "b.flac", "b"), _row("a1", "a1.wav", "a")]
+    enr, tst = _pseudo_protocol(_Store(frames), rows, segment_frames=30)
+    assert [(lab, rows[i].id, whole) for lab, _x, i, whole in enr] == [("a", "a0", True), ("a", "a1", True)]
+    assert [(lab, rows[i].id, whole) for lab, _x, i, whole in tst] == [("a", "a2", True), ("a", "a3", True)]
+    np.testing.assert_array_equal(tst[0][1], frames["a2"])
+    enr, tst = _pseudo_protocol(_Store(frames), rows, segment_frames=30, same_recording=True)
+    b_enr = [it for it in enr if it[0] == "b"]
+    b_tst = [it for it in tst if it[0] == "b"]
+    assert len(b_enr) == 1 and rows[b_enr[0][2]].id == "b0" and not b_enr[0][3]
+    np.testing.assert_array_equal(b_enr[0][1], frames["b0"][:72])
+    # 48 frames left: a 30-frame test and the last 18 (at least half a segment)
+    assert [len(it[1]) for it in b_tst] == [30, 18]
+    np.testing.assert_array_equal(b_tst[0][1], frames["b0"][72:102])

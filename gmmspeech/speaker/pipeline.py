@@ -92,16 +92,21 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: speakers as cohort models and impostor tests), the held-out trials the fusion is trained
 #: on ("enroll": each enrolled speaker's enrolment recordings split, the first part
 #: enrolling and the rest testing; "background": the same among background speakers in two
-#: folds; never a test recording), and the check that drops the i-vector system from the
+#: folds; never a test recording; a held-out test always comes from a recording its model
+#: was not enrolled from, so speakers with a single recording give no held-out trials unless
+#: ``fusion_same_recording``), and the check that drops the i-vector system from the
 #: fusion unless it improves those trials' cross-validated Cllr by ``fusion_min_gain``
 #: (relative) without a worse identification accuracy
-#: (:func:`gmmspeech.backend.calibration.fusion_check`). Chosen on the dev splits by
-#: ``bench/ivector_dev.py`` (see the README).
+#: (:func:`gmmspeech.backend.calibration.fusion_check`); with no held-out trials the fusion
+#: is the GMM-UBM system. ``enroll_ivectors``: a model is the i-vectors of its enrolment
+#: recordings ("mean", the PLDA LLR counting them) or one i-vector of their summed
+#: statistics ("pooled"). Chosen on the dev splits by ``bench/ivector_dev.py`` (see the
+#: README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
     scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
-    fusion_min_gain=0.02,
+    fusion_min_gain=0.02, fusion_same_recording=False, enroll_ivectors="mean",
 )
 
 
@@ -1161,8 +1166,10 @@ def _ivector_backend_scores(front, out, opts, say):
         + (" (background + enrolment)" if opts["plda_on_enroll"] else " (background)"))
     if out is not None:
         save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
-    model_labels, scores = be.score_trials(iv["enroll"], labels["enroll"], iv["test"])
-    scores = _ivector_norm(scores, opts, be, model_labels, iv["enroll"], labels["enroll"], iv["test"],
+    X_m, y_m = _enrolment_vectors(front["extractor"], front["stats"]["enroll"], iv["enroll"],
+                                  labels["enroll"], opts)
+    model_labels, scores = be.score_trials(X_m, y_m, iv["test"])
+    scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
                            iv["background"], labels["background"])
     return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
 
@@ -1172,6 +1179,19 @@ def _backend(opts):
 
     return SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
                           plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
+
+
+def _enrolment_vectors(extractor, stats, X_enr, y_enr, opts):
+    """The i-vectors a speaker model is made of: one per enrolment recording (``"mean"``:
+    the back-end averages them, the PLDA LLR counting them) or one i-vector extracted from
+    the speaker's recordings' statistics summed (``"pooled"``). ``(vectors, labels)``."""
+    how = opts["enroll_ivectors"]
+    if how == "mean":
+        return X_enr, [str(v) for v in y_enr]
+    if how != "pooled":
+        raise ValueError(f"enroll_ivectors={how!r} must be 'mean' or 'pooled'")
+    pooled = stats.pooled([str(v) for v in y_enr])
+    return extractor.transform(pooled), list(pooled.ids)
 
 
 def _backend_data(X_bg, y_bg, X_enr, y_enr, opts):
@@ -1215,39 +1235,52 @@ def _enrolled_tnorm(scores):
     return normalise_scores(scores, "tnorm", norm_cohort="enrolled")
 
 
-def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment_frames: int = 300):
+def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment_frames: int = 300,
+                     same_recording: bool = False):
     """Held-out trials built from recordings whose labels are known (never test recordings).
 
+    A recording is an audio file (rows that are segments of one file are one recording).
     Per speaker (``speakers``: the labels to use; default all) with two or more recordings:
-    the first half of them (by id) enrol, the rest are tests (at most ``max_tests``, evenly
-    spread). A speaker with one recording: its first 60 % of frames enrol, the rest is cut
-    into tests of ``segment_frames`` frames (as :func:`impostor_segments`). Returns
-    ``(enrol, tests)``: lists of ``(label, frames, row index, whole)`` (``whole``: the
-    frames are the whole recording of that row, not a piece of it).
+    the first half of the recordings (by their first row id) enrol, the rows of the others
+    are tests (at most ``max_tests``, evenly spread), so every held-out test comes from a
+    recording its model was not enrolled from. A speaker with a single recording gives no
+    trials, unless ``same_recording``: then its first 60 % of frames (of its first row) enrol
+    and the rest is cut into tests of ``segment_frames`` frames (as :func:`impostor_segments`).
+    Such trials enrol from a fraction of the speaker's enrolment data and test on the same
+    recording: on the LibriSpeech dev split they made GMM-UBM look weaker than on the real
+    trials and the fusion weighted the i-vector system six times more than the real trials
+    ask for (see the README), hence off by default.
+    Returns ``(enrol, tests)``: lists of ``(label, frames, row index, whole)`` (``whole``:
+    the frames are the whole row, not a piece of it).
     """
-    by_spk: dict[str, list[int]] = {}
+    by_spk: dict[str, dict[str, list[int]]] = {}
     for i, r in enumerate(rows):
         if speakers is None or str(r.label) in speakers:
-            by_spk.setdefault(str(r.label), []).append(i)
+            by_spk.setdefault(str(r.label), {}).setdefault(str(r.path), []).append(i)
     enr: list[tuple] = []
     tst: list[tuple] = []
-    for spk, idx in by_spk.items():
-        idx = sorted(idx, key=lambda i: rows[i].id)
-        if len(idx) >= 2:
-            h = (len(idx) + 1) // 2
-            t_idx = idx[h:]
+    for spk, recs in by_spk.items():
+        groups = sorted((sorted(idx, key=lambda i: rows[i].id) for idx in recs.values()),
+                        key=lambda idx: rows[idx[0]].id)
+        if len(groups) >= 2:
+            h = (len(groups) + 1) // 2
+            e_idx = [i for g in groups[:h] for i in g]
+            t_idx = [i for g in groups[h:] for i in g]
             if len(t_idx) > max_tests:
                 t_idx = [t_idx[j] for j in np.linspace(0, len(t_idx) - 1, max_tests).round().astype(int)]
-            enr += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in idx[:h]]
+            enr += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in e_idx]
             tst += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in t_idx]
             continue
-        x = np.asarray(store.load(rows[idx[0]].id))
+        if not same_recording:
+            continue
+        first = groups[0][0]
+        x = np.asarray(store.load(rows[first].id))
         cut = int(round(0.6 * x.shape[0]))
         if cut < 1 or x.shape[0] - cut < max(1, segment_frames // 3):
             continue  # too short to give an enrolment and a test part
         segs, _ = _segments([x[cut:]], segment_frames, max_tests)
-        enr.append((spk, x[:cut], idx[0], False))
-        tst += [(spk, s, idx[0], False) for s in segs]
+        enr.append((spk, x[:cut], first, False))
+        tst += [(spk, s, first, False) for s in segs]
     return enr, tst
 
 
@@ -1255,7 +1288,9 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     """i-vectors of held-out trials from a total-variability model that has not seen their
     test recordings: trained on what the real system's TV is trained on, with the trials'
     test recordings left out (a split recording contributes its enrolling part only), as
-    the real system's TV never sees a test recording. Returns ``(X_enr, X_tst, X_bg)``."""
+    the real system's TV never sees a test recording. Returns ``(X_enr, X_tst, X_bg,
+    extractor, enrol_stats)``: the i-vectors, the held-out extractor and the statistics of
+    the enrolling parts (for pooled enrolment i-vectors)."""
     from gmmspeech.backend.extractor import IVectorExtractor
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
 
@@ -1292,7 +1327,7 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     rank = ext.rank_ if opts["rank"] != "auto" else "auto"
     hx = IVectorExtractor(rank=rank, n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
                           random_state=front.get("random_state", 0), **par).fit(tv)
-    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(st["background"])
+    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(st["background"]), hx, s_enr
 
 
 def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
@@ -1331,13 +1366,14 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     n_tests = 0
     for fold in folds:
         enr, tst = _pseudo_protocol(stores[role], rows[role], speakers=fold,
-                                    segment_frames=int(gmm_cfg["impostor_segment_frames"]))
+                                    segment_frames=int(gmm_cfg["impostor_segment_frames"]),
+                                    same_recording=bool(opts["fusion_same_recording"]))
         m_spk = sorted({it[0] for it in enr} & {it[0] for it in tst})
         if len(m_spk) < 2:
             continue
         enr = [it for it in enr if it[0] in m_spk]
         tst = [it for it in tst if it[0] in m_spk]
-        X_enr, X_tst, X_bg_all = _heldout_ivectors(iv, role, enr, tst, opts, par)
+        X_enr, X_tst, X_bg_all, h_ext, s_enr = _heldout_ivectors(iv, role, enr, tst, opts, par)
         y_enr = [it[0] for it in enr]
         # the back-end: background speakers outside the fold, plus (plda_on_enroll) the
         # enrolling parts of the held-out trials' speakers (never their test parts)
@@ -1348,8 +1384,9 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         if len(set(yb)) < 2:
             continue
         be = _backend(opts).fit(Xb, yb)
-        m_lab, s_iv = be.score_trials(X_enr, y_enr, X_tst)
-        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_enr, y_enr, X_tst, X_bg, y_bg)
+        X_m, y_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
+        m_lab, s_iv = be.score_trials(X_m, y_m, X_tst)
+        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg)
         spk_arrays: dict[str, list] = {}
         for it in enr:
             spk_arrays.setdefault(it[0], []).append(it[1])
@@ -1369,7 +1406,10 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     report: dict[str, Any] = {"trained_on": where, "n_trials": 0, "n_target": 0}
     if not t_all:
         report["keep"] = False
-        report["reason"] = f"too few {role} speakers with recordings to split into held-out trials"
+        report["reason"] = (f"fewer than 2 {role} speakers have two or more recordings (a held-out "
+                            "test must come from a recording its model was not enrolled from)"
+                            if not opts["fusion_same_recording"] else
+                            f"too few {role} speakers with recordings to split into held-out trials")
         say(f"fusion: {report['reason']}; the i-vector system is dropped (GMM-UBM scores)")
         return {"fusion": None, **report}
     G, I_, T = np.concatenate(g_all), np.concatenate(i_all), np.concatenate(t_all)
@@ -1397,4 +1437,5 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     say(f"fusion: {T.size} held-out trials ({int(T.sum())} target); weights gmm-ubm "
         f"{fusion.coef_[0]:.3f}, i-vector {fusion.coef_[1]:.3f}"
         + ("" if keep else "; the i-vector system does not help there and is dropped (GMM-UBM scores)"))
-    return {"fusion": fusion if keep else None, "fitted": fusion, **report}
+    return {"fusion": fusion if keep else None, "fitted": fusion,
+            "trials": {"X": X, "is_target": T, "groups": groups, "tests": tests}, **report}
