@@ -47,7 +47,7 @@ SWEEP: list[tuple[str, list]] = [
     ("fusion_trials", ["enroll", "background"]),
 ]
 
-TV_KEYS = ("rank", "n_iter", "top_c", "ubm_covariance", "full_iter", "tv_on_enroll")
+TV_KEYS = ("rank", "n_iter", "top_c", "ubm_components", "ubm_covariance", "full_iter", "tv_on_enroll")
 
 
 def log(msg: str) -> None:

@@ -51,6 +51,19 @@ def test_speaker_id_ivector_and_fusion(corpus, tmp_path, capsys, system):  # noq
         assert np.all(np.isfinite(fused))
 
 
+def test_ivector_ubm_and_pooled_enrolment_options(corpus, tmp_path):  # noqa: F811
+    from gmmspeech.backend.extractor import load_extractor
+
+    out = tmp_path / "iv"
+    rc = _run(corpus, out, "ivector", "--ivector-ubm-components", "4", "--enroll-ivectors", "pooled")
+    assert rc == 1  # the corpus' one bad file
+    res = json.loads((out / "results.json").read_text())
+    iv = res["settings"]["ivector"]
+    assert iv["ubm_components"] == 4 and iv["enroll_ivectors"] == "pooled"
+    assert load_extractor(out / "ivector_extractor.npz").ubm_.n_components == 4  # its own UBM
+    assert res["n_speakers"] == 4 and np.isfinite(res["eer"])
+
+
 def test_ivector_options_are_validated(corpus, tmp_path, capsys):  # noqa: F811
     rc = _run(corpus, tmp_path / "x", "ivector", "--lda-dim", "abc")
     assert rc == 2 and "'abc' is not a number" in capsys.readouterr().err

@@ -228,7 +228,8 @@ def _row(i, path, label):
 
 
 def test_heldout_trials_never_test_on_a_recording_their_model_enrols_from():
-    """Speaker a: four recordings -> the first two (by id) enrol, the other two test. Speaker
+    """Speaker a: four recordings -> the first two (by id) enrol, the other two test (with
+    ``split="alternate"``: the first and third enrol, the second and fourth test). Speaker
     b: two rows that are segments of ONE file -> one recording -> no held-out trials (its
     test would come from the recording it enrols from), unless ``same_recording``: then its
     first row's first 60 % of frames enrol and the rest is cut into segments."""
@@ -242,6 +243,11 @@ def test_heldout_trials_never_test_on_a_recording_their_model_enrols_from():
     assert [(lab, rows[i].id, whole) for lab, _x, i, whole in enr] == [("a", "a0", True), ("a", "a1", True)]
     assert [(lab, rows[i].id, whole) for lab, _x, i, whole in tst] == [("a", "a2", True), ("a", "a3", True)]
     np.testing.assert_array_equal(tst[0][1], frames["a2"])
+    enr, tst = _pseudo_protocol(_Store(frames), rows, segment_frames=30, split="alternate")
+    assert [rows[i].id for _l, _x, i, _w in enr] == ["a0", "a2"]
+    assert [rows[i].id for _l, _x, i, _w in tst] == ["a1", "a3"]
+    with pytest.raises(ValueError, match="fusion_split='thirds'"):
+        _pseudo_protocol(_Store(frames), rows, split="thirds")
     enr, tst = _pseudo_protocol(_Store(frames), rows, segment_frames=30, same_recording=True)
     b_enr = [it for it in enr if it[0] == "b"]
     b_tst = [it for it in tst if it[0] == "b"]

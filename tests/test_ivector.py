@@ -536,3 +536,34 @@ def test_fusion_weights_the_informative_system():
     assert out.shape == (50, 100)
     with pytest.raises(ValueError, match="2 score matrices"):
         fu.fuse(good.reshape(50, 100))
+
+
+def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
+    """``enroll_ivectors="pooled"``: a speaker model is ONE i-vector, the posterior mean given
+    the statistics of all its enrolment recordings summed (textbook formula on the sums);
+    ``"mean"`` passes the per-recording i-vectors through."""
+    from types import SimpleNamespace
+
+    from gmmspeech.speaker.pipeline import _enrolment_vectors
+
+    rng = np.random.default_rng(7)
+    ubm = _ubm(rng)
+    st = _stats(rng, ubm, n_utt=7)
+    model = init_tv(ubm, 3, random_state=0, scale=0.5)
+    ext = SimpleNamespace(transform=lambda s: extract(model, s.n, s.f))
+    labels = ["b", "a", "b", "c", "a", "b", "c"]
+    X, y = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled"})
+    assert y == ["b", "a", "c"]
+    prec = _precisions(ubm)
+    k, _d, r = model.T.shape
+    for j, spk in enumerate(y):
+        rows = [i for i, lab in enumerate(labels) if lab == spk]
+        n, f = st.n[rows].sum(axis=0), st.f[rows].sum(axis=0)
+        L = np.eye(r) + sum(n[c] * model.T[c].T @ prec[c] @ model.T[c] for c in range(k))
+        b = sum(model.T[c].T @ prec[c] @ (f[c] - n[c] * model.offset[c]) for c in range(k))
+        np.testing.assert_allclose(X[j], np.linalg.solve(L, b), rtol=1e-10, atol=1e-12)
+    per = extract(model, st.n, st.f)
+    X, y = _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "mean"})
+    assert X is per and y == labels
+    with pytest.raises(ValueError, match="enroll_ivectors='sum'"):
+        _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum"})

@@ -296,6 +296,13 @@ def add_ivector_system_args(p) -> None:
                    help="PLDA model (default two-cov)")
     g.add_argument("--plda-rank", type=int, default=None, metavar="Q",
                    help="speaker-subspace rank of the simplified PLDA")
+    g.add_argument("--ivector-ubm-components", type=int, default=None, metavar="K",
+                   help="a UBM of its own with K diagonal components for the i-vector system "
+                        "(default: the GMM-UBM system's UBM)")
+    g.add_argument("--enroll-ivectors", default=None, choices=["mean", "pooled"],
+                   help="a speaker model: the i-vectors of its enrolment recordings (mean) or "
+                        "one i-vector of their summed statistics (pooled; default: see "
+                        "IVECTOR_DEFAULTS)")
     g.add_argument("--full-ubm", action="store_true", default=None,
                    help="statistics from a full-covariance UBM refined from the diagonal one")
     g.add_argument("--ivector-norm", default=None, choices=["none", "tnorm", "snorm"],
@@ -343,6 +350,10 @@ def ivector_options_from_args(args) -> dict:
         out["plda_model"] = args.plda
     if getattr(args, "plda_rank", None) is not None:
         out["plda_rank"] = int(args.plda_rank)
+    if getattr(args, "ivector_ubm_components", None) is not None:
+        out["ubm_components"] = int(args.ivector_ubm_components)
+    if getattr(args, "enroll_ivectors", None) is not None:
+        out["enroll_ivectors"] = args.enroll_ivectors
     if getattr(args, "full_ubm", None):
         out["ubm_covariance"] = "full"
     for dest, key in (("ivector_norm", "norm"), ("plda_on_enroll", "plda_on_enroll"),

@@ -103,10 +103,11 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: statistics ("pooled"). Chosen on the dev splits by ``bench/ivector_dev.py`` (see the
 #: README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
-    rank="auto", n_iter=10, top_c=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
+    rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
     scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
-    fusion_min_gain=0.02, fusion_same_recording=False, enroll_ivectors="mean",
+    fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
+    enroll_ivectors="pooled",
 )
 
 
@@ -1130,6 +1131,14 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
     from gmmspeech.speaker.ubm import full_covariance_ubm
 
+    if opts["ubm_components"] is not None and int(opts["ubm_components"]) != ubm.n_components:
+        from gmmspeech.speaker.ubm import train_ubm
+
+        k = int(opts["ubm_components"])
+        say(f"i-vector: its own UBM, {k} diagonal components ({_D['max_iter']} EM iterations)")
+        ubm = train_ubm(ubm_training_source(stores, rows, ubm_on_enroll=bool(opts["tv_on_enroll"])), k, "diag",
+                        max_iter=int(_D["max_iter"]), init=_D["ubm_init"], random_state=random_state,
+                        progress=progress, **par)
     if opts["ubm_covariance"] == "full" and ubm.covariance_type != "full":
         say(f"i-vector: full-covariance UBM ({opts['full_iter']} EM iterations from the diagonal one)")
         ubm = full_covariance_ubm(ubm, [stores["background"]], max_iter=int(opts["full_iter"]),
@@ -1236,14 +1245,17 @@ def _enrolled_tnorm(scores):
 
 
 def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment_frames: int = 300,
-                     same_recording: bool = False):
+                     same_recording: bool = False, split: str = "halves"):
     """Held-out trials built from recordings whose labels are known (never test recordings).
 
     A recording is an audio file (rows that are segments of one file are one recording).
-    Per speaker (``speakers``: the labels to use; default all) with two or more recordings:
-    the first half of the recordings (by their first row id) enrol, the rows of the others
-    are tests (at most ``max_tests``, evenly spread), so every held-out test comes from a
-    recording its model was not enrolled from. A speaker with a single recording gives no
+    Per speaker (``speakers``: the labels to use; default all) with two or more recordings,
+    ordered by their first row id: ``split="halves"``: the first half of the recordings
+    enrol, the rows of the others are tests; ``"alternate"``: the 1st, 3rd, ... enrol, the
+    2nd, 4th, ... test (ids that sort by content, e.g. digit or word then take, then give
+    enrolment and tests of the same words, as the real protocols do); at most ``max_tests``
+    tests, evenly spread. Every held-out test comes from a recording its model was not
+    enrolled from. A speaker with a single recording gives no
     trials, unless ``same_recording``: then its first 60 % of frames (of its first row) enrol
     and the rest is cut into tests of ``segment_frames`` frames (as :func:`impostor_segments`).
     Such trials enrol from a fraction of the speaker's enrolment data and test on the same
@@ -1263,9 +1275,15 @@ def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment
         groups = sorted((sorted(idx, key=lambda i: rows[i].id) for idx in recs.values()),
                         key=lambda idx: rows[idx[0]].id)
         if len(groups) >= 2:
-            h = (len(groups) + 1) // 2
-            e_idx = [i for g in groups[:h] for i in g]
-            t_idx = [i for g in groups[h:] for i in g]
+            if split == "alternate":
+                e_groups, t_groups = groups[0::2], groups[1::2]
+            elif split == "halves":
+                h = (len(groups) + 1) // 2
+                e_groups, t_groups = groups[:h], groups[h:]
+            else:
+                raise ValueError(f"fusion_split={split!r} must be 'halves' or 'alternate'")
+            e_idx = [i for g in e_groups for i in g]
+            t_idx = [i for g in t_groups for i in g]
             if len(t_idx) > max_tests:
                 t_idx = [t_idx[j] for j in np.linspace(0, len(t_idx) - 1, max_tests).round().astype(int)]
             enr += [(spk, np.asarray(store.load(rows[i].id)), i, True) for i in e_idx]
@@ -1367,7 +1385,8 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     for fold in folds:
         enr, tst = _pseudo_protocol(stores[role], rows[role], speakers=fold,
                                     segment_frames=int(gmm_cfg["impostor_segment_frames"]),
-                                    same_recording=bool(opts["fusion_same_recording"]))
+                                    same_recording=bool(opts["fusion_same_recording"]),
+                                    split=opts["fusion_split"])
         m_spk = sorted({it[0] for it in enr} & {it[0] for it in tst})
         if len(m_spk) < 2:
             continue
