@@ -76,6 +76,11 @@ WORD_HMM_FEATURES = {"n_mfcc": 13}
 #: speed factors (Kaldi's speed perturbation, ``FeatureConfig(speed=...)``; each perturbed
 #: copy of a speaker counts as a speaker of its own for speaker CMVN).
 WORD_HMM_TRAINING = {"speeds": (0.9, 1.0, 1.1)}
+#: Speaker adaptation of word models at test time (same provenance): Kaldi-style speaker-adaptive
+#: decoding, ``passes`` fMLLR transforms per test speaker, each estimated from the previous
+#: pass's hypotheses (the keyword arguments of
+#: :func:`gmmspeech.mixture.fmllr.speaker_adapted_scores`).
+WORD_HMM_ADAPTATION = {"update": "full", "passes": 2, "method": "viterbi"}
 
 
 @lazy_kernel
@@ -879,6 +884,50 @@ class GMMHMM(DensityMixin, BaseEstimator):
         X, offsets = self._check_input(X, lengths)
         path = self._viterbi(X, offsets)[0]
         return [path[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def gaussian_posteriors(self, X, lengths=None, *, method="viterbi") -> np.ndarray:
+        """Per-frame occupancy of every Gaussian of every state, shape (N, S * M) (state-major:
+        column ``j * M + m`` is Gaussian ``m`` of state ``j``); every row sums to 1.
+
+        Parameters
+        ----------
+        X, lengths
+            Sequences, as in :meth:`fit`.
+        method : {"viterbi", "forward-backward"}
+            ``"viterbi"``: the frame's state on the best path (:meth:`align`) times the
+            within-state posteriors of its Gaussians (Kaldi's ``ali-to-post`` then
+            ``gmm-post-to-gpost``); ``"forward-backward"``: the state posteriors
+            ``gamma_t(j)`` times the within-state posteriors (the E-step's occupancies).
+        """
+        if method not in ("viterbi", "forward-backward"):
+            raise ValueError(f"Invalid value for 'method': {method!r}. It should be 'viterbi' or 'forward-backward'")
+        X, offsets = self._check_input(X, lengths)
+        plan = self._plan()
+        kern = hmm_kernels()
+        log_pi, log_A = self._log_params()
+        s, m = self.weights_.shape
+        final = self._final()
+        out = np.zeros((X.shape[0], s * m))
+
+        def fn(lo, hi, xb, z, lp):
+            rel = offsets[lo : hi + 1] - offsets[lo]
+            block = out[offsets[lo] : offsets[hi]]
+            if method == "forward-backward":
+                kern.forward_backward(lp, m, rel, log_pi, log_A, final, True, np.empty(hi - lo),
+                                      np.zeros((s, s)), np.zeros(s))
+                block[:] = lp
+                return None
+            path = np.empty(lp.shape[0], dtype=np.int64)
+            kern.viterbi(lp, m, rel, log_pi, log_A, final, path, np.empty(hi - lo))
+            rows = np.arange(lp.shape[0])
+            cols = path[:, None] * m + np.arange(m)
+            part = lp[rows[:, None], cols].astype(np.float64)
+            part = np.exp(part - part.max(axis=1, keepdims=True))
+            block[rows[:, None], cols] = part / part.sum(axis=1, keepdims=True)
+            return None
+
+        self._map_blocks(plan, X, offsets, fn)
+        return out
 
     def sample(self, n_samples=1, random_state=None):
         """Draw one sequence of ``n_samples`` frames from the model.
