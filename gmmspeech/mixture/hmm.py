@@ -76,11 +76,14 @@ WORD_HMM_FEATURES = {"n_mfcc": 13}
 #: speed factors (Kaldi's speed perturbation, ``FeatureConfig(speed=...)``; each perturbed
 #: copy of a speaker counts as a speaker of its own for speaker CMVN).
 WORD_HMM_TRAINING = {"speeds": (0.9, 1.0, 1.1)}
-#: Speaker adaptation of word models at test time (same provenance): Kaldi-style speaker-adaptive
-#: decoding, ``passes`` fMLLR transforms per test speaker, each estimated from the previous
-#: pass's hypotheses (the keyword arguments of
-#: :func:`gmmspeech.mixture.fmllr.speaker_adapted_scores`).
-WORD_HMM_ADAPTATION = {"update": "full", "passes": 2, "method": "viterbi"}
+#: Speaker adaptation of word models (same provenance): Kaldi-style speaker-adaptive decoding,
+#: ``passes`` fMLLR transforms per test speaker, each estimated from the previous pass's
+#: hypotheses (``update``, ``method``: as in :func:`gmmspeech.mixture.fmllr.speaker_adapted_scores`);
+#: ``sat``: the word models are trained speaker-adaptively (every training speaker's recordings
+#: through its own fMLLR transform against the speaker-independent models,
+#: :func:`gmmspeech.mixture.fmllr.speaker_transforms`), the speaker-independent ones decode the
+#: first pass.
+WORD_HMM_ADAPTATION = {"sat": True, "update": "full", "passes": 2, "method": "viterbi"}
 
 
 @lazy_kernel

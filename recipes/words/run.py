@@ -10,7 +10,8 @@ Stages (a finished stage's output is kept: re-running after a kill redoes nothin
                (WORD_HMM_FEATURES, no CMVN in the store), every file also speed-perturbed by the
                training factors (Kaldi's 0.9 / 1.1) -> OUT/feats/<corpus>-sp<factor>
   2  dev       DSPSpeech-20: states x Gaussians, the CMVN (per utterance / per speaker) and the
-               speaker adaptation (none / fMLLR after 1 .. WORD_HMM_ADAPTATION["passes"] passes) chosen
+               speaker adaptation (none / fMLLR after 1 .. WORD_HMM_ADAPTATION["passes"] passes, with
+               speaker-independent or speaker-adaptively trained (SAT) word models) chosen
                on a development split of the TRAINING speakers (every third one held out)
                -> OUT/exp/dspspeech20/dev.json
   3  test      DSPSpeech-20: GMM-HMM, per-class GMM and hmmlearn's GMMHMM trained on every
@@ -61,7 +62,7 @@ QUICK_CANDIDATES = ((4, 1), (6, 2))
 NORMALISATIONS = ("utterance", "speaker")
 #: speaker adaptation tried on the development speakers: none (the speaker-independent pass),
 #: and fMLLR (WORD_HMM_ADAPTATION's transform) with 1 up to its number of passes
-ADAPTATION_PASSES = tuple(range(WORD_HMM_ADAPTATION["passes"] + 1))
+ADAPTATION_PASSES = tuple(range(WORD_HMM_ADAPTATION["passes"] + 1))  # (with SAT word models too when "sat")
 GMM_COMPONENTS = 16
 HMMLEARN_ITER = 10
 CORPORA = ("dspspeech20", "fsdd")
@@ -143,9 +144,9 @@ def normalised(items, norm):
     return speaker_cmvn([x for _, x in items], [k for k, _ in items])
 
 
-def training_set(feats, labels, ids, norm, factors=speeds):
+def training_set(feats, labels, ids, norm, factors=speeds, with_speakers=False):
     """Normalised training sequences by class: every id at every speed factor (a perturbed
-    copy of a speaker is a speaker of its own)."""
+    copy of a speaker is a speaker of its own); ``with_speakers``: also those speakers, by class."""
     items, classes = [], []
     for f in factors:
         for i in ids:
@@ -153,9 +154,11 @@ def training_set(feats, labels, ids, norm, factors=speeds):
                 items.append((f"{speaker(i)}@{f:g}", feats[f][i]))
                 classes.append(labels[i])
     by_class: dict = {}
-    for c, x in zip(classes, normalised(items, norm)):
+    spk_by_class: dict = {}
+    for c, (k, _), x in zip(classes, items, normalised(items, norm)):
         by_class.setdefault(c, []).append(x)
-    return by_class
+        spk_by_class.setdefault(c, []).append(k)
+    return (by_class, spk_by_class) if with_speakers else by_class
 
 
 def test_set(feats, ids, norm):
@@ -248,38 +251,80 @@ def train_and_classify(by_class, test_seqs, fit, fit_args, score):
     return np.argmax(scores, axis=1), seconds, failures
 
 
-def adaptation_name(passes):
-    return "none" if passes == 0 else f"fmllr-{WORD_HMM_ADAPTATION['update']}-{passes}"
+#: fMLLR settings of speaker_adapted_scores / speaker_transforms (WORD_HMM_ADAPTATION without its
+#: recipe-level keys)
+FMLLR = {k: v for k, v in WORD_HMM_ADAPTATION.items() if k not in ("passes", "sat")}
+
+
+def adaptation_name(passes, sat=False):
+    """"none", "fmllr-full-2" (2 passes), "sat-fmllr-full-2" (the same with SAT word models)."""
+    if passes == 0:
+        return "none"
+    return ("sat-" if sat else "") + f"fmllr-{FMLLR['update']}-{passes}"
 
 
 def passes_of(name):
     return 0 if name == "none" else int(name.rsplit("-", 1)[1])
 
 
-def adapted_predictions(models, ids, seqs, passes=ADAPTATION_PASSES):
+def candidate_adaptations():
+    """The adaptation names tried on development speakers."""
+    return [adaptation_name(p, sat) for sat in ((False, True) if WORD_HMM_ADAPTATION["sat"] else (False,))
+            for p in ADAPTATION_PASSES if p or not sat]
+
+
+def train_sat(by_class, spk_by_class, classes, si_models, fit_args):
+    """Speaker-adaptive training (Kaldi's train_sat): every training speaker's fMLLR transform
+    against the speaker-independent models from its labelled recordings, then word models
+    trained on the transformed recordings. ``(models, seconds, speakers that kept the identity)``."""
+    from gmmspeech.mixture.fmllr import speaker_transforms
+
+    seqs = [x for c in classes for x in by_class[c]]
+    spks = [k for c in classes for k in spk_by_class[c]]
+    ys = [c for c in classes for _ in by_class[c]]
+    t = time.perf_counter()
+    tr = speaker_transforms(dict(zip(classes, si_models)), seqs, ys, spks, **FMLLR)
+    kept = sorted(k for k, v in tr.items() if v.update == "none")
+    if kept:
+        r.say(f"   SAT: {len(kept)} training speakers kept the identity (too few frames): {', '.join(kept[:5])}")
+    adapted = {c: [tr[k].apply(x) for x, k in zip(by_class[c], spk_by_class[c])] for c in classes}
+    _, models, _, _ = train_models(adapted, fit_hmm, fit_args)
+    return models, time.perf_counter() - t, kept
+
+
+def adapted_predictions(models, ids, seqs, names=None, sat_models=None):
     """Speaker-adaptive decoding of the test speakers (gmmspeech.mixture.fmllr): every test
     speaker's recordings decoded by the speaker-independent models, then one fMLLR transform per
-    speaker and pass from the previous pass's hypotheses. ``({adaptation name: predicted class
-    indices}, {adaptation name: {speaker: transform summary}})`` for every number of passes."""
+    speaker and pass from the previous pass's hypotheses, decoded by ``models`` or, for the
+    "sat-" names, by ``sat_models``. ``({name: predicted class indices}, {name: {speaker:
+    transform summary}})`` for the adaptation ``names`` (default: every candidate)."""
     from gmmspeech.mixture.fmllr import speaker_adapted_scores
 
+    names = list(names or candidate_adaptations())
     spk = np.asarray([speaker(i) for i in ids])
-    preds = {adaptation_name(p): np.empty(len(ids), dtype=int) for p in passes}
-    info: dict = {adaptation_name(p): {} for p in passes if p}
-    kwargs = {k: v for k, v in WORD_HMM_ADAPTATION.items() if k != "passes"}
+    preds = {n: np.empty(len(ids), dtype=int) for n in names}
+    info: dict = {n: {} for n in names if n != "none"}
+    families = [(False, models, None)] + ([(True, sat_models, models)] if sat_models is not None else [])
     for s in sorted(set(spk)):
         idx = np.flatnonzero(spk == s)
-        scores, transforms = speaker_adapted_scores(models, [seqs[k] for k in idx], passes=max(passes),
-                                                    all_passes=True, **kwargs)
-        for p in passes:
-            preds[adaptation_name(p)][idx] = np.argmax(scores[p], axis=1)
-            if p:
-                t = transforms[p]
-                info[adaptation_name(p)][s] = {"update": t.update, "frames": round(t.n_frames),
-                                               "gain_per_frame": round(t.gain, 4), **({"kept_identity": t.reason}
-                                                                                      if t.update == "none" else {})}
-                if t.update == "none":
-                    r.say(f"   speaker {s}: identity kept ({t.reason})")
+        for sat, decoders, first in families:
+            want = [n for n in names if n == "none" or n.startswith("sat-") == sat]
+            if not want or (sat and want == ["none"]):
+                continue
+            scores, transforms = speaker_adapted_scores(decoders, [seqs[k] for k in idx], all_passes=True,
+                                                        passes=max(passes_of(n) for n in want), si_models=first,
+                                                        **FMLLR)
+            for n in want:
+                if n == "none" and sat:
+                    continue
+                p = passes_of(n)
+                preds[n][idx] = np.argmax(scores[p], axis=1)
+                if p:
+                    t = transforms[p]
+                    info[n][s] = {"update": t.update, "frames": round(t.n_frames), "gain_per_frame": round(t.gain, 4),
+                                  **({"kept_identity": t.reason} if t.update == "none" else {})}
+                    if t.update == "none":
+                        r.say(f"   speaker {s}: identity kept ({t.reason})")
     return preds, info
 
 
@@ -378,19 +423,22 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
         rows = []
         for n_states, n_mix in (QUICK_CANDIDATES if r.quick else CANDIDATES):
             for norm in NORMALISATIONS:
-                by_class = training_set(feats, labels, fit_ids, norm)
+                by_class, spk_by_class = training_set(feats, labels, fit_ids, norm, with_speakers=True)
                 ids, seqs = test_set(feats, [i for i in train_ids if speaker(i) in dev_spk], norm)
                 classes, models, secs, _ = train_models(by_class, fit_hmm, (n_states, n_mix))
-                preds, _ = adapted_predictions(models, ids, seqs)
+                sat = (train_sat(by_class, spk_by_class, classes, models, (n_states, n_mix))[0]
+                       if WORD_HMM_ADAPTATION["sat"] else None)
+                preds, _ = adapted_predictions(models, ids, seqs, sat_models=sat)
                 for adapt, pred in preds.items():
                     acc = accuracy(classes, pred, [labels[i] for i in ids])
                     rows.append({"states": n_states, "mix": n_mix, "normalisation": norm, "adaptation": adapt,
                                  "dev_accuracy": acc})
                     r.say(f"   dev: {n_states} states x {n_mix} Gaussians, {norm} CMVN, adaptation {adapt}: "
                           f"{pct(acc)} ({secs:.0f} s training)")
-        # ties: the smaller model, then fewer adaptation passes, then per-utterance CMVN (needs no speaker labels)
+        # ties: the smaller model, then fewer adaptation passes, then no SAT, then per-utterance CMVN
+        # (needs no speaker labels)
         best = max(rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"], -passes_of(d["adaptation"]),
-                                        d["normalisation"] == "utterance"))
+                                        not d["adaptation"].startswith("sat-"), d["normalisation"] == "utterance"))
         save(dsp_dir / "dev.json", {"dev_speakers": dev_spk, "candidates": rows, "chosen": best})
     if r.stage(3, "DSPSpeech-20: test") and not done(dsp_dir / "results.json"):
         dev = needed(dsp_dir / "dev.json", 3, 2)
@@ -411,11 +459,16 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
                "n_train": len(train_ids), "n_test": len(test_ids), "states": n_states, "mix": n_mix,
                "normalisation": norm, "adaptation": adapt, "systems": {}}
         for name, (fit, fargs, score, factors) in systems.items():
-            by_class = training_set(feats, labels, train_ids, norm, factors)
+            by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
             classes = sorted(by_class)
             if name == "gmm-hmm":  # the speaker-independent first pass, then the dev-chosen adaptation
                 classes, models, secs, failures = train_models(by_class, fit, fargs)
-                preds, info = adapted_predictions(models, test_ids, test_seqs, passes=(0, passes_of(adapt)))
+                sat = None
+                if adapt.startswith("sat-"):
+                    sat, sat_secs, kept = train_sat(by_class, spk_by_class, classes, models, fargs)
+                    out["sat"] = {"fit_seconds": round(sat_secs, 1), "speakers_kept_identity": kept}
+                    secs += sat_secs
+                preds, info = adapted_predictions(models, test_ids, test_seqs, names=("none", adapt), sat_models=sat)
                 pred = preds[adapt]
                 if adapt != "none":
                     out["systems"]["gmm-hmm-si"] = {
@@ -462,11 +515,14 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
         inner = {}
         for norm in NORMALISATIONS:
             for a, b in combinations(speakers, 2):
-                by_class = training_set(feats, labels, [i for i in ids if speaker(i) not in (a, b)], norm)
+                by_class, spk_by_class = training_set(feats, labels, [i for i in ids if speaker(i) not in (a, b)],
+                                                      norm, with_speakers=True)
                 tids, seqs = test_set(feats, [i for i in ids if speaker(i) in (a, b)], norm)
                 classes, models, _, _ = train_models(by_class, fit_hmm, (n_states, n_mix))
+                sat = (train_sat(by_class, spk_by_class, classes, models, (n_states, n_mix))[0]
+                       if WORD_HMM_ADAPTATION["sat"] else None)
                 spk = np.asarray([speaker(i) for i in tids])
-                for adapt, pred in adapted_predictions(models, tids, seqs)[0].items():
+                for adapt, pred in adapted_predictions(models, tids, seqs, sat_models=sat)[0].items():
                     hit = np.asarray([classes[k] for k in pred]) == np.asarray([labels[i] for i in tids])
                     res = inner.setdefault(f"{norm}/{adapt}", {})[f"{a}+{b}"] = {
                         v: float(hit[spk == v].mean()) for v in (a, b)}
@@ -483,9 +539,9 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
         for s in folds:
             inner_acc = {k: float(np.mean([p[v] for pair, p in pairs[k].items() if s in pair.split("+")
                                            for v in p if v != s])) for k in pairs}
-            # ties: fewer adaptation passes, then per-utterance CMVN
+            # ties: fewer adaptation passes, then no SAT, then per-utterance CMVN
             setting = max(inner_acc, key=lambda k: (inner_acc[k], -passes_of(k.split("/")[1]),
-                                                    k.startswith("utterance/")))
+                                                    "/sat-" not in k, k.startswith("utterance/")))
             norm, adapt = setting.split("/")
             train_ids = [i for i in ids if speaker(i) != s]
             tids, seqs = test_set(feats, [i for i in ids if speaker(i) == s], norm)
@@ -495,10 +551,12 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
             for name, (fit, fargs, score, factors) in {
                     "gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
                     "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}.items():
-                by_class = training_set(feats, labels, train_ids, norm, factors)
+                by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
                 if name == "gmm-hmm":  # the speaker-independent first pass, then the inner-chosen adaptation
                     classes, models, _, _ = train_models(by_class, fit, fargs)
-                    hmm_preds, info = adapted_predictions(models, tids, seqs, passes=(0, passes_of(adapt)))
+                    sat = (train_sat(by_class, spk_by_class, classes, models, fargs)[0]
+                           if adapt.startswith("sat-") else None)
+                    hmm_preds, info = adapted_predictions(models, tids, seqs, names=("none", adapt), sat_models=sat)
                     si = [classes[k] for k in hmm_preds["none"]]
                     fold["gmm-hmm-si"] = float(np.mean(np.asarray(si) == np.asarray(truth)))
                     preds["gmm-hmm-si"] += si
