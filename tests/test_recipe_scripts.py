@@ -111,6 +111,112 @@ def test_commonvoice_recipe_quick_on_mp3_files(tmp_path, monkeypatch, capsys):
     assert len(index) - 1 == sum(res["data"][k] for k in ("background", "enroll", "test"))
 
 
+def _make_layout(argv, capsys):
+    """recipes/commonvoice/make_layout.py ARGV in this process: (exit status, stdout, stderr)."""
+    mod = runpy.run_path(str(ROOT / "recipes" / "commonvoice" / "make_layout.py"), run_name="make_layout")
+    status = mod["main"]([str(a) for a in argv])
+    out = capsys.readouterr()
+    return status, out.out, out.err, mod
+
+
+def _kaldi_dir(root, sr=16000):
+    """A Kaldi data dir (relative wav.scp paths, as speechocean762's) of FLAC files written by
+    libsndfile, with text / spk2gender / spk2age, and one listed file that is not audio."""
+    from conftest import speechlike
+
+    (root / "audio").mkdir(parents=True)
+    (root / "train").mkdir()
+    wav, u2s, text, src = [], [], [], {}
+    for k, (spk, f0) in enumerate((("0001", 110.0), ("0002", 220.0))):
+        for j in range(3):
+            utt = f"{spk}{j:04d}"
+            y = 0.5 * speechlike(sr, 0.8 + 0.2 * j, f0=f0, seed=10 * k + j)
+            sf.write(root / "audio" / f"{utt}.flac", y, sr)
+            src[utt] = y
+            wav.append(f"{utt} audio/{utt}.flac")
+            u2s.append(f"{utt} {spk}")
+            text.append(f"{utt} SENTENCE {k} {j}")
+    (root / "audio" / "bad.flac").write_bytes(b"not audio at all" * 64)
+    wav.append("bad audio/bad.flac")
+    u2s.append("bad 0002")
+    for name, lines in (("wav.scp", wav), ("utt2spk", u2s), ("text", text),
+                        ("spk2gender", ["0001 m", "0002 f"]), ("spk2age", ["0001 6", "0002 34"])):
+        (root / "train" / name).write_text("\n".join(lines) + "\n")
+    return root / "train", src
+
+
+def test_make_layout_writes_a_common_voice_folder_from_a_kaldi_dir(tmp_path, capsys):
+    from gmmspeech.audio import load
+    from gmmspeech.corpus.manifest import from_commonvoice
+
+    kaldi, src = _kaldi_dir(tmp_path / "corpus")
+    cv = tmp_path / "cv"
+    status, out, err, mod = _make_layout(["--kaldi", kaldi, "--out", cv], capsys)
+    # the unreadable file is reported by name and left out; the six good ones are written
+    assert status == 1 and "bad.flac" in err and "1 of 7 recordings" in err
+    assert "6 clips of 2 speakers at 48000 Hz" in out
+    with open(cv / "validated.tsv", encoding="utf-8") as fh:
+        table = list(csv.DictReader(fh, delimiter="\t"))
+    assert list(table[0]) == mod["COLUMNS"] and len(table) == 6
+    import hashlib
+
+    ids = {row["client_id"] for row in table}
+    assert ids == {hashlib.sha512(s.encode()).hexdigest() for s in ("0001", "0002")}
+    assert all(len(i) == 128 for i in ids)
+    by_spk = {hashlib.sha512(b"0001").hexdigest(): ("teens", "male"),
+              hashlib.sha512(b"0002").hexdigest(): ("thirties", "female")}
+    assert all((row["age"], row["gender"]) == by_spk[row["client_id"]] for row in table)
+    assert sorted(row["sentence"] for row in table) == sorted(f"SENTENCE {k} {j}" for k in (0, 1) for j in range(3))
+    # the library reads it back; every clip is an MP3 at 48 kHz holding the source recording
+    rows = from_commonvoice(cv)
+    assert len(rows) == 6 and all(r.path.startswith("clips/") and r.path.endswith(".mp3") for r in rows)
+    by_sentence = {row["sentence"]: row["path"] for row in table}
+    for k, spk in enumerate(("0001", "0002")):
+        for j in range(3):
+            clip = cv / "clips" / by_sentence[f"SENTENCE {k} {j}"]
+            assert sf.info(clip).format == "MP3" and sf.info(clip).samplerate == 48000
+            y = load(clip, sr=16000)
+            x = src[f"{spk}{j:04d}"]
+            assert abs(len(y) - len(x)) < 0.06 * 16000  # the encoder's padding only
+            n = min(len(x), len(y))
+            lag = int(np.argmax(np.correlate(y[: n], x[: n // 2], mode="valid")))  # encoder delay
+            m = min(len(x), len(y) - lag)
+            c = np.corrcoef(x[:m], y[lag: lag + m])[0, 1]
+            assert c > 0.95, (clip, lag, c)
+    # a second run keeps the finished clips (resume), and lays out only --speakers N
+    before = {p.name: p.stat().st_mtime_ns for p in (cv / "clips").iterdir()}
+    status, out, _, _ = _make_layout(["--kaldi", kaldi, "--out", cv, "--speakers", "1"], capsys)
+    assert status == 0 and "3 clips of 1 speakers" in out
+    assert all(p.stat().st_mtime_ns == before[p.name] for p in (cv / "clips").iterdir())
+
+
+def test_make_layout_rejects_bad_options_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _make_layout(["--kaldi", tmp_path, "--out", tmp_path / "cv", "--rate", "100"], capsys)
+    assert "--rate must be >= 8000, got 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _make_layout(["--kaldi", tmp_path / "nothing", "--out", tmp_path / "cv"], capsys)
+    assert "nothing" in capsys.readouterr().err
+
+
+def test_make_layout_on_speechocean762_real_kaldi_dir(tmp_path, capsys):
+    """The real Kaldi data dir (relative wav.scp paths, FLAC written by the corpus' tools)."""
+    from conftest import _dataset
+
+    from gmmspeech.corpus.manifest import from_commonvoice, from_kaldi
+
+    kaldi = _dataset("speechocean762") / "train"
+    status, out, _, _ = _make_layout(["--kaldi", kaldi, "--out", tmp_path / "cv", "--speakers", "2",
+                                      "--rate", "16000"], capsys)
+    assert status == 0 and "16 clips of 2 speakers" in out
+    got = from_commonvoice(tmp_path / "cv")
+    rows = from_kaldi(kaldi)
+    first_two = sorted({r.label for r in rows})[:2]
+    want = [r for r in rows if r.label in first_two]
+    assert [r.extra["text"] for r in got] == [r.extra["text"] for r in want]
+    assert len({r.label for r in got}) == 2
+
+
 def _mtimes(folder):
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
