@@ -222,8 +222,12 @@ def score_gmm(m, seqs):
 
 
 def score_hmmlearn(m, seqs):
+    import logging
+
     if m is None:
         return np.full(len(seqs), -np.inf)
+    # its score() re-validates the model and logs "Degenerate mixture covariance" on every call
+    logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     with np.errstate(all="ignore"):
         out = np.array([m.score(x) for x in seqs])
     return np.where(np.isfinite(out), out, -np.inf)
