@@ -237,3 +237,41 @@ def test_gmm_n_threads_is_validated():
         with pytest.raises(ValueError, match="'n_threads'"):
             GMM(2, n_threads=bad).fit(X)
     assert GMM(2, n_threads=2, max_iter=3).fit(X).n_threads == 2
+
+
+def test_ivector_blocks_run_blas_single_threaded_and_agree_across_thread_counts(monkeypatch):
+    """TV EM and extraction: the blocks of utterances run with one BLAS thread (a multi-threaded
+    BLAS spin-waits on their small products: 7.8x slower with the other core busy), on this
+    process's threads; any thread count gives the textbook result (closed-form posterior)."""
+    from threadpoolctl import threadpool_info
+
+    from gmmspeech.backend import ivector as iv
+
+    r = np.random.default_rng(5)
+    k, d, rank, u = 6, 4, 3, 40
+    model = iv.TVModel(r.standard_normal((k, d, rank)) * 0.3, np.zeros((k, d)), r.uniform(0.5, 2.0, (k, d)))
+    n = r.gamma(2.0, 3.0, (u, k))
+    f = r.standard_normal((u, k, d)) * np.sqrt(n)[:, :, None]
+    seen = []
+    for name in ("_estep_task", "_extract_task"):
+        real = getattr(iv, name)
+
+        def spy(*a, _real=real):
+            seen.append(max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1))
+            return _real(*a)
+        monkeypatch.setattr(iv, name, spy)
+    from threadpoolctl import threadpool_limits
+
+    out = {}
+    with threadpool_limits(limits=2, user_api="blas"):  # a 2-thread BLAS outside, as on 2 cores
+        for t in (1, 2):
+            step, ll = iv.tv_em_step(model, n, f, n_threads=t)
+            out[t] = (step.T, ll, iv.extract(model, n, f, n_threads=t, batch=7))
+    assert seen and set(seen) == {1}
+    np.testing.assert_allclose(out[2][0], out[1][0], rtol=1e-10, atol=1e-13)
+    assert out[2][1] == pytest.approx(out[1][1], rel=1e-12)
+    np.testing.assert_array_equal(out[2][2], out[1][2])  # per-utterance: blocks do not matter
+    # the textbook posterior mean of utterance 0: (I + sum_c N_c T_c^T P_c T_c)^-1 sum_c T_c^T P_c F_c
+    prec = np.eye(rank) + sum(n[0, c] * model.T[c].T @ np.diag(model.prec[c]) @ model.T[c] for c in range(k))
+    lin = sum(model.T[c].T @ (model.prec[c] * f[0, c]) for c in range(k))
+    np.testing.assert_allclose(out[2][2][0], np.linalg.solve(prec, lin), rtol=1e-10)

@@ -315,6 +315,38 @@ def _estep_task(model: TVModel, n, f, batch: int):
     return acc_a, acc_c, h, hh, ll
 
 
+def _run_blocks(task, args: list, *, n_jobs, backend, scheduler, n_threads) -> list:
+    """``[task(*a) for a in args]``: across processes or a Dask cluster when asked
+    (:func:`parallel_map`), else on this process's threads (:func:`gmmspeech.threads.map_items`).
+    Either way each block's matrix products run on one BLAS thread: the per-utterance
+    products and factorisations are small, and a multi-threaded BLAS spin-waits on them
+    (7.8x slower than one thread with the other core busy, issue 15)."""
+    from gmmspeech.parallel import effective_n_jobs, parallel_map, resolve_backend
+    from gmmspeech.threads import map_items
+
+    if effective_n_jobs(n_jobs) > 1 or resolve_backend(backend, scheduler)[0] == "dask":
+        return parallel_map(_one_blas_thread, [(task, a) for a in args], n_jobs=n_jobs, backend=backend,
+                            scheduler=scheduler, star=True)
+    return map_items(lambda a: task(*a), args, n_threads=n_threads)
+
+
+def _one_blas_thread(task, args):
+    from gmmspeech.threads import single_thread_blas
+
+    with single_thread_blas():
+        return task(*args)
+
+
+def _local_tasks(n_jobs, backend, scheduler, n_threads) -> int | None:
+    """Blocks for the in-process path: one per thread (None: not in-process)."""
+    from gmmspeech.parallel import effective_n_jobs, resolve_backend
+    from gmmspeech.threads import resolve_threads
+
+    if effective_n_jobs(n_jobs) > 1 or resolve_backend(backend, scheduler)[0] == "dask":
+        return None
+    return resolve_threads(n_threads)
+
+
 def _default_tasks(n_jobs, backend, scheduler) -> int:
     """Blocks of utterances: one per local worker; at least two on a Dask cluster."""
     from gmmspeech.parallel import effective_n_jobs, resolve_backend
@@ -330,7 +362,7 @@ def _chunks(n_items: int, n_parts: int):
 
 
 def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, backend=None,
-               scheduler=None, batch: int = 64, n_tasks: int | None = None):
+               scheduler=None, batch: int = 64, n_tasks: int | None = None, n_threads: int | None = None):
     """One EM iteration of the total-variability model.
 
     Parameters
@@ -343,8 +375,12 @@ def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, b
     n_jobs, backend, scheduler
         The E-step runs over blocks of utterances through :func:`parallel_map`.
     n_tasks : int, optional
-        Blocks of utterances (default: one per worker). The partial sums are added in
-        block order, so the result depends on ``n_tasks`` only through rounding.
+        Blocks of utterances (default: one per worker; in this process, one per thread).
+        The partial sums are added in block order, so the result depends on ``n_tasks``
+        (and so on the thread count) only through rounding.
+    n_threads : int, optional
+        Threads for the blocks when ``n_jobs`` is 1 (None:
+        :func:`gmmspeech.threads.default_threads`); BLAS runs on one thread per block.
 
     Returns
     -------
@@ -352,14 +388,21 @@ def tv_em_step(model: TVModel, n, f, *, min_divergence: bool = True, n_jobs=1, b
         The updated model and the log-likelihood (model-dependent part, summed over
         utterances) of the statistics under the *input* model.
     """
-    from gmmspeech.parallel import parallel_map
+    from gmmspeech.threads import single_thread_blas
 
+    with single_thread_blas():
+        return _tv_em_step(model, n, f, min_divergence, n_jobs, backend, scheduler, batch, n_tasks, n_threads)
+
+
+def _tv_em_step(model, n, f, min_divergence, n_jobs, backend, scheduler, batch, n_tasks, n_threads):
     k, d, r = model.T.shape
     n_utt = n.shape[0]
     if n_tasks is None:
-        n_tasks = _default_tasks(n_jobs, backend, scheduler)
-    parts = parallel_map(_estep_task, [(model, n[a:b], f[a:b], int(batch)) for a, b in _chunks(n_utt, n_tasks)],
-                         n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True)
+        n_tasks = (_local_tasks(n_jobs, backend, scheduler, n_threads)
+                   or _default_tasks(n_jobs, backend, scheduler))
+    model.precomputed()  # once, before the blocks share it
+    parts = _run_blocks(_estep_task, [(model, n[a:b], f[a:b], int(batch)) for a, b in _chunks(n_utt, n_tasks)],
+                        n_jobs=n_jobs, backend=backend, scheduler=scheduler, n_threads=n_threads)
     acc_a, acc_c, h, hh, ll = parts[0]  # fresh arrays from the task: summed in place
     for p in parts[1:]:
         acc_a += p[0]
@@ -415,7 +458,7 @@ def _extract_task(model: TVModel, n, f, return_cov: bool, batch: int):
 
 
 def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128, n_jobs=1,
-            backend=None, scheduler=None, n_tasks: int | None = None):
+            backend=None, scheduler=None, n_tasks: int | None = None, n_threads: int | None = None):
     """i-vectors (posterior means) of utterances from their statistics.
 
     Parameters
@@ -432,13 +475,17 @@ def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128,
         processes or a Dask cluster); each utterance's i-vector does not depend on the
         blocks.
     n_tasks : int, optional
-        Blocks of utterances (default: one per worker, at least two on Dask).
+        Blocks of utterances (default: one per worker, at least two on Dask; in this
+        process, one per thread).
+    n_threads : int, optional
+        Threads for the blocks when ``n_jobs`` is 1 (None:
+        :func:`gmmspeech.threads.default_threads`); BLAS runs on one thread per block.
 
     Returns
     -------
     ndarray (U, R), or (ivectors, covariances)
     """
-    from gmmspeech.parallel import parallel_map
+    from gmmspeech.threads import single_thread_blas
 
     n = np.asarray(n, dtype=np.float64)
     f = np.asarray(f, dtype=np.float64)
@@ -449,10 +496,13 @@ def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128,
         empty = np.empty((0, model.rank))
         return (empty, np.empty((0, model.rank, model.rank))) if return_cov else empty
     if n_tasks is None:
-        n_tasks = _default_tasks(n_jobs, backend, scheduler)
-    parts = parallel_map(_extract_task, [(model, n[a:b], f[a:b], bool(return_cov), int(batch))
-                                         for a, b in _chunks(n.shape[0], n_tasks)],
-                         n_jobs=n_jobs, backend=backend, scheduler=scheduler, star=True)
+        n_tasks = (_local_tasks(n_jobs, backend, scheduler, n_threads)
+                   or _default_tasks(n_jobs, backend, scheduler))
+    with single_thread_blas():
+        model.precomputed()  # once, before the blocks share it
+        parts = _run_blocks(_extract_task, [(model, n[a:b], f[a:b], bool(return_cov), int(batch))
+                                            for a, b in _chunks(n.shape[0], n_tasks)],
+                            n_jobs=n_jobs, backend=backend, scheduler=scheduler, n_threads=n_threads)
     out = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
     if not return_cov:
         return out
