@@ -361,10 +361,24 @@ def hmm_fmllr_stats(model, X, *, features=None, method: str = "viterbi") -> Fmll
     feats = X if features is None else [np.asarray(x, dtype=np.float64) for x in features]
     if len(feats) != len(X) or any(a.shape != b.shape for a, b in zip(feats, X)):
         raise ValueError("The parameter 'features' must hold one array of the same shape per sequence of X")
+    return _pooled_stats([_hmm_weights(model, X, feats, method)], d)
+
+
+def _hmm_weights(model, X, feats, method):
+    """``(frames, u, v, beta)`` of sequences against one model (see :func:`fmllr_stats`), so that
+    the statistics of many models' sequences are one :func:`_stats_from_weights` call."""
     post = model.gaussian_posteriors(feats, method=method)
-    s, m, _ = model.means_.shape
-    return fmllr_stats(np.concatenate(X), posteriors=post, means=model.means_.reshape(s * m, d),
-                       covariances=model.covariances_.reshape(s * m, d))
+    s, m, d = model.means_.shape
+    prec = 1.0 / model.covariances_.reshape(s * m, d)
+    return np.concatenate(X), post @ (model.means_.reshape(s * m, d) * prec), post @ prec, float(post.sum())
+
+
+def _pooled_stats(parts, d: int) -> FmllrStats:
+    parts = [p for p in parts if p[0].shape[0]]
+    if not parts:
+        return FmllrStats.zeros(d)
+    return _stats_from_weights(*(np.concatenate([p[j] for p in parts]) for j in range(3)),
+                               float(sum(p[3] for p in parts)))
 
 
 @single_thread_blas()
@@ -425,11 +439,9 @@ def speaker_adapted_scores(models, X, *, passes: int = 1, update: str = "full", 
     feats = X
     for _ in range(passes):
         hyp = np.argmax(scores, axis=1)
-        stats = FmllrStats.zeros(d)
-        for c in np.unique(hyp):
-            idx = np.flatnonzero(hyp == c)
-            stats = stats + hmm_fmllr_stats(models[c], [X[k] for k in idx], features=[feats[k] for k in idx],
-                                            method=method)
+        # one statistics computation per pass: every hypothesised word's frames pooled
+        stats = _pooled_stats([_hmm_weights(models[c], [X[k] for k in idx], [feats[k] for k in idx], method)
+                               for c in np.unique(hyp) for idx in (np.flatnonzero(hyp == c),)], d)
         new = estimate_fmllr(stats, update=update, n_iter=n_iter, min_count=min_count)
         if new.update == "none":  # too little data: the previous pass stands
             if transform.update == "none":
@@ -483,9 +495,10 @@ def speaker_transforms(models, X, y, speakers, *, update: str = "full", method: 
     lab = np.asarray(y, dtype=object)
     d = next(iter(models.values())).means_.shape[2]
     for s in dict.fromkeys(speakers):
-        stats = FmllrStats.zeros(d)
+        parts = []
         for c in dict.fromkeys(lab[spk == s]):
-            idx = np.flatnonzero((spk == s) & (lab == c))
-            stats = stats + hmm_fmllr_stats(models[c], [X[k] for k in idx], method=method)
+            seqs = [np.asarray(X[k], dtype=np.float64) for k in np.flatnonzero((spk == s) & (lab == c))]
+            parts.append(_hmm_weights(models[c], seqs, seqs, method))
+        stats = _pooled_stats(parts, d)
         out[s] = estimate_fmllr(stats, update=update, n_iter=n_iter, min_count=min_count)
     return out
