@@ -78,7 +78,7 @@ corpora = tuple(args.corpora or CORPORA)
 # --quick (a smoke test of every stage) trains on the unperturbed recordings only
 speeds = (1.0,) if args.quick else tuple(WORD_HMM_TRAINING["speeds"])
 if args.quick:  # a smoke test of hmmlearn's stage too
-    HMMLEARN_ITER = 3
+    HMMLEARN_ITER = 1
 
 
 class WordsRecipe(Recipe):
@@ -387,8 +387,8 @@ if r.stage(0, "data"):
         write_manifest_rows(r.data / "dspspeech20.csv", train + test)
     if "fsdd" in corpora:
         rows = read_relative(man / "fsdd" / "digits.csv", r.data_root)
-        if r.quick:  # 3 recordings per digit and speaker
-            rows = [x for x in rows if int(x.id.rsplit("_", 1)[1]) < 3]
+        if r.quick:  # 2 recordings per digit and speaker
+            rows = [x for x in rows if int(x.id.rsplit("_", 1)[1]) < 2]
         write_manifest_rows(manifests["fsdd"], rows)
 
 # ----------------------------------------------------------------------------- 1 features
