@@ -315,19 +315,26 @@ def _estep_task(model: TVModel, n, f, batch: int):
     return acc_a, acc_c, h, hh, ll
 
 
+def _in_process(n_jobs, backend, scheduler) -> bool:
+    """Whether the blocks run on this process's threads (one local job, no Dask)."""
+    from gmmspeech.parallel import effective_n_jobs, resolve_backend
+
+    return effective_n_jobs(n_jobs) <= 1 and resolve_backend(backend, scheduler)[0] != "dask"
+
+
 def _run_blocks(task, args: list, *, n_jobs, backend, scheduler, n_threads) -> list:
     """``[task(*a) for a in args]``: across processes or a Dask cluster when asked
     (:func:`parallel_map`), else on this process's threads (:func:`gmmspeech.threads.map_items`).
     Either way each block's matrix products run on one BLAS thread: the per-utterance
     products and factorisations are small, and a multi-threaded BLAS spin-waits on them
     (7.8x slower than one thread with the other core busy, issue 15)."""
-    from gmmspeech.parallel import effective_n_jobs, parallel_map, resolve_backend
+    from gmmspeech.parallel import parallel_map
     from gmmspeech.threads import map_items
 
-    if effective_n_jobs(n_jobs) > 1 or resolve_backend(backend, scheduler)[0] == "dask":
-        return parallel_map(_one_blas_thread, [(task, a) for a in args], n_jobs=n_jobs, backend=backend,
-                            scheduler=scheduler, star=True)
-    return map_items(lambda a: task(*a), args, n_threads=n_threads)
+    if _in_process(n_jobs, backend, scheduler):
+        return map_items(lambda a: task(*a), args, n_threads=n_threads)
+    return parallel_map(_one_blas_thread, [(task, a) for a in args], n_jobs=n_jobs, backend=backend,
+                        scheduler=scheduler, star=True)
 
 
 def _one_blas_thread(task, args):
@@ -337,20 +344,14 @@ def _one_blas_thread(task, args):
         return task(*args)
 
 
-def _local_tasks(n_jobs, backend, scheduler, n_threads) -> int | None:
-    """Blocks for the in-process path: one per thread (None: not in-process)."""
+def _default_tasks(n_jobs, backend, scheduler, n_threads) -> int:
+    """Blocks of utterances: one per thread in this process, one per local worker, at least
+    two on a Dask cluster."""
     from gmmspeech.parallel import effective_n_jobs, resolve_backend
     from gmmspeech.threads import resolve_threads
 
-    if effective_n_jobs(n_jobs) > 1 or resolve_backend(backend, scheduler)[0] == "dask":
-        return None
-    return resolve_threads(n_threads)
-
-
-def _default_tasks(n_jobs, backend, scheduler) -> int:
-    """Blocks of utterances: one per local worker; at least two on a Dask cluster."""
-    from gmmspeech.parallel import effective_n_jobs, resolve_backend
-
+    if _in_process(n_jobs, backend, scheduler):
+        return resolve_threads(n_threads)
     workers = effective_n_jobs(n_jobs)
     return max(2, workers) if resolve_backend(backend, scheduler)[0] == "dask" else workers
 
@@ -398,8 +399,7 @@ def _tv_em_step(model, n, f, min_divergence, n_jobs, backend, scheduler, batch, 
     k, d, r = model.T.shape
     n_utt = n.shape[0]
     if n_tasks is None:
-        n_tasks = (_local_tasks(n_jobs, backend, scheduler, n_threads)
-                   or _default_tasks(n_jobs, backend, scheduler))
+        n_tasks = _default_tasks(n_jobs, backend, scheduler, n_threads)
     model.precomputed()  # once, before the blocks share it
     parts = _run_blocks(_estep_task, [(model, n[a:b], f[a:b], int(batch)) for a, b in _chunks(n_utt, n_tasks)],
                         n_jobs=n_jobs, backend=backend, scheduler=scheduler, n_threads=n_threads)
@@ -496,8 +496,7 @@ def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128,
         empty = np.empty((0, model.rank))
         return (empty, np.empty((0, model.rank, model.rank))) if return_cov else empty
     if n_tasks is None:
-        n_tasks = (_local_tasks(n_jobs, backend, scheduler, n_threads)
-                   or _default_tasks(n_jobs, backend, scheduler))
+        n_tasks = _default_tasks(n_jobs, backend, scheduler, n_threads)
     with single_thread_blas():
         model.precomputed()  # once, before the blocks share it
         parts = _run_blocks(_extract_task, [(model, n[a:b], f[a:b], bool(return_cov), int(batch))
