@@ -1265,6 +1265,8 @@ def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment
     Returns ``(enrol, tests)``: lists of ``(label, frames, row index, whole)`` (``whole``:
     the frames are the whole row, not a piece of it).
     """
+    if split not in ("halves", "alternate"):
+        raise ValueError(f"fusion_split={split!r} must be 'halves' or 'alternate'")
     by_spk: dict[str, dict[str, list[int]]] = {}
     for i, r in enumerate(rows):
         if speakers is None or str(r.label) in speakers:
@@ -1277,11 +1279,9 @@ def _pseudo_protocol(store, rows, *, speakers=None, max_tests: int = 20, segment
         if len(groups) >= 2:
             if split == "alternate":
                 e_groups, t_groups = groups[0::2], groups[1::2]
-            elif split == "halves":
+            else:
                 h = (len(groups) + 1) // 2
                 e_groups, t_groups = groups[:h], groups[h:]
-            else:
-                raise ValueError(f"fusion_split={split!r} must be 'halves' or 'alternate'")
             e_idx = [i for g in e_groups for i in g]
             t_idx = [i for g in t_groups for i in g]
             if len(t_idx) > max_tests:
