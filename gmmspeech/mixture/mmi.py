@@ -135,24 +135,18 @@ def _check_models(models) -> list:
 
 
 def _check_data(models, labels, X, y):
-    if not isinstance(X, (list, tuple)) or not X:
-        raise ValueError("X must be a non-empty list of (frames, features) arrays")
-    if len(y) != len(X):
-        raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
+    from gmmspeech.classes import as_utterances
+
+    seqs = as_utterances(X, name="X")
+    if len(y) != len(seqs):
+        raise ValueError(f"X and y must have the same length; got {len(seqs)} and {len(y)}")
     missing = sorted({str(c) for c in y if c not in models})
     if missing:
         raise ValueError(f"y has labels with no model: {missing[:5]}")
     d = models[labels[0]].means_.shape[2]
-    seqs = []
-    for i, x in enumerate(X):
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != d:
-            raise ValueError(f"X[{i}] must be a (frames >= 1, {d}) array, got shape {x.shape}")
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"X[{i}] contains NaN or infinity")
-        seqs.append(x)
+    for i, x in enumerate(seqs):
+        if x.shape[1] != d:
+            raise ValueError(f"X[{i}] has {x.shape[1]} features per frame, the models {d}")
     index = {c: k for k, c in enumerate(labels)}
     return seqs, np.array([index[c] for c in y], dtype=np.int64)
 
