@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import ROOT
 
-RECIPES = ["librispeech", "fsdd", "dspspeech20", "speechocean762", "commonvoice", "digits"]
+RECIPES = ["librispeech", "fsdd", "dspspeech20", "speechocean762", "commonvoice", "digits", "words"]
 
 
 def _run(name, argv, monkeypatch, capsys):
@@ -365,3 +365,40 @@ def test_digits_recipe_against_sklearn_killed_and_resumed(tmp_path, fsdd_root, m
     assert len((out / "feats" / "index.tsv").read_text().splitlines()) == 1 + 240
     assert extracted == [] and "$ gmmspeech classify" in text
     assert not list(out.rglob("*.partial*"))
+
+
+def test_words_recipe_quick_fsdd_with_hmmlearn_and_resume(tmp_path, fsdd_root, monkeypatch, capsys):
+    """recipes/words/run.py --quick --corpus fsdd: inner folds, leave one speaker out with GMM-HMM,
+    per-class GMM and hmmlearn's GMMHMM per fold (its failed word models reported, never a crash);
+    run again, every finished stage is kept and the results are the same."""
+    import importlib.util
+
+    out = tmp_path / "words"
+    argv = ["--quick", "--corpus", "fsdd", "--data-root", fsdd_root.parent, "--out", out]
+    text = _run("words", argv, monkeypatch, capsys)
+    for n in (0, 1, 4, 5, 6):
+        assert f"== stage {n}" in text
+    res = json.loads((out / "results.json").read_text())
+    fsdd = res["fsdd"]
+    want = {"gmm-hmm", "gmm-hmm-si", "gmm"}
+    has_hmmlearn = importlib.util.find_spec("hmmlearn") is not None
+    if has_hmmlearn:
+        want.add("hmmlearn")
+    assert set(fsdd["systems"]) == want
+    assert len(fsdd["folds"]) == 2 and all(f["n_test"] == 20 for f in fsdd["folds"])
+    for name in want:
+        assert 0.0 <= fsdd["systems"][name]["accuracy"] <= 1.0
+    n_all = sum(f["n_test"] for f in fsdd["folds"])
+    assert sum(map(sum, fsdd["confusion_matrix"])) == n_all
+    if has_hmmlearn:  # per fold: accuracy and the failed word models (a list, maybe empty)
+        for f in fsdd["folds"]:
+            assert 0.0 <= f["hmmlearn"] <= 1.0 and isinstance(f["hmmlearn_failed_classes"], list)
+        # the pooled accuracy is the folds' weighted mean
+        pooled = sum(f["hmmlearn"] * f["n_test"] for f in fsdd["folds"]) / n_all
+        assert abs(fsdd["systems"]["hmmlearn"]["accuracy"] - pooled) < 1e-12
+    report = (out / "report.md").read_text()
+    assert "FSDD digits: leave one speaker out" in report and "hmmlearn (failed word models)" in report
+    again = _run("words", argv, monkeypatch, capsys)
+    assert "(done: exp/fsdd/inner.json)" in again and "(done: exp/fsdd/results.json)" in again
+    assert "inner, " not in again and "fold george" not in again
+    assert json.loads((out / "results.json").read_text())["fsdd"] == fsdd

@@ -19,7 +19,7 @@ Stages (a finished stage's output is kept: re-running after a kill redoes nothin
   4  inner     FSDD: the CMVN and adaptation of each leave-one-speaker-out fold, chosen by inner folds over that
                fold's training speakers (one training per speaker pair serves two folds)
                -> OUT/exp/fsdd/inner.json
-  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass, per-class GMM)
+  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass, per-class GMM, hmmlearn's GMMHMM)
                -> OUT/exp/fsdd/results.json
   6  report    OUT/report.md, OUT/results.json, confusion matrices
 
@@ -72,7 +72,7 @@ parser = recipe_parser("words", __doc__.splitlines()[0])
 parser.add_argument("--corpus", dest="corpora", action="append", choices=CORPORA,
                     help="corpus to run (repeatable; default both)")
 parser.add_argument("--no-hmmlearn", dest="hmmlearn", action="store_false",
-                    help="skip hmmlearn's GMMHMM (DSPSpeech-20 only; it trains ~100x slower)")
+                    help="skip hmmlearn's GMMHMM (stages 3 and 5; it trains ~100x slower)")
 args = parse_args("words", parser=parser)
 corpora = tuple(args.corpora or CORPORA)
 # --quick (a smoke test of every stage) trains on the unperturbed recordings only
@@ -540,7 +540,15 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
         # (an inner.json of an earlier version has CMVN settings only: no adaptation)
         pairs = {(k if "/" in k else f"{k}/none"): v for k, v in inner["pairs"].items()}
         out = {"states": n_states, "mix": n_mix, "folds": [], "systems": {}}
-        preds: dict = {"gmm-hmm": [], "gmm-hmm-si": [], "gmm": []}
+        fold_systems = {"gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
+                        "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}
+        if args.hmmlearn:
+            try:
+                import hmmlearn  # noqa: F401
+                fold_systems["hmmlearn"] = (fit_hmmlearn, (n_states, n_mix), score_hmmlearn, (1.0,))
+            except ImportError:
+                r.say("   hmmlearn not installed: its comparison is skipped")
+        preds: dict = {"gmm-hmm-si": [], **{name: [] for name in fold_systems}}
         truth_all = []
         for s in folds:
             inner_acc = {k: float(np.mean([p[v] for pair, p in pairs[k].items() if s in pair.split("+")
@@ -554,9 +562,7 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
             truth = [labels[i] for i in tids]
             fold = {"test_speaker": s, "n_test": len(tids), "normalisation": norm, "adaptation": adapt,
                     "inner_accuracy": inner_acc}
-            for name, (fit, fargs, score, factors) in {
-                    "gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
-                    "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}.items():
+            for name, (fit, fargs, score, factors) in fold_systems.items():
                 by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
                 if name == "gmm-hmm":  # the speaker-independent first pass, then the inner-chosen adaptation
                     classes, models, _, _ = train_models(by_class, fit, fargs)
@@ -570,14 +576,18 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                     if adapt != "none":
                         fold["transform"] = info[adapt][s]
                 else:
-                    pred, secs, _ = train_and_classify(by_class, seqs, fit, fargs, score)
+                    pred, secs, failures = train_and_classify(by_class, seqs, fit, fargs, score)
                     pred = [sorted(by_class)[k] for k in pred]
+                    if name == "hmmlearn":
+                        fold["hmmlearn_failed_classes"] = failures
                 fold[name] = float(np.mean(np.asarray(pred) == np.asarray(truth)))
                 preds[name] += pred
             truth_all += truth
             out["folds"].append(fold)
             r.say(f"   fold {s} ({norm} CMVN, adaptation {adapt}): GMM-HMM {pct(fold['gmm-hmm'])} "
-                  f"(first pass {pct(fold['gmm-hmm-si'])}), GMM {pct(fold['gmm'])}")
+                  f"(first pass {pct(fold['gmm-hmm-si'])}), GMM {pct(fold['gmm'])}"
+                  + (f", hmmlearn {pct(fold['hmmlearn'])} ({len(fold['hmmlearn_failed_classes'])} failed word "
+                     "models)" if "hmmlearn" in fold else ""))
         from gmmspeech import metrics
 
         classes = sorted(set(labels.values()))
@@ -621,17 +631,22 @@ if r.stage(6, "report"):
               "speaker adaptation of each fold chosen by inner folds over its training speakers (best inner "
               "setting shown); GMM-HMM SI = the speaker-independent first pass.", "",
               "| held-out speaker | tests | best inner setting | inner accuracy | CMVN | adaptation | GMM-HMM | "
-              "GMM-HMM SI | GMM |", "|---|---|---|---|---|---|---|---|---|"]
+              "GMM-HMM SI | GMM | hmmlearn (failed word models) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for f in fsdd["folds"]:
             best = max(f["inner_accuracy"], key=f["inner_accuracy"].get)
+            hl = (f"{pct(f['hmmlearn'])} ({len(f['hmmlearn_failed_classes'])})" if "hmmlearn" in f else "not run")
             md.append(f"| {f['test_speaker']} | {f['n_test']} | {best} | {pct(f['inner_accuracy'][best])} | "
                       f"{f['normalisation']} | {f.get('adaptation', 'none')} | {pct(f['gmm-hmm'])} | "
-                      f"{pct(f['gmm-hmm-si']) if 'gmm-hmm-si' in f else ''} | {pct(f['gmm'])} |")
+                      f"{pct(f['gmm-hmm-si']) if 'gmm-hmm-si' in f else ''} | {pct(f['gmm'])} | {hl} |")
         sys_ = fsdd["systems"]
         md.append(f"| all folds | {sum(f['n_test'] for f in fsdd['folds'])} | | | | | "
                   f"{pct(sys_['gmm-hmm']['accuracy'])} | "
                   f"{pct(sys_['gmm-hmm-si']['accuracy']) if 'gmm-hmm-si' in sys_ else ''} | "
-                  f"{pct(sys_['gmm']['accuracy'])} |")
+                  f"{pct(sys_['gmm']['accuracy'])} | "
+                  f"{pct(sys_['hmmlearn']['accuracy']) if 'hmmlearn' in sys_ else 'not run'} |")
+        for f in fsdd["folds"]:
+            for fc in f.get("hmmlearn_failed_classes", [])[:3]:
+                md.append(f"\nhmmlearn, fold {f['test_speaker']}, digit {fc['class']}: {fc['error']}")
         r.sections.append(("FSDD digits: leave one speaker out", "\n".join(md)))
         plots.confusion_plot(np.asarray(fsdd["confusion_matrix"]), fsdd["classes"], path=r.out / "confusion_fsdd.png",
                              title="FSDD, GMM-HMM, all held-out speakers (rows: truth)")
