@@ -359,3 +359,15 @@ def test_bad_arguments_are_named(problem):
                               rng.normal(size=(2, 1, 2)), np.tile(np.eye(2), (2, 1, 1, 1)), covariance_type="full")
     with pytest.raises(ValueError, match="covariance_type"):
         mmi_train({"a": full, "b": full}, [rng.normal(size=(5, 2))] * 2, ["a", "b"])
+
+
+def test_parallel_classes_give_the_same_statistics(problem):
+    models, X, y = problem
+    one = mmi_stats(models, X[::3], y[::3], acoustic_scale=0.5, n_jobs=1)
+    two = mmi_stats(models, X[::3], y[::3], acoustic_scale=0.5, n_jobs=2)
+    np.testing.assert_allclose(two.loglik, one.loglik, rtol=1e-12)
+    for c in models:
+        for a, b in ((one.num[c], two.num[c]), (one.den[c], two.den[c])):
+            np.testing.assert_allclose(b.n, a.n, rtol=1e-12)
+            np.testing.assert_allclose(b.f, a.f, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(b.s, a.s, rtol=1e-12, atol=1e-12)
