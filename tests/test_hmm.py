@@ -450,3 +450,59 @@ def test_fused_diag_e_step_matches_numpy(max_jump, require_final):
     for a, b in zip((runs[0][0].n, runs[0][0].f, runs[0][0].s, runs[0][1], runs[0][3]),
                     (runs[1][0].n, runs[1][0].f, runs[1][0].s, runs[1][1], runs[1][3])):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+@pytest.mark.parametrize("require_final", [True, False])
+def test_one_gaussian_per_state_matches_numpy(covariance_type, require_final):
+    """One Gaussian per state (hmmlearn's GaussianHMM; the kernels' shortcut where the state
+    density is the component density and the occupancy is gamma): the fused diagonal
+    E-step, the block path (full covariances) and the forward pass equal the textbook
+    recursions, also far from the model and for sequences shorter than the model."""
+    rng = np.random.default_rng(33)
+    model = random_model(rng, s=5, m=1, d=4, covariance_type=covariance_type, max_jump=1,
+                         require_final=require_final)
+    seqs = [rng.normal(0, 2, (t, 4)) for t in (1, 2, 4, 6, 11, 40)]
+    far = rng.normal(0, 2, (12, 4))
+    far[5] = 400.0
+    seqs.append(far)
+    X, offsets = check_sequences(seqs)
+    stats, trans, _, ll = model._e_step(X, offsets)
+    ref = [np_forward_backward(model, x) for x in seqs]  # (log p(x), gamma): the occupancies
+    np.testing.assert_allclose(ll, [r[0] for r in ref], rtol=1e-10)
+    np.testing.assert_allclose(stats.n, sum(r[1].sum(0) for r in ref), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(stats.f, sum(r[1].T @ x for r, x in zip(ref, seqs)), rtol=1e-8, atol=1e-8)
+    sec = stats.s if covariance_type == "diag" else np.einsum("kii->ki", stats.s)  # full: sums of x x^T
+    np.testing.assert_allclose(sec, sum(r[1].T @ (x * x) for r, x in zip(ref, seqs)), rtol=1e-8, atol=1e-6)
+    # expected transitions from the textbook alpha/beta (the reference's xi uses only the
+    # state log-densities, so it holds for full covariances too)
+    np.testing.assert_allclose(trans, sum(np_expected_stats(model, x)[4] for x in seqs), rtol=1e-8, atol=1e-10)
+    _, gamma = model.score_samples(seqs)
+    for b, x in enumerate(seqs):
+        np.testing.assert_allclose(gamma[offsets[b] : offsets[b + 1]], np_forward_backward(model, x)[1], atol=1e-9)
+    wild = [rng.normal(0, 30, (t, 4)) for t in (5, 40, 80)]
+    np.testing.assert_allclose(model.score_sequences(wild), [np_forward_backward(model, x)[0] for x in wild],
+                               rtol=1e-11)
+
+
+def test_diag_work_items_do_not_change_the_sums():
+    """A fit's frames cut into several work items (the default grid, many sequences) give
+    the statistics of one item to 1e-12, bit for bit whatever the thread count."""
+    rng = np.random.default_rng(5)
+    model = random_model(rng, s=6, m=1, d=5, max_jump=1)
+    seqs = [rng.normal(0, 2, (int(t), 5)) for t in rng.integers(20, 120, 80)]
+    X, offsets = check_sequences(seqs)
+    assert X.shape[0] > 3 * model._DIAG_ITEM_FRAMES  # several items on the default grid
+    runs = []
+    for n_threads in (1, 3):
+        model.set_params(n_threads=n_threads)
+        runs.append(model._e_step_diag(X, offsets))
+    model._DIAG_ITEM_FRAMES = X.shape[0]
+    one = model._e_step_diag(X, offsets)
+    for got, want in ((runs[0][0].n, one[0].n), (runs[0][0].f, one[0].f), (runs[0][0].s, one[0].s),
+                      (runs[0][1], one[1]), (runs[0][3], one[3])):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    for a, b in zip((runs[0][0].n, runs[0][0].f, runs[0][0].s, runs[0][1], runs[0][3]),
+                    (runs[1][0].n, runs[1][0].f, runs[1][0].s, runs[1][1], runs[1][3])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.score_sequences(seqs), runs[0][3])

@@ -22,7 +22,15 @@ NEG_INF = -np.inf
 
 @njit(cache=True, nogil=True)
 def _emissions(lp, a0, T, S, M, logB):  # pragma: no cover - compiled
-    """``logB[t, j] = log sum_m exp(lp[a0 + t, j M + m])`` (the state log-densities)."""
+    """``logB[t, j] = log sum_m exp(lp[a0 + t, j M + m])`` (the state log-densities; a NaN or
+    ``+inf`` density gives ``-inf``). One Gaussian per state: the density itself."""
+    if M == 1:
+        for t in range(T):
+            row = a0 + t
+            for j in range(S):
+                v = np.float64(lp[row, j])
+                logB[t, j] = v if NEG_INF < v < np.inf else NEG_INF
+        return
     for t in range(T):
         row = a0 + t
         for j in range(S):
@@ -79,12 +87,38 @@ def _bands(log_A, S):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _log_add(tmp, lo, hi, am, mx):  # pragma: no cover - compiled
+    """``log sum_i exp(tmp[i])`` over ``lo..hi`` given its maximum ``mx = tmp[am]`` (finite):
+    ``mx + log1p(sum_{i != am} exp(tmp[i] - mx))``, one exponential per term other than the
+    maximum, none for ``-inf`` terms. Leaves ``exp(tmp[i] - mx)`` in ``tmp`` (1 at ``am``, 0
+    for ``-inf``) and returns ``(log-sum, 1 + sum)``."""
+    s = 0.0
+    for i in range(lo, hi + 1):
+        if i == am:
+            continue
+        v = tmp[i]
+        if v > NEG_INF:
+            e = np.exp(v - mx)
+            tmp[i] = e
+            s += e
+        else:
+            tmp[i] = 0.0
+    tmp[am] = 1.0
+    return mx + np.log1p(s), 1.0 + s
+
+
+@njit(cache=True, nogil=True)
 def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik, trans, start):  # pragma: no cover - compiled
     """Forward(-backward) over the sequences ``offsets[b] : offsets[b + 1]`` of ``lp``.
 
     Writes ``loglik[b]``. With ``want_post`` also replaces ``lp`` in place by the component
     occupancies ``gamma_t(j) * r_t(j, m)`` and adds the expected transition counts into
     ``trans`` (S, S) and the initial-state occupancies into ``start`` (S,).
+
+    Log domain throughout; each log-add-exp costs one exponential per term other than the
+    largest and one ``log1p``. The transition counts reuse the backward pass's terms:
+    ``xi_t(i, j) = gamma_t(i) exp(a_ij + b_t+1(j) + beta_t+1(j) - beta_t(i))``, where the
+    ratio is the term's share of the log-add-exp that gave ``beta_t(i)``.
     """
     S = log_pi.shape[0]
     M = n_mix
@@ -95,6 +129,7 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     logB = np.empty((tmax, S))
     alpha = np.empty((tmax, S))
     beta = np.empty((tmax, S))
+    gam = np.empty((tmax, S))
     tmp = np.empty(S)
     ends = np.empty(S, dtype=np.bool_)
     lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
@@ -109,33 +144,29 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
             alpha[0, j] = log_pi[j] + logB[0, j]
         for t in range(1, T):
             for j in range(S):
+                lb = logB[t, j]
                 mx = NEG_INF
-                for i in range(lo_in[j], hi_in[j] + 1):
-                    v = alpha[t - 1, i] + log_A[i, j]
-                    tmp[i] = v
-                    if v > mx:
-                        mx = v
-                if mx == NEG_INF or logB[t, j] == NEG_INF:
+                am = -1
+                if lb > NEG_INF:
+                    for i in range(lo_in[j], hi_in[j] + 1):
+                        v = alpha[t - 1, i] + log_A[i, j]
+                        tmp[i] = v
+                        if v > mx:
+                            mx = v
+                            am = i
+                if mx == NEG_INF:
                     alpha[t, j] = NEG_INF
                 else:
-                    s = 0.0
-                    for i in range(lo_in[j], hi_in[j] + 1):
-                        if tmp[i] > NEG_INF:
-                            s += np.exp(tmp[i] - mx)
-                    alpha[t, j] = mx + np.log(s) + logB[t, j]
+                    alpha[t, j] = _log_add(tmp, lo_in[j], hi_in[j], am, mx)[0] + lb
         _end_states(alpha[T - 1], S, final, ends)
         mx = NEG_INF
+        am = -1
         for j in range(S):
-            if ends[j] and alpha[T - 1, j] > mx:
-                mx = alpha[T - 1, j]
-        if mx == NEG_INF:
-            ll = NEG_INF
-        else:
-            s = 0.0
-            for j in range(S):
-                if ends[j] and alpha[T - 1, j] > NEG_INF:
-                    s += np.exp(alpha[T - 1, j] - mx)
-            ll = mx + np.log(s)
+            tmp[j] = alpha[T - 1, j] if ends[j] else NEG_INF
+            if tmp[j] > mx:
+                mx = tmp[j]
+                am = j
+        ll = NEG_INF if mx == NEG_INF else _log_add(tmp, 0, S - 1, am, mx)[0]
         loglik[b] = ll
         if not want_post:
             continue
@@ -146,46 +177,48 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
             continue
         for j in range(S):
             beta[T - 1, j] = 0.0 if ends[j] else NEG_INF
+            g = alpha[T - 1, j] + beta[T - 1, j] - ll
+            gam[T - 1, j] = np.exp(g) if g > NEG_INF else 0.0
         for t in range(T - 2, -1, -1):
             for i in range(S):
                 mx = NEG_INF
+                am = -1
                 for j in range(lo_out[i], hi_out[i] + 1):
                     v = log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
                     tmp[j] = v
                     if v > mx:
                         mx = v
+                        am = j
                 if mx == NEG_INF:
                     beta[t, i] = NEG_INF
-                else:
-                    s = 0.0
-                    for j in range(lo_out[i], hi_out[i] + 1):
-                        if tmp[j] > NEG_INF:
-                            s += np.exp(tmp[j] - mx)
-                    beta[t, i] = mx + np.log(s)
-        for j in range(S):
-            g = alpha[0, j] + beta[0, j] - ll
-            if g > NEG_INF:
-                start[j] += np.exp(g)
-        for t in range(T - 1):
-            for i in range(S):
-                ai = alpha[t, i]
-                if ai == NEG_INF:
+                    gam[t, i] = 0.0
                     continue
+                bt, tot = _log_add(tmp, lo_out[i], hi_out[i], am, mx)
+                beta[t, i] = bt
+                a = alpha[t, i]
+                if a == NEG_INF:
+                    gam[t, i] = 0.0
+                    continue
+                g = np.exp(a + bt - ll)
+                gam[t, i] = g
+                w = g / tot
                 for j in range(lo_out[i], hi_out[i] + 1):
-                    v = ai + log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
-                    if v > NEG_INF:
-                        trans[i, j] += np.exp(v - ll)
+                    trans[i, j] += w * tmp[j]
+        for j in range(S):
+            start[j] += gam[0, j]
         for t in range(T):
             row = a0 + t
             for j in range(S):
-                g = alpha[t, j] + beta[t, j] - ll
+                g = gam[t, j]
                 lb = logB[t, j]
-                if g == NEG_INF or lb == NEG_INF:
+                if g == 0.0 or lb == NEG_INF:
                     for m in range(M):
                         lp[row, j * M + m] = 0.0
+                elif M == 1:
+                    lp[row, j] = g  # the component is the state
                 else:
                     for m in range(M):
-                        lp[row, j * M + m] = np.exp(g + np.float64(lp[row, j * M + m]) - lb)
+                        lp[row, j * M + m] = g * np.exp(np.float64(lp[row, j * M + m]) - lb)
 
 
 @njit(cache=True, nogil=True)
@@ -256,7 +289,11 @@ def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final
     for b in range(lo, hi):
         tmax = max(tmax, offsets[b + 1] - offsets[b])
     lp = np.empty((tmax, K))
-    xb = np.empty(D)
+    xT = np.empty((D, tmax))
+    q = np.empty(tmax)
+    mu = means.reshape(K, D)
+    pr = prec.reshape(K, D)
+    lc = log_const.reshape(K)
     one = np.zeros(2, dtype=np.int64)
     ll1 = np.empty(1)
     start = np.zeros(S)
@@ -266,17 +303,24 @@ def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final
         if T <= 0:
             loglik[b - lo] = 0.0
             continue
-        # weighted component log-densities of the sequence
+        # weighted component log-densities of the sequence, frames innermost over a
+        # transposed copy (independent sums, each over d in order: the numbers of a plain
+        # loop over d, vectorised)
         for t in range(T):
             for d in range(D):
-                xb[d] = X[a0 + t, d]
-            for j in range(S):
-                for m in range(M):
-                    q = 0.0
-                    for d in range(D):
-                        df = xb[d] - means[j, m, d]
-                        q += df * df * prec[j, m, d]
-                    lp[t, j * M + m] = log_const[j, m] - 0.5 * q
+                xT[d, t] = X[a0 + t, d]
+        for k in range(K):
+            for t in range(T):
+                q[t] = 0.0
+            for d in range(D):
+                mkd = mu[k, d]
+                pkd = pr[k, d]
+                for t in range(T):
+                    df = xT[d, t] - mkd
+                    q[t] += df * df * pkd
+            c = lc[k]
+            for t in range(T):
+                lp[t, k] = c - 0.5 * q[t]
         # banded log-domain forward(-backward); with want_stats lp becomes the occupancies
         one[1] = T
         forward_backward(lp, M, one, log_pi, log_A, final, want_stats, ll1, trans, start)
@@ -289,11 +333,9 @@ def e_step_diag(X, offsets, lo, hi, log_const, means, prec, log_pi, log_A, final
                 g = lp[t, k]
                 if g == 0.0:
                     continue
-                j = k // M
-                m = k - j * M
                 n[k] += g
                 for d in range(D):
-                    df = X[a0 + t, d] - means[j, m, d]
+                    df = np.float64(X[a0 + t, d]) - mu[k, d]
                     gd = g * df
                     f[k, d] += gd
                     s[k, d] += gd * df

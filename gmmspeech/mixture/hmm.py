@@ -118,16 +118,20 @@ def check_sequences(X, lengths=None, *, n_features=None, name="X"):
     if _is_sequence_list(X):
         if lengths is not None:
             raise ValueError("lengths must be None when X is a list of sequences")
-        seqs = []
-        for i, x in enumerate(X):
-            x = _check_frames(x, f"{name}[{i}]")
-            seqs.append(x)
+        # float frames (the usual case): one finiteness pass over the concatenation, not a
+        # check per sequence (decoding scores hundreds of short utterances per call)
+        plain = all(type(x) is np.ndarray and x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1
+                    and x.dtype.char in "fd" for x in X)
+        seqs = list(X) if plain else [_check_frames(x, f"{name}[{i}]") for i, x in enumerate(X)]
         dims = {x.shape[1] for x in seqs}
         if len(dims) != 1:
             raise ValueError(f"{name}: the sequences have different numbers of features: {sorted(dims)}")
-        dtype = np.float32 if all(x.dtype == np.float32 for x in seqs) else np.float64
+        dtype = np.float32 if all(x.dtype.char == "f" for x in seqs) else np.float64
         lens = np.array([x.shape[0] for x in seqs], dtype=np.int64)
-        Xc = np.concatenate([x.astype(dtype, copy=False) for x in seqs])
+        Xc = np.concatenate(seqs, axis=0, dtype=dtype)
+        if plain and not np.isfinite(Xc).all():
+            for i, x in enumerate(seqs):  # the message names the first bad sequence
+                _check_frames(x, f"{name}[{i}]")
     else:
         if isinstance(X, (list, tuple)) and len(X) == 0:
             raise ValueError(f"{name}: no sequences given")
@@ -539,12 +543,15 @@ class GMMHMM(DensityMixin, BaseEstimator):
         return self._e_step_blocks(X, offsets)
 
     #: frames per work item of the fused diagonal E-step (whole sequences; a fixed grid, so
-    #: the sums do not depend on the thread count)
-    _DIAG_ITEM_FRAMES = 16384
+    #: the sums do not depend on the thread count). Small enough that one word's training
+    #: set (a few thousand frames) or one batch of test utterances spreads over the threads,
+    #: large enough that the per-item cost (a kernel call, a few small arrays, ~10 us) stays
+    #: a few per cent of the item's work.
+    _DIAG_ITEM_FRAMES = 1024
 
     def _e_step_diag(self, X, offsets, want_stats=True):
-        """Diagonal models: the whole E-step (densities, scaled forward-backward, statistics)
-        in one float64 numba call per work item of whole sequences; no per-sequence or
+        """Diagonal models: the whole E-step (densities, log-domain forward-backward,
+        statistics) in one float64 numba call per work item of whole sequences; no per-sequence or
         per-block Python work. ``want_stats=False``: forward only (returns
         ``(None, None, None, loglik)``)."""
         kern = hmm_kernels()
