@@ -235,6 +235,20 @@ def score_hmmlearn(m, seqs):
     return np.where(np.isfinite(out), out, -np.inf)
 
 
+def compared_systems(n_states, n_mix):
+    """``{name: (fit, fit args, score, speed factors)}``: GMM-HMM, per-class GMM and (unless
+    ``--no-hmmlearn`` or not installed) hmmlearn's GMMHMM."""
+    systems = {"gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
+               "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}
+    if args.hmmlearn:
+        try:
+            import hmmlearn  # noqa: F401
+            systems["hmmlearn"] = (fit_hmmlearn, (n_states, n_mix), score_hmmlearn, (1.0,))
+        except ImportError:
+            r.say("   hmmlearn not installed: its comparison is skipped")
+    return systems
+
+
 def train_models(by_class, fit, fit_args):
     """Class models trained in parallel (-j): ``(classes, models, seconds, failures)``."""
     from gmmspeech.parallel import parallel_map
@@ -453,14 +467,7 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
         adapt = ch.get("adaptation", "none")  # (a dev.json of an earlier version: no adaptation)
         test_ids, test_seqs = test_set(feats, [x.id for x in test_rows], norm)
         truth = [labels[i] for i in test_ids]
-        systems = {"gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
-                   "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}
-        if args.hmmlearn:
-            try:
-                import hmmlearn  # noqa: F401
-                systems["hmmlearn"] = (fit_hmmlearn, (n_states, n_mix), score_hmmlearn, (1.0,))
-            except ImportError:
-                r.say("   hmmlearn not installed: its comparison is skipped")
+        systems = compared_systems(n_states, n_mix)
         out = {"train_speakers": train_spk, "test_speakers": sorted({speaker(i) for i in test_ids}),
                "n_train": len(train_ids), "n_test": len(test_ids), "states": n_states, "mix": n_mix,
                "normalisation": norm, "adaptation": adapt, "systems": {}}
@@ -540,14 +547,7 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
         # (an inner.json of an earlier version has CMVN settings only: no adaptation)
         pairs = {(k if "/" in k else f"{k}/none"): v for k, v in inner["pairs"].items()}
         out = {"states": n_states, "mix": n_mix, "folds": [], "systems": {}}
-        fold_systems = {"gmm-hmm": (fit_hmm, (n_states, n_mix), score_hmm, speeds),
-                        "gmm": (fit_gmm, (4 if r.quick else GMM_COMPONENTS,), score_gmm, (1.0,))}
-        if args.hmmlearn:
-            try:
-                import hmmlearn  # noqa: F401
-                fold_systems["hmmlearn"] = (fit_hmmlearn, (n_states, n_mix), score_hmmlearn, (1.0,))
-            except ImportError:
-                r.say("   hmmlearn not installed: its comparison is skipped")
+        fold_systems = compared_systems(n_states, n_mix)
         preds: dict = {"gmm-hmm-si": [], **{name: [] for name in fold_systems}}
         truth_all = []
         for s in folds:
