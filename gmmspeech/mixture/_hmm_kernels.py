@@ -104,6 +104,8 @@ def _log_add(tmp, lo, hi, am, mx):  # pragma: no cover - compiled
         else:
             tmp[i] = 0.0
     tmp[am] = 1.0
+    if s == 0.0:  # a single finite term (a first state, a time step with one way in)
+        return mx, 1.0
     return mx + np.log1p(s), 1.0 + s
 
 
@@ -115,10 +117,18 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     occupancies ``gamma_t(j) * r_t(j, m)`` and adds the expected transition counts into
     ``trans`` (S, S) and the initial-state occupancies into ``start`` (S,).
 
-    Log domain throughout; each log-add-exp costs one exponential per term other than the
-    largest and one ``log1p``. The transition counts reuse the backward pass's terms:
-    ``xi_t(i, j) = gamma_t(i) exp(a_ij + b_t+1(j) + beta_t+1(j) - beta_t(i))``, where the
-    ratio is the term's share of the log-add-exp that gave ``beta_t(i)``.
+    The forward pass is in the log domain; each log-add-exp costs one exponential per term
+    other than the largest and one ``log1p``, and leaves the terms' shares
+    ``w_t(i -> j) = exp(alpha_t-1(i) + a_ij - (alpha_t(j) - b_t(j)))``, i.e.
+    ``P(s_t-1 = i | s_t = j, x_1..t)``. The backward pass is the smoother over those
+    conditional probabilities (no exponentials, nothing to scale: every quantity is a
+    probability in [0, 1])::
+
+        gamma_T-1(j) = exp(alpha_T-1(j) - log p(x))          (admissible end states)
+        xi_t-1(i, j) = gamma_t(j) w_t(i -> j),   gamma_t-1(i) = sum_j xi_t-1(i, j)
+
+    which is ``exp(alpha + beta - log p(x))`` of the log-domain recursions, term for term; a
+    share that underflows is a transition probability below 1e-308 either way.
     """
     S = log_pi.shape[0]
     M = n_mix
@@ -126,13 +136,16 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     tmax = 1
     for b in range(B):
         tmax = max(tmax, offsets[b + 1] - offsets[b])
+    lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
+    width = 1
+    for j in range(S):
+        width = max(width, hi_in[j] - lo_in[j] + 1)
     logB = np.empty((tmax, S))
     alpha = np.empty((tmax, S))
-    beta = np.empty((tmax, S))
     gam = np.empty((tmax, S))
+    share = np.zeros((tmax, S, width)) if want_post else np.zeros((1, S, width))
     tmp = np.empty(S)
     ends = np.empty(S, dtype=np.bool_)
-    lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
     for b in range(B):
         a0 = offsets[b]
         T = offsets[b + 1] - a0
@@ -156,8 +169,16 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                             am = i
                 if mx == NEG_INF:
                     alpha[t, j] = NEG_INF
-                else:
-                    alpha[t, j] = _log_add(tmp, lo_in[j], hi_in[j], am, mx)[0] + lb
+                    if want_post:
+                        for i in range(width):
+                            share[t, j, i] = 0.0
+                    continue
+                la, tot = _log_add(tmp, lo_in[j], hi_in[j], am, mx)
+                alpha[t, j] = la + lb
+                if want_post:
+                    r = 1.0 / tot
+                    for i in range(lo_in[j], hi_in[j] + 1):
+                        share[t, j, i - lo_in[j]] = tmp[i] * r
         _end_states(alpha[T - 1], S, final, ends)
         mx = NEG_INF
         am = -1
@@ -176,34 +197,20 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
                     lp[a0 + t, c] = 0.0
             continue
         for j in range(S):
-            beta[T - 1, j] = 0.0 if ends[j] else NEG_INF
-            g = alpha[T - 1, j] + beta[T - 1, j] - ll
-            gam[T - 1, j] = np.exp(g) if g > NEG_INF else 0.0
-        for t in range(T - 2, -1, -1):
+            g = alpha[T - 1, j] - ll
+            gam[T - 1, j] = np.exp(g) if ends[j] and g > NEG_INF else 0.0
+        for t in range(T - 1, 0, -1):
             for i in range(S):
-                mx = NEG_INF
-                am = -1
-                for j in range(lo_out[i], hi_out[i] + 1):
-                    v = log_A[i, j] + logB[t + 1, j] + beta[t + 1, j]
-                    tmp[j] = v
-                    if v > mx:
-                        mx = v
-                        am = j
-                if mx == NEG_INF:
-                    beta[t, i] = NEG_INF
-                    gam[t, i] = 0.0
+                gam[t - 1, i] = 0.0
+            for j in range(S):
+                g = gam[t, j]
+                if g == 0.0:
                     continue
-                bt, tot = _log_add(tmp, lo_out[i], hi_out[i], am, mx)
-                beta[t, i] = bt
-                a = alpha[t, i]
-                if a == NEG_INF:
-                    gam[t, i] = 0.0
-                    continue
-                g = np.exp(a + bt - ll)
-                gam[t, i] = g
-                w = g / tot
-                for j in range(lo_out[i], hi_out[i] + 1):
-                    trans[i, j] += w * tmp[j]
+                lo = lo_in[j]
+                for i in range(lo, hi_in[j] + 1):
+                    x = g * share[t, j, i - lo]
+                    gam[t - 1, i] += x
+                    trans[i, j] += x
         for j in range(S):
             start[j] += gam[0, j]
         for t in range(T):
