@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -71,6 +72,7 @@ def encode_clip(src: str, start, end, dst: str, rate: int) -> str | None:
     import numpy as np
     import soundfile as sf
 
+    from gmmspeech.atomic import atomic_write
     from gmmspeech.audio import load
     from gmmspeech.errors import AudioError
 
@@ -83,9 +85,8 @@ def encode_clip(src: str, start, end, dst: str, rate: int) -> str | None:
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak > 1.0:  # a float file beyond full scale: MP3 would clip it
         y = y / peak
-    tmp = dst + ".part"
-    sf.write(tmp, np.asarray(y, np.float32), rate, format="MP3")
-    os.replace(tmp, dst)
+    y = np.asarray(y, np.float32)
+    atomic_write(dst, lambda fh: sf.write(fh, y, rate, format="MP3"), sync=False)
     return None
 
 
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     if a.speakers is not None and a.speakers < 1:
         p.error(f"--speakers must be >= 1, got {a.speakers}")
 
+    from gmmspeech.atomic import atomic_write_text
     from gmmspeech.corpus.manifest import ManifestError, from_kaldi, read_manifest
     from gmmspeech.parallel import parallel_map
 
@@ -146,13 +148,12 @@ def main(argv=None) -> int:
                       "sentence": text, "sentence_domain": "", "up_votes": "2", "down_votes": "0",
                       "age": age_bucket(r.extra.get("age", "")), "gender": gender_word(r.extra.get("gender", "")),
                       "accents": r.extra.get("accents", ""), "variant": "", "locale": a.locale, "segment": ""})
-    tmp = out / "validated.tsv.part"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, COLUMNS, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE,
-                           escapechar="\\")
-        w.writeheader()
-        w.writerows(lines)
-    os.replace(tmp, out / "validated.tsv")
+    table = io.StringIO()
+    w = csv.DictWriter(table, COLUMNS, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE,
+                       escapechar="\\")
+    w.writeheader()
+    w.writerows(lines)
+    atomic_write_text(out / "validated.tsv", table.getvalue())
     n_spk = len({d["client_id"] for d in lines})
     print(f"{len(lines)} clips of {n_spk} speakers at {a.rate} Hz -> {out / 'clips'}; {out / 'validated.tsv'}")
     for path, err in bad:
