@@ -293,12 +293,17 @@ def candidate_adaptations():
             for p in ADAPTATION_PASSES if p or not sat]
 
 
-def train_sat(by_class, spk_by_class, classes, si_models, fit_args):
-    """Speaker-adaptive training (Kaldi's train_sat): every training speaker's fMLLR transform
-    against the speaker-independent models from its labelled recordings, then word models
-    trained on the transformed recordings. ``(models, seconds, speakers that kept the identity)``."""
+def train_word_models(by_class, spk_by_class, fit_args, sat):
+    """Speaker-independent word models and, with ``sat``, speaker-adaptively trained ones
+    (Kaldi's train_sat: every training speaker's fMLLR transform against the
+    speaker-independent models from its labelled recordings, then word models trained on the
+    transformed recordings). ``(classes, SI models, SAT models or None, seconds of all the
+    training, failed classes, {"fit_seconds", "speakers_kept_identity"} of SAT or None)``."""
     from gmmspeech.mixture.fmllr import speaker_transforms
 
+    classes, si_models, seconds, failures = train_models(by_class, fit_hmm, fit_args)
+    if not sat:
+        return classes, si_models, None, seconds, failures, None
     seqs = [x for c in classes for x in by_class[c]]
     spks = [k for c in classes for k in spk_by_class[c]]
     ys = [c for c in classes for _ in by_class[c]]
@@ -309,7 +314,9 @@ def train_sat(by_class, spk_by_class, classes, si_models, fit_args):
         r.say(f"   SAT: {len(kept)} training speakers kept the identity (too few frames): {', '.join(kept[:5])}")
     adapted = {c: [tr[k].apply(x) for x, k in zip(by_class[c], spk_by_class[c])] for c in classes}
     _, models, _, _ = train_models(adapted, fit_hmm, fit_args)
-    return models, time.perf_counter() - t, kept
+    sat_seconds = time.perf_counter() - t
+    return (classes, si_models, models, seconds + sat_seconds, failures,
+            {"fit_seconds": round(sat_seconds, 1), "speakers_kept_identity": kept})
 
 
 def adapted_predictions(models, ids, seqs, names=None, sat_models=None):
@@ -445,9 +452,8 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
             for norm in NORMALISATIONS:
                 by_class, spk_by_class = training_set(feats, labels, fit_ids, norm, with_speakers=True)
                 ids, seqs = test_set(feats, [i for i in train_ids if speaker(i) in dev_spk], norm)
-                classes, models, secs, _ = train_models(by_class, fit_hmm, (n_states, n_mix))
-                sat = (train_sat(by_class, spk_by_class, classes, models, (n_states, n_mix))[0]
-                       if WORD_HMM_ADAPTATION["sat"] else None)
+                classes, models, sat, secs, _, _ = train_word_models(by_class, spk_by_class, (n_states, n_mix),
+                                                                     WORD_HMM_ADAPTATION["sat"])
                 preds, _ = adapted_predictions(models, ids, seqs, sat_models=sat)
                 for adapt, pred in preds.items():
                     acc = accuracy(classes, pred, [labels[i] for i in ids])
@@ -475,12 +481,10 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
             by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
             classes = sorted(by_class)
             if name == "gmm-hmm":  # the speaker-independent first pass, then the dev-chosen adaptation
-                classes, models, secs, failures = train_models(by_class, fit, fargs)
-                sat = None
-                if adapt.startswith("sat-"):
-                    sat, sat_secs, kept = train_sat(by_class, spk_by_class, classes, models, fargs)
-                    out["sat"] = {"fit_seconds": round(sat_secs, 1), "speakers_kept_identity": kept}
-                    secs += sat_secs
+                classes, models, sat, secs, failures, sat_info = train_word_models(by_class, spk_by_class, fargs,
+                                                                                   adapt.startswith("sat-"))
+                if sat_info:
+                    out["sat"] = sat_info
                 preds, info = adapted_predictions(models, test_ids, test_seqs, names=("none", adapt), sat_models=sat)
                 pred = preds[adapt]
                 if adapt != "none":
@@ -531,9 +535,8 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                 by_class, spk_by_class = training_set(feats, labels, [i for i in ids if speaker(i) not in (a, b)],
                                                       norm, with_speakers=True)
                 tids, seqs = test_set(feats, [i for i in ids if speaker(i) in (a, b)], norm)
-                classes, models, _, _ = train_models(by_class, fit_hmm, (n_states, n_mix))
-                sat = (train_sat(by_class, spk_by_class, classes, models, (n_states, n_mix))[0]
-                       if WORD_HMM_ADAPTATION["sat"] else None)
+                classes, models, sat, _, _, _ = train_word_models(by_class, spk_by_class, (n_states, n_mix),
+                                                                  WORD_HMM_ADAPTATION["sat"])
                 spk = np.asarray([speaker(i) for i in tids])
                 for adapt, pred in adapted_predictions(models, tids, seqs, sat_models=sat)[0].items():
                     hit = np.asarray([classes[k] for k in pred]) == np.asarray([labels[i] for i in tids])
@@ -565,9 +568,8 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
             for name, (fit, fargs, score, factors) in fold_systems.items():
                 by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
                 if name == "gmm-hmm":  # the speaker-independent first pass, then the inner-chosen adaptation
-                    classes, models, _, _ = train_models(by_class, fit, fargs)
-                    sat = (train_sat(by_class, spk_by_class, classes, models, fargs)[0]
-                           if adapt.startswith("sat-") else None)
+                    classes, models, sat, _, _, _ = train_word_models(by_class, spk_by_class, fargs,
+                                                                      adapt.startswith("sat-"))
                     hmm_preds, info = adapted_predictions(models, tids, seqs, names=("none", adapt), sat_models=sat)
                     si = [classes[k] for k in hmm_preds["none"]]
                     fold["gmm-hmm-si"] = float(np.mean(np.asarray(si) == np.asarray(truth)))
