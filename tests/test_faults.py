@@ -49,9 +49,15 @@ def run_cli(*args, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a suite started in the background (``nohup make test &``)
+    passes SIGINT on as *ignored*, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args) -> subprocess.Popen:
     return subprocess.Popen(_cli(*args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
 
 
 @pytest.fixture(scope="module")
