@@ -804,7 +804,8 @@ def _cmd_speaker_id(args) -> int:
             covariance_type=args.covariance, max_iter=args.iterations, ubm_init=args.init,
             random_state=args.seed, progress=not args.quiet, ubm_checkpoint=ckpt,
             resume=resume, restart=args.restart, system=args.system,
-            ivector_options=ivector_options_from_args(args), **settings, **_par(args),
+            ivector_options=ivector_options_from_args(args),
+            ivector_background=getattr(args, "ivector_background", None), **settings, **_par(args),
         )
     except KeyboardInterrupt:
         _report_interrupt(args, ckpt, "speaker-id", args.iterations,

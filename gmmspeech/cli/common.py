@@ -318,6 +318,15 @@ def add_ivector_system_args(p) -> None:
     g.add_argument("--no-fusion-check", dest="fusion_check", action="store_false", default=None,
                    help="keep the i-vector system in the fusion even when it does not improve the "
                         "held-out trials")
+    g.add_argument("--ivector-background", nargs="+", default=None, metavar="MANIFEST",
+                   help="extra background of the i-vector system: labelled manifests of other "
+                        "speakers (e.g. other corpora, same --data-root); their recordings train "
+                        "the TV matrix and are speaker classes of the back-end (each manifest's "
+                        "labels its own speakers); never a test file")
+    g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
+                   help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
+                        "(background manifest and --ivector-background) as extra back-end "
+                        "speaker classes, one per speaker and speed")
 
 
 def parse_number(v: str | None):
@@ -360,4 +369,6 @@ def ivector_options_from_args(args) -> dict:
                       ("fusion_trials", "fusion_trials"), ("fusion_check", "fusion_check")):
         if getattr(args, dest, None) is not None:
             out[key] = getattr(args, dest)
+    if getattr(args, "ivector_speed_perturb", None) is not None:
+        out["speed_perturb"] = tuple(float(v) for v in args.ivector_speed_perturb)
     return out

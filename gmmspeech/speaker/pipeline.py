@@ -76,6 +76,7 @@ __all__ = [
     "impostor_segments",
     "arrays_by_label",
     "ubm_training_source",
+    "extra_background",
 ]
 
 NORMS = ("none", "znorm", "tnorm", "snorm", "asnorm")
@@ -100,14 +101,20 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: (:func:`gmmspeech.backend.calibration.fusion_check`); with no held-out trials the fusion
 #: is the GMM-UBM system. ``enroll_ivectors``: a model is the i-vectors of its enrolment
 #: recordings ("mean", the PLDA LLR counting them) or one i-vector of their summed
-#: statistics ("pooled"). Chosen on the dev splits by ``bench/ivector_dev.py`` (see the
-#: README).
+#: statistics ("pooled"). Extra background (``run_speaker_id(ivector_background=...)``:
+#: labelled manifests of other speakers, e.g. of other corpora): its recordings join the
+#: back-end's speaker classes (one class per manifest and label) and, with
+#: ``extra_background_tv``, the TV training data. ``speed_perturb``: speeds (e.g.
+#: ``(0.9, 1.1)``) of perturbed copies of every background recording (the background
+#: manifest's and the extra ones), each speed of a speaker a new back-end speaker class (as
+#: Kaldi's speed-perturbed speakers); with ``speed_perturb_tv`` they also train the TV
+#: matrix. Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
     scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
     fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
-    enroll_ivectors="pooled",
+    enroll_ivectors="pooled", extra_background_tv=True, speed_perturb=(), speed_perturb_tv=False,
 )
 
 
@@ -793,6 +800,7 @@ def run_speaker_id(
     random_state: int = 0,
     system: str = "gmm-ubm",
     ivector_options: Mapping[str, Any] | None = None,
+    ivector_background=None,
     n_jobs: int | None = 1,
     backend: str | None = None,
     scheduler: str | None = None,
@@ -865,6 +873,13 @@ def run_speaker_id(
         trials among background speakers (never on the test trials).
     ivector_options : dict, optional
         i-vector settings (keys of :data:`IVECTOR_DEFAULTS`).
+    ivector_background : list of paths, optional
+        Extra background of the i-vector system: labelled manifests of other speakers (e.g.
+        other corpora; features with the same configuration, audio resampled to its rate).
+        Their recordings are speaker classes of the back-end (one class per manifest and
+        label: the same label in two manifests is two speakers) and, with the option
+        ``extra_background_tv``, training data of the TV matrix. Never the test speakers: a
+        test file listed there is an error. Ignored by ``system="gmm-ubm"``.
     n_jobs, backend, scheduler
         Parallelism (see :func:`gmmspeech.parallel.parallel_map`).
     progress, verbose : bool
@@ -965,6 +980,27 @@ def run_speaker_id(
         if not rows[role]:
             raise GMMSpeechError(f"{role} manifest: no usable file (see {st.errors_path})")
         stores[role] = st.subset([r.id for r in rows[role]])
+    extra = None
+    if system != "gmm-ubm" and (ivector_background or iv_opts["speed_perturb"]):
+        sources = []
+        test_files = {os.path.realpath(r.path) for r in rows["test"]}
+        for i, man in enumerate(ivector_background or ()):
+            rs = read_manifest(man, data_root=data_root)
+            leak = sorted({os.path.realpath(r.path) for r in rs} & test_files)
+            if leak:
+                raise GMMSpeechError(f"ivector_background manifest {os.fspath(man)}: {len(leak)} file(s) "
+                                     f"of the test manifest, e.g. {leak[0]} (no test recording may train "
+                                     "the system)")
+            sources.append((f"extra{i + 1}", rs, os.path.join(fdir, f"ivector-background{i + 1}"), True))
+        sources.append(("", rows["background"], os.path.join(fdir, "background"), False))
+        extra, b = extra_background(sources, config=cfg, opts=iv_opts, data_root=data_root,
+                                    max_duration=max_duration, progress=progress, say=say, **par)
+        for item in b:
+            item = dict(item, manifest="ivector_background")
+            bad.append(item)
+            print(f"gmmspeech speaker-id: skipped {item['path']} (i-vector background {item['id']}): "
+                  f"{item['reason']}", file=sys.stderr)
+        extra = extra or None
     timings["features"] = time.perf_counter() - t0
     note = upsampling_note(upsampled, n_extracted, cfg.sample_rate)
     if note:
@@ -1003,7 +1039,7 @@ def run_speaker_id(
     fused = None
     if system in ("ivector", "fusion"):
         t0 = time.perf_counter()
-        iv = _ivector_scores(ubm, stores, rows, out, iv_opts, random_state, par, progress, say)
+        iv = _ivector_scores(ubm, stores, rows, out, iv_opts, random_state, par, progress, say, extra=extra)
         timings["ivector"] = time.perf_counter() - t0
         if system == "ivector":
             model_labels, scores = iv["model_labels"], iv["scores"]
@@ -1041,6 +1077,8 @@ def run_speaker_id(
             top_c=top_c, score_mode=mode, norm=norm or "none", norm_cohort=norm_cohort,
             norm_top_n=norm_top_n, random_state=random_state, system=system,
             ivector=iv_opts if system != "gmm-ubm" else None,
+            ivector_background=([os.fspath(m) for m in ivector_background or ()]
+                                if system != "gmm-ubm" else None),
         ),
         system=system,
         **parallelism_record(n_jobs),
@@ -1118,15 +1156,20 @@ def _align_columns(scores, labels, want):
     return np.asarray(scores)[:, [pos[w] for w in want]]
 
 
-def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say):
+def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
     enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
-    front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say)
+    front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra)
     return _ivector_backend_scores(front, out, opts, say)
 
 
-def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say):
-    """Statistics, TV training and the i-vectors of every role (``out/ivector_extractor.npz``)."""
+def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
+    """Statistics, TV training and the i-vectors of every role (``out/ivector_extractor.npz``).
+
+    ``extra``: extra background for the back-end (and the TV matrix), a list of dicts with
+    ``store`` (features), ``ids``, ``labels`` (back-end speaker classes) and ``tv`` (also
+    train the TV matrix); see :func:`_extra_background`. In the result they are the role
+    ``"extra"`` (``stats``, ``ivectors``, ``labels``) with ``extra_tv`` (their TV rows)."""
     from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
     from gmmspeech.speaker.ubm import full_covariance_ubm
@@ -1148,8 +1191,20 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
         say(f"i-vector: Baum-Welch statistics ({role})")
         st[role] = utterance_stats(ubm, stores[role], ids=[r.id for r in rows[role]],
                                    top_c=opts["top_c"], progress=progress, **par)
-    tv_stats = (BaumWelchStats.concat([st["background"], st["enroll"]]) if opts["tv_on_enroll"]
-                else st["background"])
+    tv_parts = [st["background"], st["enroll"]] if opts["tv_on_enroll"] else [st["background"]]
+    labels = {role: [str(r.label) for r in rows[role]] for role in ("background", "enroll", "test")}
+    extra_tv = np.zeros(0, dtype=int)
+    if extra:
+        say(f"i-vector: Baum-Welch statistics (extra background, {sum(len(e['ids']) for e in extra)} "
+            "recordings)")
+        st["extra"] = BaumWelchStats.concat([utterance_stats(ubm, e["store"], ids=list(e["ids"]),
+                                                             top_c=opts["top_c"], progress=progress, **par)
+                                             for e in extra])
+        labels["extra"] = [str(v) for e in extra for v in e["labels"]]
+        extra_tv = np.flatnonzero(np.concatenate([np.full(len(e["ids"]), bool(e["tv"])) for e in extra]))
+        if extra_tv.size:
+            tv_parts.append(st["extra"].subset(extra_tv))
+    tv_stats = BaumWelchStats.concat(tv_parts)
     ext = IVectorExtractor(rank=opts["rank"], n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
                            random_state=random_state, progress=progress, **par)
     say(f"i-vector: total variability, rank {opts['rank']}, {opts['n_iter']} EM iterations on "
@@ -1157,9 +1212,8 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
     ext.fit(tv_stats)
     save_extractor(ext, os.path.join(out, "ivector_extractor.npz"), metadata={"role": "ivector-extractor"})
     iv = {role: ext.transform(st[role]) for role in st}
-    labels = {role: [str(r.label) for r in rows[role]] for role in rows}
     return {"ivectors": iv, "labels": labels, "extractor": ext, "ubm": ubm, "stats": st,
-            "random_state": random_state}
+            "random_state": random_state, "extra_tv": extra_tv}
 
 
 def _ivector_backend_scores(front, out, opts, say):
@@ -1169,18 +1223,72 @@ def _ivector_backend_scores(front, out, opts, say):
     from gmmspeech.backend.scoring import save_backend
 
     iv, labels = front["ivectors"], front["labels"]
-    Xb, yb = _backend_data(iv["background"], labels["background"], iv["enroll"], labels["enroll"], opts)
+    X_bg, y_bg = _background_vectors(iv, labels)
+    Xb, yb = _backend_data(X_bg, y_bg, iv["enroll"], labels["enroll"], opts)
     be = _backend(opts).fit(Xb, yb)
     say(f"i-vector: back-end ({opts['scoring']}) on {len(yb)} i-vectors of {len(set(yb))} speakers"
-        + (" (background + enrolment)" if opts["plda_on_enroll"] else " (background)"))
+        + (" (background" + (" + extra background" if "extra" in iv else "")
+           + (" + enrolment)" if opts["plda_on_enroll"] else ")")))
     if out is not None:
         save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
     X_m, y_m = _enrolment_vectors(front["extractor"], front["stats"]["enroll"], iv["enroll"],
                                   labels["enroll"], opts)
     model_labels, scores = be.score_trials(X_m, y_m, iv["test"])
     scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
-                           iv["background"], labels["background"])
+                           X_bg, y_bg)
     return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
+
+
+def extra_background(sources, *, config, opts, data_root=None, max_duration=DEFAULT_MAX_DURATION,
+                     n_jobs=1, backend=None, scheduler=None, progress=False, say=lambda m: None):
+    """The extra background of the i-vector system (``extra`` of :func:`_ivector_front`).
+
+    ``sources``: a list of ``(name, rows, store_dir, extra)``: labelled rows (speakers),
+    the folder of their feature store and whether they are extra background (their own
+    recordings join the back-end, and with ``opts["extra_background_tv"]`` the TV data) or
+    the system's own background (only their speed-perturbed copies are added). A source's
+    back-end classes are ``"<name>:<label>"`` (``name`` empty: the labels as they are), so
+    the same label in two sources is two speakers. Every speed ``s`` of
+    ``opts["speed_perturb"]`` adds a copy of every source's recordings, features extracted
+    with ``config.replace(speed=s)`` into ``<store_dir>-speed<s>``, as the classes
+    ``"<class>@speed<s>"`` (in the TV data with ``opts["speed_perturb_tv"]``). Returns
+    ``(extra, bad)``: the list of dicts (``store``, ``ids``, ``labels``, ``tv``) and the
+    bad files (dicts as :func:`build_features`'s)."""
+    speeds = [float(v) for v in (opts.get("speed_perturb") or ())]
+    for v in speeds:
+        if not 0.5 <= v <= 2.0 or v == 1.0:
+            raise ValueError(f"speed_perturb: speed {v!r} must be in [0.5, 2] and not 1")
+    par = dict(n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    out: list[dict] = []
+    bad: list[dict] = []
+    for name, rs, sdir, is_extra in sources:
+        rs = _distinct(rs)
+        prefix = f"{name}:" if name else ""
+        variants = [(1.0, sdir, config)] if is_extra else []
+        variants += [(v, f"{sdir}-speed{v:g}", config.replace(speed=v)) for v in speeds]
+        for v, vdir, vcfg in variants:
+            say(f"features: {len(rs)} files of the i-vector background {name or 'manifest'}"
+                + ("" if v == 1.0 else f" at speed {v:g}") + f" -> {vdir}")
+            st, good, b = build_features(rs, vdir, config=vcfg, data_root=data_root, progress=progress,
+                                         role=f"ivector-background {name}".strip(),
+                                         max_duration=max_duration, **par)
+            bad += b
+            if not good:
+                continue
+            suffix = "" if v == 1.0 else f"@speed{v:g}"
+            out.append({"store": st, "ids": [r.id for r in good],
+                        "labels": [f"{prefix}{r.label}{suffix}" for r in good],
+                        "tv": bool(opts["extra_background_tv"] if v == 1.0 else opts["speed_perturb_tv"])})
+    return out, bad
+
+
+def _background_vectors(iv, labels):
+    """The background speakers' i-vectors and labels: the background manifest's, then the
+    extra background's (role ``"extra"``, when there is one)."""
+    if "extra" not in iv:
+        return np.asarray(iv["background"]), list(labels["background"])
+    return (np.concatenate([np.asarray(iv["background"]), np.asarray(iv["extra"])]),
+            list(labels["background"]) + list(labels["extra"]))
 
 
 def _backend(opts):
@@ -1307,8 +1415,9 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     test recordings: trained on what the real system's TV is trained on, with the trials'
     test recordings left out (a split recording contributes its enrolling part only), as
     the real system's TV never sees a test recording. Returns ``(X_enr, X_tst, X_bg,
-    extractor, enrol_stats)``: the i-vectors, the held-out extractor and the statistics of
-    the enrolling parts (for pooled enrolment i-vectors)."""
+    extractor, enrol_stats)``: the i-vectors (``X_bg``: the background's, then the extra
+    background's), the held-out extractor and the statistics of the enrolling parts (for
+    pooled enrolment i-vectors)."""
     from gmmspeech.backend.extractor import IVectorExtractor
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
 
@@ -1341,11 +1450,16 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
             parts.append(st[r].subset(keep))
     if role == "enroll" and opts["tv_on_enroll"] or role == "background":
         parts.append(s_enr)  # the enrolling parts, as the real TV sees the enrolment data
+    bg = st["background"]
+    if "extra" in st:  # the extra background, as the real system uses it
+        if len(front.get("extra_tv", ())):
+            parts.append(st["extra"].subset(front["extra_tv"]))
+        bg = BaumWelchStats.concat([bg, st["extra"]])
     tv = BaumWelchStats.concat(parts)
     rank = ext.rank_ if opts["rank"] != "auto" else "auto"
     hx = IVectorExtractor(rank=rank, n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
                           random_state=front.get("random_state", 0), **par).fit(tv)
-    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(st["background"]), hx, s_enr
+    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(bg), hx, s_enr
 
 
 def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
@@ -1396,9 +1510,10 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         y_enr = [it[0] for it in enr]
         # the back-end: background speakers outside the fold, plus (plda_on_enroll) the
         # enrolling parts of the held-out trials' speakers (never their test parts)
-        bg_keep = [j for j, lab in enumerate(labels["background"]) if lab not in fold]
+        bg_labels = labels["background"] + labels.get("extra", [])
+        bg_keep = [j for j, lab in enumerate(bg_labels) if lab not in fold]
         X_bg = X_bg_all[bg_keep]
-        y_bg = [labels["background"][j] for j in bg_keep]
+        y_bg = [bg_labels[j] for j in bg_keep]
         Xb, yb = _backend_data(X_bg, y_bg, X_enr, y_enr, opts)
         if len(set(yb)) < 2:
             continue
