@@ -47,7 +47,14 @@ SWEEP: list[tuple[str, list]] = [
     ("fusion_trials", ["enroll", "background"]),
 ]
 
-TV_KEYS = ("rank", "n_iter", "top_c", "ubm_components", "ubm_covariance", "full_iter", "tv_on_enroll")
+TV_KEYS = ("rank", "n_iter", "top_c", "ubm_components", "ubm_covariance", "full_iter", "tv_on_enroll",
+           "extra_background_tv", "speed_perturb", "speed_perturb_tv")
+
+#: Bench-only option keys (not i-vector settings): ``_pool``, corpora whose dev-split
+#: manifests of the roles ``_pool_roles`` (default background and enroll: labelled
+#: recordings, never a test recording) are the extra background of every other corpus'
+#: split (``speaker-id --ivector-background``); a corpus never pools itself.
+POOL_KEYS = ("_pool", "_pool_roles")
 
 
 def log(msg: str) -> None:
@@ -73,6 +80,7 @@ class Split:
         self.name = f"{corpus}/{split}"
         self.par = dict(n_jobs=n_jobs, backend=None, scheduler=None)
         cfg = speaker_feature_config()
+        self.corpus, self.data_root, self.work, self.cfg = corpus, data_root, Path(work), cfg
         wanted = {role: read_manifest(ROOT / "data_manifests" / corpus / split / f"{role}.csv",
                                       data_root=data_root) for role in ROLES}
         fdir = Path(work) / "features" / corpus / cfg.config_hash()
@@ -82,6 +90,7 @@ class Split:
         if bad:
             raise RuntimeError(f"{self.name}: {len(bad)} bad files, e.g. {bad[0]}")
         self.rows = wanted
+        self.fdir = fdir
         self.stores = {role: st.subset([r.id for r in wanted[role]]) for role in ROLES}
         log(f"{self.name}: features {time.perf_counter() - t0:.0f} s")
         self.dir = Path(work) / "runs" / corpus / split
@@ -114,15 +123,37 @@ class Split:
         log(f"{self.name}: GMM-UBM scores {time.perf_counter() - t0:.0f} s")
         self._front: dict = {}
 
-    def front(self, opts):
+    def extra(self, opts, pool, pool_roles):
+        """The extra background of ``speaker-id --ivector-background`` made of the other
+        corpora's dev manifests (``pool``), plus the speed-perturbed copies of
+        ``opts["speed_perturb"]`` (of the split's background and of the pooled rows)."""
+        from gmmspeech.corpus.manifest import read_manifest
+        from gmmspeech.speaker.pipeline import extra_background
+
+        sources = [(c, [r for role in pool_roles for r in read_manifest(
+                        ROOT / "data_manifests" / c / "dev" / f"{role}.csv", data_root=self.data_root)],
+                    str(self.work / "features" / c / self.cfg.config_hash()), True)
+                   for c in pool if c != self.corpus]
+        sources.append(("", self.rows["background"], str(self.fdir), False))
+        extra, bad = extra_background(sources, config=self.cfg, opts=opts, progress=False,
+                                      say=log, **self.par)
+        if bad:
+            raise RuntimeError(f"{self.name}: {len(bad)} bad files in the pooled background, e.g. {bad[0]}")
+        return extra or None
+
+    def front(self, opts, pool=(), pool_roles=("background", "enroll")):
         from gmmspeech.speaker.pipeline import _ivector_front
 
-        key = tuple(str(opts[k]) for k in TV_KEYS)
+        key = tuple(str(opts[k]) for k in TV_KEYS) + (tuple(pool), tuple(pool_roles))
         if key not in self._front:
             t0 = time.perf_counter()
+            extra = self.extra(opts, pool, pool_roles)
             self._front[key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts, 0,
-                                              self.par, False, lambda m: None)
-            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} {time.perf_counter() - t0:.0f} s")
+                                              self.par, False, lambda m: None, extra=extra)
+            n_extra = len(self._front[key]["labels"].get("extra", []))
+            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} pool={list(pool)} ({n_extra} extra recordings, "
+                f"{len(set(self._front[key]['labels'].get('extra', [])))} extra classes) "
+                f"{time.perf_counter() - t0:.0f} s")
         return self._front[key]
 
     def evaluate(self, options: dict, dump=None) -> dict:
@@ -134,8 +165,9 @@ class Split:
             ivector_settings,
         )
 
-        opts = ivector_settings(options)
-        front = self.front(opts)
+        opts = ivector_settings({k: v for k, v in options.items() if k not in POOL_KEYS})
+        front = self.front(opts, tuple(options.get("_pool", ())),
+                           tuple(options.get("_pool_roles", ("background", "enroll"))))
         iv = _ivector_backend_scores(front, None, opts, lambda m: None)
         iv_scores = _align_columns(iv["scores"], iv["model_labels"], self.model_labels)
         t0 = time.perf_counter()
