@@ -156,7 +156,7 @@ class Split:
                 f"{time.perf_counter() - t0:.0f} s")
         return self._front[key]
 
-    def evaluate(self, options: dict, dump=None) -> dict:
+    def evaluate(self, options: dict, dump=None, fusion: bool = True) -> dict:
         from gmmspeech.speaker.pipeline import (
             _align_columns,
             _fusion,
@@ -171,7 +171,8 @@ class Split:
         iv = _ivector_backend_scores(front, None, opts, lambda m: None)
         iv_scores = _align_columns(iv["scores"], iv["model_labels"], self.model_labels)
         t0 = time.perf_counter()
-        fused = _fusion(self.ubm, self.stores, self.rows, iv, self.gmm_cfg, opts, self.par, lambda m: None)
+        fused = (_fusion(self.ubm, self.stores, self.rows, iv, self.gmm_cfg, opts, self.par, lambda m: None)
+                 if fusion else {"fusion": None, "keep": None, "reason": "not evaluated (--no-fusion)"})
         t_fusion = time.perf_counter() - t0
         fu = fused["fusion"]
         fused_scores = self.gmm if fu is None else fu.fuse(self.gmm, iv_scores)
@@ -218,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dump", default=None,
                     help="folder: per evaluation an .npz of the real trials' GMM-UBM and i-vector score "
                          "matrices and the fusion's held-out trials (input of the check's rule choice)")
+    ap.add_argument("--no-fusion", action="store_true",
+                    help="evaluate the i-vector system only (the fusion's held-out TV retraining skipped)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -245,7 +248,7 @@ def main(argv=None) -> int:
                             Path(args.dump).mkdir(parents=True, exist_ok=True)
                             tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
                             dump = Path(args.dump) / f"{corpus}-{split}-{tag}.npz"
-                        res = sp.evaluate(options, dump=dump)
+                        res = sp.evaluate(options, dump=dump, fusion=not args.no_fusion)
                     except Exception as exc:  # noqa: BLE001 - record and go on
                         log(f"{sp.name} {options}: FAILED {type(exc).__name__}: {exc}")
                         continue
