@@ -128,13 +128,13 @@ class Split:
         corpora's dev manifests (``pool``), plus the speed-perturbed copies of
         ``opts["speed_perturb"]`` (of the split's background and of the pooled rows)."""
         from gmmspeech.corpus.manifest import read_manifest
-        from gmmspeech.speaker.pipeline import extra_background
+        from gmmspeech.speaker.pipeline import _not_enrolled, extra_background
 
         sources = [(c, [r for role in pool_roles for r in read_manifest(
                         ROOT / "data_manifests" / c / "dev" / f"{role}.csv", data_root=self.data_root)],
                     str(self.work / "features" / c / self.cfg.config_hash()), True)
                    for c in pool if c != self.corpus]
-        sources.append(("", self.rows["background"], str(self.fdir), False))
+        sources.append(("", _not_enrolled(self.rows["background"], self.rows["enroll"]), str(self.fdir), False))
         extra, bad = extra_background(sources, config=self.cfg, opts=opts, progress=False,
                                       say=log, **self.par)
         if bad:

@@ -173,3 +173,13 @@ def test_speaker_id_with_ivector_background_and_speed_perturbation(corpus, tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and "leak.csv" in err and "ann_t0.wav" in err and "test manifest" in err
     assert not (tmp_path / "run2" / "ubm.npz").exists()
+
+
+def test_enrolled_speakers_get_no_speed_perturbed_copies():
+    from gmmspeech.speaker.pipeline import _not_enrolled
+
+    bg = _rows("s", 3, 2)  # speakers s0, s1, s2
+    enr = [SimpleNamespace(id="e", label="s1")]
+    # s1 at another speed would be a class apart from the enrolled s1: no copy of it
+    assert [r.id for r in _not_enrolled(bg, enr)] == ["s0_0", "s0_1", "s2_0", "s2_1"]
+    assert _not_enrolled(bg, bg) == []  # FSDD: the background speakers are the enrolled ones

@@ -325,8 +325,8 @@ def add_ivector_system_args(p) -> None:
                         "labels its own speakers); never a test file")
     g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
                    help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
-                        "(background manifest and --ivector-background) as extra back-end "
-                        "speaker classes, one per speaker and speed")
+                        "(background manifest: speakers not enrolled; --ivector-background) as "
+                        "extra back-end speaker classes, one per speaker and speed")
 
 
 def parse_number(v: str | None):

@@ -106,7 +106,8 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: back-end's speaker classes (one class per manifest and label) and, with
 #: ``extra_background_tv``, the TV training data. ``speed_perturb``: speeds (e.g.
 #: ``(0.9, 1.1)``) of perturbed copies of every background recording (the background
-#: manifest's and the extra ones), each speed of a speaker a new back-end speaker class (as
+#: manifest's, of speakers not enrolled, and the extra ones), each speed of a speaker a new
+#: back-end speaker class (as
 #: Kaldi's speed-perturbed speakers); with ``speed_perturb_tv`` they also train the TV
 #: matrix. Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
@@ -992,7 +993,8 @@ def run_speaker_id(
                                      f"of the test manifest, e.g. {leak[0]} (no test recording may train "
                                      "the system)")
             sources.append((f"extra{i + 1}", rs, os.path.join(fdir, f"ivector-background{i + 1}"), True))
-        sources.append(("", rows["background"], os.path.join(fdir, "background"), False))
+        sources.append(("", _not_enrolled(rows["background"], rows["enroll"]), os.path.join(fdir, "background"),
+                        False))
         extra, b = extra_background(sources, config=cfg, opts=iv_opts, data_root=data_root,
                                     max_duration=max_duration, progress=progress, say=say, **par)
         for item in b:
@@ -1280,6 +1282,15 @@ def extra_background(sources, *, config, opts, data_root=None, max_duration=DEFA
                         "labels": [f"{prefix}{r.label}{suffix}" for r in good],
                         "tv": bool(opts["extra_background_tv"] if v == 1.0 else opts["speed_perturb_tv"])})
     return out, bad
+
+
+def _not_enrolled(background_rows, enroll_rows):
+    """The background rows of speakers that are not enrolled: only they get speed-perturbed
+    copies, since a copy is a new speaker class and an enrolled speaker's copy would teach
+    the back-end that the speaker's own voice at another speed is someone else (FSDD: the
+    background speakers are the enrolled ones)."""
+    enrolled = {str(r.label) for r in enroll_rows}
+    return [r for r in background_rows if str(r.label) not in enrolled]
 
 
 def _background_vectors(iv, labels):
