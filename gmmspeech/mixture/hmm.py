@@ -84,6 +84,15 @@ WORD_HMM_TRAINING = {"speeds": (0.9, 1.0, 1.1)}
 #: :func:`gmmspeech.mixture.fmllr.speaker_transforms`), the speaker-independent ones decode the
 #: first pass.
 WORD_HMM_ADAPTATION = {"sat": True, "update": "full", "passes": 2, "method": "viterbi"}
+#: Front ends of word models, name -> changes to ``WORD_HMM_FEATURES`` (the first: none). A
+#: recogniser may train one set of word models per front end, each the same way (speed copies,
+#: CMVN, SAT and fMLLR passes), and sum a recording's log-likelihoods under the sets' models of
+#: a word (equal weights, a product of experts) before the decision, as the ``words`` recipe
+#: does where its development speakers choose it. Kaldi pitch (``FeatureConfig(pitch="kaldi")``,
+#: ``pip install 'gmmspeech[pitch]'``) separates Mandarin tone pairs (DSPSpeech-20's 北京 /
+#: 背景) that MFCCs alone confuse; alone it makes other errors, summed with the MFCC models'
+#: scores it removed more than it added on DSPSpeech-20's development speakers (README).
+WORD_HMM_FRONT_ENDS = {"mfcc": {}, "mfcc-pitch": {"pitch": "kaldi"}}
 
 
 @lazy_kernel

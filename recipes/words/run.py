@@ -6,28 +6,32 @@
 
 Stages (a finished stage's output is kept: re-running after a kill redoes nothing finished):
   0  data      the protocols' manifests -> OUT/data/{dspspeech20_train,dspspeech20_test,fsdd}.csv
-  1  features  `gmmspeech features` per corpus and speed factor: the word-model features
-               (WORD_HMM_FEATURES, no CMVN in the store), every file also speed-perturbed by the
-               training factors (Kaldi's 0.9 / 1.1) -> OUT/feats/<corpus>-sp<factor>
-  2  dev       DSPSpeech-20: states x Gaussians, the CMVN (per utterance / per speaker) and the
-               speaker adaptation (none / fMLLR after 1 .. WORD_HMM_ADAPTATION["passes"] passes, with
+  1  features  `gmmspeech features` per corpus, front end and speed factor: the word-model
+               features (WORD_HMM_FEATURES with each change of WORD_HMM_FRONT_ENDS: MFCC, MFCC +
+               Kaldi pitch; no CMVN in the store), every file also speed-perturbed by the training
+               factors (Kaldi's 0.9 / 1.1) -> OUT/feats/<corpus>[-<front end>]-sp<factor>
+  2  dev       DSPSpeech-20 (MFCC word models): states x Gaussians, the CMVN (per utterance / per
+               speaker) and the speaker adaptation (none / fMLLR after 1 .. WORD_HMM_ADAPTATION["passes"] passes, with
                speaker-independent or speaker-adaptively trained (SAT) word models) chosen
                on a development split of the TRAINING speakers (every third one held out)
                -> OUT/exp/dspspeech20/dev.json
-  3  test      DSPSpeech-20: GMM-HMM, per-class GMM and hmmlearn's GMMHMM trained on every
-               training speaker, tested on the unseen test speakers -> OUT/exp/dspspeech20/results.json
+  3  test      DSPSpeech-20: GMM-HMM (every front end's word models, and their sum), per-class GMM and
+               hmmlearn's GMMHMM trained on every training speaker, tested on the unseen test
+               speakers -> OUT/exp/dspspeech20/results.json
   4  inner     FSDD: the CMVN and adaptation of each leave-one-speaker-out fold, chosen by inner folds over that
-               fold's training speakers (one training per speaker pair serves two folds)
-               -> OUT/exp/fsdd/inner.json
-  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass, per-class GMM, hmmlearn's GMMHMM)
-               -> OUT/exp/fsdd/results.json
+               fold's training speakers with MFCC word models (one training per speaker pair serves two
+               folds) -> OUT/exp/fsdd/inner.json
+  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass and per front end, per-class GMM,
+               hmmlearn's GMMHMM) -> OUT/exp/fsdd/results.json
   6  report    OUT/report.md, OUT/results.json, confusion matrices
 
 Word models: one left-to-right gmmspeech.GMMHMM per word (the library's WORD_HMM_DEFAULTS:
 flat start, mixture splitting, Baum-Welch), trained on the training speakers' recordings at
 every factor of WORD_HMM_TRAINING["speeds"] (each perturbed copy of a speaker counts as a
-speaker of its own for speaker CMVN, as in Kaldi); a test recording gets the word whose model
-gives it the largest forward log-likelihood. Nothing is tuned on a test speaker.
+speaker of its own for speaker CMVN, as in Kaldi), one set per front end of
+WORD_HMM_FRONT_ENDS; a test recording gets the word whose models give it the largest sum of
+forward log-likelihoods over the front ends. Per-class GMMs and hmmlearn use the MFCC front
+end. Nothing is tuned on a test speaker.
 """
 
 import json
@@ -53,6 +57,7 @@ from gmmspeech.mixture.hmm import (  # noqa: E402
     WORD_HMM_ADAPTATION,
     WORD_HMM_DEFAULTS,
     WORD_HMM_FEATURES,
+    WORD_HMM_FRONT_ENDS,
     WORD_HMM_TRAINING,
 )
 
@@ -67,6 +72,14 @@ GMM_COMPONENTS = 16
 HMMLEARN_ITER = 10
 CORPORA = ("dspspeech20", "fsdd")
 RATES = {"dspspeech20": 16000, "fsdd": 8000}
+#: the front end of the development grids (stages 2 and 4), the per-class GMMs and hmmlearn
+BASE_FRONT_END = next(iter(WORD_HMM_FRONT_ENDS))
+#: front-end sets offered to each corpus (names of WORD_HMM_FRONT_ENDS whose word models'
+#: log-likelihoods are summed); with several, stage 2 chooses one by 3-fold cross-validation over
+#: the training speakers. FSDD (English digits) is offered MFCC only: on its inner folds (all 15
+#: speaker pairs, README "GMM-HMM word models") the pitch front end did not help.
+FRONT_END_SETS = {"dspspeech20": ((BASE_FRONT_END,), (BASE_FRONT_END, "mfcc-pitch")), "fsdd": ((BASE_FRONT_END,),)}
+CV_FOLDS = 3
 
 parser = recipe_parser("words", __doc__.splitlines()[0])
 parser.add_argument("--corpus", dest="corpora", action="append", choices=CORPORA,
@@ -111,9 +124,13 @@ r = WordsRecipe("words", "Isolated words: GMM-HMM word models vs per-class GMMs 
     f"hmmlearn's GMMHMM (same states and Gaussians, left-to-right start, {HMMLEARN_ITER} iterations) "
     f"beside. Features: `speech` preset with {WORD_HMM_FEATURES['n_mfcc']} MFCC + deltas + "
     "delta-deltas, energy VAD, then CMVN per utterance or over each speaker's recordings (chosen on "
-    "development speakers). Decision: the largest forward log-likelihood."))
+    "development speakers). GMM-HMM front ends (`WORD_HMM_FRONT_ENDS`): "
+    + ", ".join(f"{k} ({', '.join(f'{a}={b}' for a, b in v.items()) or 'as above'})"
+                for k, v in WORD_HMM_FRONT_ENDS.items())
+    + "; one set of word models each, the sets' log-likelihoods summed. Decision: the largest "
+    "(summed) forward log-likelihood."))
 r.results.update({"speeds": list(speeds), "hmm": dict(WORD_HMM_DEFAULTS), "features": dict(WORD_HMM_FEATURES),
-                  "adaptation": dict(WORD_HMM_ADAPTATION)})
+                  "adaptation": dict(WORD_HMM_ADAPTATION), "front_ends": dict(WORD_HMM_FRONT_ENDS)})
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -122,18 +139,30 @@ def speaker(utt_id: str) -> str:
     return utt_id.split("-")[0] if "-" in utt_id else utt_id.split("_")[0]
 
 
-def store_dir(corpus, factor):
-    return r.feats / f"{corpus}-sp{factor:g}"
+def store_dir(corpus, factor, front_end=BASE_FRONT_END):
+    name = corpus if front_end == BASE_FRONT_END else f"{corpus}-{front_end}"
+    return r.feats / f"{name}-sp{factor:g}"
+
+
+def front_ends_of(corpus):
+    """The front ends of every set offered to ``corpus`` (the base one first)."""
+    return list(dict.fromkeys(fe for fes in FRONT_END_SETS[corpus] for fe in fes))
 
 
 def load_features(corpus, ids):
-    """``{factor: {id: frames}}`` from the stores (files that failed are absent)."""
+    """``{front end: {factor: {id: frames}}}`` from the stores; an id is kept only where every
+    front end has it at speed 1.0 (files that failed are absent, and reported by stage 1)."""
     from gmmspeech.corpus.store import FeatureStore
 
     out = {}
-    for f in speeds:
-        store = FeatureStore(store_dir(corpus, f))
-        out[f] = {i: np.asarray(store.load(i, mmap=False)) for i in ids if i in store}
+    for fe in front_ends_of(corpus):
+        out[fe] = {}
+        for f in speeds:
+            store = FeatureStore(store_dir(corpus, f, fe))
+            out[fe][f] = {i: np.asarray(store.load(i, mmap=False)) for i in ids if i in store}
+    common = set.intersection(*(set(v[1.0]) for v in out.values()))
+    for fe in out:
+        out[fe][1.0] = {i: x for i, x in out[fe][1.0].items() if i in common}
     return out
 
 
@@ -320,16 +349,22 @@ def train_word_models(by_class, spk_by_class, fit_args, sat):
 
 
 def adapted_predictions(models, ids, seqs, names=None, sat_models=None):
+    """:func:`adapted_scores` as ``({name: predicted class indices}, transform summaries)``."""
+    scores, info = adapted_scores(models, ids, seqs, names, sat_models)
+    return {n: np.argmax(sc, axis=1) for n, sc in scores.items()}, info
+
+
+def adapted_scores(models, ids, seqs, names=None, sat_models=None):
     """Speaker-adaptive decoding of the test speakers (gmmspeech.mixture.fmllr): every test
     speaker's recordings decoded by the speaker-independent models, then one fMLLR transform per
     speaker and pass from the previous pass's hypotheses, decoded by ``models`` or, for the
-    "sat-" names, by ``sat_models``. ``({name: predicted class indices}, {name: {speaker:
-    transform summary}})`` for the adaptation ``names`` (default: every candidate)."""
+    "sat-" names, by ``sat_models``. ``({name: log-likelihoods (recordings, classes)}, {name:
+    {speaker: transform summary}})`` for the adaptation ``names`` (default: every candidate)."""
     from gmmspeech.mixture.fmllr import speaker_adapted_scores
 
     names = list(names or candidate_adaptations())
     spk = np.asarray([speaker(i) for i in ids])
-    preds = {n: np.empty(len(ids), dtype=int) for n in names}
+    preds = {n: np.empty((len(ids), len(models))) for n in names}
     info: dict = {n: {} for n in names if n != "none"}
     families = [(False, models, None)] + ([(True, sat_models, models)] if sat_models is not None else [])
     for s in sorted(set(spk)):
@@ -345,7 +380,7 @@ def adapted_predictions(models, ids, seqs, names=None, sat_models=None):
                 if n == "none" and sat:
                     continue
                 p = passes_of(n)
-                preds[n][idx] = np.argmax(scores[p], axis=1)
+                preds[n][idx] = scores[p]
                 if p:
                     t = transforms[p]
                     info[n][s] = {"update": t.update, "frames": round(t.n_frames), "gain_per_frame": round(t.gain, 4),
@@ -353,6 +388,66 @@ def adapted_predictions(models, ids, seqs, names=None, sat_models=None):
                     if t.update == "none":
                         r.say(f"   speaker {s}: identity kept ({t.reason})")
     return preds, info
+
+
+def hmm_system(feats, labels, train_ids, test_ids, norm, fit_args, adapt, front_ends):
+    """The GMM-HMM system: for every front end of ``front_ends`` (names in WORD_HMM_FRONT_ENDS),
+    word models trained on ``train_ids`` (and SAT ones when ``adapt`` asks for them) decode
+    ``test_ids`` with the speaker-independent pass and ``adapt``; the front ends' log-likelihoods
+    are summed. Returns ``{"classes", "ids", "si", "adapted"}`` (predicted class indices of the
+    sums) and ``"front_ends": {name: {"si", "adapted", "scores", "fit_seconds", "failed_classes",
+    "sat", "transforms"}}`` ("scores": the adapted pass's log-likelihoods)."""
+    out: dict = {"front_ends": {}}
+    total: dict = {}
+    for fe in front_ends:
+        by_class, spk_by_class = training_set(feats[fe], labels, train_ids, norm, with_speakers=True)
+        ids, seqs = test_set(feats[fe], test_ids, norm)
+        classes, models, sat, secs, failures, sat_info = train_word_models(by_class, spk_by_class, fit_args,
+                                                                           adapt.startswith("sat-"))
+        if out.setdefault("classes", classes) != classes or out.setdefault("ids", ids) != ids:
+            raise SystemExit(f"recipes/words/run.py: error: front end {fe} has other words or test recordings "
+                             "than the first one (see stage 1's failed files)")
+        scores, info = adapted_scores(models, ids, seqs, names=("none", adapt), sat_models=sat)
+        for n in scores:
+            total[n] = total[n] + scores[n] if n in total else scores[n]
+        out["front_ends"][fe] = {"si": np.argmax(scores["none"], axis=1), "adapted": np.argmax(scores[adapt], axis=1),
+                                 "scores": scores[adapt],
+                                 "fit_seconds": round(secs, 1), "failed_classes": failures, "sat": sat_info,
+                                 "transforms": info.get(adapt, {})}
+    out["si"], out["adapted"] = np.argmax(total["none"], axis=1), np.argmax(total[adapt], axis=1)
+    return out
+
+
+def choose_front_ends(corpus, feats, labels, train_ids, chosen):
+    """The front-end set of ``corpus`` (one of FRONT_END_SETS[corpus]) by CV_FOLDS-fold
+    cross-validation over its training speakers (every CV_FOLDS-th one held out in turn), with
+    the states, Gaussians, CMVN and adaptation ``chosen`` on the development split. Every front
+    end's word models are trained once per fold; a set's accuracy is that of its summed
+    log-likelihoods. Ties: the fewer front ends."""
+    sets = FRONT_END_SETS[corpus]
+    if len(sets) == 1:
+        return {"sets": [{"front_ends": list(sets[0])}], "chosen": list(sets[0])}
+    spks = sorted({speaker(i) for i in train_ids})
+    fit_args, norm, adapt = (chosen["states"], chosen["mix"]), chosen["normalisation"], chosen.get("adaptation", "none")
+    hits: dict = {st: [] for st in sets}
+    folds = []
+    for k in range(CV_FOLDS):
+        held = spks[k::CV_FOLDS]
+        hs = hmm_system(feats, labels, [i for i in train_ids if speaker(i) not in held],
+                        [i for i in train_ids if speaker(i) in held], norm, fit_args, adapt, front_ends_of(corpus))
+        truth = np.asarray([labels[i] for i in hs["ids"]])
+        fold = {"held_out": held, "recordings": len(truth), "accuracy": {}}
+        for st in sets:
+            hit = np.asarray(hs["classes"])[np.argmax(sum(hs["front_ends"][fe]["scores"] for fe in st), axis=1)] == truth
+            hits[st].append(hit)
+            fold["accuracy"]["+".join(st)] = float(hit.mean())
+        folds.append(fold)
+        r.say(f"   front ends, fold {k + 1}/{CV_FOLDS} ({len(held)} speakers held out): "
+              + ", ".join(f"{name} {pct(a)}" for name, a in fold["accuracy"].items()))
+    rows = [{"front_ends": list(st), "accuracy": float(np.concatenate(hits[st]).mean())} for st in sets]
+    best = max(rows, key=lambda d: (d["accuracy"], -len(d["front_ends"])))
+    return {"states": fit_args[0], "mix": fit_args[1], "normalisation": norm, "adaptation": adapt,
+            "folds": folds, "sets": rows, "chosen": best["front_ends"]}
 
 
 def accuracy(classes, pred, truth):
@@ -417,13 +512,16 @@ if r.stage(1, "features"):
     from gmmspeech.features.config import FeatureConfig
 
     for corpus in corpora:
-        for f in speeds:
-            cfg = FeatureConfig.preset("speech").replace(sample_rate=RATES[corpus], cmvn="none", speed=float(f),
-                                                         **WORD_HMM_FEATURES)
-            conf = r.out / "conf" / f"{corpus}-sp{f:g}.json"
-            save(conf, cfg.to_dict())
-            r.gmmspeech("features", r.data / f"{corpus}.csv", "--config", conf, "--data-root", r.data_root,
-                        "--quiet", "--out", store_dir(corpus, f), out=store_dir(corpus, f))
+        for fe in front_ends_of(corpus):
+            changes = WORD_HMM_FRONT_ENDS[fe]
+            for f in speeds:
+                cfg = FeatureConfig.preset("speech").replace(sample_rate=RATES[corpus], cmvn="none", speed=float(f),
+                                                             **{**WORD_HMM_FEATURES, **changes})
+                store = store_dir(corpus, f, fe)
+                conf = r.out / "conf" / f"{store.name}.json"
+                save(conf, cfg.to_dict())
+                r.gmmspeech("features", r.data / f"{corpus}.csv", "--config", conf, "--data-root", r.data_root,
+                            "--quiet", "--out", store, out=store)
 
 
 def manifest_rows(name):
@@ -441,7 +539,8 @@ dsp_dir = r.out / "exp" / "dspspeech20"
 if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None or r.args.stop_stage >= 2):
     train_rows, test_rows = manifest_rows("dspspeech20_train"), manifest_rows("dspspeech20_test")
     labels = {x.id: x.label for x in train_rows + test_rows}
-    feats = load_features("dspspeech20", list(labels))
+    all_feats = load_features("dspspeech20", list(labels))
+    feats = all_feats[BASE_FRONT_END]
     train_ids = [x.id for x in train_rows if x.id in feats[1.0]]
     train_spk = sorted({speaker(i) for i in train_ids})
     dev_spk = train_spk[1::3]
@@ -466,38 +565,54 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
         best = max(rows, key=lambda d: (d["dev_accuracy"], -d["states"] * d["mix"], -passes_of(d["adaptation"]),
                                         not d["adaptation"].startswith("sat-"), d["normalisation"] == "utterance"))
         save(dsp_dir / "dev.json", {"dev_speakers": dev_spk, "candidates": rows, "chosen": best})
+    if r.stage(2, "DSPSpeech-20: front ends by cross-validation over the training speakers") and \
+            not done(dsp_dir / "front_ends.json"):
+        save(dsp_dir / "front_ends.json", choose_front_ends(
+            "dspspeech20", all_feats, labels, train_ids, needed(dsp_dir / "dev.json", 2, 2)["chosen"]))
     if r.stage(3, "DSPSpeech-20: test") and not done(dsp_dir / "results.json"):
         dev = needed(dsp_dir / "dev.json", 3, 2)
         ch = dev["chosen"]
         n_states, n_mix, norm = ch["states"], ch["mix"], ch["normalisation"]
         adapt = ch.get("adaptation", "none")  # (a dev.json of an earlier version: no adaptation)
+        fes = needed(dsp_dir / "front_ends.json", 3, 2)["chosen"]
         test_ids, test_seqs = test_set(feats, [x.id for x in test_rows], norm)
         truth = [labels[i] for i in test_ids]
         systems = compared_systems(n_states, n_mix)
         out = {"train_speakers": train_spk, "test_speakers": sorted({speaker(i) for i in test_ids}),
                "n_train": len(train_ids), "n_test": len(test_ids), "states": n_states, "mix": n_mix,
-               "normalisation": norm, "adaptation": adapt, "systems": {}}
+               "normalisation": norm, "adaptation": adapt, "front_ends": list(fes), "systems": {}}
         for name, (fit, fargs, score, factors) in systems.items():
-            by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
+            by_class = training_set(feats, labels, train_ids, norm, factors)
             classes = sorted(by_class)
-            if name == "gmm-hmm":  # the speaker-independent first pass, then the dev-chosen adaptation
-                classes, models, sat, secs, failures, sat_info = train_word_models(by_class, spk_by_class, fargs,
-                                                                                   adapt.startswith("sat-"))
-                if sat_info:
-                    out["sat"] = sat_info
-                preds, info = adapted_predictions(models, test_ids, test_seqs, names=("none", adapt), sat_models=sat)
-                pred = preds[adapt]
+            if name == "gmm-hmm":  # per front end: the speaker-independent first pass, then the dev-chosen
+                # adaptation; the front ends' log-likelihoods summed
+                hs = hmm_system(all_feats, labels, train_ids, test_ids, norm, fargs, adapt, fes)
+                classes, pred = hs["classes"], hs["adapted"]
+                secs = sum(v["fit_seconds"] for v in hs["front_ends"].values())
+                failures = [f for v in hs["front_ends"].values() for f in v["failed_classes"]]
+                out["sat"] = (hs["front_ends"][BASE_FRONT_END]["sat"] if len(fes) == 1 else
+                              {fe: v["sat"] for fe, v in hs["front_ends"].items() if v["sat"]})
+                out["transforms"] = (hs["front_ends"][BASE_FRONT_END]["transforms"] if len(fes) == 1 else
+                                     {fe: v["transforms"] for fe, v in hs["front_ends"].items()})
+                for fe, v in (hs["front_ends"].items() if len(fes) > 1 else ()):
+                    out["systems"][f"gmm-hmm-{fe}"] = {
+                        "accuracy": accuracy(classes, v["adapted"], truth), "si_accuracy": accuracy(classes, v["si"], truth),
+                        "fit_seconds": v["fit_seconds"], "speeds": list(factors), "failed_classes": v["failed_classes"],
+                        "adaptation": adapt, "front_ends": [fe]}
+                    r.say(f"   gmm-hmm, {fe} front end alone: {pct(out['systems'][f'gmm-hmm-{fe}']['accuracy'])} "
+                          f"(first pass {pct(out['systems'][f'gmm-hmm-{fe}']['si_accuracy'])})")
                 if adapt != "none":
                     out["systems"]["gmm-hmm-si"] = {
-                        "accuracy": accuracy(classes, preds["none"], truth), "fit_seconds": round(secs, 1),
-                        "speeds": list(factors), "failed_classes": failures, "adaptation": "none"}
-                    out["transforms"] = info[adapt]
+                        "accuracy": accuracy(classes, hs["si"], truth), "fit_seconds": secs,
+                        "speeds": list(factors), "failed_classes": failures, "adaptation": "none",
+                        "front_ends": list(fes)}
                     r.say(f"   gmm-hmm-si (first pass): {pct(out['systems']['gmm-hmm-si']['accuracy'])}")
             else:
                 pred, secs, failures = train_and_classify(by_class, test_seqs, fit, fargs, score)
             out["systems"][name] = {"accuracy": accuracy(classes, pred, truth), "fit_seconds": round(secs, 1),
                                     "speeds": list(factors), "failed_classes": failures,
-                                    "adaptation": adapt if name == "gmm-hmm" else "none"}
+                                    "adaptation": adapt if name == "gmm-hmm" else "none",
+                                    "front_ends": list(fes) if name == "gmm-hmm" else [BASE_FRONT_END]}
             if name == "gmm-hmm":
                 from gmmspeech import metrics
 
@@ -513,7 +628,8 @@ fsdd_dir = r.out / "exp" / "fsdd"
 if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.args.stop_stage >= 4):
     rows = manifest_rows("fsdd")
     labels = {x.id: x.label for x in rows}
-    feats = load_features("fsdd", list(labels))
+    all_feats = load_features("fsdd", list(labels))
+    feats = all_feats[BASE_FRONT_END]
     ids = [i for i in labels if i in feats[1.0]]
     speakers = sorted({speaker(i) for i in ids})
     if r.quick:  # three speakers: two folds, three inner pairs
@@ -549,9 +665,11 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
         inner = needed(fsdd_dir / "inner.json", 5, 4)
         # (an inner.json of an earlier version has CMVN settings only: no adaptation)
         pairs = {(k if "/" in k else f"{k}/none"): v for k, v in inner["pairs"].items()}
-        out = {"states": n_states, "mix": n_mix, "folds": [], "systems": {}}
+        fes = FRONT_END_SETS["fsdd"][0]  # (one set offered: no choice)
+        out = {"states": n_states, "mix": n_mix, "front_ends": list(fes), "folds": [], "systems": {}}
         fold_systems = compared_systems(n_states, n_mix)
-        preds: dict = {"gmm-hmm-si": [], **{name: [] for name in fold_systems}}
+        preds: dict = {"gmm-hmm-si": [], **({f"gmm-hmm-{fe}": [] for fe in fes} if len(fes) > 1 else {}),
+                       **{name: [] for name in fold_systems}}
         truth_all = []
         for s in folds:
             inner_acc = {k: float(np.mean([p[v] for pair, p in pairs[k].items() if s in pair.split("+")
@@ -566,17 +684,22 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
             fold = {"test_speaker": s, "n_test": len(tids), "normalisation": norm, "adaptation": adapt,
                     "inner_accuracy": inner_acc}
             for name, (fit, fargs, score, factors) in fold_systems.items():
-                by_class, spk_by_class = training_set(feats, labels, train_ids, norm, factors, with_speakers=True)
-                if name == "gmm-hmm":  # the speaker-independent first pass, then the inner-chosen adaptation
-                    classes, models, sat, _, _, _ = train_word_models(by_class, spk_by_class, fargs,
-                                                                      adapt.startswith("sat-"))
-                    hmm_preds, info = adapted_predictions(models, tids, seqs, names=("none", adapt), sat_models=sat)
-                    si = [classes[k] for k in hmm_preds["none"]]
+                by_class = training_set(feats, labels, train_ids, norm, factors)
+                if name == "gmm-hmm":  # per front end: the speaker-independent first pass, then the
+                    # inner-chosen adaptation; the front ends' log-likelihoods summed
+                    hs = hmm_system(all_feats, labels, train_ids, tids, norm, fargs, adapt, fes)
+                    classes = hs["classes"]
+                    si = [classes[k] for k in hs["si"]]
                     fold["gmm-hmm-si"] = float(np.mean(np.asarray(si) == np.asarray(truth)))
                     preds["gmm-hmm-si"] += si
-                    pred = [classes[k] for k in hmm_preds[adapt]]
+                    for fe, v in (hs["front_ends"].items() if len(fes) > 1 else ()):
+                        p_fe = [classes[k] for k in v["adapted"]]
+                        fold[f"gmm-hmm-{fe}"] = float(np.mean(np.asarray(p_fe) == np.asarray(truth)))
+                        preds[f"gmm-hmm-{fe}"] += p_fe
+                    pred = [classes[k] for k in hs["adapted"]]
                     if adapt != "none":
-                        fold["transform"] = info[adapt][s]
+                        fold["transform"] = hs["front_ends"][BASE_FRONT_END]["transforms"][s] if len(fes) == 1 else \
+                            {fe: v["transforms"][s] for fe, v in hs["front_ends"].items()}
                 else:
                     pred, secs, failures = train_and_classify(by_class, seqs, fit, fargs, score)
                     pred = [sorted(by_class)[k] for k in pred]
@@ -612,7 +735,9 @@ if r.stage(6, "report"):
               f"recordings). Chosen on the development split: {dsp['states']} states x {dsp['mix']} Gaussians, "
               f"{dsp['normalisation']} CMVN, speaker adaptation {dsp.get('adaptation', 'none')} (fMLLR: "
               "`gmmspeech.mixture.fmllr`, one transform per test speaker from the previous pass's "
-              "hypotheses; `gmm-hmm-si` is the speaker-independent first pass).", "",
+              "hypotheses; `gmm-hmm-si` is the speaker-independent first pass). `gmm-hmm` sums the "
+              "log-likelihoods of the word models of every front end (" + ", ".join(dsp.get("front_ends", {}) or
+              r.results["front_ends"]) + "); `gmm-hmm-<front end>` is one front end's word models alone.", "",
               "| states | Gaussians | CMVN | adaptation | dev accuracy |", "|---|---|---|---|---|"]
         md += [f"| {d['states']} | {d['mix']} | {d['normalisation']} | {d.get('adaptation', 'none')} | "
                f"{pct(d['dev_accuracy'])} |" for d in (dev or {}).get("candidates", [])]
@@ -646,6 +771,10 @@ if r.stage(6, "report"):
                   f"{pct(sys_['gmm-hmm-si']['accuracy']) if 'gmm-hmm-si' in sys_ else ''} | "
                   f"{pct(sys_['gmm']['accuracy'])} | "
                   f"{pct(sys_['hmmlearn']['accuracy']) if 'hmmlearn' in sys_ else 'not run'} |")
+        alone = [f"{k[len('gmm-hmm-'):]} {pct(v['accuracy'])}" for k, v in sys_.items()
+                 if k.startswith("gmm-hmm-") and k != "gmm-hmm-si"]
+        if alone:
+            md.append(f"\nGMM-HMM per front end alone (all folds; `gmm-hmm` sums them): {', '.join(alone)}.")
         for f in fsdd["folds"]:
             for fc in f.get("hmmlearn_failed_classes", [])[:3]:
                 md.append(f"\nhmmlearn, fold {f['test_speaker']}, digit {fc['class']}: {fc['error']}")
