@@ -402,3 +402,43 @@ def test_words_recipe_quick_fsdd_with_hmmlearn_and_resume(tmp_path, fsdd_root, m
     assert "(done: exp/fsdd/inner.json)" in again and "(done: exp/fsdd/results.json)" in again
     assert "inner, " not in again and "fold george" not in again
     assert json.loads((out / "results.json").read_text())["fsdd"] == fsdd
+
+
+def test_words_recipe_quick_dspspeech20_front_ends_by_cross_validation(tmp_path, datasets_root, monkeypatch, capsys):
+    """recipes/words/run.py --quick --corpus dspspeech20: stage 2 compares the front-end sets
+    (MFCC; MFCC + MFCC-with-Kaldi-pitch summed) by 3-fold cross-validation over the training
+    speakers, stage 3 decodes the test speakers with the chosen set and reports each front end
+    alone; a re-run keeps front_ends.json."""
+    pytest.importorskip("kaldi_native_fbank")
+    if not (datasets_root / "dspspeech20").is_dir():
+        pytest.skip(f"dspspeech20 not found in {datasets_root}")
+    out = tmp_path / "words"
+    argv = ["--quick", "--corpus", "dspspeech20", "--no-hmmlearn", "--data-root", datasets_root, "--out", out]
+    text = _run("words", argv, monkeypatch, capsys)
+    assert "front ends by cross-validation" in text
+    conf = json.loads((out / "conf" / "dspspeech20-mfcc-pitch-sp1.json").read_text())
+    assert conf["pitch"] == "kaldi"
+    base = json.loads((out / "conf" / "dspspeech20-sp1.json").read_text())
+    assert base["pitch"] == "none"
+    fe = json.loads((out / "exp" / "dspspeech20" / "front_ends.json").read_text())
+    assert [s["front_ends"] for s in fe["sets"]] == [["mfcc"], ["mfcc", "mfcc-pitch"]]
+    train = {x.split("-")[0] for x in (out / "data" / "dspspeech20_train.csv").read_text().split()[1:]}
+    held = [set(f["held_out"]) for f in fe["folds"]]
+    assert len(held) == 3 and set().union(*held) == train and sum(map(len, held)) == len(train)  # a partition
+    for s in fe["sets"]:  # a set's accuracy pools the folds' recordings
+        name = "+".join(s["front_ends"])
+        pooled = sum(f["accuracy"][name] * f["recordings"] for f in fe["folds"]) / sum(f["recordings"] for f in fe["folds"])
+        assert abs(s["accuracy"] - pooled) < 1e-12
+    best = max(fe["sets"], key=lambda s: (s["accuracy"], -len(s["front_ends"])))  # ties: fewer front ends
+    assert fe["chosen"] == best["front_ends"]
+    dev = json.loads((out / "exp" / "dspspeech20" / "dev.json").read_text())["chosen"]
+    assert (fe["states"], fe["mix"], fe["normalisation"], fe["adaptation"]) == (
+        dev["states"], dev["mix"], dev["normalisation"], dev["adaptation"])
+    dsp = json.loads((out / "results.json").read_text())["dspspeech20"]
+    assert dsp["front_ends"] == fe["chosen"] and dsp["systems"]["gmm-hmm"]["front_ends"] == fe["chosen"]
+    alone = {f"gmm-hmm-{f}" for f in fe["chosen"]} if len(fe["chosen"]) > 1 else set()
+    first = {"gmm-hmm-si"} if dsp["adaptation"] != "none" else set()
+    assert set(dsp["systems"]) == {"gmm-hmm", "gmm"} | first | alone
+    assert sum(map(sum, dsp["confusion_matrix"])) == dsp["n_test"]
+    again = _run("words", argv, monkeypatch, capsys)
+    assert "(done: exp/dspspeech20/front_ends.json)" in again and "front ends, fold" not in again
