@@ -77,8 +77,9 @@ RATES = {"dspspeech20": 16000, "fsdd": 8000}
 BASE_FRONT_END = next(iter(WORD_HMM_FRONT_ENDS))
 #: front-end sets offered to each corpus (names of WORD_HMM_FRONT_ENDS whose word models'
 #: log-likelihoods are summed); with several, stage 2 chooses one by 3-fold cross-validation over
-#: the training speakers. FSDD (English digits) is offered MFCC only: on its inner folds (speaker
-#: pairs held out, README "GMM-HMM word models") the pitch front end lowered accuracy, alone and summed.
+#: the training speakers. FSDD (English digits) is offered MFCC only in this version: its inner
+#: folds prefer the sum too (README "GMM-HMM word models", measured by a script), but choosing it
+#: per fold needs a second word-model set in each of stage 4's inner trainings.
 FRONT_END_SETS = {"dspspeech20": ((BASE_FRONT_END,), (BASE_FRONT_END, "mfcc-pitch")), "fsdd": ((BASE_FRONT_END,),)}
 CV_FOLDS = 3
 
