@@ -589,8 +589,6 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
                "n_train": len(train_ids), "n_test": len(test_ids), "states": n_states, "mix": n_mix,
                "normalisation": norm, "adaptation": adapt, "front_ends": list(fes), "systems": {}}
         for name, (fit, fargs, score, factors) in systems.items():
-            by_class = training_set(feats, labels, train_ids, norm, factors)
-            classes = sorted(by_class)
             if name == "gmm-hmm":  # per front end: the speaker-independent first pass, then the dev-chosen
                 # adaptation; the front ends' log-likelihoods summed
                 hs = hmm_system(all_feats, labels, train_ids, test_ids, norm, fargs, adapt, fes)
@@ -615,6 +613,8 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
                         "front_ends": list(fes)}
                     r.say(f"   gmm-hmm-si (first pass): {pct(out['systems']['gmm-hmm-si']['accuracy'])}")
             else:
+                by_class = training_set(feats, labels, train_ids, norm, factors)
+                classes = sorted(by_class)
                 pred, secs, failures = train_and_classify(by_class, test_seqs, fit, fargs, score)
             out["systems"][name] = {"accuracy": accuracy(classes, pred, truth), "fit_seconds": round(secs, 1),
                                     "speeds": list(factors), "failed_classes": failures,
@@ -691,7 +691,6 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
             fold = {"test_speaker": s, "n_test": len(tids), "normalisation": norm, "adaptation": adapt,
                     "inner_accuracy": inner_acc}
             for name, (fit, fargs, score, factors) in fold_systems.items():
-                by_class = training_set(feats, labels, train_ids, norm, factors)
                 if name == "gmm-hmm":  # per front end: the speaker-independent first pass, then the
                     # inner-chosen adaptation; the front ends' log-likelihoods summed
                     hs = hmm_system(all_feats, labels, train_ids, tids, norm, fargs, adapt, fes)
@@ -708,6 +707,7 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                         fold["transform"] = hs["front_ends"][BASE_FRONT_END]["transforms"][s] if len(fes) == 1 else \
                             {fe: v["transforms"][s] for fe, v in hs["front_ends"].items()}
                 else:
+                    by_class = training_set(feats, labels, train_ids, norm, factors)
                     pred, secs, failures = train_and_classify(by_class, seqs, fit, fargs, score)
                     pred = [sorted(by_class)[k] for k in pred]
                     if name == "hmmlearn":
