@@ -260,7 +260,7 @@ def mismatched_problem(seed=0):
             y.append(f"w{c}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        models = {c: GMMHMM(3, 1, n_threads=1).fit([x for x, l in zip(X, y) if l == c]) for c in sorted(set(y))}
+        models = {c: GMMHMM(3, 1, n_threads=1).fit([x for x, lab in zip(X, y) if lab == c]) for c in sorted(set(y))}
     return models, X, y
 
 
@@ -302,7 +302,7 @@ def test_tau_infinite_gives_ml_reestimate(problem):
             for a in ("startprob_", "transmat_", "weights_", "means_", "covariances_", "precisions_cholesky_",
                       "var_floor_"):
                 setattr(ml, a, getattr(m, a).copy())
-            ml.fit([x for x, l in zip(X, y) if l == c])
+            ml.fit([x for x, lab in zip(X, y) if lab == c])
         for got in (res.models[c], huge.models[c]):
             np.testing.assert_allclose(got.means_, ml.means_, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(got.covariances_, ml.covariances_, rtol=1e-5, atol=1e-6)
@@ -323,10 +323,10 @@ def test_degenerate_inputs_stay_finite():
     y.append(2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        models = {c: GMMHMM(4, 2, n_threads=1).fit([x for x, l in zip(X, y) if l == c]) for c in range(3)}
+        models = {c: GMMHMM(4, 2, n_threads=1).fit([x for x, lab in zip(X, y) if lab == c]) for c in range(3)}
         for tau in (0.0, 100.0):
             res = mmi_train(models, X, y, n_iter=3, acoustic_scale=1.0, tau=tau, min_posterior=0.0)
-            for c, m in res.models.items():
+            for m in res.models.values():
                 assert np.all(np.isfinite(m.means_)) and np.all(np.isfinite(m.weights_))
                 assert np.all(np.isfinite(m.covariances_)) and np.all(m.covariances_ >= m.var_floor_ * (1 - 1e-12))
                 np.testing.assert_allclose(m.weights_.sum(axis=1), 1.0)

@@ -162,9 +162,9 @@ def test_expected_failures_are_few_and_all_used():
 def test_every_public_estimator_is_checked():
     from sklearn.base import BaseEstimator
 
-    import gmmspeech.backend.scoring
+    from gmmspeech.backend import scoring
 
-    public = {name for module in (gmmspeech, gmmspeech.backend, gmmspeech.backend.scoring)
+    public = {name for module in (gmmspeech, gmmspeech.backend, scoring)
               for name in module.__all__
               if isinstance(getattr(module, name), type)
               and issubclass(getattr(module, name), BaseEstimator)}
