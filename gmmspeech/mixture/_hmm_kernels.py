@@ -77,16 +77,6 @@ def _column_spans(M, S):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _bands(log_A, S):  # pragma: no cover - compiled
-    """For every state ``j`` the first and last predecessor ``i`` with a finite ``log_A[i, j]``
-    (``lo_in``, ``hi_in``), and for every ``i`` the first and last successor (``lo_out``,
-    ``hi_out``): the recursions visit only those (a left-to-right band)."""
-    lo_in, hi_in = _column_spans(log_A, S)
-    lo_out, hi_out = _column_spans(log_A.T, S)
-    return lo_in, hi_in, lo_out, hi_out
-
-
-@njit(cache=True, nogil=True)
 def _log_add(tmp, lo, hi, am, mx):  # pragma: no cover - compiled
     """``log sum_i exp(tmp[i])`` over ``lo..hi`` given its maximum ``mx = tmp[am]`` (finite):
     ``mx + log1p(sum_{i != am} exp(tmp[i] - mx))``, one exponential per term other than the
@@ -136,7 +126,9 @@ def forward_backward(lp, n_mix, offsets, log_pi, log_A, final, want_post, loglik
     tmax = 1
     for b in range(B):
         tmax = max(tmax, offsets[b + 1] - offsets[b])
-    lo_in, hi_in, lo_out, hi_out = _bands(log_A, S)
+    # for every state j its first and last predecessor i with a finite log_A[i, j]: both
+    # recursions visit only those (a left-to-right band)
+    lo_in, hi_in = _column_spans(log_A, S)
     width = 1
     for j in range(S):
         width = max(width, hi_in[j] - lo_in[j] + 1)
