@@ -420,6 +420,14 @@ def hmm_system(feats, labels, train_ids, test_ids, norm, fit_args, adapt, front_
     return out
 
 
+def per_front_end(hs, get):
+    """``get(front end's results)`` for the front ends of :func:`hmm_system`'s ``hs``: the value
+    itself with one front end (the results keep their one-system layout), else ``{front end:
+    value}``."""
+    fes = hs["front_ends"]
+    return get(next(iter(fes.values()))) if len(fes) == 1 else {fe: get(v) for fe, v in fes.items()}
+
+
 def choose_front_ends(corpus, feats, labels, train_ids, chosen):
     """The front-end set of ``corpus`` (one of FRONT_END_SETS[corpus]) by CV_FOLDS-fold
     cross-validation over its training speakers (every CV_FOLDS-th one held out in turn), with
@@ -595,10 +603,9 @@ if "dspspeech20" in corpora and r.args.stage <= 3 and (r.args.stop_stage is None
                 classes, pred = hs["classes"], hs["adapted"]
                 secs = sum(v["fit_seconds"] for v in hs["front_ends"].values())
                 failures = [f for v in hs["front_ends"].values() for f in v["failed_classes"]]
-                out["sat"] = (hs["front_ends"][BASE_FRONT_END]["sat"] if len(fes) == 1 else
-                              {fe: v["sat"] for fe, v in hs["front_ends"].items() if v["sat"]})
-                out["transforms"] = (hs["front_ends"][BASE_FRONT_END]["transforms"] if len(fes) == 1 else
-                                     {fe: v["transforms"] for fe, v in hs["front_ends"].items()})
+                sat = per_front_end(hs, lambda v: v["sat"])
+                out["sat"] = {fe: v for fe, v in sat.items() if v} if len(fes) > 1 else sat
+                out["transforms"] = per_front_end(hs, lambda v: v["transforms"])
                 for fe, v in (hs["front_ends"].items() if len(fes) > 1 else ()):
                     out["systems"][f"gmm-hmm-{fe}"] = {
                         "accuracy": accuracy(classes, v["adapted"], truth), "si_accuracy": accuracy(classes, v["si"], truth),
@@ -704,8 +711,7 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                         preds[f"gmm-hmm-{fe}"] += p_fe
                     pred = [classes[k] for k in hs["adapted"]]
                     if adapt != "none":
-                        fold["transform"] = hs["front_ends"][BASE_FRONT_END]["transforms"][s] if len(fes) == 1 else \
-                            {fe: v["transforms"][s] for fe, v in hs["front_ends"].items()}
+                        fold["transform"] = per_front_end(hs, lambda v, s=s: v["transforms"][s])
                 else:
                     by_class = training_set(feats, labels, train_ids, norm, factors)
                     pred, secs, failures = train_and_classify(by_class, seqs, fit, fargs, score)
