@@ -12,11 +12,14 @@ import pytest
 # One numba cache per pytest-xdist worker (inherited by the CLI subprocesses and loky workers it
 # starts): two workers compiling and writing librosa's cached gufuncs (localmin/localmax) into
 # the same site-packages cache at once left entries that crashed a later load with a segfault.
-# Set before anything imports numba.
-if "NUMBA_CACHE_DIR" not in os.environ:
+# Set before anything imports numba. The controller process loads this file first and its
+# environment is the workers', so a directory this file chose (marked) is replaced in each
+# worker; a NUMBA_CACHE_DIR the user set is kept.
+_OWN_CACHE = "GMMSPEECH_TEST_NUMBA_CACHE_DIR"
+if "NUMBA_CACHE_DIR" not in os.environ or os.environ["NUMBA_CACHE_DIR"] == os.environ.get(_OWN_CACHE):
     import tempfile
 
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(
+    os.environ["NUMBA_CACHE_DIR"] = os.environ[_OWN_CACHE] = os.path.join(
         tempfile.gettempdir(), f"gmmspeech-test-numba-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
 
 ROOT = Path(__file__).resolve().parents[1]
