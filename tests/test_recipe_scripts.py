@@ -398,6 +398,35 @@ def test_words_recipe_quick_fsdd_with_hmmlearn_and_resume(tmp_path, fsdd_root, m
         assert abs(fsdd["systems"]["hmmlearn"]["accuracy"] - pooled) < 1e-12
     report = (out / "report.md").read_text()
     assert "FSDD digits: leave one speaker out" in report and "hmmlearn (failed word models)" in report
+    # the front ends offered to FSDD: the energy VAD at the preset's -30 dB and at -40 dB, whose
+    # stores keep at least as many frames of every file (more of some)
+    assert json.loads((out / "conf" / "fsdd-sp1.json").read_text())["vad_threshold_db"] == -30.0
+    assert json.loads((out / "conf" / "fsdd-mfcc-vad40-sp1.json").read_text())["vad_threshold_db"] == -40.0
+    from gmmspeech.corpus.store import FeatureStore
+
+    s30, s40 = FeatureStore(out / "feats" / "fsdd-sp1"), FeatureStore(out / "feats" / "fsdd-mfcc-vad40-sp1")
+    n30 = np.array([len(s30.load(i)) for i in s30.ids()])
+    n40 = np.array([len(s40.load(i)) for i in s30.ids()])
+    assert np.all(n40 >= n30) and np.any(n40 > n30)
+    # stage 4: every adaptation x front-end set, every inner pair, with the CMVN of the (absent)
+    # development split's default; stage 5: each fold's setting is its best inner one
+    inner = json.loads((out / "exp" / "fsdd" / "inner.json").read_text())
+    sets = ["mfcc", "mfcc-vad40", "mfcc+mfcc-vad40"]
+    assert inner["normalisation"] == "speaker"
+    assert inner["front_end_sets"] == [s.split("+") for s in sets]
+    adapts = {k.split("/")[1] for k in inner["pairs"]}
+    assert {k.split("/", 2)[2] for k in inner["pairs"]} == set(sets) and len(inner["pairs"]) == 3 * len(adapts)
+    assert all(len(v) == 3 for v in inner["pairs"].values())  # the three pairs of the three speakers
+    for f in fsdd["folds"]:
+        chosen = f"speaker/{f['adaptation']}/{'+'.join(f['front_ends'])}"
+        assert f["inner_accuracy"][chosen] == max(f["inner_accuracy"].values())
+        s = f["test_speaker"]
+        partners = [p for p in inner["pairs"][chosen] if s in p.split("+")]
+        assert len(partners) == 2  # its inner accuracy: its two partners, never itself
+        mean = np.mean([inner["pairs"][chosen][p][v] for p in partners for v in p.split("+") if v != s])
+        assert abs(f["inner_accuracy"][chosen] - mean) < 1e-12
+        alone = {k for k in f if k.startswith("gmm-hmm-") and k != "gmm-hmm-si"}
+        assert alone == ({f"gmm-hmm-{fe}" for fe in f["front_ends"]} if len(f["front_ends"]) > 1 else set())
     again = _run("words", argv, monkeypatch, capsys)
     assert "(done: exp/fsdd/inner.json)" in again and "(done: exp/fsdd/results.json)" in again
     assert "inner, " not in again and "fold george" not in again

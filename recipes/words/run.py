@@ -7,8 +7,9 @@
 Stages (a finished stage's output is kept: re-running after a kill redoes nothing finished):
   0  data      the protocols' manifests -> OUT/data/{dspspeech20_train,dspspeech20_test,fsdd}.csv
   1  features  `gmmspeech features` per corpus, front end and speed factor: the word-model
-               features (WORD_HMM_FEATURES with each change of WORD_HMM_FRONT_ENDS: MFCC, MFCC +
-               Kaldi pitch; no CMVN in the store), every file also speed-perturbed by the training
+               features (WORD_HMM_FEATURES with each change of WORD_HMM_FRONT_ENDS offered to the
+               corpus: MFCC and MFCC + Kaldi pitch for DSPSpeech-20, MFCC with the energy VAD at
+               -30 and -40 dB for FSDD; no CMVN in the store), every file also speed-perturbed by the training
                factors (Kaldi's 0.9 / 1.1) -> OUT/feats/<corpus>[-<front end>]-sp<factor>
   2  dev       DSPSpeech-20 (MFCC word models): states x Gaussians, the CMVN (per utterance / per
                speaker) and the speaker adaptation (none / fMLLR after 1 .. WORD_HMM_ADAPTATION["passes"] passes, with
@@ -18,11 +19,11 @@ Stages (a finished stage's output is kept: re-running after a kill redoes nothin
   3  test      DSPSpeech-20: GMM-HMM (every front end's word models, and their sum), per-class GMM and
                hmmlearn's GMMHMM trained on every training speaker, tested on the unseen test
                speakers -> OUT/exp/dspspeech20/results.json
-  4  inner     FSDD: the CMVN and adaptation of each leave-one-speaker-out fold, chosen by inner folds over that
-               fold's training speakers with MFCC word models (one training per speaker pair serves two
-               folds) -> OUT/exp/fsdd/inner.json
-  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass and per front end, per-class GMM,
-               hmmlearn's GMMHMM) -> OUT/exp/fsdd/results.json
+  4  inner     FSDD: the adaptation and the front-end set of each leave-one-speaker-out fold, chosen by
+               inner folds over that fold's training speakers (one training per speaker pair and front
+               end serves two folds; the CMVN and model size as chosen in stage 2) -> OUT/exp/fsdd/inner.json
+  5  loso      FSDD leave one speaker out (GMM-HMM with its first pass and, where the fold's set sums
+               several, per front end; per-class GMM, hmmlearn's GMMHMM) -> OUT/exp/fsdd/results.json
   6  report    OUT/report.md, OUT/results.json, confusion matrices
 
 Word models: one left-to-right gmmspeech.GMMHMM per word (the library's WORD_HMM_DEFAULTS:
@@ -77,10 +78,13 @@ RATES = {"dspspeech20": 16000, "fsdd": 8000}
 BASE_FRONT_END = next(iter(WORD_HMM_FRONT_ENDS))
 #: front-end sets offered to each corpus (names of WORD_HMM_FRONT_ENDS whose word models'
 #: log-likelihoods are summed); with several, stage 2 chooses one by 3-fold cross-validation over
-#: the training speakers. FSDD (English digits) is offered MFCC only in this version: its inner
-#: folds prefer the sum too (README "GMM-HMM word models", measured by a script), but choosing it
-#: per fold needs a second word-model set in each of stage 4's inner trainings.
-FRONT_END_SETS = {"dspspeech20": ((BASE_FRONT_END,), (BASE_FRONT_END, "mfcc-pitch")), "fsdd": ((BASE_FRONT_END,),)}
+#: the training speakers; FSDD's stage 4 chooses one per leave-one-speaker-out fold by its inner
+#: folds. FSDD (English digits, 8 kHz) is offered the energy VAD at -30 dB (the preset's) and at
+#: -40 dB (it drops less of the /s/ of "six"), alone or summed; the Kaldi pitch set, which its
+#: inner folds also preferred (README), is not offered: each offered front end is one more
+#: word-model training in each of stage 4's 15 inner pairs.
+FRONT_END_SETS = {"dspspeech20": ((BASE_FRONT_END,), (BASE_FRONT_END, "mfcc-pitch")),
+                  "fsdd": ((BASE_FRONT_END,), ("mfcc-vad40",), (BASE_FRONT_END, "mfcc-vad40"))}
 CV_FOLDS = 3
 
 parser = recipe_parser("words", __doc__.splitlines()[0])
@@ -392,6 +396,28 @@ def adapted_scores(models, ids, seqs, names=None, sat_models=None):
     return preds, info
 
 
+def front_end_scores(feats, labels, train_ids, test_ids, norm, fit_args, front_ends, names, sat):
+    """Word models of every front end of ``front_ends`` (names in WORD_HMM_FRONT_ENDS) trained on
+    ``train_ids`` (and SAT ones with ``sat``) decode ``test_ids`` with the adaptations ``names``:
+    ``(classes, test ids, {front end: {"scores": {name: log-likelihoods}, "transforms", "fit_seconds",
+    "failed_classes", "sat"}})``; every front end must give the same words and test recordings."""
+    classes = ids = None
+    out: dict = {}
+    for fe in front_ends:
+        by_class, spk_by_class = training_set(feats[fe], labels, train_ids, norm, with_speakers=True)
+        fe_ids, seqs = test_set(feats[fe], test_ids, norm)
+        fe_classes, models, sat_models, secs, failures, sat_info = train_word_models(by_class, spk_by_class,
+                                                                                     fit_args, sat)
+        classes, ids = classes or fe_classes, ids or fe_ids
+        if fe_classes != classes or fe_ids != ids:
+            raise SystemExit(f"recipes/words/run.py: error: front end {fe} has other words or test recordings "
+                             "than the first one (see stage 1's failed files)")
+        scores, info = adapted_scores(models, ids, seqs, names=names, sat_models=sat_models)
+        out[fe] = {"scores": scores, "transforms": info, "fit_seconds": round(secs, 1), "failed_classes": failures,
+                   "sat": sat_info}
+    return classes, ids, out
+
+
 def hmm_system(feats, labels, train_ids, test_ids, norm, fit_args, adapt, front_ends):
     """The GMM-HMM system: for every front end of ``front_ends`` (names in WORD_HMM_FRONT_ENDS),
     word models trained on ``train_ids`` (and SAT ones when ``adapt`` asks for them) decode
@@ -399,24 +425,16 @@ def hmm_system(feats, labels, train_ids, test_ids, norm, fit_args, adapt, front_
     are summed. Returns ``{"classes", "ids", "si", "adapted"}`` (predicted class indices of the
     sums) and ``"front_ends": {name: {"si", "adapted", "scores", "fit_seconds", "failed_classes",
     "sat", "transforms"}}`` ("scores": the adapted pass's log-likelihoods)."""
-    out: dict = {"front_ends": {}}
-    total: dict = {}
-    for fe in front_ends:
-        by_class, spk_by_class = training_set(feats[fe], labels, train_ids, norm, with_speakers=True)
-        ids, seqs = test_set(feats[fe], test_ids, norm)
-        classes, models, sat, secs, failures, sat_info = train_word_models(by_class, spk_by_class, fit_args,
-                                                                           adapt.startswith("sat-"))
-        if out.setdefault("classes", classes) != classes or out.setdefault("ids", ids) != ids:
-            raise SystemExit(f"recipes/words/run.py: error: front end {fe} has other words or test recordings "
-                             "than the first one (see stage 1's failed files)")
-        scores, info = adapted_scores(models, ids, seqs, names=("none", adapt), sat_models=sat)
-        for n in scores:
-            total[n] = total[n] + scores[n] if n in total else scores[n]
-        out["front_ends"][fe] = {"si": np.argmax(scores["none"], axis=1), "adapted": np.argmax(scores[adapt], axis=1),
-                                 "scores": scores[adapt],
-                                 "fit_seconds": round(secs, 1), "failed_classes": failures, "sat": sat_info,
-                                 "transforms": info.get(adapt, {})}
-    out["si"], out["adapted"] = np.argmax(total["none"], axis=1), np.argmax(total[adapt], axis=1)
+    classes, ids, runs = front_end_scores(feats, labels, train_ids, test_ids, norm, fit_args, front_ends,
+                                          ("none", adapt), adapt.startswith("sat-"))
+    out: dict = {"classes": classes, "ids": ids, "front_ends": {}}
+    for fe, v in runs.items():
+        sc = v["scores"]
+        out["front_ends"][fe] = {"si": np.argmax(sc["none"], axis=1), "adapted": np.argmax(sc[adapt], axis=1),
+                                 "scores": sc[adapt], "fit_seconds": v["fit_seconds"],
+                                 "failed_classes": v["failed_classes"], "sat": v["sat"],
+                                 "transforms": v["transforms"].get(adapt, {})}
+    out["si"], out["adapted"] = (np.argmax(sum(v["scores"][n] for v in runs.values()), axis=1) for n in ("none", adapt))
     return out
 
 
@@ -458,6 +476,25 @@ def choose_front_ends(corpus, feats, labels, train_ids, chosen):
     best = max(rows, key=lambda d: (d["accuracy"], -len(d["front_ends"])))
     return {"states": fit_args[0], "mix": fit_args[1], "normalisation": norm, "adaptation": adapt,
             "folds": folds, "sets": rows, "chosen": best["front_ends"]}
+
+
+def parse_setting(key):
+    """``(CMVN, adaptation, front ends)`` of an FSDD inner setting "<cmvn>/<adaptation>/<set>"
+    (an inner.json of an earlier version: "<cmvn>/<adaptation>" or "<cmvn>", the MFCC front end
+    and no adaptation)."""
+    parts = key.split("/")
+    return (parts[0], parts[1] if len(parts) > 1 else "none",
+            parts[2].split("+") if len(parts) > 2 else [BASE_FRONT_END])
+
+
+def setting_preference(key):
+    """Tie-breaks between inner settings of equal accuracy (larger is preferred): fewer adaptation
+    passes, then no SAT, then fewer front ends, then the earlier set of FRONT_END_SETS, then
+    per-utterance CMVN (needs no speaker labels)."""
+    norm, adapt, fes = parse_setting(key)
+    order = [list(st) for st in FRONT_END_SETS["fsdd"]]
+    return (-passes_of(adapt), not adapt.startswith("sat-"), -len(fes),
+            -(order.index(fes) if fes in order else len(order)), norm == "utterance")
 
 
 def accuracy(classes, pred, truth):
@@ -655,48 +692,51 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                        else (WORD_HMM_DEFAULTS["n_states"], WORD_HMM_DEFAULTS["n_mix"]))
     if r.quick:
         n_states, n_mix = QUICK_CANDIDATES[-1]
-    if r.stage(4, "FSDD: CMVN and adaptation of every fold by inner folds") and not done(fsdd_dir / "inner.json"):
+    # the CMVN as chosen on DSPSpeech-20's development split, like the model size (speaker CMVN
+    # won every FSDD fold's inner comparison by 3.4-6.2 points in sessions 3 and 6)
+    fsdd_norm = dev["chosen"]["normalisation"] if dev else "speaker"
+    if r.stage(4, "FSDD: front ends and adaptation of every fold by inner folds") and not done(fsdd_dir / "inner.json"):
         # for the fold of speaker s, each other speaker v is held out from models trained on the
-        # rest (neither s nor v): one training per pair {s, v} serves the folds of s and of v;
-        # a setting is "<CMVN>/<adaptation>" (every adaptation is decoded from the same models)
+        # rest (neither s nor v): one training per pair {s, v} and front end serves the folds of s
+        # and of v; a setting is "<CMVN>/<adaptation>/<front-end set>" (every adaptation is decoded
+        # from the same models, every set sums its front ends' log-likelihoods)
         inner = {}
-        for norm in NORMALISATIONS:
-            for a, b in combinations(speakers, 2):
-                by_class, spk_by_class = training_set(feats, labels, [i for i in ids if speaker(i) not in (a, b)],
-                                                      norm, with_speakers=True)
-                tids, seqs = test_set(feats, [i for i in ids if speaker(i) in (a, b)], norm)
-                classes, models, sat, _, _, _ = train_word_models(by_class, spk_by_class, (n_states, n_mix),
-                                                                  WORD_HMM_ADAPTATION["sat"])
-                spk = np.asarray([speaker(i) for i in tids])
-                for adapt, pred in adapted_predictions(models, tids, seqs, sat_models=sat)[0].items():
-                    hit = np.asarray([classes[k] for k in pred]) == np.asarray([labels[i] for i in tids])
-                    res = inner.setdefault(f"{norm}/{adapt}", {})[f"{a}+{b}"] = {
+        sets = FRONT_END_SETS["fsdd"]
+        for a, b in combinations(speakers, 2):
+            classes, tids, runs = front_end_scores(
+                all_feats, labels, [i for i in ids if speaker(i) not in (a, b)],
+                [i for i in ids if speaker(i) in (a, b)], fsdd_norm, (n_states, n_mix), front_ends_of("fsdd"),
+                candidate_adaptations(), WORD_HMM_ADAPTATION["sat"])
+            spk = np.asarray([speaker(i) for i in tids])
+            truth = np.asarray([labels[i] for i in tids])
+            for adapt in candidate_adaptations():
+                for st in sets:
+                    pred = np.argmax(sum(runs[fe]["scores"][adapt] for fe in st), axis=1)
+                    hit = np.asarray(classes)[pred] == truth
+                    res = inner.setdefault(f"{fsdd_norm}/{adapt}/{'+'.join(st)}", {})[f"{a}+{b}"] = {
                         v: float(hit[spk == v].mean()) for v in (a, b)}
-                    r.say(f"   inner, {norm} CMVN, adaptation {adapt}, without {a} and {b}: "
-                          + ", ".join(f"{v} {pct(x)}" for v, x in res.items()))
-        save(fsdd_dir / "inner.json", {"states": n_states, "mix": n_mix, "pairs": inner})
+                    r.say(f"   inner, {fsdd_norm} CMVN, adaptation {adapt}, front ends {'+'.join(st)}, without {a} "
+                          f"and {b}: " + ", ".join(f"{v} {pct(x)}" for v, x in res.items()))
+        save(fsdd_dir / "inner.json", {"states": n_states, "mix": n_mix, "normalisation": fsdd_norm,
+                                       "front_end_sets": [list(st) for st in sets], "pairs": inner})
     if r.stage(5, "FSDD: leave one speaker out") and not done(fsdd_dir / "results.json"):
         inner = needed(fsdd_dir / "inner.json", 5, 4)
-        # (an inner.json of an earlier version has CMVN settings only: no adaptation)
-        pairs = {(k if "/" in k else f"{k}/none"): v for k, v in inner["pairs"].items()}
-        fes = FRONT_END_SETS["fsdd"][0]  # (one set offered: no choice)
-        out = {"states": n_states, "mix": n_mix, "front_ends": list(fes), "folds": [], "systems": {}}
+        pairs = inner["pairs"]
+        out = {"states": n_states, "mix": n_mix, "front_end_sets": [list(st) for st in FRONT_END_SETS["fsdd"]],
+               "folds": [], "systems": {}}
         fold_systems = compared_systems(n_states, n_mix)
-        preds: dict = {"gmm-hmm-si": [], **({f"gmm-hmm-{fe}": [] for fe in fes} if len(fes) > 1 else {}),
-                       **{name: [] for name in fold_systems}}
+        preds: dict = {"gmm-hmm-si": [], **{name: [] for name in fold_systems}}
         truth_all = []
         for s in folds:
             inner_acc = {k: float(np.mean([p[v] for pair, p in pairs[k].items() if s in pair.split("+")
                                            for v in p if v != s])) for k in pairs}
-            # ties: fewer adaptation passes, then no SAT, then per-utterance CMVN
-            setting = max(inner_acc, key=lambda k: (inner_acc[k], -passes_of(k.split("/")[1]),
-                                                    "/sat-" not in k, k.startswith("utterance/")))
-            norm, adapt = setting.split("/")
+            setting = max(inner_acc, key=lambda k: (inner_acc[k], *setting_preference(k)))
+            norm, adapt, fes = parse_setting(setting)
             train_ids = [i for i in ids if speaker(i) != s]
             tids, seqs = test_set(feats, [i for i in ids if speaker(i) == s], norm)
             truth = [labels[i] for i in tids]
             fold = {"test_speaker": s, "n_test": len(tids), "normalisation": norm, "adaptation": adapt,
-                    "inner_accuracy": inner_acc}
+                    "front_ends": fes, "inner_accuracy": inner_acc}
             for name, (fit, fargs, score, factors) in fold_systems.items():
                 if name == "gmm-hmm":  # per front end: the speaker-independent first pass, then the
                     # inner-chosen adaptation; the front ends' log-likelihoods summed
@@ -708,7 +748,6 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                     for fe, v in (hs["front_ends"].items() if len(fes) > 1 else ()):
                         p_fe = [classes[k] for k in v["adapted"]]
                         fold[f"gmm-hmm-{fe}"] = float(np.mean(np.asarray(p_fe) == np.asarray(truth)))
-                        preds[f"gmm-hmm-{fe}"] += p_fe
                     pred = [classes[k] for k in hs["adapted"]]
                     if adapt != "none":
                         fold["transform"] = per_front_end(hs, lambda v, s=s: v["transforms"][s])
@@ -722,7 +761,8 @@ if "fsdd" in corpora and r.args.stage <= 5 and (r.args.stop_stage is None or r.a
                 preds[name] += pred
             truth_all += truth
             out["folds"].append(fold)
-            r.say(f"   fold {s} ({norm} CMVN, adaptation {adapt}): GMM-HMM {pct(fold['gmm-hmm'])} "
+            r.say(f"   fold {s} ({norm} CMVN, adaptation {adapt}, front ends {'+'.join(fes)}): "
+                  f"GMM-HMM {pct(fold['gmm-hmm'])} "
                   f"(first pass {pct(fold['gmm-hmm-si'])}), GMM {pct(fold['gmm'])}"
                   + (f", hmmlearn {pct(fold['hmmlearn'])} ({len(fold['hmmlearn_failed_classes'])} failed word "
                      "models)" if "hmmlearn" in fold else ""))
@@ -767,27 +807,35 @@ if r.stage(6, "report"):
                              title="DSPSpeech-20, GMM-HMM, test speakers (rows: truth)")
     if fsdd:
         r.results["fsdd"] = fsdd
-        md = [f"Leave one speaker out; {fsdd['states']} states x {fsdd['mix']} Gaussians; the CMVN and the "
-              "speaker adaptation of each fold chosen by inner folds over its training speakers (best inner "
-              "setting shown); GMM-HMM SI = the speaker-independent first pass.", "",
-              "| held-out speaker | tests | best inner setting | inner accuracy | CMVN | adaptation | GMM-HMM | "
-              "GMM-HMM SI | GMM | hmmlearn (failed word models) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        md = [f"Leave one speaker out; {fsdd['states']} states x {fsdd['mix']} Gaussians; the speaker "
+              "adaptation and the GMM-HMM front-end set (" + "; ".join("+".join(st) for st in
+                                                                    fsdd.get("front_end_sets", [[BASE_FRONT_END]]))
+              + ": a set sums its front ends' log-likelihoods) of each fold chosen by inner folds over its "
+              "training speakers (chosen inner setting <CMVN>/<adaptation>/<front ends> shown); GMM-HMM SI = "
+              "the speaker-independent first pass.", "",
+              "| held-out speaker | tests | chosen inner setting | inner accuracy | CMVN | adaptation | front ends | "
+              "GMM-HMM | GMM-HMM SI | GMM | hmmlearn (failed word models) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
         for f in fsdd["folds"]:
-            best = max(f["inner_accuracy"], key=f["inner_accuracy"].get)
+            fes = f.get("front_ends", [BASE_FRONT_END])
+            key = f"{f['normalisation']}/{f.get('adaptation', 'none')}/{'+'.join(fes)}"
+            if key not in f["inner_accuracy"]:  # (an earlier version's keys)
+                key = max(f["inner_accuracy"], key=f["inner_accuracy"].get)
             hl = (f"{pct(f['hmmlearn'])} ({len(f['hmmlearn_failed_classes'])})" if "hmmlearn" in f else "not run")
-            md.append(f"| {f['test_speaker']} | {f['n_test']} | {best} | {pct(f['inner_accuracy'][best])} | "
-                      f"{f['normalisation']} | {f.get('adaptation', 'none')} | {pct(f['gmm-hmm'])} | "
+            md.append(f"| {f['test_speaker']} | {f['n_test']} | {key} | {pct(f['inner_accuracy'][key])} | "
+                      f"{f['normalisation']} | {f.get('adaptation', 'none')} | {'+'.join(fes)} | {pct(f['gmm-hmm'])} | "
                       f"{pct(f['gmm-hmm-si']) if 'gmm-hmm-si' in f else ''} | {pct(f['gmm'])} | {hl} |")
         sys_ = fsdd["systems"]
-        md.append(f"| all folds | {sum(f['n_test'] for f in fsdd['folds'])} | | | | | "
+        md.append(f"| all folds | {sum(f['n_test'] for f in fsdd['folds'])} | | | | | | "
                   f"{pct(sys_['gmm-hmm']['accuracy'])} | "
                   f"{pct(sys_['gmm-hmm-si']['accuracy']) if 'gmm-hmm-si' in sys_ else ''} | "
                   f"{pct(sys_['gmm']['accuracy'])} | "
                   f"{pct(sys_['hmmlearn']['accuracy']) if 'hmmlearn' in sys_ else 'not run'} |")
-        alone = [f"{k[len('gmm-hmm-'):]} {pct(v['accuracy'])}" for k, v in sys_.items()
-                 if k.startswith("gmm-hmm-") and k != "gmm-hmm-si"]
+        alone = [f"{f['test_speaker']}: " + ", ".join(f"{k[len('gmm-hmm-'):]} {pct(v)}" for k, v in f.items()
+                                                      if k.startswith("gmm-hmm-") and k != "gmm-hmm-si")
+                 for f in fsdd["folds"] if len(f.get("front_ends", ())) > 1]
         if alone:
-            md.append(f"\nGMM-HMM per front end alone (all folds; `gmm-hmm` sums them): {', '.join(alone)}.")
+            md.append(f"\nGMM-HMM per front end alone in the folds that sum several: {'; '.join(alone)}.")
         for f in fsdd["folds"]:
             for fc in f.get("hmmlearn_failed_classes", [])[:3]:
                 md.append(f"\nhmmlearn, fold {f['test_speaker']}, digit {fc['class']}: {fc['error']}")
