@@ -408,8 +408,9 @@ def front_end_scores(feats, labels, train_ids, test_ids, norm, fit_args, front_e
         fe_ids, seqs = test_set(feats[fe], test_ids, norm)
         fe_classes, models, sat_models, secs, failures, sat_info = train_word_models(by_class, spk_by_class,
                                                                                      fit_args, sat)
-        classes, ids = classes or fe_classes, ids or fe_ids
-        if fe_classes != classes or fe_ids != ids:
+        if classes is None:
+            classes, ids = fe_classes, fe_ids
+        elif fe_classes != classes or fe_ids != ids:
             raise SystemExit(f"recipes/words/run.py: error: front end {fe} has other words or test recordings "
                              "than the first one (see stage 1's failed files)")
         scores, info = adapted_scores(models, ids, seqs, names=names, sat_models=sat_models)
