@@ -64,6 +64,20 @@ def test_ivector_ubm_and_pooled_enrolment_options(corpus, tmp_path):  # noqa: F8
     assert res["n_speakers"] == 4 and np.isfinite(res["eer"])
 
 
+def test_uncertainty_count_and_domain_options(corpus, tmp_path):  # noqa: F811
+    out = tmp_path / "unc"
+    assert _run(corpus, out, "ivector") == 1  # the corpus' one bad file
+    iv = json.loads((out / "results.json").read_text())["settings"]["ivector"]
+    assert iv["uncertainty"] is True and iv["enroll_count"] == "vectors" and iv["domain_norm"] == "none"
+    out2 = tmp_path / "plain"
+    assert _run(corpus, out2, "ivector", "--no-ivector-uncertainty", "--enroll-count", "recordings",
+                "--ivector-domain-norm", "mean") == 1
+    iv = json.loads((out2 / "results.json").read_text())["settings"]["ivector"]
+    assert iv["uncertainty"] is False and iv["enroll_count"] == "recordings" and iv["domain_norm"] == "mean"
+    a = (out / "scores.tsv").read_text()
+    assert a != (out2 / "scores.tsv").read_text()
+
+
 def test_ivector_options_are_validated(corpus, tmp_path, capsys):  # noqa: F811
     rc = _run(corpus, tmp_path / "x", "ivector", "--lda-dim", "abc")
     assert rc == 2 and "'abc' is not a number" in capsys.readouterr().err

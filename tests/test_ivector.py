@@ -550,10 +550,13 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
     ubm = _ubm(rng)
     st = _stats(rng, ubm, n_utt=7)
     model = init_tv(ubm, 3, random_state=0, scale=0.5)
-    ext = SimpleNamespace(transform=lambda s: extract(model, s.n, s.f))
+    ext = SimpleNamespace(transform=lambda s: extract(model, s.n, s.f),
+                          posterior=lambda s: extract(model, s.n, s.f, return_cov=True))
     labels = ["b", "a", "b", "c", "a", "b", "c"]
-    X, y = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled"})
-    assert y == ["b", "a", "c"]
+    X, y, C = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": False})
+    assert y == ["b", "a", "c"] and C is None
+    Xu, yu, Cu = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": True})
+    assert yu == y and Cu.shape == (3, 3, 3)
     prec = _precisions(ubm)
     k, _d, r = model.T.shape
     for j, spk in enumerate(y):
@@ -562,8 +565,11 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
         L = np.eye(r) + sum(n[c] * model.T[c].T @ prec[c] @ model.T[c] for c in range(k))
         b = sum(model.T[c].T @ prec[c] @ (f[c] - n[c] * model.offset[c]) for c in range(k))
         np.testing.assert_allclose(X[j], np.linalg.solve(L, b), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(Xu[j], X[j], rtol=1e-10, atol=1e-12)
+        # the posterior covariance of the pooled statistics: inv(L)
+        np.testing.assert_allclose(Cu[j], np.linalg.inv(L), rtol=1e-9, atol=1e-12)
     per = extract(model, st.n, st.f)
-    X, y = _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "mean"})
-    assert X is per and y == labels
+    X, y, C = _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "mean", "uncertainty": False})
+    assert X is per and y == labels and C is None
     with pytest.raises(ValueError, match="enroll_ivectors='sum'"):
-        _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum"})
+        _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum", "uncertainty": False})

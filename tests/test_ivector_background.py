@@ -90,7 +90,9 @@ def test_extra_background_reaches_the_tv_matrix_and_the_backend(toy, tmp_path, e
     assert len(set(y)) == 3 + 4 + 2
     be = SpeakerBackend().fit(X, y)
     pooled = front["stats"]["enroll"].pooled(lab["enroll"])
-    m_lab, ref_scores = be.score_trials(front["extractor"].transform(pooled), list(pooled.ids), iv["test"])
+    X_m, C_m = front["extractor"].posterior(pooled)  # the default back-end propagates the uncertainty
+    X_t, C_t = front["extractor"].posterior(front["stats"]["test"])
+    m_lab, ref_scores = be.score_trials(X_m, list(pooled.ids), X_t, enroll_covariances=C_m, test_covariances=C_t)
     assert res["model_labels"] == m_lab
     np.testing.assert_allclose(res["scores"], ref_scores, rtol=1e-8, atol=1e-10)
 

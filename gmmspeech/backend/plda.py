@@ -216,7 +216,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return (X - self.mean_) @ self.transform_.T
 
-    def llr(self, enroll, test, n_enroll=None):
+    def llr(self, enroll, test, n_enroll=None, *, enroll_cov=None, test_cov=None):
         """Log-likelihood ratios, shape (n_models, n_tests).
 
         Parameters
@@ -226,6 +226,12 @@ class PLDA(TransformerMixin, BaseEstimator):
         test : array (n_tests, D)
         n_enroll : array (n_models,) or None
             Number of enrolment vectors each mean averages (default 1).
+        enroll_cov, test_cov : arrays (n_models, D, D) / (n_tests, D, D) or None
+            Uncertainty of each vector (e.g. the i-vector posterior covariance carried
+            through the back-end's transforms), added to its within-speaker noise: with
+            either given the LLR is the uncertainty-propagation one (Kenny et al. 2013,
+            "PLDA for speaker verification with utterances of arbitrary duration";
+            Cumani et al. 2014), see :meth:`_llr_uncertain`. None: no uncertainty.
         """
         check_is_fitted(self, "transform_")
         ue = self.transform(np.atleast_2d(enroll))
@@ -233,6 +239,9 @@ class PLDA(TransformerMixin, BaseEstimator):
         n = np.ones(ue.shape[0]) if n_enroll is None else np.asarray(n_enroll, dtype=np.float64)
         if n.shape != (ue.shape[0],) or np.any(n < 1):
             raise ValueError(f"n_enroll must hold one count >= 1 per enrolment vector, got shape {n.shape}")
+        if enroll_cov is not None or test_cov is not None:
+            return self._llr_uncertain(ue, ut, n, self._cov_in_space(enroll_cov, ue.shape[0], "enroll_cov"),
+                                       self._cov_in_space(test_cov, ut.shape[0], "test_cov"))
         psi = self.psi_
         npsi = n[:, None] * psi[None, :]
         mean = npsi / (npsi + 1.0) * ue  # (M, D)
@@ -243,3 +252,46 @@ class PLDA(TransformerMixin, BaseEstimator):
         vden = 1.0 + psi
         den = -0.5 * (np.sum(np.log(vden)) + (ut * ut) @ (1.0 / vden))
         return num - den[None, :]
+
+    def _cov_in_space(self, cov, n, name):
+        """Covariances of the input space in the diagonalised one (``A C A^T``); zeros for None."""
+        d = self.psi_.shape[0]
+        if cov is None:
+            return np.zeros((n, d, d))
+        cov = np.asarray(cov, dtype=np.float64)
+        if cov.shape != (n, d, d):
+            raise ValueError(f"{name} must have shape ({n}, {d}, {d}) (one covariance per vector), "
+                             f"got {cov.shape}")
+        if not np.all(np.isfinite(cov)):
+            raise ValueError(f"{name} holds non-finite values")
+        a = self.transform_
+        return a @ cov @ a.T
+
+    def _llr_uncertain(self, ue, ut, n, ce, ct):
+        """The LLR with per-vector uncertainty, in the diagonalised space (``Phi_w = I``,
+        ``Phi_b = Psi``): a model's vector is ``y + e_e`` with ``e_e ~ N(0, I / n + C_e)``,
+        a test's ``y' + e_t`` with ``e_t ~ N(0, I + C_t)``; "same speaker" (``y = y'``) makes
+        them jointly Gaussian with cross-covariance ``Psi``, so the LLR is
+        ``log N(u_t; G u_e, Psi + I + C_t - G Psi) - log N(u_t; 0, Psi + I + C_t)`` with
+        ``G = Psi (Psi + I / n + C_e)^-1``. One Cholesky factorisation per trial
+        (``n_models x n_tests`` of ``D x D``): meant for the i-vector sizes of a
+        speaker-ID evaluation, not for millions of trials."""
+        d = self.psi_.shape[0]
+        psi = np.diag(self.psi_)
+        eye = np.eye(d)
+        tot_t = psi + eye + ct  # (T, D, D): the test's marginal covariance
+        den = _gauss_logpdf(ut, tot_t)
+        out = np.empty((ue.shape[0], ut.shape[0]))
+        for m in range(ue.shape[0]):
+            g = np.linalg.solve(_sym(psi + eye / n[m] + ce[m]), psi).T  # Psi P^-1 (P symmetric)
+            cond = tot_t - _sym(g @ psi)
+            out[m] = _gauss_logpdf(ut - g @ ue[m], cond) - den
+        return out
+
+
+def _gauss_logpdf(x, cov):
+    """``log N(x_i; 0, cov_i)`` for rows ``x`` (n, D) and covariances ``cov`` (n, D, D)."""
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, x[..., None])[..., 0]
+    logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    return -0.5 * (x.shape[-1] * LOG_2PI + logdet + np.sum(z * z, axis=-1))

@@ -46,14 +46,21 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
     plda_rank : int or None
         Speaker-subspace rank of the simplified PLDA.
     plda_iter : int
+    domain_norm : {"whiten", "mean"}, default="whiten"
+        What :meth:`fit` takes from its ``domain`` i-vectors (when given): the first
+        length normalisation's centring and whitening ("whiten"), or its centring only,
+        the whitening staying the one of the labelled data ("mean"); the second length
+        normalisation is centred on them in both cases.
     """
 
-    def __init__(self, scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10):
+    def __init__(self, scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
+                 domain_norm="whiten"):
         self.scoring = scoring
         self.lda_dim = lda_dim
         self.plda_model = plda_model
         self.plda_rank = plda_rank
         self.plda_iter = plda_iter
+        self.domain_norm = domain_norm
 
     def _lda_components(self, n_classes, dim):
         if self.lda_dim is None:
@@ -65,29 +72,47 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
             return max(1, int(round(self.lda_dim * top)))
         return max(1, min(int(self.lda_dim), top))
 
-    def fit(self, X, y):
-        """Train every stage on background i-vectors ``X`` with speaker labels ``y``."""
+    def fit(self, X, y, *, domain=None):
+        """Train every stage on background i-vectors ``X`` with speaker labels ``y``.
+
+        ``domain``: unlabelled i-vectors of the evaluation's own domain (e.g. its background
+        and enrolment recordings when ``X`` also holds other corpora's speakers; never test
+        recordings). The two length normalisations are then centred (and with
+        ``domain_norm="whiten"`` the first whitened) on them instead of on ``X`` (Kaldi's
+        in-domain ``ivector-mean`` and whitening before PLDA), while LDA / WCCN / PLDA still
+        learn from ``X`` and ``y``.
+        """
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        D = None
+        if domain is not None:
+            D = validate_data(self, domain, dtype=np.float64, ensure_min_samples=2, reset=False)
         y = np.asarray(y).astype(str)
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring={self.scoring!r} is not one of {', '.join(SCORINGS)}")
         n_classes = np.unique(y).size
         if n_classes < 2:
             raise ValueError(f"the back-end needs at least 2 speakers in the training labels, got {n_classes}")
-        self.norm1_ = LengthNorm(whiten=True).fit(X)
+        if self.domain_norm not in ("whiten", "mean"):
+            raise ValueError(f"domain_norm={self.domain_norm!r} must be 'whiten' or 'mean'")
+        self.norm1_ = LengthNorm(whiten=True).fit(X if D is None or self.domain_norm == "mean" else D)
+        if D is not None:
+            self.norm1_.mean_ = D.mean(axis=0)
         Z = self.norm1_.transform(X)
+        Zd = None if D is None else self.norm1_.transform(D)
         k = self._lda_components(n_classes, Z.shape[1])
         self.lda_ = LDA(n_components=k).fit(Z, y) if k is not None else None
         if self.lda_ is not None:
             Z = self.lda_.transform(Z)
+            Zd = None if Zd is None else self.lda_.transform(Zd)
         if self.scoring == "cosine":
             self.wccn_ = WCCN().fit(Z, y)
             Z = self.wccn_.transform(Z)
-            self.norm2_ = LengthNorm(whiten=False).fit(Z)
+            Zd = None if Zd is None else self.wccn_.transform(Zd)
+            self.norm2_ = LengthNorm(whiten=False).fit(Z if Zd is None else Zd)
             self.plda_ = None
         else:
             self.wccn_ = None
-            self.norm2_ = LengthNorm(whiten=False).fit(Z)
+            self.norm2_ = LengthNorm(whiten=False).fit(Z if Zd is None else Zd)
             Z = self.norm2_.transform(Z)
             self.plda_ = PLDA(model=self.plda_model, n_components=self.plda_rank,
                               n_iter=int(self.plda_iter)).fit(Z, y)
@@ -108,24 +133,93 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
             Z = self.wccn_.transform(Z)
         return self.norm2_.transform(Z)
 
-    def enroll(self, X, labels):
-        """``(model_labels, model_vectors, counts)``: the mean transformed vector per label."""
-        Z = self.transform(X)
+    def transform_with_covariance(self, X, covariances):
+        """``(Z, C)``: :meth:`transform` of i-vectors ``X`` (n, R) and their posterior
+        covariances ``covariances`` (n, R, R) carried through every stage: a linear map
+        ``x -> (x - m) M`` takes ``C`` to ``M^T C M``, and a length normalisation, which
+        scales the centred (whitened) vector by ``s = radius / ||z||``, scales ``C`` by
+        ``s^2`` (the uncertainty follows the vector's scaling; the radial direction is
+        not removed)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        C = np.asarray(covariances, dtype=np.float64)
+        if C.shape != (X.shape[0], X.shape[1], X.shape[1]):
+            raise ValueError(f"covariances must have shape ({X.shape[0]}, {X.shape[1]}, {X.shape[1]}) "
+                             f"(one per i-vector), got {C.shape}")
+        Z, C = _length_norm_with_covariance(self.norm1_, X, C)
+        if self.lda_ is not None:
+            s = self.lda_.scalings_
+            Z, C = self.lda_.transform(Z), s.T @ C @ s
+        if self.wccn_ is not None:
+            p = self.wccn_.projection_
+            Z, C = self.wccn_.transform(Z), p.T @ C @ p
+        return _length_norm_with_covariance(self.norm2_, Z, C)
+
+    def enroll(self, X, labels, counts=None):
+        """``(model_labels, model_vectors, counts)``: the mean transformed vector per label
+        and how many enrolment recordings it stands for (``counts``: per vector, default 1
+        each; a model's count is the sum of its vectors')."""
+        labels, means, counts, _ = self._enroll(X, labels, None, counts)
+        return labels, means, counts
+
+    def _enroll(self, X, labels, covariances, counts=None):
+        """:meth:`enroll`, plus the covariance of each model's mean when ``covariances``
+        are given (``sum C_i / m^2`` of its ``m`` vectors' transformed covariances; else
+        None)."""
+        if covariances is None:
+            Z, C = self.transform(X), None
+        else:
+            Z, C = self.transform_with_covariance(X, covariances)
         labels = [str(v) for v in labels]
         order: dict[str, list[int]] = {}
         for i, lab in enumerate(labels):
             order.setdefault(lab, []).append(i)
         means = np.stack([Z[rows].mean(axis=0) for rows in order.values()])
-        counts = np.array([len(rows) for rows in order.values()], dtype=np.float64)
-        return list(order), means, counts
+        per = np.ones(len(labels)) if counts is None else np.asarray(counts, dtype=np.float64)
+        if per.shape != (len(labels),) or np.any(per < 1):
+            raise ValueError(f"counts must hold one number >= 1 per enrolment vector, got shape {per.shape}")
+        counts = np.array([per[rows].sum() for rows in order.values()])
+        covs = None if C is None else np.stack([C[rows].sum(axis=0) / len(rows) ** 2 for rows in order.values()])
+        return list(order), means, counts, covs
 
-    def score_trials(self, enroll_vectors, enroll_labels, test_vectors):
-        """``(model_labels, scores (n_tests, n_models))`` for i-vectors (not yet transformed)."""
-        labels, means, counts = self.enroll(enroll_vectors, enroll_labels)
-        T = self.transform(test_vectors)
+    def score_trials(self, enroll_vectors, enroll_labels, test_vectors, *, enroll_covariances=None,
+                     test_covariances=None, enroll_counts=None):
+        """``(model_labels, scores (n_tests, n_models))`` for i-vectors (not yet transformed).
+
+        ``enroll_counts``: per enrolment vector, the number of recordings it stands for (an
+        i-vector of several recordings' pooled statistics; default 1): the PLDA LLR counts a
+        model as the sum of its vectors' counts (:meth:`enroll`).
+
+        ``enroll_covariances``, ``test_covariances`` (n, R, R): the i-vectors' posterior
+        covariances (:meth:`IVectorExtractor.posterior`); with them the PLDA score
+        propagates each vector's uncertainty (:meth:`PLDA.llr` with covariances; a model's
+        uncertainty is that of the mean of its vectors). PLDA scoring only."""
+        uncertain = enroll_covariances is not None or test_covariances is not None
+        if uncertain and self.plda_ is None:
+            raise ValueError("uncertainty propagation (enroll_covariances/test_covariances) needs "
+                             f"scoring='plda', not {self.scoring!r}")
+        labels, means, counts, c_m = self._enroll(enroll_vectors, enroll_labels, enroll_covariances, enroll_counts)
+        if test_covariances is None:
+            T, c_t = self.transform(test_vectors), None
+        else:
+            T, c_t = self.transform_with_covariance(test_vectors, test_covariances)
         if self.plda_ is None:
             return labels, cosine_scores(means, T).T
+        if uncertain:
+            return labels, self.plda_.llr(means, T, n_enroll=counts, enroll_cov=c_m, test_cov=c_t).T
         return labels, self.plda_.llr(means, T, n_enroll=counts).T
+
+
+def _length_norm_with_covariance(ln, X, C):
+    """A fitted :class:`LengthNorm`'s output for ``X`` and the covariances ``C`` carried
+    through it (whitening ``W``, then the scale ``s = radius / ||(x - m) W||``:
+    ``C -> s^2 W^T C W``)."""
+    w = ln.whitening_
+    Z = (X - ln.mean_) @ w
+    norm = np.linalg.norm(Z, axis=1)
+    r = np.sqrt(Z.shape[1]) if ln.radius is None else float(ln.radius)
+    s = r / np.where(norm > 0, norm, 1.0)
+    return ln.transform(X), (s ** 2)[:, None, None] * (w.T @ C @ w)
 
 
 # --------------------------------------------------------------------------- files

@@ -312,6 +312,15 @@ def add_ivector_system_args(p) -> None:
     g.add_argument("--plda-on-enroll", action=argparse.BooleanOptionalAction, default=None,
                    help="train the back-end on the enrolment recordings' speaker labels too, "
                         "besides the background speakers (default on)")
+    g.add_argument("--enroll-count", default=None, choices=["vectors", "recordings"],
+                   help="what the PLDA score counts a pooled speaker model as: one i-vector "
+                        "(vectors) or its number of enrolment recordings (recordings; default: see "
+                        "IVECTOR_DEFAULTS)")
+    g.add_argument("--ivector-uncertainty", dest="ivector_uncertainty",
+                   action=argparse.BooleanOptionalAction, default=None,
+                   help="PLDA scores that propagate each i-vector's posterior covariance through "
+                        "the back-end (short recordings are uncertain; default: see "
+                        "IVECTOR_DEFAULTS)")
     g.add_argument("--fusion-trials", default=None, choices=["enroll", "background"],
                    help="held-out trials the fusion is trained and checked on: cut from the "
                         "enrolment recordings (default) or among background speakers")
@@ -323,6 +332,10 @@ def add_ivector_system_args(p) -> None:
                         "speakers (e.g. other corpora, same --data-root); their recordings train "
                         "the TV matrix and are speaker classes of the back-end (each manifest's "
                         "labels its own speakers); never a test file")
+    g.add_argument("--ivector-domain-norm", default=None, choices=["none", "mean", "whiten"],
+                   help="with --ivector-background: centre (mean) or centre and whiten (whiten) the "
+                        "back-end's i-vectors on the run's own background and enrolment i-vectors "
+                        "instead of on all its training i-vectors (default none)")
     g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
                    help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
                         "(background manifest: speakers not enrolled; --ivector-background) as "
@@ -366,7 +379,9 @@ def ivector_options_from_args(args) -> dict:
     if getattr(args, "full_ubm", None):
         out["ubm_covariance"] = "full"
     for dest, key in (("ivector_norm", "norm"), ("plda_on_enroll", "plda_on_enroll"),
-                      ("fusion_trials", "fusion_trials"), ("fusion_check", "fusion_check")):
+                      ("fusion_trials", "fusion_trials"), ("fusion_check", "fusion_check"),
+                      ("ivector_uncertainty", "uncertainty"), ("enroll_count", "enroll_count"),
+                      ("ivector_domain_norm", "domain_norm")):
         if getattr(args, dest, None) is not None:
             out[key] = getattr(args, dest)
     if getattr(args, "ivector_speed_perturb", None) is not None:

@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -109,13 +110,23 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: manifest's, of speakers not enrolled, and the extra ones), each speed of a speaker a new
 #: back-end speaker class (as
 #: Kaldi's speed-perturbed speakers); with ``speed_perturb_tv`` they also train the TV
-#: matrix. Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
+#: matrix. ``uncertainty``: the PLDA score propagates each i-vector's posterior covariance
+#: (short tests are uncertain; Kenny et al. 2013; no effect on cosine scoring), see
+#: :meth:`gmmspeech.backend.scoring.SpeakerBackend.score_trials`. ``enroll_count``: what
+#: the PLDA LLR counts a pooled model as: one vector ("vectors") or its number of enrolment
+#: recordings ("recordings", a within-speaker noise shrunk as for that many vectors).
+#: ``domain_norm``: with an extra background (other corpora), the back-end's length
+#: normalisations are centred ("mean"), and the first also whitened ("whiten"), on the run's
+#: own background and enrolment i-vectors (never test ones) instead of on all its training
+#: i-vectors; "none": on all of them (without extra background the same thing).
+#: Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
     scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
     fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
     enroll_ivectors="pooled", extra_background_tv=True, speed_perturb=(), speed_perturb_tv=False,
+    uncertainty=True, enroll_count="vectors", domain_norm="none",
 )
 
 
@@ -1223,21 +1234,28 @@ def _ivector_backend_scores(front, out, opts, say):
     ``labels`` per role, ``extractor``, ``ubm``) and the scores of the real trials;
     writes ``out/ivector_backend.npz`` (``out`` None: nothing written)."""
     from gmmspeech.backend.scoring import save_backend
+    from gmmspeech.backend.stats import BaumWelchStats
 
     iv, labels = front["ivectors"], front["labels"]
     X_bg, y_bg = _background_vectors(iv, labels)
     Xb, yb = _backend_data(X_bg, y_bg, iv["enroll"], labels["enroll"], opts)
-    be = _backend(opts).fit(Xb, yb)
+    be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(iv["background"], iv["enroll"], "extra" in iv, opts))
     say(f"i-vector: back-end ({opts['scoring']}) on {len(yb)} i-vectors of {len(set(yb))} speakers"
         + (" (background" + (" + extra background" if "extra" in iv else "")
            + (" + enrolment)" if opts["plda_on_enroll"] else ")")))
     if out is not None:
         save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
-    X_m, y_m = _enrolment_vectors(front["extractor"], front["stats"]["enroll"], iv["enroll"],
-                                  labels["enroll"], opts)
-    model_labels, scores = be.score_trials(X_m, y_m, iv["test"])
+    ext, st = front["extractor"], front["stats"]
+    X_m, y_m, C_m = _enrolment_vectors(ext, st["enroll"], iv["enroll"], labels["enroll"], opts)
+    C_t = _posterior_covariances(ext, st["test"], opts)
+    model_labels, scores = be.score_trials(X_m, y_m, iv["test"], enroll_covariances=C_m, test_covariances=C_t,
+                                           enroll_counts=_enrolment_counts(y_m, labels["enroll"], opts))
+    C_bg = None
+    if _uncertain(opts) and opts["norm"] == "snorm":
+        C_bg = _posterior_covariances(ext, BaumWelchStats.concat(
+            [st["background"]] + ([st["extra"]] if "extra" in st else [])), opts)
     scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
-                           X_bg, y_bg)
+                           X_bg, y_bg, covariances=(C_m, C_t, C_bg))
     return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
 
 
@@ -1305,21 +1323,64 @@ def _background_vectors(iv, labels):
 def _backend(opts):
     from gmmspeech.backend.scoring import SpeakerBackend
 
+    dn = opts["domain_norm"]
+    if dn not in ("none", "mean", "whiten"):
+        raise ValueError(f"domain_norm={dn!r} must be 'none', 'mean' or 'whiten'")
     return SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
-                          plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]))
+                          plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]),
+                          domain_norm="whiten" if dn == "none" else dn)
+
+
+def _domain_vectors(X_bg, X_enr, has_extra, opts):
+    """The in-domain i-vectors the back-end's normalisations are centred (whitened) on with
+    ``domain_norm``: the run's own background and enrolment recordings (never a test one);
+    None (all training i-vectors) with ``"none"`` or without an extra background."""
+    if opts["domain_norm"] == "none" or not has_extra:
+        return None
+    parts = [np.asarray(X_bg)] + ([np.asarray(X_enr)] if X_enr is not None and len(X_enr) else [])
+    return np.concatenate(parts)
 
 
 def _enrolment_vectors(extractor, stats, X_enr, y_enr, opts):
     """The i-vectors a speaker model is made of: one per enrolment recording (``"mean"``:
     the back-end averages them, the PLDA LLR counting them) or one i-vector extracted from
-    the speaker's recordings' statistics summed (``"pooled"``). ``(vectors, labels)``."""
+    the speaker's recordings' statistics summed (``"pooled"``). ``(vectors, labels,
+    covariances)``: the posterior covariances when :func:`_uncertain`, else None."""
     how = opts["enroll_ivectors"]
     if how == "mean":
-        return X_enr, [str(v) for v in y_enr]
+        return X_enr, [str(v) for v in y_enr], _posterior_covariances(extractor, stats, opts)
     if how != "pooled":
         raise ValueError(f"enroll_ivectors={how!r} must be 'mean' or 'pooled'")
     pooled = stats.pooled([str(v) for v in y_enr])
-    return extractor.transform(pooled), list(pooled.ids)
+    if _uncertain(opts):
+        means, covs = extractor.posterior(pooled)
+        return means, list(pooled.ids), covs
+    return extractor.transform(pooled), list(pooled.ids), None
+
+
+def _enrolment_counts(model_labels, enrol_labels, opts):
+    """Per model vector of :func:`_enrolment_vectors`, how many recordings the PLDA LLR
+    counts it as: None (one each) unless ``enroll_count="recordings"`` and the models are
+    pooled, then each speaker's number of enrolment recordings."""
+    how = opts["enroll_count"]
+    if how not in ("vectors", "recordings"):
+        raise ValueError(f"enroll_count={how!r} must be 'vectors' or 'recordings'")
+    if how == "vectors" or opts["enroll_ivectors"] != "pooled":
+        return None
+    n = Counter(str(v) for v in enrol_labels)
+    return [n[str(m)] for m in model_labels]
+
+
+def _posterior_covariances(extractor, stats, opts):
+    """The i-vector posterior covariances of ``stats`` (U, R, R) when :func:`_uncertain`
+    (the PLDA score then propagates them), else None."""
+    return extractor.posterior(stats)[1] if _uncertain(opts) else None
+
+
+def _uncertain(opts) -> bool:
+    """Whether the scores propagate the i-vectors' uncertainty: ``opts["uncertainty"]`` with
+    PLDA scoring (cosine scoring has no model of it, so the option does not apply there)."""
+    return bool(opts["uncertainty"]) and opts["scoring"] == "plda"
 
 
 def _backend_data(X_bg, y_bg, X_enr, y_enr, opts):
@@ -1332,11 +1393,12 @@ def _backend_data(X_bg, y_bg, X_enr, y_enr, opts):
             [str(v) for v in y_bg] + [str(v) for v in y_enr])
 
 
-def _ivector_norm(scores, opts, be, model_labels, X_enr, y_enr, X_test, X_bg, y_bg):
+def _ivector_norm(scores, opts, be, model_labels, X_enr, y_enr, X_test, X_bg, y_bg, covariances=None):
     """The i-vector score normalisation of ``opts["norm"]``: none; T-norm over the other
     enrolled models; or S-norm with the background speakers as cohort models (T side) and
     the background recordings as impostor tests (Z side). The claimed speaker is never in
-    its own cohort (exclusion by label)."""
+    its own cohort (exclusion by label). ``covariances``: ``(enrolment, test, background)``
+    posterior covariances (or Nones) for the cohort scores, scored as the trials are."""
     norm = opts["norm"]
     if norm in (None, "none"):
         return scores
@@ -1344,8 +1406,11 @@ def _ivector_norm(scores, opts, be, model_labels, X_enr, y_enr, X_test, X_bg, y_
         return _enrolled_tnorm(scores)
     if norm != "snorm":
         raise ValueError(f"i-vector norm={norm!r} is not supported; choose 'none', 'tnorm' or 'snorm'")
-    coh_labels, coh = be.score_trials(X_bg, y_bg, X_test)  # (tests, background speakers)
-    imp_models, imp = be.score_trials(X_enr, y_enr, X_bg)  # (background recordings, models)
+    c_enr, c_test, c_bg = covariances or (None, None, None)
+    coh_labels, coh = be.score_trials(X_bg, y_bg, X_test, enroll_covariances=c_bg,
+                                      test_covariances=c_test)  # (tests, background speakers)
+    imp_models, imp = be.score_trials(X_enr, y_enr, X_bg, enroll_covariances=c_enr,
+                                      test_covariances=c_bg)  # (background recordings, models)
     imp = _align_columns(imp, imp_models, model_labels)
     if len(set(str(v) for v in y_bg) - set(model_labels)) < 2:
         return _enrolled_tnorm(scores)  # too few other speakers for a background cohort
@@ -1426,9 +1491,9 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     test recordings: trained on what the real system's TV is trained on, with the trials'
     test recordings left out (a split recording contributes its enrolling part only), as
     the real system's TV never sees a test recording. Returns ``(X_enr, X_tst, X_bg,
-    extractor, enrol_stats)``: the i-vectors (``X_bg``: the background's, then the extra
-    background's), the held-out extractor and the statistics of the enrolling parts (for
-    pooled enrolment i-vectors)."""
+    extractor, enrol_stats, test_stats, background_stats)``: the i-vectors (``X_bg``: the
+    background's, then the extra background's), the held-out extractor and the statistics
+    the i-vectors come from (for pooled enrolment i-vectors and posterior covariances)."""
     from gmmspeech.backend.extractor import IVectorExtractor
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
 
@@ -1470,7 +1535,7 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     rank = ext.rank_ if opts["rank"] != "auto" else "auto"
     hx = IVectorExtractor(rank=rank, n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
                           random_state=front.get("random_state", 0), **par).fit(tv)
-    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(bg), hx, s_enr
+    return hx.transform(s_enr), hx.transform(s_tst), hx.transform(bg), hx, s_enr, s_tst, bg
 
 
 def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
@@ -1517,7 +1582,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
             continue
         enr = [it for it in enr if it[0] in m_spk]
         tst = [it for it in tst if it[0] in m_spk]
-        X_enr, X_tst, X_bg_all, h_ext, s_enr = _heldout_ivectors(iv, role, enr, tst, opts, par)
+        X_enr, X_tst, X_bg_all, h_ext, s_enr, s_tst, s_bg = _heldout_ivectors(iv, role, enr, tst, opts, par)
         y_enr = [it[0] for it in enr]
         # the back-end: background speakers outside the fold, plus (plda_on_enroll) the
         # enrolling parts of the held-out trials' speakers (never their test parts)
@@ -1528,10 +1593,17 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         Xb, yb = _backend_data(X_bg, y_bg, X_enr, y_enr, opts)
         if len(set(yb)) < 2:
             continue
-        be = _backend(opts).fit(Xb, yb)
-        X_m, y_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
-        m_lab, s_iv = be.score_trials(X_m, y_m, X_tst)
-        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg)
+        n_own = len(labels["background"])  # X_bg_all: the background's, then the extra background's
+        own = [j for j in bg_keep if j < n_own]
+        be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(X_bg_all[own], X_enr, "extra" in iv["ivectors"],
+                                                               opts))
+        X_m, y_m, C_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
+        C_t = _posterior_covariances(h_ext, s_tst, opts)
+        m_lab, s_iv = be.score_trials(X_m, y_m, X_tst, enroll_covariances=C_m, test_covariances=C_t,
+                                      enroll_counts=_enrolment_counts(y_m, y_enr, opts))
+        C_bg = (_posterior_covariances(h_ext, s_bg.subset(bg_keep), opts)
+                if _uncertain(opts) and opts["norm"] == "snorm" else None)
+        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
         spk_arrays: dict[str, list] = {}
         for it in enr:
             spk_arrays.setdefault(it[0], []).append(it[1])
