@@ -127,3 +127,32 @@ def test_step_by_step_ivector_commands(corpus, tmp_path, capsys):  # noqa: F811
     a = be.score_trials(en["vectors"], einfo["labels"], te["vectors"])[1]
     b = load_backend(tmp_path / "be-plda.npz").score_trials(en["vectors"], einfo["labels"], te["vectors"])[1]
     np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+    # posterior covariances for the uncertainty-propagating score
+    capsys.readouterr()
+    for role, man in (("enroll", "enroll.csv"), ("test", "test.csv")):
+        main(["extract-ivectors", "--extractor", str(ext), "--manifest", str(corpus / man), "--covariances",
+              "--out", str(tmp_path / f"{role}.ivc.npz"), "--features-dir", str(feats / role), "--quiet"])
+    enc, _ = mio.load_arrays(tmp_path / "enroll.ivc.npz", "ivectors")
+    tec, _ = mio.load_arrays(tmp_path / "test.ivc.npz", "ivectors")
+    np.testing.assert_allclose(enc["vectors"], en["vectors"], rtol=1e-10, atol=1e-12)
+    assert tec["covariances"].shape == (8, 4, 4)
+    np.testing.assert_allclose(tec["covariances"], np.swapaxes(tec["covariances"], 1, 2), atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(tec["covariances"]) > 0)
+    unc = tmp_path / "scores-unc.tsv"
+    assert main(["score-ivectors", "--backend-model", str(tmp_path / "be-plda.npz"), "--uncertainty",
+                 "--enroll", str(tmp_path / "enroll.ivc.npz"), "--test", str(tmp_path / "test.ivc.npz"),
+                 "--out", str(unc)]) == 0
+    from gmmspeech.speaker.pipeline import read_scores
+
+    _ids, _tl, models, got = read_scores(unc)
+    m_lab, want = be.score_trials(enc["vectors"], einfo["labels"], tec["vectors"],
+                                  enroll_covariances=enc["covariances"], test_covariances=tec["covariances"])
+    pos = [m_lab.index(m) for m in models]
+    np.testing.assert_allclose(got, want[:, pos], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(want, a, rtol=1e-3)
+    capsys.readouterr()
+    assert main(["score-ivectors", "--backend-model", str(tmp_path / "be-plda.npz"), "--uncertainty",
+                 "--enroll", str(tmp_path / "enroll.iv.npz"), "--test", str(tmp_path / "test.ivc.npz"),
+                 "--out", str(tmp_path / "x.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert "enroll.iv.npz" in err and "no posterior covariances" in err

@@ -64,6 +64,9 @@ def register(sub) -> None:
     p.add_argument("--extractor", required=True, metavar="FILE", help="extractor file (train-ivector)")
     p.add_argument("--manifest", required=True, metavar="CSV")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output i-vector file (.npz)")
+    p.add_argument("--covariances", action="store_true",
+                   help="also write each i-vector's posterior covariance (R x R floats per row), "
+                        "for score-ivectors --uncertainty")
     _features_group(p, from_model="extractor file")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -96,6 +99,9 @@ def register(sub) -> None:
     p.add_argument("--enroll", required=True, metavar="IVECTORS")
     p.add_argument("--test", required=True, metavar="IVECTORS")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output scores.tsv")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="PLDA scores that propagate the i-vectors' posterior covariances (both files "
+                        "written by extract-ivectors --covariances), as speaker-id does by default")
     p.set_defaults(func=_cmd_score_ivectors)
 
 
@@ -115,7 +121,9 @@ def _store_and_rows(args, manifest_or_store, config, fdir, cmd):
     return store, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
 
 
-def _read_ivectors(path):
+def _read_ivectors(path, *, covariances: bool = False):
+    """``(ids, labels, vectors)`` of an i-vector file; with ``covariances`` also their
+    posterior covariances (an error naming the file when it has none)."""
     from gmmspeech.errors import ModelFileError
     from gmmspeech.mixture import io as mio
 
@@ -125,7 +133,17 @@ def _read_ivectors(path):
     if (not isinstance(ids, list) or not isinstance(labels, list) or v.ndim != 2
             or not (len(ids) == len(labels) == v.shape[0])):
         raise ModelFileError(os.fspath(path), "ids, labels and vectors do not agree")
-    return [str(i) for i in ids], [str(lab) for lab in labels], v.astype("float64")
+    out = [str(i) for i in ids], [str(lab) for lab in labels], v.astype("float64")
+    if not covariances:
+        return out
+    c = arrays.get("covariances")
+    if c is None:
+        raise ModelFileError(os.fspath(path), "no posterior covariances (write it with extract-ivectors "
+                                              "--covariances)")
+    if c.shape != (v.shape[0], v.shape[1], v.shape[1]):
+        raise ModelFileError(os.fspath(path), f"covariances of shape {c.shape} do not match {v.shape[0]} "
+                                              f"i-vectors of dimension {v.shape[1]}")
+    return (*out, c.astype("float64"))
 
 
 # --------------------------------------------------------------------------- commands
@@ -186,8 +204,14 @@ def _cmd_extract_ivectors(args) -> int:
             print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
         st = utterance_stats(ext.ubm_, store, ids=ids, top_c=ext.top_c, progress=progress, **_par(args))
-        vecs = ext.set_params(**_par(args)).transform(st)
-    mio.save_arrays(args.out, _IVECTORS_KIND, {"vectors": vecs},
+        ext.set_params(**_par(args))
+        if args.covariances:
+            vecs, covs = ext.posterior(st)
+            arrays = {"vectors": vecs, "covariances": covs}
+        else:
+            vecs = ext.transform(st)
+            arrays = {"vectors": vecs}
+    mio.save_arrays(args.out, _IVECTORS_KIND, arrays,
                     {"ids": ids, "labels": [labels.get(i, "") for i in ids],
                      "extractor": os.path.abspath(args.extractor)})
     print(f"wrote {args.out}: {len(ids)} i-vectors of dimension {vecs.shape[1]}"
@@ -214,9 +238,14 @@ def _cmd_score_ivectors(args) -> int:
     from gmmspeech.speaker.pipeline import write_scores
 
     be = load_backend(args.backend_model)
-    _eids, elabels, evecs = _read_ivectors(args.enroll)
-    tids, tlabels, tvecs = _read_ivectors(args.test)
-    models, scores = be.score_trials(evecs, elabels, tvecs)
+    if args.uncertainty:
+        _eids, elabels, evecs, ecov = _read_ivectors(args.enroll, covariances=True)
+        tids, tlabels, tvecs, tcov = _read_ivectors(args.test, covariances=True)
+        models, scores = be.score_trials(evecs, elabels, tvecs, enroll_covariances=ecov, test_covariances=tcov)
+    else:
+        _eids, elabels, evecs = _read_ivectors(args.enroll)
+        tids, tlabels, tvecs = _read_ivectors(args.test)
+        models, scores = be.score_trials(evecs, elabels, tvecs)
     write_scores(args.out, tids, tlabels, models, scores)
     print(f"wrote {args.out}: {len(tids)} tests x {len(models)} models")
     return 0
