@@ -553,9 +553,9 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
     ext = SimpleNamespace(transform=lambda s: extract(model, s.n, s.f),
                           posterior=lambda s: extract(model, s.n, s.f, return_cov=True))
     labels = ["b", "a", "b", "c", "a", "b", "c"]
-    X, y, C = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": False})
+    X, y, C = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": False, "scoring": "plda"})
     assert y == ["b", "a", "c"] and C is None
-    Xu, yu, Cu = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": True})
+    Xu, yu, Cu = _enrolment_vectors(ext, st, None, labels, {"enroll_ivectors": "pooled", "uncertainty": True, "scoring": "plda"})
     assert yu == y and Cu.shape == (3, 3, 3)
     prec = _precisions(ubm)
     k, _d, r = model.T.shape
@@ -569,7 +569,7 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
         # the posterior covariance of the pooled statistics: inv(L)
         np.testing.assert_allclose(Cu[j], np.linalg.inv(L), rtol=1e-9, atol=1e-12)
     per = extract(model, st.n, st.f)
-    X, y, C = _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "mean", "uncertainty": False})
+    X, y, C = _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "mean", "uncertainty": False, "scoring": "plda"})
     assert X is per and y == labels and C is None
     with pytest.raises(ValueError, match="enroll_ivectors='sum'"):
-        _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum", "uncertainty": False})
+        _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum", "uncertainty": False, "scoring": "plda"})
