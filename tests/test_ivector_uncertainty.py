@@ -180,6 +180,11 @@ def test_pipeline_scores_propagate_the_posterior_covariances(toy, tmp_path, enro
     assert res["model_labels"] == m_lab
     np.testing.assert_allclose(res["scores"], ref, rtol=1e-8, atol=1e-10)
     assert not np.allclose(res["scores"], plain["scores"], rtol=1e-3)  # the covariances count
+    # the tests' covariances taken a block at a time (here one test per block): the same scores
+    b_lab, blocked = pipeline._score_tests(be, X_m, y_m, C_m, counts, X_t, ext, st["test"],
+                                           pipeline.ivector_settings(opts), block=1)
+    assert b_lab == m_lab
+    np.testing.assert_allclose(blocked, ref, rtol=1e-12, atol=1e-12)
     if enroll_count == "recordings":
         one = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(
             {**opts, "enroll_count": "vectors"}), lambda m: None)

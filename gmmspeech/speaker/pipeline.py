@@ -1247,11 +1247,11 @@ def _ivector_backend_scores(front, out, opts, say):
         save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
     ext, st = front["extractor"], front["stats"]
     X_m, y_m, C_m = _enrolment_vectors(ext, st["enroll"], iv["enroll"], labels["enroll"], opts)
-    C_t = _posterior_covariances(ext, st["test"], opts)
-    model_labels, scores = be.score_trials(X_m, y_m, iv["test"], enroll_covariances=C_m, test_covariances=C_t,
-                                           enroll_counts=_enrolment_counts(y_m, labels["enroll"], opts))
-    C_bg = None
-    if _uncertain(opts) and opts["norm"] == "snorm":
+    model_labels, scores = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, labels["enroll"], opts),
+                                        iv["test"], ext, st["test"], opts)
+    C_t = C_bg = None
+    if _uncertain(opts) and opts["norm"] == "snorm":  # the cohort scores need them all at once
+        C_t = _posterior_covariances(ext, st["test"], opts)
         C_bg = _posterior_covariances(ext, BaumWelchStats.concat(
             [st["background"]] + ([st["extra"]] if "extra" in st else [])), opts)
     scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
@@ -1375,6 +1375,29 @@ def _posterior_covariances(extractor, stats, opts):
     """The i-vector posterior covariances of ``stats`` (U, R, R) when :func:`_uncertain`
     (the PLDA score then propagates them), else None."""
     return extractor.posterior(stats)[1] if _uncertain(opts) else None
+
+
+#: Tests whose posterior covariances are held at once when the scores propagate them
+#: (each is R x R floats: 256 tests at R = 400 take 330 MB).
+_UNCERTAIN_BLOCK = 256
+
+
+def _score_tests(be, X_m, y_m, C_m, counts, X_test, extractor, test_stats, opts, block=None):
+    """``be.score_trials`` of the models against the tests; when the scores propagate the
+    uncertainty (:func:`_uncertain`) the tests' posterior covariances are computed and
+    used ``block`` tests at a time (default :data:`_UNCERTAIN_BLOCK`), so a large test set
+    never holds all of them."""
+    if not _uncertain(opts) or not len(X_test):
+        return be.score_trials(X_m, y_m, X_test, enroll_counts=counts)
+    block = int(block or _UNCERTAIN_BLOCK)
+    parts, labels = [], None
+    for start in range(0, len(X_test), block):
+        idx = np.arange(start, min(start + block, len(X_test)))
+        cov = extractor.posterior(test_stats.subset(idx))[1]
+        labels, sc = be.score_trials(X_m, y_m, np.asarray(X_test)[idx], enroll_covariances=C_m,
+                                     test_covariances=cov, enroll_counts=counts)
+        parts.append(sc)
+    return labels, np.concatenate(parts)
 
 
 def _uncertain(opts) -> bool:
@@ -1598,11 +1621,11 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(X_bg_all[own], X_enr, "extra" in iv["ivectors"],
                                                                opts))
         X_m, y_m, C_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
-        C_t = _posterior_covariances(h_ext, s_tst, opts)
-        m_lab, s_iv = be.score_trials(X_m, y_m, X_tst, enroll_covariances=C_m, test_covariances=C_t,
-                                      enroll_counts=_enrolment_counts(y_m, y_enr, opts))
-        C_bg = (_posterior_covariances(h_ext, s_bg.subset(bg_keep), opts)
-                if _uncertain(opts) and opts["norm"] == "snorm" else None)
+        m_lab, s_iv = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, y_enr, opts), X_tst, h_ext, s_tst,
+                                   opts)
+        snorm_unc = _uncertain(opts) and opts["norm"] == "snorm"
+        C_t = _posterior_covariances(h_ext, s_tst, opts) if snorm_unc else None
+        C_bg = _posterior_covariances(h_ext, s_bg.subset(bg_keep), opts) if snorm_unc else None
         s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
         spk_arrays: dict[str, list] = {}
         for it in enr:
