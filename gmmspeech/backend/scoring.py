@@ -215,11 +215,8 @@ def _length_norm_with_covariance(ln, X, C):
     through it (whitening ``W``, then the scale ``s = radius / ||(x - m) W||``:
     ``C -> s^2 W^T C W``)."""
     w = ln.whitening_
-    Z = (X - ln.mean_) @ w
-    norm = np.linalg.norm(Z, axis=1)
-    r = np.sqrt(Z.shape[1]) if ln.radius is None else float(ln.radius)
-    s = r / np.where(norm > 0, norm, 1.0)
-    return ln.transform(X), (s ** 2)[:, None, None] * (w.T @ C @ w)
+    Z, s = ln._whitened_and_scales(X)
+    return Z * s[:, None], (s ** 2)[:, None, None] * (w.T @ C @ w)
 
 
 # --------------------------------------------------------------------------- files

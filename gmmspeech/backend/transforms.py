@@ -113,10 +113,16 @@ class LengthNorm(TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "mean_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z, s = self._whitened_and_scales(X)
+        return Z * s[:, None]
+
+    def _whitened_and_scales(self, X):
+        """``(Z, s)``: the centred, whitened rows ``Z = (X - mean_) whitening_`` and the scale
+        ``s = radius / ||z||`` of each (1 for a zero row) that :meth:`transform` applies."""
         Z = (X - self.mean_) @ self.whitening_
-        norm = np.linalg.norm(Z, axis=1, keepdims=True)
+        norm = np.linalg.norm(Z, axis=1)
         r = np.sqrt(Z.shape[1]) if self.radius is None else float(self.radius)
-        return Z * (r / np.where(norm > 0, norm, 1.0))
+        return Z, r / np.where(norm > 0, norm, 1.0)
 
 
 class LDA(TransformerMixin, BaseEstimator):
