@@ -32,6 +32,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -1247,13 +1248,10 @@ def _ivector_backend_scores(front, out, opts, say):
         save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
     ext, st = front["extractor"], front["stats"]
     X_m, y_m, C_m = _enrolment_vectors(ext, st["enroll"], iv["enroll"], labels["enroll"], opts)
+    C_t, C_bg = _snorm_covariances(ext, st["test"], partial(BaumWelchStats.concat, [st["background"]] + (
+        [st["extra"]] if "extra" in st else [])), opts)
     model_labels, scores = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, labels["enroll"], opts),
-                                        iv["test"], ext, st["test"], opts)
-    C_t = C_bg = None
-    if _uncertain(opts) and opts["norm"] == "snorm":  # the cohort scores need them all at once
-        C_t = _posterior_covariances(ext, st["test"], opts)
-        C_bg = _posterior_covariances(ext, BaumWelchStats.concat(
-            [st["background"]] + ([st["extra"]] if "extra" in st else [])), opts)
+                                        iv["test"], ext, st["test"], opts, test_covariances=C_t)
     scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
                            X_bg, y_bg, covariances=(C_m, C_t, C_bg))
     return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
@@ -1382,13 +1380,26 @@ def _posterior_covariances(extractor, stats, opts):
 _UNCERTAIN_BLOCK = 256
 
 
-def _score_tests(be, X_m, y_m, C_m, counts, X_test, extractor, test_stats, opts, block=None):
+def _snorm_covariances(extractor, test_stats, background_stats, opts):
+    """``(test, background)`` posterior covariances for S-norm's cohort scores, which need
+    all of them at once (``background_stats``: a callable giving the background recordings'
+    statistics); ``(None, None)`` unless S-norm scores propagate the uncertainty."""
+    if not (_uncertain(opts) and opts["norm"] == "snorm"):
+        return None, None
+    return extractor.posterior(test_stats)[1], extractor.posterior(background_stats())[1]
+
+
+def _score_tests(be, X_m, y_m, C_m, counts, X_test, extractor, test_stats, opts, block=None,
+                 test_covariances=None):
     """``be.score_trials`` of the models against the tests; when the scores propagate the
-    uncertainty (:func:`_uncertain`) the tests' posterior covariances are computed and
-    used ``block`` tests at a time (default :data:`_UNCERTAIN_BLOCK`), so a large test set
-    never holds all of them."""
+    uncertainty (:func:`_uncertain`) the tests' posterior covariances (``test_covariances``
+    when already computed, all tests at once) are computed and used ``block`` tests at a
+    time (default :data:`_UNCERTAIN_BLOCK`), so a large test set never holds all of them."""
     if not _uncertain(opts) or not len(X_test):
         return be.score_trials(X_m, y_m, X_test, enroll_counts=counts)
+    if test_covariances is not None:
+        return be.score_trials(X_m, y_m, X_test, enroll_covariances=C_m, test_covariances=test_covariances,
+                               enroll_counts=counts)
     block = int(block or _UNCERTAIN_BLOCK)
     parts, labels = [], None
     for start in range(0, len(X_test), block):
@@ -1621,11 +1632,9 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
         be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(X_bg_all[own], X_enr, "extra" in iv["ivectors"],
                                                                opts))
         X_m, y_m, C_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
+        C_t, C_bg = _snorm_covariances(h_ext, s_tst, partial(s_bg.subset, bg_keep), opts)
         m_lab, s_iv = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, y_enr, opts), X_tst, h_ext, s_tst,
-                                   opts)
-        snorm_unc = _uncertain(opts) and opts["norm"] == "snorm"
-        C_t = _posterior_covariances(h_ext, s_tst, opts) if snorm_unc else None
-        C_bg = _posterior_covariances(h_ext, s_bg.subset(bg_keep), opts) if snorm_unc else None
+                                   opts, test_covariances=C_t)
         s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
         spk_arrays: dict[str, list] = {}
         for it in enr:
