@@ -51,16 +51,24 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
         length normalisation's centring and whitening ("whiten"), or its centring only,
         the whitening staying the one of the labelled data ("mean"); the second length
         normalisation is centred on them in both cases.
+    whiten_shrinkage : {"none", "ledoit-wolf", "oas"}, default="none"
+        The first length normalisation's whitening covariance: the sample covariance, or
+        shrunk with a weight estimated from the data (:func:`~gmmspeech.backend.transforms.
+        shrunk_covariance`): towards the scaled identity, except that with ``domain``
+        vectors and ``domain_norm="whiten"`` "ledoit-wolf" shrinks the in-domain covariance
+        towards the shape of the covariance of all training i-vectors ``X`` (so that a few
+        in-domain vectors in many dimensions do not give a whitening made of noise).
     """
 
     def __init__(self, scoring="plda", lda_dim=None, plda_model="two-cov", plda_rank=None, plda_iter=10,
-                 domain_norm="whiten"):
+                 domain_norm="whiten", whiten_shrinkage="none"):
         self.scoring = scoring
         self.lda_dim = lda_dim
         self.plda_model = plda_model
         self.plda_rank = plda_rank
         self.plda_iter = plda_iter
         self.domain_norm = domain_norm
+        self.whiten_shrinkage = whiten_shrinkage
 
     def _lda_components(self, n_classes, dim):
         if self.lda_dim is None:
@@ -80,7 +88,8 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
         recordings). The two length normalisations are then centred (and with
         ``domain_norm="whiten"`` the first whitened) on them instead of on ``X`` (Kaldi's
         in-domain ``ivector-mean`` and whitening before PLDA), while LDA / WCCN / PLDA still
-        learn from ``X`` and ``y``.
+        learn from ``X`` and ``y``. ``whiten_shrinkage`` shrinks the whitening covariance
+        (in-domain with "ledoit-wolf": towards the covariance of ``X``).
         """
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         D = None
@@ -94,7 +103,11 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
             raise ValueError(f"the back-end needs at least 2 speakers in the training labels, got {n_classes}")
         if self.domain_norm not in ("whiten", "mean"):
             raise ValueError(f"domain_norm={self.domain_norm!r} must be 'whiten' or 'mean'")
-        self.norm1_ = LengthNorm(whiten=True).fit(X if D is None or self.domain_norm == "mean" else D)
+        on_domain = D is not None and self.domain_norm == "whiten"
+        target = (np.cov(X, rowvar=False).reshape(X.shape[1], X.shape[1])
+                  if on_domain and self.whiten_shrinkage == "ledoit-wolf" else None)
+        self.norm1_ = LengthNorm(whiten=True, shrinkage=self.whiten_shrinkage).fit(D if on_domain else X,
+                                                                                target=target)
         if D is not None:
             self.norm1_.mean_ = D.mean(axis=0)
         Z = self.norm1_.transform(X)

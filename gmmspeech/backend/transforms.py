@@ -1,7 +1,9 @@
 """Vector transforms of i-vector back-ends, as scikit-learn transformers.
 
 * :class:`LengthNorm` -- centring, optional whitening and projection onto a sphere
-  (Garcia-Romero & Espy-Wilson 2011, "Analysis of i-vector length normalization").
+  (Garcia-Romero & Espy-Wilson 2011, "Analysis of i-vector length normalization"); the
+  whitening covariance optionally shrunk (:func:`shrunk_covariance`) when it is estimated
+  from few vectors.
 * :class:`LDA` -- linear discriminant analysis: the directions maximising between-speaker
   over within-speaker variance (generalised symmetric eigenproblem), output whitened so
   the within-speaker covariance is the identity.
@@ -19,7 +21,65 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["LengthNorm", "LDA", "WCCN", "class_scatter"]
+__all__ = ["LengthNorm", "LDA", "WCCN", "class_scatter", "shrunk_covariance", "SHRINKAGES"]
+
+#: Covariance shrinkages of :func:`shrunk_covariance` and :class:`LengthNorm`.
+SHRINKAGES = ("none", "ledoit-wolf", "oas")
+
+
+def shrunk_covariance(X, *, shrinkage="ledoit-wolf", target=None):
+    """``(covariance, weight)``: the covariance of the rows of ``X`` shrunk towards a target,
+    ``(1 - a) S + a T``, with the weight ``a`` in [0, 1] estimated from ``X`` itself.
+
+    ``S`` is the maximum-likelihood covariance (divided by ``n``) of the centred rows. With
+    ``target=None``, ``T`` is the scaled identity ``tr(S) / d I`` and ``a`` is Ledoit and
+    Wolf's (2004) estimate (``shrinkage="ledoit-wolf"``: :func:`sklearn.covariance.ledoit_wolf`)
+    or the oracle approximating shrinkage of Chen et al. (2010) (``"oas"``:
+    :func:`sklearn.covariance.oas`). With ``target`` a ``(d, d)`` covariance (e.g. of many
+    more vectors, of other domains), ``T`` is its shape at the scale of ``S``,
+    ``target tr(S) / tr(target)``, and ``a`` is Ledoit-Wolf's estimate for that target
+    (Schäfer & Strimmer 2005): ``a = min(1, sum_k ||x_k x_k^T - S||_F^2 / n^2 / ||S - T||_F^2)``
+    over the centred rows ``x_k`` (the estimated variance of ``S`` over its squared distance
+    to ``T``; with the scaled identity as ``T`` it is scikit-learn's weight). OAS's closed
+    form is for the scaled identity only. ``shrinkage="none"``: ``(S, 0.0)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"X must be 2-D with at least 2 rows, got shape {X.shape}")
+    if shrinkage not in SHRINKAGES:
+        raise ValueError(f"shrinkage={shrinkage!r} is not one of {', '.join(SHRINKAGES)}")
+    n, d = X.shape
+    Xc = X - X.mean(axis=0)
+    if target is None:
+        if shrinkage == "ledoit-wolf":
+            from sklearn.covariance import ledoit_wolf
+
+            cov, a = ledoit_wolf(Xc, assume_centered=True)
+            return cov, float(a)
+        if shrinkage == "oas":
+            from sklearn.covariance import oas
+
+            cov, a = oas(Xc, assume_centered=True)
+            return cov, float(a)
+        return Xc.T @ Xc / n, 0.0
+    T = np.asarray(target, dtype=np.float64)
+    if T.shape != (d, d):
+        raise ValueError(f"target must be a ({d}, {d}) covariance, got shape {T.shape}")
+    S = Xc.T @ Xc / n
+    if shrinkage == "none":
+        return S, 0.0
+    if shrinkage == "oas":
+        raise ValueError("shrinkage='oas' shrinks towards the scaled identity only; "
+                         "a target covariance needs shrinkage='ledoit-wolf'")
+    tr = float(np.trace(T))
+    if not np.isfinite(tr) or tr <= 0:
+        raise ValueError(f"target must be a covariance with a positive trace, got trace {tr!r}")
+    T = T * (float(np.trace(S)) / tr)
+    # sum_k ||x_k x_k^T - S||_F^2 = sum_k ||x_k||^4 - n ||S||_F^2
+    spread = float(np.sum(np.einsum("ij,ij->i", Xc, Xc) ** 2) - n * np.sum(S * S)) / n ** 2
+    dist = float(np.sum((S - T) ** 2))
+    a = 1.0 if dist <= 0.0 else min(1.0, max(spread, 0.0) / dist)
+    return (1.0 - a) * S + a * T, a
 
 
 def class_scatter(X, y, *, per_class_average: bool = False):
@@ -83,26 +143,42 @@ class LengthNorm(TransformerMixin, BaseEstimator):
         keeps unit variance on average).
     reg : float, default=1e-8
         Added to the covariance's diagonal (relative to its mean eigenvalue) before whitening.
+    shrinkage : {"none", "ledoit-wolf", "oas"}, default="none"
+        The whitening covariance: the sample covariance ("none"), or shrunk towards a
+        target by :func:`shrunk_covariance` with a weight estimated from the data (the
+        scaled identity, or ``fit``'s ``target``), for whitening from few vectors in many
+        dimensions, where the smallest sample eigenvalues are noise that whitening blows up.
 
     Attributes
     ----------
     mean_ : ndarray (n_features,)
     whitening_ : ndarray (n_features, n_features)
         Identity when ``whiten=False``.
+    shrinkage_ : float
+        The shrinkage weight used (0 without shrinkage or whitening).
     n_features_in_ : int
     """
 
-    def __init__(self, whiten=True, radius=None, reg=1e-8):
+    def __init__(self, whiten=True, radius=None, reg=1e-8, shrinkage="none"):
         self.whiten = whiten
         self.radius = radius
         self.reg = reg
+        self.shrinkage = shrinkage
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, target=None):
+        """Centre on ``X`` and whiten with its covariance (``shrinkage``: shrunk towards the
+        scaled identity, or towards the ``(d, d)`` covariance ``target`` when given)."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        if self.shrinkage not in SHRINKAGES:
+            raise ValueError(f"shrinkage={self.shrinkage!r} is not one of {', '.join(SHRINKAGES)}")
         self.mean_ = X.mean(axis=0)
         d = X.shape[1]
+        self.shrinkage_ = 0.0
         if self.whiten:
-            c = np.cov(X, rowvar=False).reshape(d, d)
+            if self.shrinkage == "none":
+                c = np.cov(X, rowvar=False).reshape(d, d)
+            else:
+                c, self.shrinkage_ = shrunk_covariance(X, shrinkage=self.shrinkage, target=target)
             ev, evec = np.linalg.eigh(c)
             floor = float(self.reg) * max(float(np.mean(np.abs(ev))), np.finfo(float).tiny)
             self.whitening_ = evec / np.sqrt(np.maximum(ev, 0.0) + floor)

@@ -86,6 +86,9 @@ def register(sub) -> None:
     p.add_argument("--plda-rank", type=int, default=None, metavar="Q",
                    help="speaker-subspace rank of the simplified PLDA")
     p.add_argument("--plda-iterations", type=int, default=10, metavar="N", help="default 10")
+    p.add_argument("--whiten-shrinkage", default="none", choices=["none", "ledoit-wolf", "oas"],
+                   help="shrink the whitening covariance towards the scaled identity, weight "
+                        "estimated from the data (default none)")
     p.set_defaults(func=_cmd_train_backend)
 
     # ------------------------------------------------------------------ score-ivectors
@@ -225,7 +228,8 @@ def _cmd_train_backend(args) -> int:
 
     _ids, labels, vecs = _read_ivectors(args.ivectors)
     be = SpeakerBackend(scoring=args.scoring, lda_dim=parse_number(args.lda_dim), plda_model=args.plda,
-                        plda_rank=args.plda_rank, plda_iter=args.plda_iterations).fit(vecs, labels)
+                        plda_rank=args.plda_rank, plda_iter=args.plda_iterations,
+                        whiten_shrinkage=args.whiten_shrinkage).fit(vecs, labels)
     save_backend(be, args.out, metadata={"trained_on": os.path.abspath(args.ivectors)})
     print(f"wrote {args.out}: {args.scoring} back-end on {len(labels)} i-vectors of "
           f"{len(set(labels))} speakers")

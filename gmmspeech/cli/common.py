@@ -336,6 +336,11 @@ def add_ivector_system_args(p) -> None:
                    help="with --ivector-background: centre (mean) or centre and whiten (whiten) the "
                         "back-end's i-vectors on the run's own background and enrolment i-vectors "
                         "instead of on all its training i-vectors (default none)")
+    g.add_argument("--ivector-whiten-shrinkage", default=None, choices=["none", "ledoit-wolf", "oas"],
+                   help="shrink the covariance the back-end whitens with, weight estimated from the "
+                        "data (Ledoit-Wolf or OAS; with --ivector-domain-norm whiten, ledoit-wolf "
+                        "shrinks the in-domain covariance towards that of all training i-vectors; "
+                        "default: see IVECTOR_DEFAULTS)")
     g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
                    help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
                         "(background manifest: speakers not enrolled; --ivector-background) as "
@@ -381,7 +386,8 @@ def ivector_options_from_args(args) -> dict:
     for dest, key in (("ivector_norm", "norm"), ("plda_on_enroll", "plda_on_enroll"),
                       ("fusion_trials", "fusion_trials"), ("fusion_check", "fusion_check"),
                       ("ivector_uncertainty", "uncertainty"), ("enroll_count", "enroll_count"),
-                      ("ivector_domain_norm", "domain_norm")):
+                      ("ivector_domain_norm", "domain_norm"),
+                      ("ivector_whiten_shrinkage", "whiten_shrinkage")):
         if getattr(args, dest, None) is not None:
             out[key] = getattr(args, dest)
     if getattr(args, "ivector_speed_perturb", None) is not None:

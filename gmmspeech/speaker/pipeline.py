@@ -120,6 +120,10 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: normalisations are centred ("mean"), and the first also whitened ("whiten"), on the run's
 #: own background and enrolment i-vectors (never test ones) instead of on all its training
 #: i-vectors; "none": on all of them (without extra background the same thing).
+#: ``whiten_shrinkage``: that first whitening's covariance as estimated ("none") or shrunk
+#: with a data-driven weight ("ledoit-wolf", "oas"; in-domain whitening with
+#: "ledoit-wolf": towards the covariance of all the back-end's training i-vectors), see
+#: :class:`gmmspeech.backend.scoring.SpeakerBackend`.
 #: Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
@@ -127,7 +131,7 @@ IVECTOR_DEFAULTS: dict[str, Any] = dict(
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
     fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
     enroll_ivectors="pooled", extra_background_tv=True, speed_perturb=(), speed_perturb_tv=False,
-    uncertainty=True, enroll_count="vectors", domain_norm="none",
+    uncertainty=True, enroll_count="vectors", domain_norm="none", whiten_shrinkage="none",
 )
 
 
@@ -1320,13 +1324,17 @@ def _background_vectors(iv, labels):
 
 def _backend(opts):
     from gmmspeech.backend.scoring import SpeakerBackend
+    from gmmspeech.backend.transforms import SHRINKAGES
 
     dn = opts["domain_norm"]
     if dn not in ("none", "mean", "whiten"):
         raise ValueError(f"domain_norm={dn!r} must be 'none', 'mean' or 'whiten'")
+    ws = opts["whiten_shrinkage"]
+    if ws not in SHRINKAGES:
+        raise ValueError(f"whiten_shrinkage={ws!r} must be one of {', '.join(map(repr, SHRINKAGES))}")
     return SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
                           plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]),
-                          domain_norm="whiten" if dn == "none" else dn)
+                          domain_norm="whiten" if dn == "none" else dn, whiten_shrinkage=ws)
 
 
 def _domain_vectors(X_bg, X_enr, has_extra, opts):
