@@ -168,7 +168,8 @@ class Split:
         opts = ivector_settings({k: v for k, v in options.items() if k not in POOL_KEYS})
         front = self.front(opts, tuple(options.get("_pool", ())),
                            tuple(options.get("_pool_roles", ("background", "enroll"))))
-        iv = _ivector_backend_scores(front, None, opts, lambda m: None)
+        iv = _ivector_backend_scores(front, None, opts, lambda m: None,
+                                     heldout=(self.stores["enroll"], self.rows["enroll"], self.par))
         iv_scores = _align_columns(iv["scores"], iv["model_labels"], self.model_labels)
         t0 = time.perf_counter()
         fused = (_fusion(self.ubm, self.stores, self.rows, iv, self.gmm_cfg, opts, self.par, lambda m: None)
@@ -190,6 +191,7 @@ class Split:
         if fused.get("fitted") is not None:
             rep["weights"] = [float(v) for v in fused["fitted"].coef_]
         return {"split": self.name, "options": options, "rank": int(front["extractor"].rank_),
+                "whiten_choice": iv.get("whiten_choice"),
                 "gmm-ubm": metrics(self.gmm), "ivector": metrics(iv_scores), "fusion": metrics(fused_scores),
                 "fusion_report": rep, "fusion_seconds": round(t_fusion, 1)}
 
@@ -204,7 +206,7 @@ def line(res: dict) -> str:
     return (f"{res['split']:22s} {json.dumps(res['options'], sort_keys=True):60s} R={res['rank']:3d} "
             f"gmm {f(res['gmm-ubm'])} iv {f(res['ivector'])} fus {f(res['fusion'])} "
             f"keep={r.get('keep')} w={None if w is None else [round(v, 3) for v in w]} "
-            f"cllr={chk.get('cllr')}")
+            f"cllr={chk.get('cllr')} whiten={(res.get('whiten_choice') or {}).get('chosen')}")
 
 
 def main(argv=None) -> int:

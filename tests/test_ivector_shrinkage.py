@@ -202,10 +202,68 @@ def test_pipeline_whiten_shrinkage_reaches_the_backend(toy, tmp_path):  # noqa: 
         np.testing.assert_allclose(res["scores"], ref, rtol=1e-8, atol=1e-10)
         out[how] = res["scores"]
     assert not np.allclose(out["ledoit-wolf"], out["none"], rtol=1e-3)
-    assert pipeline.IVECTOR_DEFAULTS["whiten_shrinkage"] == "none"
+    assert pipeline.IVECTOR_DEFAULTS["whiten_shrinkage"] == "auto"
     with pytest.raises(ValueError, match="whiten_shrinkage='lw' must be one of 'none', 'ledoit-wolf', 'oas'"):
         pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings({**base, "whiten_shrinkage": "lw"}),
                                          lambda m: None)
+
+
+class _Store:
+    """What :func:`_pseudo_protocol` reads of a feature store: ``load(id)``."""
+
+    def __init__(self, rows, frames):
+        self._d = {r.id: f for r, f in zip(rows, frames)}
+
+    def load(self, key):
+        return self._d[key]
+
+
+def test_auto_whitening_is_chosen_on_held_out_trials(toy, tmp_path):  # noqa: F811
+    """``whiten_shrinkage="auto"``: with an extra background and in-domain whitening, the
+    back-end takes "none" or "ledoit-wolf" by the EER of held-out trials among the
+    enrolment recordings ("ledoit-wolf" on ties and without trials); otherwise "none"
+    (the scores are then exactly the unshrunk back-end's)."""
+    from types import SimpleNamespace
+
+    from gmmspeech.speaker import pipeline
+
+    rows, stores, x_rows, x_frames, ubm = toy
+    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
+              "tv": True}]
+    base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}
+    front = _front(toy, tmp_path, base, extra)
+    e_rows = [SimpleNamespace(id=r.id, label=r.label, path=f"{r.id}.wav") for r in rows["enroll"]]
+    par = dict(n_jobs=1, backend=None, scheduler=None)
+    heldout = (_Store(e_rows, stores["enroll"]), e_rows, par)
+    said = []
+    res = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings({**base, "whiten_shrinkage": "auto"}),
+                                           said.append, heldout=heldout)
+    ch = res["whiten_choice"]
+    # 2 enrolled speakers x 2 recordings: the first enrols, the second is a held-out test
+    assert ch["reason"] == "held-out trials" and ch["n_speakers"] == 2 and ch["n_tests"] == 2
+    assert set(ch["eer"]) == {"none", "ledoit-wolf"} and all(0.0 <= v <= 1.0 for v in ch["eer"].values())
+    want = "none" if ch["eer"]["none"] < ch["eer"]["ledoit-wolf"] else "ledoit-wolf"
+    assert ch["chosen"] == want and res["opts"]["whiten_shrinkage"] == want
+    assert res["backend"].whiten_shrinkage == want and any("whitening shrinkage" in m for m in said)
+    explicit = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(
+        {**base, "whiten_shrinkage": want}), lambda m: None)
+    np.testing.assert_array_equal(res["scores"], explicit["scores"])
+    # no held-out trials (one recording per speaker, or none given): ledoit-wolf
+    one = [SimpleNamespace(id=r.id, label=f"{r.id}", path=f"{r.id}.wav") for r in rows["enroll"]]
+    for h in (None, (_Store(one, stores["enroll"]), one, par)):
+        r = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(base), lambda m: None, heldout=h)
+        assert r["whiten_choice"] == {"chosen": "ledoit-wolf", "reason": "no held-out trials"}
+    # whitening of all training i-vectors (no extra background, or domain_norm other than
+    # whiten): "none", the unshrunk back-end's scores
+    plain = _front(toy, tmp_path, base, None)
+    a = pipeline._ivector_backend_scores(plain, None, pipeline.ivector_settings(base), lambda m: None, heldout=heldout)
+    b = pipeline._ivector_backend_scores(plain, None, pipeline.ivector_settings({**base, "whiten_shrinkage": "none"}),
+                                         lambda m: None)
+    assert a["whiten_choice"]["chosen"] == "none"
+    np.testing.assert_array_equal(a["scores"], b["scores"])
+    m = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings({**base, "domain_norm": "mean"}),
+                                         lambda m: None, heldout=heldout)
+    assert m["whiten_choice"]["chosen"] == "none"
 
 
 def test_cli_whiten_shrinkage_flags(corpus, tmp_path, capsys):  # noqa: F811
@@ -215,7 +273,9 @@ def test_cli_whiten_shrinkage_flags(corpus, tmp_path, capsys):  # noqa: F811
     a, b = tmp_path / "a", tmp_path / "b"
     assert _run(corpus, a, "ivector") == 1  # the corpus' one bad file
     assert _run(corpus, b, "ivector", "--ivector-whiten-shrinkage", "ledoit-wolf") == 1
-    assert json.loads((a / "results.json").read_text())["settings"]["ivector"]["whiten_shrinkage"] == "none"
+    res_a = json.loads((a / "results.json").read_text())
+    assert res_a["settings"]["ivector"]["whiten_shrinkage"] == "auto"  # the default: no extra background,
+    assert res_a["ivector_whiten_shrinkage"]["chosen"] == "none"  # so the unshrunk whitening
     assert json.loads((b / "results.json").read_text())["settings"]["ivector"]["whiten_shrinkage"] == "ledoit-wolf"
     assert load_backend(b / "ivector_backend.npz").whiten_shrinkage == "ledoit-wolf"
     assert (a / "scores.tsv").read_text() != (b / "scores.tsv").read_text()

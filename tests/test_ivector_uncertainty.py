@@ -238,7 +238,8 @@ def test_pipeline_domain_norm_uses_the_runs_own_ivectors(toy, tmp_path):  # noqa
     rows, stores, x_rows, x_frames, ubm = toy
     extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
               "tv": True}]
-    base = {"rank": 3, "n_iter": 3, "uncertainty": False}
+    # the whitening as estimated (whiten_shrinkage="auto" is tested in test_ivector_shrinkage)
+    base = {"rank": 3, "n_iter": 3, "uncertainty": False, "whiten_shrinkage": "none"}
     front = _front(toy, tmp_path, base, extra)
     iv, lab = front["ivectors"], front["labels"]
     X = np.concatenate([iv["background"], iv["extra"], iv["enroll"]])

@@ -336,11 +336,12 @@ def add_ivector_system_args(p) -> None:
                    help="with --ivector-background: centre (mean) or centre and whiten (whiten) the "
                         "back-end's i-vectors on the run's own background and enrolment i-vectors "
                         "instead of on all its training i-vectors (default none)")
-    g.add_argument("--ivector-whiten-shrinkage", default=None, choices=["none", "ledoit-wolf", "oas"],
+    g.add_argument("--ivector-whiten-shrinkage", default=None, choices=["auto", "none", "ledoit-wolf", "oas"],
                    help="shrink the covariance the back-end whitens with, weight estimated from the "
                         "data (Ledoit-Wolf or OAS; with --ivector-domain-norm whiten, ledoit-wolf "
-                        "shrinks the in-domain covariance towards that of all training i-vectors; "
-                        "default: see IVECTOR_DEFAULTS)")
+                        "shrinks the in-domain covariance towards that of all training i-vectors); "
+                        "auto (default): the in-domain whitening picks none or ledoit-wolf by "
+                        "held-out trials among the enrolment recordings, any other whitening none")
     g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
                    help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
                         "(background manifest: speakers not enrolled; --ivector-background) as "

@@ -123,7 +123,10 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: ``whiten_shrinkage``: that first whitening's covariance as estimated ("none") or shrunk
 #: with a data-driven weight ("ledoit-wolf", "oas"; in-domain whitening with
 #: "ledoit-wolf": towards the covariance of all the back-end's training i-vectors), see
-#: :class:`gmmspeech.backend.scoring.SpeakerBackend`.
+#: :class:`gmmspeech.backend.scoring.SpeakerBackend`; "auto": the in-domain whitening
+#: chooses between "none" and "ledoit-wolf" by held-out trials among the enrolment
+#: recordings (:func:`_choose_whiten_shrinkage`), any other whitening is "none" (so
+#: without ``domain_norm="whiten"`` and an extra background "auto" is "none").
 #: Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
@@ -131,7 +134,7 @@ IVECTOR_DEFAULTS: dict[str, Any] = dict(
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
     fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
     enroll_ivectors="pooled", extra_background_tv=True, speed_perturb=(), speed_perturb_tv=False,
-    uncertainty=True, enroll_count="vectors", domain_norm="none", whiten_shrinkage="none",
+    uncertainty=True, enroll_count="vectors", domain_norm="none", whiten_shrinkage="auto",
 )
 
 
@@ -1106,6 +1109,8 @@ def run_speaker_id(
         models_dir=os.path.join(out, "models") if system != "ivector" else None,
         scores_path=os.path.join(out, "scores.tsv"),
     )
+    if system != "gmm-ubm" and iv.get("whiten_choice") is not None:
+        res["ivector_whiten_shrinkage"] = iv["whiten_choice"]  # what whiten_shrinkage="auto" chose
     if components:
         res["components"] = components
     if fused is not None:
@@ -1178,7 +1183,7 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
     enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
     front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra)
-    return _ivector_backend_scores(front, out, opts, say)
+    return _ivector_backend_scores(front, out, opts, say, heldout=(stores["enroll"], rows["enroll"], par))
 
 
 def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
@@ -1234,13 +1239,20 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
             "random_state": random_state, "extra_tv": extra_tv}
 
 
-def _ivector_backend_scores(front, out, opts, say):
+def _ivector_backend_scores(front, out, opts, say, heldout=None):
     """Back-end of the i-vectors of :func:`_ivector_scores` (``front``: ``ivectors`` and
     ``labels`` per role, ``extractor``, ``ubm``) and the scores of the real trials;
-    writes ``out/ivector_backend.npz`` (``out`` None: nothing written)."""
+    writes ``out/ivector_backend.npz`` (``out`` None: nothing written). ``heldout``:
+    ``(store, rows, par)`` of the enrolment recordings, for the held-out trials of
+    ``whiten_shrinkage="auto"`` (:func:`_choose_whiten_shrinkage`). The result's ``opts``
+    are ``opts`` with that choice made (``whiten_choice``: its report)."""
     from gmmspeech.backend.scoring import save_backend
     from gmmspeech.backend.stats import BaumWelchStats
 
+    choice = None
+    if opts["whiten_shrinkage"] == "auto":
+        choice = _choose_whiten_shrinkage(front, opts, heldout, say)
+        opts = {**opts, "whiten_shrinkage": choice["chosen"]}
     iv, labels = front["ivectors"], front["labels"]
     X_bg, y_bg = _background_vectors(iv, labels)
     Xb, yb = _backend_data(X_bg, y_bg, iv["enroll"], labels["enroll"], opts)
@@ -1258,7 +1270,8 @@ def _ivector_backend_scores(front, out, opts, say):
                                         iv["test"], ext, st["test"], opts, test_covariances=C_t)
     scores = _ivector_norm(scores, opts, be, model_labels, X_m, y_m, iv["test"],
                            X_bg, y_bg, covariances=(C_m, C_t, C_bg))
-    return {**front, "model_labels": model_labels, "scores": scores, "backend": be}
+    return {**front, "model_labels": model_labels, "scores": scores, "backend": be, "opts": opts,
+            "whiten_choice": choice}
 
 
 def extra_background(sources, *, config, opts, data_root=None, max_duration=DEFAULT_MAX_DURATION,
@@ -1330,8 +1343,9 @@ def _backend(opts):
     if dn not in ("none", "mean", "whiten"):
         raise ValueError(f"domain_norm={dn!r} must be 'none', 'mean' or 'whiten'")
     ws = opts["whiten_shrinkage"]
-    if ws not in SHRINKAGES:
-        raise ValueError(f"whiten_shrinkage={ws!r} must be one of {', '.join(map(repr, SHRINKAGES))}")
+    if ws not in SHRINKAGES:  # "auto" is resolved by _ivector_backend_scores before
+        raise ValueError(f"whiten_shrinkage={ws!r} must be one of "
+                         f"{', '.join(map(repr, SHRINKAGES + ('auto',)))}")
     return SpeakerBackend(scoring=opts["scoring"], lda_dim=opts["lda_dim"], plda_model=opts["plda_model"],
                           plda_rank=opts["plda_rank"], plda_iter=int(opts["plda_iter"]),
                           domain_norm="whiten" if dn == "none" else dn, whiten_shrinkage=ws)
@@ -1580,6 +1594,77 @@ def _heldout_ivectors(front, role, enr, tst, opts, par):
     return hx.transform(s_enr), hx.transform(s_tst), hx.transform(bg), hx, s_enr, s_tst, bg
 
 
+def _heldout_ivector_scores(front, fold, enr, held, opts):
+    """``(model_labels, scores (tests, models))`` of held-out trials (``enr``: the enrolling
+    items of :func:`_pseudo_protocol`; ``held``: :func:`_heldout_ivectors` of them), scored
+    as the real system scores its trials, with a back-end trained on the background speakers
+    outside ``fold`` (the held-out trials' speakers) plus, with ``plda_on_enroll``, the
+    enrolling parts (never the test parts); None when that leaves fewer than 2 speakers."""
+    labels = front["labels"]
+    X_enr, X_tst, X_bg_all, h_ext, s_enr, s_tst, s_bg = held
+    y_enr = [it[0] for it in enr]
+    bg_labels = labels["background"] + labels.get("extra", [])
+    bg_keep = [j for j, lab in enumerate(bg_labels) if lab not in fold]
+    X_bg = X_bg_all[bg_keep]
+    y_bg = [bg_labels[j] for j in bg_keep]
+    Xb, yb = _backend_data(X_bg, y_bg, X_enr, y_enr, opts)
+    if len(set(yb)) < 2:
+        return None
+    n_own = len(labels["background"])  # X_bg_all: the background's, then the extra background's
+    own = [j for j in bg_keep if j < n_own]
+    be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(X_bg_all[own], X_enr, "extra" in front["ivectors"],
+                                                           opts))
+    X_m, y_m, C_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
+    C_t, C_bg = _snorm_covariances(h_ext, s_tst, partial(s_bg.subset, bg_keep), opts)
+    m_lab, s_iv = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, y_enr, opts), X_tst, h_ext, s_tst,
+                               opts, test_covariances=C_t)
+    return m_lab, _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
+
+
+def _choose_whiten_shrinkage(front, opts, heldout, say):
+    """``whiten_shrinkage="auto"``: which whitening covariance the back-end takes, chosen in
+    the run. Only the in-domain whitening (``domain_norm="whiten"`` with an extra
+    background) is chosen: between the in-domain sample covariance ("none") and its
+    Ledoit-Wolf shrinkage towards all training i-vectors' covariance ("ledoit-wolf"), by the
+    EER of held-out trials among the enrolment recordings (the fusion's trials: a speaker's
+    first recordings enrol, the others test; the TV matrix retrained without those tests,
+    :func:`_heldout_ivectors`); "ledoit-wolf" unless "none" is strictly better there, and
+    "ledoit-wolf" without such trials (fewer than 2 speakers with 2 recordings). Otherwise
+    the whitening is of all training i-vectors, about ten per dimension with the automatic
+    rank, and stays unshrunk ("none", no held-out trials built). ``heldout``: ``(store,
+    rows, par)`` of the enrolment recordings (None: no trials). Returns a report dict with
+    ``chosen``, ``reason`` and the held-out ``eer`` per candidate."""
+    from gmmspeech.backend.calibration import trial_matrix
+    from gmmspeech.metrics import eer as eer_fn
+
+    if opts["domain_norm"] != "whiten" or "extra" not in front["ivectors"]:
+        return {"chosen": "none", "reason": "whitening estimated on all the back-end's training i-vectors"}
+    enr = tst = []
+    if heldout is not None:
+        store, rows, par = heldout
+        enr, tst = _pseudo_protocol(store, rows, speakers=set(front["labels"]["enroll"]),
+                                    split=opts["fusion_split"])
+    m_spk = sorted({it[0] for it in enr} & {it[0] for it in tst})
+    if len(m_spk) < 2:
+        say("i-vector: whitening shrinkage ledoit-wolf (no held-out trials: fewer than 2 enrolled speakers "
+            "with two recordings)")
+        return {"chosen": "ledoit-wolf", "reason": "no held-out trials"}
+    enr = [it for it in enr if it[0] in m_spk]
+    tst = [it for it in tst if it[0] in m_spk]
+    held = _heldout_ivectors(front, "enroll", enr, tst, opts, par)
+    t_lab = np.asarray([it[0] for it in tst])
+    eers = {}
+    for cand in ("none", "ledoit-wolf"):
+        m_lab, sc = _heldout_ivector_scores(front, set(m_spk), enr, held, {**opts, "whiten_shrinkage": cand})
+        x, tgt = trial_matrix(sc, m_lab, t_lab)
+        eers[cand] = float(eer_fn(x[tgt], x[~tgt]))
+    chosen = "none" if eers["none"] < eers["ledoit-wolf"] else "ledoit-wolf"
+    say(f"i-vector: whitening shrinkage {chosen} (held-out EER: none {100 * eers['none']:.2f} %, "
+        f"ledoit-wolf {100 * eers['ledoit-wolf']:.2f} %; {len(tst)} tests of {len(m_spk)} speakers)")
+    return {"chosen": chosen, "reason": "held-out trials", "eer": eers, "n_tests": len(tst),
+            "n_speakers": len(m_spk)}
+
+
 def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     """Train the GMM-UBM + i-vector fusion on held-out trials that resemble the real ones,
     and check on them that the i-vector system helps.
@@ -1605,6 +1690,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
     from gmmspeech.speaker.map import enroll as enroll_models
     from gmmspeech.speaker.scoring import score as score_fn
 
+    opts = iv.get("opts", opts)  # whiten_shrinkage="auto" resolved as the real system's
     where = opts["fusion_trials"]
     if where not in ("background", "enroll"):
         raise ValueError(f"fusion_trials={where!r} must be 'background' or 'enroll'")
@@ -1624,26 +1710,10 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
             continue
         enr = [it for it in enr if it[0] in m_spk]
         tst = [it for it in tst if it[0] in m_spk]
-        X_enr, X_tst, X_bg_all, h_ext, s_enr, s_tst, s_bg = _heldout_ivectors(iv, role, enr, tst, opts, par)
-        y_enr = [it[0] for it in enr]
-        # the back-end: background speakers outside the fold, plus (plda_on_enroll) the
-        # enrolling parts of the held-out trials' speakers (never their test parts)
-        bg_labels = labels["background"] + labels.get("extra", [])
-        bg_keep = [j for j, lab in enumerate(bg_labels) if lab not in fold]
-        X_bg = X_bg_all[bg_keep]
-        y_bg = [bg_labels[j] for j in bg_keep]
-        Xb, yb = _backend_data(X_bg, y_bg, X_enr, y_enr, opts)
-        if len(set(yb)) < 2:
+        held = _heldout_ivector_scores(iv, fold, enr, _heldout_ivectors(iv, role, enr, tst, opts, par), opts)
+        if held is None:
             continue
-        n_own = len(labels["background"])  # X_bg_all: the background's, then the extra background's
-        own = [j for j in bg_keep if j < n_own]
-        be = _backend(opts).fit(Xb, yb, domain=_domain_vectors(X_bg_all[own], X_enr, "extra" in iv["ivectors"],
-                                                               opts))
-        X_m, y_m, C_m = _enrolment_vectors(h_ext, s_enr, X_enr, y_enr, opts)
-        C_t, C_bg = _snorm_covariances(h_ext, s_tst, partial(s_bg.subset, bg_keep), opts)
-        m_lab, s_iv = _score_tests(be, X_m, y_m, C_m, _enrolment_counts(y_m, y_enr, opts), X_tst, h_ext, s_tst,
-                                   opts, test_covariances=C_t)
-        s_iv = _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
+        m_lab, s_iv = held
         spk_arrays: dict[str, list] = {}
         for it in enr:
             spk_arrays.setdefault(it[0], []).append(it[1])
