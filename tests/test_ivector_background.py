@@ -55,6 +55,22 @@ def _front(toy, out, opts, extra):
                           dict(n_jobs=1, backend=None, scheduler=None), False, lambda m: None, extra=extra)
 
 
+def _front_with_extra(toy, out, opts):
+    """The toy front with its extra background (4 speakers, in the TV data) and what a
+    back-end fitted directly needs: ``(front, X, y, pooled_stats, pooled_ivectors)`` with
+    ``X``, ``y`` all labelled i-vectors (background, extra, enrolment) and the pooled
+    enrolment statistics' ids and i-vectors (the speaker models)."""
+    _rows_, _stores, x_rows, x_frames, _ubm = toy
+    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
+              "tv": True}]
+    front = _front(toy, out, opts, extra)
+    iv, lab = front["ivectors"], front["labels"]
+    X = np.concatenate([iv["background"], iv["extra"], iv["enroll"]])
+    y = lab["background"] + lab["extra"] + lab["enroll"]
+    pooled = front["stats"]["enroll"].pooled(lab["enroll"])
+    return front, X, y, pooled, front["extractor"].transform(pooled)
+
+
 @pytest.mark.parametrize("extra_tv", [True, False])
 def test_extra_background_reaches_the_tv_matrix_and_the_backend(toy, tmp_path, extra_tv):
     from gmmspeech.backend.extractor import IVectorExtractor

@@ -14,7 +14,7 @@ import pytest
 from sklearn.covariance import OAS, LedoitWolf
 from test_cli_ivector import _run
 from test_cli_speaker import corpus  # noqa: F401  (the module-scoped corpus fixture)
-from test_ivector_background import _front, toy  # noqa: F401  (the module-scoped toy fixture)
+from test_ivector_background import _front, _front_with_extra, toy  # noqa: F401  (the module-scoped toy fixture)
 
 from gmmspeech.backend.scoring import SpeakerBackend, load_backend, save_backend
 from gmmspeech.backend.transforms import LengthNorm, shrunk_covariance
@@ -182,16 +182,9 @@ def test_backend_file_keeps_the_shrinkage(tmp_path):
 def test_pipeline_whiten_shrinkage_reaches_the_backend(toy, tmp_path):  # noqa: F811
     from gmmspeech.speaker import pipeline
 
-    rows, stores, x_rows, x_frames, ubm = toy
-    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
-              "tv": True}]
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}
-    front = _front(toy, tmp_path, base, extra)
-    iv, lab = front["ivectors"], front["labels"]
-    X = np.concatenate([iv["background"], iv["extra"], iv["enroll"]])
-    y = lab["background"] + lab["extra"] + lab["enroll"]
-    pooled = front["stats"]["enroll"].pooled(lab["enroll"])
-    X_m = front["extractor"].transform(pooled)
+    front, X, y, pooled, X_m = _front_with_extra(toy, tmp_path, base)
+    iv = front["ivectors"]
     out = {}
     for how in ("none", "ledoit-wolf", "oas"):
         opts = pipeline.ivector_settings({**base, "whiten_shrinkage": how})
@@ -227,11 +220,9 @@ def test_auto_whitening_is_chosen_on_held_out_trials(toy, tmp_path):  # noqa: F8
 
     from gmmspeech.speaker import pipeline
 
-    rows, stores, x_rows, x_frames, ubm = toy
-    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
-              "tv": True}]
+    rows, stores, _xr, _xf, _ubm = toy
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}
-    front = _front(toy, tmp_path, base, extra)
+    front = _front_with_extra(toy, tmp_path, base)[0]
     e_rows = [SimpleNamespace(id=r.id, label=r.label, path=f"{r.id}.wav") for r in rows["enroll"]]
     par = dict(n_jobs=1, backend=None, scheduler=None)
     heldout = (_Store(e_rows, stores["enroll"]), e_rows, par)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_ivector_background import _front, toy  # noqa: F401  (the module-scoped toy fixture)
+from test_ivector_background import _front, _front_with_extra, toy  # noqa: F401  (the module-scoped toy fixture)
 
 from gmmspeech.backend.plda import PLDA
 from gmmspeech.backend.scoring import SpeakerBackend
@@ -235,17 +235,10 @@ def test_backend_normalisations_centred_on_the_domain_vectors(mode):
 def test_pipeline_domain_norm_uses_the_runs_own_ivectors(toy, tmp_path):  # noqa: F811
     from gmmspeech.speaker import pipeline
 
-    rows, stores, x_rows, x_frames, ubm = toy
-    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
-              "tv": True}]
     # the whitening as estimated (whiten_shrinkage="auto" is tested in test_ivector_shrinkage)
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "whiten_shrinkage": "none"}
-    front = _front(toy, tmp_path, base, extra)
-    iv, lab = front["ivectors"], front["labels"]
-    X = np.concatenate([iv["background"], iv["extra"], iv["enroll"]])
-    y = lab["background"] + lab["extra"] + lab["enroll"]
-    pooled = front["stats"]["enroll"].pooled(lab["enroll"])
-    X_m = front["extractor"].transform(pooled)
+    front, X, y, pooled, X_m = _front_with_extra(toy, tmp_path, base)
+    iv = front["ivectors"]
     scores = {}
     for mode in ("none", "mean", "whiten"):
         opts = pipeline.ivector_settings({**base, "domain_norm": mode})
