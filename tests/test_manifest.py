@@ -262,6 +262,67 @@ def test_cli_manifest_check(tmp_path, capsys):
     assert main(["manifest", "check", str(_write(tmp_path / "bad.csv", "id,path\n"))]) == 2
 
 
+def _corpus_elsewhere(tmp_path):
+    """A manifest with paths relative to a data root that is not the manifest's folder."""
+    root = tmp_path / "corpus"
+    (root / "spk1").mkdir(parents=True)
+    (root / "spk1" / "a.wav").write_bytes(b"x")
+    (root / "spk1" / "b.wav").write_bytes(b"x")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    m = _write(lists / "m.csv", "id,path,label\na,spk1/a.wav,s\nb,spk1/b.wav,s\n")
+    return root, lists, m
+
+
+def test_missing_files_hint_names_the_folder_paths_were_resolved_against(tmp_path):
+    from gmmspeech.corpus.manifest import missing_files_hint
+
+    root, lists, m = _corpus_elsewhere(tmp_path)
+    hint = missing_files_hint(m, read_manifest(m), data_root=None)
+    assert "none of its 2 files exists" in hint
+    assert str(lists) in hint and "--data-root" in hint
+    other = tmp_path / "elsewhere"
+    hint = missing_files_hint(m, read_manifest(m, data_root=other), data_root=other)
+    assert f"under --data-root {other}" in hint
+    # the right root, one file present, no rows or only absolute paths: nothing to say
+    assert missing_files_hint(m, read_manifest(m, data_root=root), data_root=root) == ""
+    (root / "spk1" / "a.wav").unlink()
+    assert missing_files_hint(m, read_manifest(m, data_root=root), data_root=root) == ""
+    assert missing_files_hint(m, [], data_root=None) == ""
+    absolute = _write(lists / "abs.csv", f"id,path,label\na,{tmp_path / 'gone.wav'},s\n")
+    assert missing_files_hint(absolute, read_manifest(absolute), data_root=None) == ""
+
+
+def test_cli_forgotten_data_root_is_named(tmp_path, capsys):
+    from gmmspeech.cli import main
+
+    root, lists, m = _corpus_elsewhere(tmp_path)
+    assert main(["manifest", "check", str(m)]) == 1
+    err = capsys.readouterr().err
+    assert f"relative paths resolve against the manifest's own folder ({lists})" in err
+    assert "pass --data-root" in err
+    assert main(["manifest", "check", str(m), "--data-root", str(root)]) == 0
+    assert "--data-root" not in capsys.readouterr().err
+    # features (no file is read: every one is missing) and train-ubm say the same
+    assert main(["features", str(m), "--out", str(tmp_path / "st"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 2 files failed" in err and "pass --data-root" in err
+    assert main(["train-ubm", str(m), "--out", str(tmp_path / "u.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable file" in err and "pass --data-root" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_cli_manifest_that_is_a_pipe_is_not_called_a_folder(tmp_path, capsys):
+    from gmmspeech.cli import main
+
+    fifo = tmp_path / "m.csv"
+    os.mkfifo(fifo)
+    assert main(["features", str(fifo), "--out", str(tmp_path / "st")]) == 2
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and "folder" not in err
+
+
 # --------------------------------------------------------------------------- data_manifests
 
 

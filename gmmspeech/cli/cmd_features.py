@@ -101,7 +101,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         feature_config_from_args,
         given_feature_flags,
     )
-    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.manifest import missing_files_hint, read_manifest
     from gmmspeech.corpus.store import FeatureStore, upsampling_note
     from gmmspeech.features.config import FeatureConfig
 
@@ -142,6 +142,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     if report.failed:
         print(report.summary(), file=sys.stderr)
+        hint = missing_files_hint(args.manifest, rows, data_root=args.data_root)
+        if hint:
+            print(hint, file=sys.stderr)
         return 1
     print(f"{report.summary()} -> {store.root}")
     return 0
@@ -187,7 +190,7 @@ def _cmd_from_commonvoice(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from gmmspeech.corpus.manifest import read_manifest
+    from gmmspeech.corpus.manifest import missing_files_hint, read_manifest
 
     rows = read_manifest(args.manifest, data_root=args.data_root)
     missing = [r for r in rows if not os.path.isfile(r.path)]
@@ -197,4 +200,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     labels = {r.label for r in rows}
     print(f"{args.manifest}: {len(rows)} rows ({n_seg} segments), {len(labels)} labels, "
           f"{len(missing)} missing files")
+    hint = missing_files_hint(args.manifest, rows, data_root=args.data_root)
+    if hint:
+        print(hint, file=sys.stderr)
     return 1 if missing else 0

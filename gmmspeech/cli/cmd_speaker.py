@@ -565,7 +565,7 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
             _report_bad("train-ubm", b)
             bad += b
             if not rows:
-                print(f"gmmspeech train-ubm: error: {src}: no usable file", file=sys.stderr)
+                _no_usable_file("train-ubm", src, args.data_root)
                 return None, None, None, []
             stores += feats.stores([r.id for r in rows])
             if args.features_dir is not None:
@@ -602,6 +602,18 @@ def _kept_stores(args, feats, fdir) -> list[str]:
     return [r for r in feats.roots if not (os.path.abspath(r) + os.sep).startswith(tmp)]
 
 
+def _no_usable_file(cmd: str, src, data_root) -> None:
+    """The error of a manifest (or store) none of whose files could be used, with where its
+    paths were looked for when not one of them exists."""
+    from gmmspeech.corpus.manifest import missing_files_hint, read_manifest
+
+    print(f"gmmspeech {cmd}: error: {src}: no usable file", file=sys.stderr)
+    if os.path.isfile(src):  # a manifest (a feature store is a folder)
+        hint = missing_files_hint(src, read_manifest(src, data_root=data_root), data_root=data_root)
+        if hint:
+            print(f"gmmspeech {cmd}: {hint}", file=sys.stderr)
+
+
 @_clean_errors
 def _cmd_enroll(args) -> int:
     import numpy as np
@@ -622,7 +634,7 @@ def _cmd_enroll(args) -> int:
         for r in rows:
             spk.setdefault(str(r.label), []).append(np.asarray(feats.load(r.id)))
         if not spk:
-            print(f"gmmspeech enroll: error: {args.manifest}: no usable file", file=sys.stderr)
+            _no_usable_file("enroll", args.manifest, args.data_root)
             return 2
         models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
                         progress=progress, **_par(args))
@@ -688,7 +700,7 @@ def _cmd_score(args) -> int:
         feats, rows, bad = _open_features(args, args.manifest, config, fdir, reuse=reuse,
                                           role="test", progress=progress)
         if not rows:
-            print(f"gmmspeech score: error: {args.manifest}: no usable file", file=sys.stderr)
+            _no_usable_file("score", args.manifest, args.data_root)
             return 2
         utts = [np.asarray(feats.load(r.id)) for r in rows]
         labels = list(models)
@@ -701,7 +713,7 @@ def _cmd_score(args) -> int:
                                                  role="background", progress=progress)
             bad = bad + bbad
             if not brows:
-                print(f"gmmspeech score: error: {args.background}: no usable file", file=sys.stderr)
+                _no_usable_file("score", args.background, args.data_root)
                 return 2
             if need_cohort:
                 from gmmspeech.speaker.map import enroll

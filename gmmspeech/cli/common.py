@@ -127,7 +127,10 @@ def check_input(path, flag: str, *, kind: str = "file") -> None:
         what = {"file": "file", "dir": "folder", "any": "file or folder"}[kind]
         raise _usage_error(f"{flag} {path}: no such {what}")
     if kind == "file" and not os.path.isfile(path):
-        raise _usage_error(f"{flag} {path}: is a folder, expected a file")
+        if os.path.isdir(path):
+            raise _usage_error(f"{flag} {path}: is a folder, expected a file")
+        raise _usage_error(f"{flag} {path}: not a regular file (a pipe, socket or device), "
+                           "expected a file")
     if kind == "dir" and not os.path.isdir(path):
         raise _usage_error(f"{flag} {path}: is a file, expected a folder")
 

@@ -25,14 +25,15 @@ import io
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gmmspeech.atomic import atomic_write_text
 from gmmspeech.errors import ManifestError
 
-__all__ = ["Row", "read_manifest", "write_manifest", "from_kaldi", "from_commonvoice", "COLUMNS"]
+__all__ = ["Row", "read_manifest", "write_manifest", "from_kaldi", "from_commonvoice", "COLUMNS",
+           "missing_files_hint"]
 
 #: The standard columns, in the order :func:`write_manifest` writes them.
 COLUMNS = ("id", "path", "label", "start", "end")
@@ -93,6 +94,46 @@ def _resolve(p: str, base: str) -> str:
     if not os.path.isabs(p):
         p = os.path.join(base, p)
     return os.path.normpath(os.path.abspath(p))
+
+
+def missing_files_hint(manifest: str | os.PathLike, rows: Sequence[Row], *,
+                       data_root: str | os.PathLike | None = None) -> str:
+    """Where a manifest's paths were looked for, when not one of its files exists.
+
+    A manifest whose relative paths all miss was almost always read against the wrong
+    folder (``--data-root`` forgotten, or pointing elsewhere); this names that folder.
+
+    Parameters
+    ----------
+    manifest : path-like
+        The manifest the rows were read from.
+    rows : sequence of Row
+        Its rows, as :func:`read_manifest` returned them (paths resolved).
+    data_root : path-like or None
+        The ``data_root`` they were read with.
+
+    Returns
+    -------
+    str
+        One sentence, or ``""`` when some file exists, there are no rows, or no path
+        was relative (every path is absolute, so no folder could fix it).
+    """
+    if not rows or any(os.path.exists(r.path) for r in rows):
+        return ""
+    mpath = os.fspath(manifest)
+    if data_root is not None:
+        base = os.path.abspath(os.path.expanduser(os.fspath(data_root)))
+    else:
+        base = os.path.dirname(os.path.abspath(mpath))
+    n_rel = sum(1 for r in rows if r.path.startswith(base.rstrip(os.sep) + os.sep))
+    if not n_rel:
+        return ""
+    if data_root is None:
+        return (f"{mpath}: none of its {len(rows)} files exists; relative paths resolve against "
+                f"the manifest's own folder ({base}): pass --data-root with the folder they are "
+                "relative to")
+    return (f"{mpath}: none of its {len(rows)} files exists under --data-root {os.fspath(data_root)}; "
+            "is that the folder the manifest's paths are relative to?")
 
 
 def read_manifest(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> list[Row]:

@@ -998,7 +998,11 @@ def run_speaker_id(
                       f"{item['reason']}", file=sys.stderr)
         rows[role] = [r for r in rs if r.id not in failed and r.id in st]
         if not rows[role]:
-            raise GMMSpeechError(f"{role} manifest: no usable file (see {st.errors_path})")
+            from gmmspeech.corpus.manifest import missing_files_hint
+
+            hint = missing_files_hint(manifests[role], rs, data_root=data_root)
+            raise GMMSpeechError(f"{role} manifest: no usable file (see {st.errors_path})"
+                                 + (f"; {hint}" if hint else ""))
         stores[role] = st.subset([r.id for r in rows[role]])
     extra = None
     if system != "gmm-ubm" and (ivector_background or iv_opts["speed_perturb"]):
