@@ -2,15 +2,30 @@
 
 The data goes to a temporary file in the destination's folder (same file system), which
 then replaces the destination with ``os.replace``. A crash leaves at worst a temporary
-file, never a truncated destination.
+file, never a truncated destination. The file gets the permissions ``open`` would give it
+(0666 less the umask), not ``mkstemp``'s owner-only 0600, so models, scores and reports are
+as readable by a team or a cluster's workers as any other output.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from typing import IO
+
+
+def _create_unique(folder: str, name: str) -> tuple[int, str]:
+    """A new hidden ``.NAME.<random>.tmp`` in ``folder``, created exclusively with mode 0666
+    less the umask (``tempfile.mkstemp`` would make it 0600 whatever the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no unused temporary name for {name}")  # pragma: no cover
 
 
 def atomic_write(
@@ -43,7 +58,7 @@ def atomic_write(
     folder = os.path.dirname(os.path.abspath(final))
     os.makedirs(folder, exist_ok=True)
     if tmp_path is None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=folder)
+        fd, tmp = _create_unique(folder, os.path.basename(final))
         fh = os.fdopen(fd, "wb")
     else:
         tmp = tmp_path

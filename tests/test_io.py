@@ -121,6 +121,30 @@ def test_save_errors_and_atomicity(tmp_path, fitted):
     assert load(tmp_path / "new" / "sub" / "t.npz").covariance_type == "tied"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_get_the_permissions_open_gives(tmp_path, fitted, umask):
+    """Model files, scores and reports are written atomically, yet with the mode a plain
+    ``open`` gives under the umask (mkstemp's 0600 hid a team's models from each other)."""
+    import stat
+
+    from gmmspeech.atomic import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "reference.txt", "w") as fh:  # the independent reference
+            fh.write("x")
+        save(fitted["diag"], tmp_path / "m.npz")
+        atomic_write_text(tmp_path / "scores.tsv", "a\tb\n")
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE(os.stat(tmp_path / "reference.txt").st_mode)
+    assert want == 0o666 & ~umask
+    for name in ("m.npz", "scores.tsv"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == want, name
+    assert sorted(os.listdir(tmp_path)) == ["m.npz", "reference.txt", "scores.tsv"]
+
+
 # ------------------------------------------------------------------ hostile files
 
 
