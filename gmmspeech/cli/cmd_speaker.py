@@ -112,7 +112,8 @@ def register(sub) -> None:
     g.add_argument("--top-c", type=int, default=None, metavar="C",
                    help="Gaussian selection: only the C best components per frame get a posterior")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
-                   help="checkpoint file (default: OUT.ckpt.npz, removed after success)")
+                   help="checkpoint file (default: OUT.ckpt.npz, removed after success; a file "
+                        "named here is kept, so --resume with more --iterations trains on)")
     _add_resume_args(g, "the checkpoint")
     _add_features_args(p, from_ubm=False)
     add_parallel_args(p)
