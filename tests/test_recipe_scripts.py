@@ -39,6 +39,23 @@ def test_recipe_folder_has_run_script_readme_and_options(name):
         assert opt in out
 
 
+def test_recipe_errors_name_what_is_missing(tmp_path, monkeypatch, capsys):
+    """A wrong --data-root or a --stage past stage 0 on a fresh --out is a one-line error
+    naming the files looked for, not a traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as exc:
+        _run("commonvoice", ["--data-root", empty, "--quick", "--out", tmp_path / "cv"], monkeypatch,
+             capsys)
+    msg = str(exc.value.code)
+    assert str(empty / "validated.tsv") in msg and str(empty / "commonvoice" / "validated.tsv") in msg
+    with pytest.raises(SystemExit) as exc:
+        _run("words", ["--corpus", "fsdd", "--stage", "4", "--quick", "--data-root", empty,
+                       "--out", tmp_path / "w"], monkeypatch, capsys)
+    msg = str(exc.value.code)
+    assert str(tmp_path / "w" / "data" / "fsdd.csv") in msg and "--stage 0" in msg
+
+
 def _write_commonvoice(root, n_speakers=8, clips=4, sr=16000):
     """A tiny corpus in the Common Voice layout, clips encoded as MP3 by libsndfile (LAME)."""
     from gmmspeech.synth import random_speakers, synth_utterance

@@ -47,8 +47,9 @@ root = Path(args.data_root)
 if not (root / "validated.tsv").is_file() and (root / "commonvoice" / "validated.tsv").is_file():
     args.data_root = str(root / "commonvoice")
 if not (Path(args.data_root) / "validated.tsv").is_file():
-    sys.exit(f"recipes/commonvoice/run.py: error: {Path(args.data_root) / 'validated.tsv'} not "
-             "found: --data-root must be a Common Voice folder (clips/*.mp3 and validated.tsv)")
+    sys.exit(f"recipes/commonvoice/run.py: error: neither {root / 'validated.tsv'} nor "
+             f"{root / 'commonvoice' / 'validated.tsv'} found: --data-root must be a Common Voice "
+             "folder (clips/*.mp3 and validated.tsv)")
 r = Recipe("commonvoice", "GMM-UBM speaker recognition on a Common Voice corpus", args,
            credits=("commonvoice",), intro=(
     "Corpus in the Common Voice layout (MP3 clips of read sentences). Protocol: a quarter of "

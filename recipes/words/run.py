@@ -580,6 +580,9 @@ if r.stage(1, "features"):
 def manifest_rows(name):
     from gmmspeech.corpus.manifest import read_manifest
 
+    if not manifests[name].is_file():  # --stage past stage 0 on a fresh --out
+        raise SystemExit(f"recipes/words/run.py: error: {manifests[name]} is missing: it is written "
+                         "by stage 0 (run from --stage 0)")
     return read_manifest(manifests[name], data_root=r.data_root)
 
 
