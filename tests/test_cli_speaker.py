@@ -218,3 +218,28 @@ def test_verification_of_a_single_enrolled_speaker(corpus, tmp_path, capsys):
     capsys.readouterr()
     rc = main(base + ["--out", str(tmp_path / "bad"), "--norm", "tnorm", "--norm-cohort", "enrolled"])
     assert rc == 2 and "cohort" in capsys.readouterr().err
+
+
+def test_train_ubm_help_states_the_feature_defaults_it_applies(capsys):
+    """train-ubm starts from the speaker defaults (not the plain preset that `features`
+    uses); its --help said "default: the preset's, 20" cepstra and CMVN while it trained on
+    24 cepstra without CMVN. The help is checked against what the parsed defaults build."""
+    from gmmspeech.cli import build_parser
+    from gmmspeech.cli.cmd_speaker import _speaker_config_from_args
+    from gmmspeech.features.config import FeatureConfig
+
+    with pytest.raises(SystemExit):
+        main(["train-ubm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    args = build_parser().parse_args(["train-ubm", "x.csv", "--out", "u.npz"])
+    cfg = _speaker_config_from_args(args)
+    plain = FeatureConfig.preset("speech")
+    assert (cfg.n_mfcc, cfg.cmvn, cfg.vad) != (plain.n_mfcc, plain.cmvn, plain.vad)
+    assert f"cepstra per frame before deltas (default: {cfg.n_mfcc})" in text
+    assert f"cepstral mean/variance normalisation (default: {cfg.cmvn})" in text
+    assert f"cmvn={cfg.cmvn}, vad={cfg.vad}, n_mfcc={cfg.n_mfcc})" in text
+    # `features` does start from the plain preset, as its --help says
+    with pytest.raises(SystemExit):
+        main(["features", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: the preset's, {plain.n_mfcc})" in text

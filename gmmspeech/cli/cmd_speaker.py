@@ -58,7 +58,7 @@ def _add_features_args(p: argparse.ArgumentParser, *, from_ubm: bool) -> None:
                             f"{_default_features()})")
         add_frontend_options(g)
     else:  # train-ubm: the options of `features` (not with a feature store as SOURCE)
-        add_feature_options(g)
+        add_feature_options(g, speaker=_D)
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="feature stores folder: features are reused from and added to "
                         "DIR/<config hash> (or DIR itself when it is a store of the same "

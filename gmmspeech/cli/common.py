@@ -202,21 +202,32 @@ FEATURE_FLAGS = {"preset": "--preset", "sample_rate": "--sample-rate", "n_mfcc":
                  "rasta": "--rasta", "vad_method": "--vad-method"}
 
 
-def add_feature_options(g, *, preset: bool = True) -> None:
-    """``--preset``, ``--sample-rate``, ``--n-mfcc``, ``--cmvn``, ``--no-vad`` (None = not given)."""
+def add_feature_options(g, *, preset: bool = True, speaker: dict | None = None) -> None:
+    """``--preset``, ``--sample-rate``, ``--n-mfcc``, ``--cmvn``, ``--no-vad`` (None = not given).
+
+    ``speaker``: the speaker system's defaults (``speaker_defaults()``) when the command
+    starts from them rather than from the plain preset (train-ubm), so that --help says so.
+    """
+    fo = (speaker or {}).get("feature_overrides") or {}
     if preset:
         g.add_argument("--preset", default=None, choices=PRESET_NAMES,
                        help="feature preset: MFCC (speech, kaldi, librosa), log filter banks "
                             "(fbank, kaldi-fbank, librosa-fbank), PLP (plp, kaldi-plp, "
-                            "rasta-plp), LFCC (lfcc), MFCC+SDC (sdc); default speech")
+                            "rasta-plp), LFCC (lfcc), MFCC+SDC (sdc); "
+                            + ("default speech" if speaker is None else
+                               "used as it is (default: the speaker defaults, "
+                               + speaker["preset"]
+                               + "".join(f", {k}={v}" for k, v in fo.items()) + ")"))
     add_frontend_options(g)
     g.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                    help="analysis rate in Hz; audio at another rate is resampled to it (default: "
                         "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
     g.add_argument("--n-mfcc", type=int, default=None, metavar="N",
-                   help="cepstra per frame before deltas (default: the preset's, 20)")
+                   help="cepstra per frame before deltas (default: "
+                        + (f"{fo['n_mfcc']}" if "n_mfcc" in fo else "the preset's, 20") + ")")
     g.add_argument("--cmvn", default=None, choices=["none", "utterance", "sliding", "warping"],
-                   help="cepstral mean/variance normalisation (default: the preset's)")
+                   help="cepstral mean/variance normalisation (default: "
+                        + (f"{fo['cmvn']}" if "cmvn" in fo else "the preset's") + ")")
     g.add_argument("--no-vad", dest="vad", action="store_false", default=None,
                    help="keep every frame (no energy VAD)")
 
