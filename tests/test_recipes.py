@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gmmspeech import recipes
+from gmmspeech.mixture.gmm import ConvergenceWarning
 from gmmspeech.recipes.report import Report, check_finite, format_table, write_results
 
 
@@ -122,10 +123,14 @@ def test_em_trace_first_iteration_matches_the_textbook_formulas():
 
 
 def test_em_tutorial_quick(tmp_path, datasets_root):
+    import warnings
+
     from scipy.stats import norm
 
     out = tmp_path / "em"
-    res = recipes.run("em_tutorial", out=out, data_root=datasets_root, quick=True, verbose=False)
+    with warnings.catch_warnings():  # a fit stopped at its cap is a table column, not a warning
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = recipes.run("em_tutorial", out=out, data_root=datasets_root, quick=True, verbose=False)
     saved = _load_results(out)
     assert saved["heights"]["n_iter"] == res["heights"]["n_iter"]
     h = saved["heights"]
@@ -143,6 +148,7 @@ def test_em_tutorial_quick(tmp_path, datasets_root):
         assert r["bic"] == pytest.approx(-2 * r["log_likelihood"] + r["n_parameters"] * math.log(300))
         assert r["aic"] == pytest.approx(-2 * r["log_likelihood"] + 2 * r["n_parameters"])
     assert h["best_k_bic"] == min(h["selection"], key=lambda r: r["bic"])["n_components"]
+    assert all(isinstance(r["converged"], bool) and r["n_iter"] >= 1 for r in h["selection"])
     assert 0.5 < h["cluster_agreement"] <= 1.0
     # Old Faithful: the published two-component fit (e.g. Bishop, PRML fig. 9.8 data)
     f = saved["faithful"]

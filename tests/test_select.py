@@ -29,7 +29,8 @@ def test_criterion_picks_the_true_k(criterion, covariance_type):
     scores = [row[criterion] for row in table]
     assert int(np.argmin(scores)) == 2
     for row in table:
-        assert set(row) == {"n_components", "bic", "aic", "log_likelihood", "n_parameters"}
+        assert set(row) == {"n_components", "bic", "aic", "log_likelihood", "n_parameters",
+                            "converged", "n_iter"}
         # the criteria follow from the log-likelihood and the parameter count
         n = len(X)
         assert row["bic"] == pytest.approx(-2 * row["log_likelihood"] + row["n_parameters"] * np.log(n))
@@ -37,6 +38,22 @@ def test_criterion_picks_the_true_k(criterion, covariance_type):
     # free parameters: K-1 weights, K*D means, covariances
     per_cov = 2 if covariance_type == "diag" else 3
     assert [r["n_parameters"] for r in table] == [k - 1 + 2 * k + per_cov * k for k in range(1, 6)]
+
+
+def test_rows_say_which_fits_stopped_at_the_cap():
+    """``converged``/``n_iter`` of each row are those of the same fit made directly."""
+    X = _three_clusters(seed=1, n=100)
+    kw = dict(covariance_type="full", random_state=0, tol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, capped = select_n_components(X, [1, 3, 5], max_iter=3, **kw)
+        _, free = select_n_components(X, [1, 3, 5], max_iter=500, **kw)
+        for row in capped + free:
+            direct = GMM(n_components=row["n_components"], max_iter=3 if row in capped else 500,
+                         **kw).fit(X)
+            assert (row["converged"], row["n_iter"]) == (bool(direct.converged_), direct.n_iter_)
+    assert [(r["converged"], r["n_iter"]) for r in capped[1:]] == [(False, 3), (False, 3)]
+    assert all(r["converged"] for r in free)
 
 
 def test_bad_arguments():

@@ -28,7 +28,9 @@ def select_n_components(X, candidates, criterion="bic", **gmm_kwargs):
         The fitted model with the lowest criterion.
     table : list of dict
         One row per candidate, in the given order: ``{"n_components", "bic", "aic",
-        "log_likelihood" (total over X), "n_parameters"}``.
+        "log_likelihood" (total over X), "n_parameters", "converged", "n_iter"}`` (the
+        last two: ``converged_`` and ``n_iter_`` of that candidate's fit, so a caller can
+        report which K stopped at ``max_iter`` instead of reading ConvergenceWarnings).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"Invalid value for 'criterion': {criterion!r}. 'criterion' should be in {list(CRITERIA)}")
@@ -51,6 +53,8 @@ def select_n_components(X, candidates, criterion="bic", **gmm_kwargs):
             "aic": model.aic(Xc),
             "log_likelihood": ll,
             "n_parameters": model._n_parameters(),
+            "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_),
         }
         table.append(row)
         if row[criterion] < best_score:

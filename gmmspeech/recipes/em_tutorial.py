@@ -204,9 +204,16 @@ def _heights(rep: Report, *, n: int, seed: int, epsilon: float, k_max: int,
 
     # model selection
     cands = list(range(1, k_max + 1))
-    best, table = select_n_components(X, cands, criterion="bic", covariance_type="full",
-                                      random_state=seed, n_init=n_init_select, dtype=np.float64,
-                                      tol=1e-6, max_iter=min(max_iter, 1000))
+    import warnings
+
+    from gmmspeech.mixture.gmm import ConvergenceWarning
+
+    with warnings.catch_warnings():  # which K stopped at max_iter is a column of the table
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best, table = select_n_components(X, cands, criterion="bic", covariance_type="full",
+                                          random_state=seed, n_init=n_init_select,
+                                          dtype=np.float64, tol=1e-6,
+                                          max_iter=min(max_iter, 1000))
     best_bic = min(table, key=lambda r: r["bic"])["n_components"]
     best_aic = min(table, key=lambda r: r["aic"])["n_components"]
     rep.heading("How many components? BIC and AIC", 3)
@@ -214,10 +221,13 @@ def _heights(rep: Report, *, n: int, seed: int, epsilon: float, k_max: int,
         "BIC = -2 log L + p log N and AIC = -2 log L + 2 p, with p free parameters "
         f"(`select_n_components`, {n_init_select} initialisations per K, EM to a gain below "
         "1e-6 per point). Lower is better; BIC's heavier "
-        "penalty favours fewer components."
+        "penalty favours fewer components. Past the true K, extra components split one group "
+        "and EM creeps: a fit still moving at the iteration cap says so in the last column "
+        "(its likelihood is then a lower bound, which only favours the smaller K)."
     )
-    rep.table(["K", "log-likelihood", "parameters", "BIC", "AIC"],
-              [[r["n_components"], r["log_likelihood"], r["n_parameters"], r["bic"], r["aic"]]
+    rep.table(["K", "log-likelihood", "parameters", "BIC", "AIC", "EM iterations"],
+              [[r["n_components"], r["log_likelihood"], r["n_parameters"], r["bic"], r["aic"],
+                f"{r['n_iter']}" + ("" if r["converged"] else " (cap; not converged)")]
                for r in table], floatfmt=".6g")
     rep.text(f"BIC chooses **K = {best_bic}**, AIC chooses **K = {best_aic}**.")
     fig, ax = rep.figure("heights_bic.png", "BIC and AIC against the number of components")
@@ -307,7 +317,8 @@ def _heights(rep: Report, *, n: int, seed: int, epsilon: float, k_max: int,
         "max_loglik_decrease": max(0.0, -float(np.min(np.diff(tr["loglik"])))),
         "one_call_fit_gap": one_gap,
         "one_call_n_iter": int(one.n_iter_),
-        "selection": [{k: (float(v) if isinstance(v, float) else int(v)) for k, v in r.items()}
+        "selection": [{k: (v if isinstance(v, bool) else float(v) if isinstance(v, float)
+                           else int(v)) for k, v in r.items()}
                       for r in table],
         "best_k_bic": int(best_bic),
         "best_k_aic": int(best_aic),
