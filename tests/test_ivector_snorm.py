@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_ivector_background import _front, toy  # noqa: F401  (the module-scoped toy fixture)
-
-from gmmspeech.backend.scoring import SpeakerBackend
+from test_ivector_uncertainty import direct_backend_and_models
 
 
 def _snorm_reference(raw, impostor, cohort):
@@ -33,15 +32,8 @@ def test_snorm_scores_propagate_the_posterior_covariances(toy, tmp_path, enroll_
     opts = {"rank": 3, "n_iter": 3, "uncertainty": True, "norm": "snorm", "enroll_ivectors": enroll_ivectors}
     front = _front(toy, tmp_path, opts, None)
     res = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(opts), lambda m: None)
-    ext, st, lab, iv = front["extractor"], front["stats"], front["labels"], front["ivectors"]
-    be = SpeakerBackend().fit(np.concatenate([iv["background"], iv["enroll"]]), lab["background"] + lab["enroll"])
-    if enroll_ivectors == "pooled":
-        pooled = st["enroll"].pooled(lab["enroll"])
-        X_m, C_m = ext.posterior(pooled)
-        y_m = list(pooled.ids)
-    else:
-        X_m, C_m = ext.posterior(st["enroll"])
-        y_m = lab["enroll"]
+    ext, st, lab = front["extractor"], front["stats"], front["labels"]
+    be, X_m, y_m, C_m = direct_backend_and_models(front, enroll_ivectors)
     X_t, C_t = ext.posterior(st["test"])
     X_b, C_b = ext.posterior(st["background"])
     y_b = lab["background"]

@@ -29,6 +29,20 @@ def _labelled(rng, n_spk=20, per=6, d=5):
     return X, np.repeat([f"spk{s}" for s in range(n_spk)], per)
 
 
+def direct_backend_and_models(front, enroll_ivectors):
+    """The reference of the pipeline tests: a back-end fitted directly on the front's
+    background + enrolment i-vectors, and the models' vectors and posterior covariances
+    from the extractor (of the pooled statistics, or one per enrolment recording)."""
+    ext, st, lab, iv = front["extractor"], front["stats"], front["labels"], front["ivectors"]
+    be = SpeakerBackend().fit(np.concatenate([iv["background"], iv["enroll"]]), lab["background"] + lab["enroll"])
+    if enroll_ivectors == "pooled":
+        pooled = st["enroll"].pooled(lab["enroll"])
+        X_m, C_m = ext.posterior(pooled)
+        return be, X_m, list(pooled.ids), C_m
+    X_m, C_m = ext.posterior(st["enroll"])
+    return be, X_m, lab["enroll"], C_m
+
+
 def _spd(rng, n, d, scale):
     a = rng.normal(size=(n, d, d)) * scale
     return a @ np.swapaxes(a, 1, 2) + 0.01 * scale * np.eye(d)
@@ -163,15 +177,8 @@ def test_pipeline_scores_propagate_the_posterior_covariances(toy, tmp_path, enro
     res = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(opts), lambda m: None)
     plain = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings({**opts, "uncertainty": False}),
                                              lambda m: None)
-    ext, st, lab, iv = front["extractor"], front["stats"], front["labels"], front["ivectors"]
-    be = SpeakerBackend().fit(np.concatenate([iv["background"], iv["enroll"]]), lab["background"] + lab["enroll"])
-    if enroll_ivectors == "pooled":
-        pooled = st["enroll"].pooled(lab["enroll"])
-        X_m, C_m = ext.posterior(pooled)
-        y_m = list(pooled.ids)
-    else:
-        X_m, C_m = ext.posterior(st["enroll"])
-        y_m = lab["enroll"]
+    ext, st, lab = front["extractor"], front["stats"], front["labels"]
+    be, X_m, y_m, C_m = direct_backend_and_models(front, enroll_ivectors)
     X_t, C_t = ext.posterior(st["test"])
     # "recordings": a pooled model counts its speaker's enrolment recordings (2 each here)
     counts = [lab["enroll"].count(m) for m in y_m] if enroll_count == "recordings" else None
