@@ -337,7 +337,8 @@ def test_existing_checkpoint_needs_resume_or_restart(store, tmp_path, capsys):
     before = ck.read_bytes()
     rc, err = _run(base + ["4"], capsys)
     assert rc == 2
-    assert f"{ck}: a checkpoint of an interrupted run exists (after EM iteration 2)" in err
+    # the run finished: the message does not call it interrupted
+    assert f"{ck}: a checkpoint of an earlier run exists (after EM iteration 2; interrupted, or finished" in err
     assert "--resume" in err and "--restart" in err
     assert ck.read_bytes() == before  # untouched
     rc, err = _run(base + ["4", "--resume"], capsys)
@@ -418,7 +419,7 @@ def test_sigint_speaker_id_ubm_stage(corpus, tmp_path, capsys):
     done = _iteration(ck)
     assert f"UBM checkpoint after EM iteration {done} of 100000: {ck}" in err
     rc, again = _run(argv, capsys)
-    assert rc == 2 and f"{ck}: a checkpoint of an interrupted run exists" in again
+    assert rc == 2 and f"{ck}: a checkpoint of an earlier run exists" in again
     resume = _resume_line(err)
     rc, fin = _run(_with_iterations(resume, 1), capsys)
     assert rc == 0, fin

@@ -418,7 +418,8 @@ def _checkpoint_policy(args, ckpt: str, cmd: str) -> bool:
     if exists and not (args.resume or args.restart):
         it = checkpoint_iteration(ckpt)
         state = "unreadable" if it is None else f"after EM iteration {it}"
-        raise _usage(f"{ckpt}: a checkpoint of an interrupted run exists ({state}); re-run "
+        raise _usage(f"{ckpt}: a checkpoint of an earlier run exists ({state}; interrupted, or "
+                     "finished with a named --checkpoint, which is kept); re-run "
                      "with --resume to continue from it, or with --restart to discard it and "
                      "start over")
     if args.resume and not exists:
