@@ -218,9 +218,8 @@ class SpeakerBackend(TransformerMixin, BaseEstimator):
             T, c_t = self.transform_with_covariance(test_vectors, test_covariances)
         if self.plda_ is None:
             return labels, cosine_scores(means, T).T
-        if uncertain:
-            return labels, self.plda_.llr(means, T, n_enroll=counts, enroll_cov=c_m, test_cov=c_t).T
-        return labels, self.plda_.llr(means, T, n_enroll=counts).T
+        # c_m and c_t are None without covariances: the plain LLR
+        return labels, self.plda_.llr(means, T, n_enroll=counts, enroll_cov=c_m, test_cov=c_t).T
 
 
 def _length_norm_with_covariance(ln, X, C):
