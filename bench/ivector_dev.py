@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/ivector_dev.py --data-root ../shared/datasets --work exp/ivector_dev \\
-        [--corpora speechocean762 ...] [--splits dev] [--grid default|search]
+        [--corpora speechocean762 ...] [--splits dev] [--grid default|search] [--seeds N]
 
 For every corpus and split of ``data_manifests/<corpus>/{dev,test}`` it builds the speaker
 system exactly as :func:`gmmspeech.speaker.pipeline.run_speaker_id` does with no options
@@ -16,6 +16,13 @@ normalisation, and the fusion with its held-out check. Every evaluation (accurac
 minDCF of GMM-UBM, i-vector and fusion, and the fusion's report) is appended to
 ``WORK/results.jsonl``. Settings are chosen on the dev splits only; ``--splits test``
 reports the chosen ones.
+
+``--seeds N`` evaluates every setting with the i-vector system's random states 0..N-1
+(the total-variability matrix's random start; the UBM and the GMM-UBM scores are seed
+0's) and adds a ``seed_summary`` line: mean, standard deviation and range of the
+i-vector and fusion accuracy / EER over the seeds, and the metrics of the i-vector
+scores averaged over them. With a few hundred training recordings the TV matrix (and so
+every i-vector figure) depends on its random start: one seed's figure is one draw.
 
 ``--grid default`` evaluates :data:`IVECTOR_DEFAULTS` only; ``--grid search`` a one-
 dimension-at-a-time sweep around them (:data:`SWEEP`).
@@ -53,8 +60,10 @@ TV_KEYS = ("rank", "n_iter", "top_c", "ubm_components", "ubm_covariance", "full_
 #: Bench-only option keys (not i-vector settings): ``_pool``, corpora whose dev-split
 #: manifests of the roles ``_pool_roles`` (default background and enroll: labelled
 #: recordings, never a test recording) are the extra background of every other corpus'
-#: split (``speaker-id --ivector-background``); a corpus never pools itself.
-POOL_KEYS = ("_pool", "_pool_roles")
+#: split (``speaker-id --ivector-background``); a corpus never pools itself. ``_seed``:
+#: the i-vector system's random state (``speaker-id --seed``; default 0, the UBM and the
+#: GMM-UBM scores stay those of seed 0), as ``--seeds N`` sets it.
+POOL_KEYS = ("_pool", "_pool_roles", "_seed")
 
 
 def log(msg: str) -> None:
@@ -141,17 +150,17 @@ class Split:
             raise RuntimeError(f"{self.name}: {len(bad)} bad files in the pooled background, e.g. {bad[0]}")
         return extra or None
 
-    def front(self, opts, pool=(), pool_roles=("background", "enroll")):
+    def front(self, opts, pool=(), pool_roles=("background", "enroll"), seed=0):
         from gmmspeech.speaker.pipeline import _ivector_front
 
-        key = tuple(str(opts[k]) for k in TV_KEYS) + (tuple(pool), tuple(pool_roles))
+        key = tuple(str(opts[k]) for k in TV_KEYS) + (tuple(pool), tuple(pool_roles), int(seed))
         if key not in self._front:
             t0 = time.perf_counter()
             extra = self.extra(opts, pool, pool_roles)
-            self._front[key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts, 0,
+            self._front[key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts, int(seed),
                                               self.par, False, lambda m: None, extra=extra)
             n_extra = len(self._front[key]["labels"].get("extra", []))
-            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} pool={list(pool)} ({n_extra} extra recordings, "
+            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} pool={list(pool)} seed={seed} ({n_extra} extra recordings, "
                 f"{len(set(self._front[key]['labels'].get('extra', [])))} extra classes) "
                 f"{time.perf_counter() - t0:.0f} s")
         return self._front[key]
@@ -161,15 +170,22 @@ class Split:
             _align_columns,
             _fusion,
             _ivector_backend_scores,
+            _ivector_ensemble,
+            _tv_seeds,
             evaluate_matrix,
             ivector_settings,
         )
 
         opts = ivector_settings({k: v for k, v in options.items() if k not in POOL_KEYS})
-        front = self.front(opts, tuple(options.get("_pool", ())),
-                           tuple(options.get("_pool_roles", ("background", "enroll"))))
-        iv = _ivector_backend_scores(front, None, opts, lambda m: None,
-                                     heldout=(self.stores["enroll"], self.rows["enroll"], self.par))
+        seed = int(options.get("_seed", 0))
+        pool = (tuple(options.get("_pool", ())), tuple(options.get("_pool_roles", ("background", "enroll"))))
+        members = []
+        k = _tv_seeds(opts, len(self.front(opts, *pool, seed)["tv_stats"]))
+        for j in range(k):  # as _ivector_scores: TV matrices from seed, seed + 1, ...
+            members.append(_ivector_backend_scores(self.front(opts, *pool, seed + j), None, opts, lambda m: None,
+                                                   heldout=(self.stores["enroll"], self.rows["enroll"], self.par)))
+        iv = _ivector_ensemble(members)
+        front = members[0]
         iv_scores = _align_columns(iv["scores"], iv["model_labels"], self.model_labels)
         t0 = time.perf_counter()
         fused = (_fusion(self.ubm, self.stores, self.rows, iv, self.gmm_cfg, opts, self.par, lambda m: None)
@@ -190,10 +206,29 @@ class Split:
         rep = {k: v for k, v in fused.items() if k not in ("fusion", "fitted", "trials")}
         if fused.get("fitted") is not None:
             rep["weights"] = [float(v) for v in fused["fitted"].coef_]
-        return {"split": self.name, "options": options, "rank": int(front["extractor"].rank_),
+        return {"split": self.name, "options": options, "rank": int(front["extractor"].rank_), "tv_seeds": k,
                 "whiten_choice": iv.get("whiten_choice"),
                 "gmm-ubm": metrics(self.gmm), "ivector": metrics(iv_scores), "fusion": metrics(fused_scores),
-                "fusion_report": rep, "fusion_seconds": round(t_fusion, 1)}
+                "fusion_report": rep, "fusion_seconds": round(t_fusion, 1), "_scores": iv_scores}
+
+    def seed_summary(self, options: dict, results: list) -> dict:
+        """Across the evaluations of ``options`` with several seeds (``results``): mean and
+        standard deviation of the i-vector (and fusion) accuracy / EER, and the metrics of the
+        i-vector scores averaged over the seeds (an ensemble of the seeds' systems)."""
+        from gmmspeech.speaker.pipeline import evaluate_matrix
+
+        out = {"split": self.name, "options": options, "seeds": [r["options"].get("_seed", 0) for r in results]}
+        for system in ("ivector", "fusion"):
+            for k in ("accuracy", "eer"):
+                v = np.array([r[system][k] for r in results], dtype=float)
+                out[f"{system}_{k}_mean"] = float(v.mean())
+                out[f"{system}_{k}_sd"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+                out[f"{system}_{k}_range"] = [float(v.min()), float(v.max())]
+        m = evaluate_matrix(np.mean([r["_scores"] for r in results], axis=0), self.model_labels, self.test_labels,
+                            verbose=False)
+        out["ivector_seed_average"] = {k: m[k] for k in ("accuracy", "eer", "min_dcf_sre08")}
+        out["gmm-ubm"] = results[0]["gmm-ubm"]
+        return out
 
 
 def line(res: dict) -> str:
@@ -209,6 +244,31 @@ def line(res: dict) -> str:
             f"cllr={chk.get('cllr')} whiten={(res.get('whiten_choice') or {}).get('chosen')}")
 
 
+def seed_line(summ: dict) -> str:
+    def ms(system, k):
+        return f"{100 * summ[f'{system}_{k}_mean']:.2f}+-{100 * summ[f'{system}_{k}_sd']:.2f}"
+
+    av = summ["ivector_seed_average"]
+    return (f"{summ['split']:22s} {json.dumps(summ['options'], sort_keys=True):60s} seeds={len(summ['seeds'])} "
+            f"iv acc {ms('ivector', 'accuracy')} eer {ms('ivector', 'eer')} | seed-averaged scores "
+            f"{100 * av['accuracy']:.1f}/{100 * av['eer']:.2f} | fus acc {ms('fusion', 'accuracy')} "
+            f"eer {ms('fusion', 'eer')}")
+
+
+def _evaluate_one(sp, corpus, split, options, args):
+    """One evaluation of ``options`` on the split ``sp`` (None, logged, if it failed)."""
+    try:
+        dump = None
+        if args.dump:
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
+            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
+            dump = Path(args.dump) / f"{corpus}-{split}-{tag}.npz"
+        return sp.evaluate(options, dump=dump, fusion=not args.no_fusion)
+    except Exception as exc:  # noqa: BLE001 - record and go on
+        log(f"{sp.name} {options}: FAILED {type(exc).__name__}: {exc}")
+        return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
@@ -221,6 +281,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dump", default=None,
                     help="folder: per evaluation an .npz of the real trials' GMM-UBM and i-vector score "
                          "matrices and the fusion's held-out trials (input of the check's rule choice)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="evaluate every option set with the i-vector seeds 0..N-1 (bench key _seed) and "
+                         "print their mean, standard deviation and the seed-averaged i-vector scores")
     ap.add_argument("--no-fusion", action="store_true",
                     help="evaluate the i-vector system only (the fusion's held-out TV retraining skipped)")
     args = ap.parse_args(argv)
@@ -243,20 +306,24 @@ def main(argv=None) -> int:
         for corpus in args.corpora:
             for split in args.splits:
                 sp = Split(corpus, split, args.data_root, work, args.jobs)
-                for options in grid:
-                    try:
-                        dump = None
-                        if args.dump:
-                            Path(args.dump).mkdir(parents=True, exist_ok=True)
-                            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
-                            dump = Path(args.dump) / f"{corpus}-{split}-{tag}.npz"
-                        res = sp.evaluate(options, dump=dump, fusion=not args.no_fusion)
-                    except Exception as exc:  # noqa: BLE001 - record and go on
-                        log(f"{sp.name} {options}: FAILED {type(exc).__name__}: {exc}")
-                        continue
-                    fh.write(json.dumps(res, default=str) + "\n")
-                    fh.flush()
-                    print(line(res), flush=True)
+                for base in grid:
+                    runs = []
+                    for options in ([base] if args.seeds <= 1 else
+                                    [{**base, "_seed": k} for k in range(args.seeds)]):
+                        res = _evaluate_one(sp, corpus, split, options, args)
+                        if res is None:
+                            continue
+                        runs.append(res)
+                        scores = res.pop("_scores")
+                        fh.write(json.dumps(res, default=str) + "\n")
+                        fh.flush()
+                        print(line(res), flush=True)
+                        res["_scores"] = scores
+                    if len(runs) >= 2:
+                        summ = sp.seed_summary(base, runs)
+                        fh.write(json.dumps({"seed_summary": summ}, default=str) + "\n")
+                        fh.flush()
+                        print(seed_line(summ), flush=True)
     return 0
 
 

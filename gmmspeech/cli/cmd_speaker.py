@@ -26,6 +26,7 @@ from gmmspeech.cli.common import (
     check_output,
     feature_overrides,
     ivector_options_from_args,
+    parse_tv_seeds,
     resume_command,
 )
 from gmmspeech.speaker.defaults import (
@@ -407,6 +408,8 @@ def _validate_speaker_id(args) -> None:
     _check_map_args(args)
     _check_scoring_args(args)
     check_number(args.n_mfcc, "--n-mfcc", lo=1)
+    if getattr(args, "ivector_tv_seeds", None) is not None:
+        parse_tv_seeds(args.ivector_tv_seeds)
     check_common(args)
 
 

@@ -356,6 +356,11 @@ def add_ivector_system_args(p) -> None:
                         "shrinks the in-domain covariance towards that of all training i-vectors); "
                         "auto (default): the in-domain whitening picks none or ledoit-wolf by "
                         "held-out trials among the enrolment recordings, any other whitening none")
+    g.add_argument("--ivector-tv-seeds", default=None, metavar="N",
+                   help="train N i-vector systems, each its own total-variability matrix from another "
+                        "random start (--seed, --seed + 1, ...), and average their scores; auto "
+                        "(default): 3 when the TV matrix has fewer than 4,000 training recordings, "
+                        "else 1")
     g.add_argument("--ivector-speed-perturb", nargs="+", type=float, default=None, metavar="SPEED",
                    help="speed-perturbed copies (e.g. 0.9 1.1) of every background recording "
                         "(background manifest: speakers not enrolled; --ivector-background) as "
@@ -374,6 +379,18 @@ def parse_number(v: str | None):
             return float(v)
         except ValueError:
             raise ValueError(f"{v!r} is not a number, 'auto' or 'none'") from None
+
+
+def parse_tv_seeds(v: str):
+    """``--ivector-tv-seeds``: "auto" or an integer >= 1 (a usage error naming the flag)."""
+    if v == "auto":
+        return "auto"
+    try:
+        k = int(v)
+    except (TypeError, ValueError):
+        raise _usage_error(f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}") from None
+    check_number(k, "--ivector-tv-seeds", lo=1)
+    return k
 
 
 def ivector_options_from_args(args) -> dict:
@@ -405,6 +422,8 @@ def ivector_options_from_args(args) -> dict:
                       ("ivector_whiten_shrinkage", "whiten_shrinkage")):
         if getattr(args, dest, None) is not None:
             out[key] = getattr(args, dest)
+    if getattr(args, "ivector_tv_seeds", None) is not None:
+        out["tv_seeds"] = parse_tv_seeds(args.ivector_tv_seeds)
     if getattr(args, "ivector_speed_perturb", None) is not None:
         out["speed_perturb"] = tuple(float(v) for v in args.ivector_speed_perturb)
     return out

@@ -127,6 +127,13 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: chooses between "none" and "ledoit-wolf" by held-out trials among the enrolment
 #: recordings (:func:`_choose_whiten_shrinkage`), any other whitening is "none" (so
 #: without ``domain_norm="whiten"`` and an extra background "auto" is "none").
+#: ``tv_seeds``: how many i-vector systems the run trains, each its own total-variability
+#: matrix from a random start ``random_state + j`` (j = 0 .. tv_seeds - 1) on the same
+#: statistics, with its own back-end; the scores are their mean (the fusion's held-out
+#: trials likewise). With a few hundred training recordings one TV matrix's figures depend
+#: on its random start (see the README); the mean of several is steadier. "auto":
+#: :data:`AUTO_TV_SEEDS` with fewer than :data:`AUTO_TV_SEEDS_BELOW` TV training
+#: recordings, else 1 (with plenty of data the start matters less and a matrix costs more).
 #: Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
@@ -134,8 +141,14 @@ IVECTOR_DEFAULTS: dict[str, Any] = dict(
     plda_on_enroll=True, norm="none", fusion_trials="enroll", fusion_check=True,
     fusion_min_gain=0.02, fusion_same_recording=False, fusion_split="halves",
     enroll_ivectors="pooled", extra_background_tv=True, speed_perturb=(), speed_perturb_tv=False,
-    uncertainty=True, enroll_count="vectors", domain_norm="none", whiten_shrinkage="auto",
+    uncertainty=True, enroll_count="vectors", domain_norm="none", whiten_shrinkage="auto", tv_seeds="auto",
 )
+
+#: ``tv_seeds="auto"``: this many systems when the TV matrix is trained on fewer than
+#: :data:`AUTO_TV_SEEDS_BELOW` recordings (the automatic rank is then below 400: little
+#: data, where one matrix's figures depend on its random start), else one.
+AUTO_TV_SEEDS = 3
+AUTO_TV_SEEDS_BELOW = 4000
 
 
 def ivector_settings(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -936,6 +949,8 @@ def run_speaker_id(
     if system not in SYSTEMS:
         raise ValueError(f"system={system!r} is not supported; choose one of {', '.join(SYSTEMS)}")
     iv_opts = ivector_settings(ivector_options)
+    if system != "gmm-ubm":
+        _tv_seeds(iv_opts)  # a bad count is an error before any work
     need_cohort, need_impostors = norm_needs(norm, norm_cohort)
     out = os.path.abspath(os.fspath(out))
     if config is not None:
@@ -1113,6 +1128,8 @@ def run_speaker_id(
         models_dir=os.path.join(out, "models") if system != "ivector" else None,
         scores_path=os.path.join(out, "scores.tsv"),
     )
+    if system != "gmm-ubm":
+        res["ivector_systems"] = len(iv.get("members") or [iv])  # tv_seeds as resolved ("auto")
     if system != "gmm-ubm" and iv.get("whiten_choice") is not None:
         res["ivector_whiten_shrinkage"] = iv["whiten_choice"]  # what whiten_shrinkage="auto" chose
     if components:
@@ -1187,7 +1204,40 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
     enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
     front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra)
-    return _ivector_backend_scores(front, out, opts, say, heldout=(stores["enroll"], rows["enroll"], par))
+    k = _tv_seeds(opts, len(front["tv_stats"]))
+    heldout = (stores["enroll"], rows["enroll"], par)
+    members = [_ivector_backend_scores(front, out, opts, say, heldout=heldout)]
+    for j in range(1, k):
+        member = _tv_member(front, opts, int(random_state) + j, par, progress, say, out=out, suffix=f".{j}")
+        members.append(_ivector_backend_scores(member, out, opts, say, heldout=heldout, suffix=f".{j}"))
+    return _ivector_ensemble(members)
+
+
+def _tv_seeds(opts, n_tv: int | None = None) -> int:
+    """``opts["tv_seeds"]``, checked (an integer >= 1 or "auto"), for a TV matrix trained on
+    ``n_tv`` recordings ("auto": :data:`AUTO_TV_SEEDS` below :data:`AUTO_TV_SEEDS_BELOW`
+    recordings, else 1; ``n_tv`` None: only checked, "auto" gives 1)."""
+    k = opts["tv_seeds"]
+    if isinstance(k, str) and k == "auto":
+        return AUTO_TV_SEEDS if n_tv is not None and n_tv < AUTO_TV_SEEDS_BELOW else 1
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"tv_seeds={k!r} must be an integer >= 1 or 'auto' (how many i-vector systems, "
+                         "each its own TV matrix from another random start)")
+    return int(k)
+
+
+def _ivector_ensemble(members: list) -> dict:
+    """One i-vector result from the results of :func:`_ivector_backend_scores` of systems
+    that differ by their TV matrix's random start: the first member's, with the scores the
+    mean of all members' (columns aligned on the first member's models) and ``members``
+    (the list itself; the fusion averages its held-out scores over them the same way). A
+    single member is returned as it is."""
+    if len(members) == 1:
+        return members[0]
+    first = members[0]
+    labels = first["model_labels"]
+    scores = np.mean([_align_columns(m["scores"], m["model_labels"], labels) for m in members], axis=0)
+    return {**first, "scores": scores, "members": list(members)}
 
 
 def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
@@ -1197,7 +1247,6 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
     ``store`` (features), ``ids``, ``labels`` (back-end speaker classes) and ``tv`` (also
     train the TV matrix); see :func:`_extra_background`. In the result they are the role
     ``"extra"`` (``stats``, ``ivectors``, ``labels``) with ``extra_tv`` (their TV rows)."""
-    from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
     from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
     from gmmspeech.speaker.ubm import full_covariance_ubm
 
@@ -1231,22 +1280,35 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
         extra_tv = np.flatnonzero(np.concatenate([np.full(len(e["ids"]), bool(e["tv"])) for e in extra]))
         if extra_tv.size:
             tv_parts.append(st["extra"].subset(extra_tv))
-    tv_stats = BaumWelchStats.concat(tv_parts)
-    ext = IVectorExtractor(rank=opts["rank"], n_iter=int(opts["n_iter"]), ubm=ubm, top_c=opts["top_c"],
+    base = {"labels": labels, "ubm": ubm, "stats": st, "extra_tv": extra_tv,
+            "tv_stats": BaumWelchStats.concat(tv_parts)}
+    return _tv_member(base, opts, random_state, par, progress, say, out=out)
+
+
+def _tv_member(front, opts, random_state, par, progress, say, *, out=None, suffix=""):
+    """``front`` (of :func:`_ivector_front`: statistics, labels, ``tv_stats``) with a TV
+    matrix trained from the random start ``random_state`` and the i-vectors of every role
+    (``extractor``, ``ivectors``, ``random_state``); the extractor is written to
+    ``out/ivector_extractor<suffix>.npz`` (``out`` None: not written)."""
+    from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
+
+    tv_stats, st = front["tv_stats"], front["stats"]
+    ext = IVectorExtractor(rank=opts["rank"], n_iter=int(opts["n_iter"]), ubm=front["ubm"], top_c=opts["top_c"],
                            random_state=random_state, progress=progress, **par)
     say(f"i-vector: total variability, rank {opts['rank']}, {opts['n_iter']} EM iterations on "
-        f"{len(tv_stats)} utterances")
+        f"{len(tv_stats)} utterances" + (f" (random start {random_state})" if suffix else ""))
     ext.fit(tv_stats)
-    save_extractor(ext, os.path.join(out, "ivector_extractor.npz"), metadata={"role": "ivector-extractor"})
+    if out is not None:
+        save_extractor(ext, os.path.join(out, f"ivector_extractor{suffix}.npz"),
+                       metadata={"role": "ivector-extractor", "random_state": int(random_state)})
     iv = {role: ext.transform(st[role]) for role in st}
-    return {"ivectors": iv, "labels": labels, "extractor": ext, "ubm": ubm, "stats": st,
-            "random_state": random_state, "extra_tv": extra_tv}
+    return {**front, "ivectors": iv, "extractor": ext, "random_state": random_state}
 
 
-def _ivector_backend_scores(front, out, opts, say, heldout=None):
+def _ivector_backend_scores(front, out, opts, say, heldout=None, suffix=""):
     """Back-end of the i-vectors of :func:`_ivector_scores` (``front``: ``ivectors`` and
     ``labels`` per role, ``extractor``, ``ubm``) and the scores of the real trials;
-    writes ``out/ivector_backend.npz`` (``out`` None: nothing written). ``heldout``:
+    writes ``out/ivector_backend<suffix>.npz`` (``out`` None: nothing written). ``heldout``:
     ``(store, rows, par)`` of the enrolment recordings, for the held-out trials of
     ``whiten_shrinkage="auto"`` (:func:`_choose_whiten_shrinkage`). The result's ``opts``
     are ``opts`` with that choice made (``whiten_choice``: its report)."""
@@ -1265,7 +1327,7 @@ def _ivector_backend_scores(front, out, opts, say, heldout=None):
         + (" (background" + (" + extra background" if "extra" in iv else "")
            + (" + enrolment)" if opts["plda_on_enroll"] else ")")))
     if out is not None:
-        save_backend(be, os.path.join(out, "ivector_backend.npz"), metadata={"role": "ivector-backend"})
+        save_backend(be, os.path.join(out, f"ivector_backend{suffix}.npz"), metadata={"role": "ivector-backend"})
     ext, st = front["extractor"], front["stats"]
     X_m, y_m, C_m = _enrolment_vectors(ext, st["enroll"], iv["enroll"], labels["enroll"], opts)
     C_t, C_bg = _snorm_covariances(ext, st["test"], partial(BaumWelchStats.concat, [st["background"]] + (
@@ -1625,6 +1687,26 @@ def _heldout_ivector_scores(front, fold, enr, held, opts):
     return m_lab, _ivector_norm(s_iv, opts, be, m_lab, X_m, y_m, X_tst, X_bg, y_bg, covariances=(C_m, C_t, C_bg))
 
 
+def _heldout_ensemble_scores(iv, fold, role, enr, tst, opts, par):
+    """The held-out trials' i-vector scores (:func:`_heldout_ivector_scores`) of every member
+    of the i-vector system (:func:`_ivector_ensemble`; one system: itself), each member's TV
+    matrix retrained from its own random start without the trials' tests and its back-end
+    with its own resolved options (``opts`` when a member carries none); their mean, columns
+    aligned on the first member's models (None when a member has no back-end there)."""
+    out = None
+    members = iv.get("members") or [iv]
+    for mem in members:
+        m_opts = mem.get("opts", opts)
+        held = _heldout_ivector_scores(mem, fold, enr, _heldout_ivectors(mem, role, enr, tst, m_opts, par), m_opts)
+        if held is None:
+            return None
+        if out is None:
+            out = (held[0], held[1] / len(members))
+        else:
+            out = (out[0], out[1] + _align_columns(held[1], held[0], out[0]) / len(members))
+    return out
+
+
 def _choose_whiten_shrinkage(front, opts, heldout, say):
     """``whiten_shrinkage="auto"``: which whitening covariance the back-end takes, chosen in
     the run. Only the in-domain whitening (``domain_norm="whiten"`` with an extra
@@ -1714,7 +1796,7 @@ def _fusion(ubm, stores, rows, iv, gmm_cfg, opts, par, say):
             continue
         enr = [it for it in enr if it[0] in m_spk]
         tst = [it for it in tst if it[0] in m_spk]
-        held = _heldout_ivector_scores(iv, fold, enr, _heldout_ivectors(iv, role, enr, tst, opts, par), opts)
+        held = _heldout_ensemble_scores(iv, fold, role, enr, tst, opts, par)
         if held is None:
             continue
         m_lab, s_iv = held
