@@ -17,12 +17,14 @@ minDCF of GMM-UBM, i-vector and fusion, and the fusion's report) is appended to
 ``WORK/results.jsonl``. Settings are chosen on the dev splits only; ``--splits test``
 reports the chosen ones.
 
-``--seeds N`` evaluates every setting with the i-vector system's random states 0..N-1
-(the total-variability matrix's random start; the UBM and the GMM-UBM scores are seed
-0's) and adds a ``seed_summary`` line: mean, standard deviation and range of the
-i-vector and fusion accuracy / EER over the seeds, and the metrics of the i-vector
-scores averaged over them. With a few hundred training recordings the TV matrix (and so
-every i-vector figure) depends on its random start: one seed's figure is one draw.
+``--seeds N`` evaluates every setting N times with other random starts of the TV matrix
+(bench key ``_seed``; the UBM and the GMM-UBM scores are seed 0's): without ``tv_seeds``
+in the setting each run is one TV matrix (``tv_seeds`` 1) from the start k = 0..N-1, the
+single-start spread; with ``tv_seeds`` m the k-th run's m matrices start at k m (no start
+shared). A ``seed_summary`` line follows: mean, standard deviation and range of the
+i-vector and fusion accuracy / EER over the runs, and the metrics of the i-vector scores
+averaged over them. With a few hundred training recordings the TV matrix (and so every
+i-vector figure) depends on its random start: one start's figure is one draw.
 
 ``--grid default`` evaluates :data:`IVECTOR_DEFAULTS` only; ``--grid search`` a one-
 dimension-at-a-time sweep around them (:data:`SWEEP`).
@@ -130,7 +132,8 @@ class Split:
             np.savez(spath, scores=self.gmm, models=np.asarray(self.model_labels))
         self.test_labels = [str(r.label) for r in self.rows["test"]]
         log(f"{self.name}: GMM-UBM scores {time.perf_counter() - t0:.0f} s")
-        self._front: dict = {}
+        self._front: dict = {}  # (setting, start) -> front of that TV matrix
+        self._base: dict = {}  # setting -> statistics (and the first front built on them)
 
     def extra(self, opts, pool, pool_roles):
         """The extra background of ``speaker-id --ivector-background`` made of the other
@@ -150,20 +153,31 @@ class Split:
             raise RuntimeError(f"{self.name}: {len(bad)} bad files in the pooled background, e.g. {bad[0]}")
         return extra or None
 
-    def front(self, opts, pool=(), pool_roles=("background", "enroll"), seed=0):
-        from gmmspeech.speaker.pipeline import _ivector_front
+    def front(self, opts, pool=(), pool_roles=("background", "enroll"), seed=0, ubm_seed=None):
+        """The i-vector front of the TV matrix from the random start ``seed``, built as
+        ``_ivector_scores`` builds its systems: the statistics (and, with
+        ``ubm_components``, the i-vector system's own UBM, trained from ``ubm_seed``, the
+        run's seed) once per setting, one TV matrix per start on them (``_tv_member``)."""
+        from gmmspeech.speaker.pipeline import _ivector_front, _tv_member
 
-        key = tuple(str(opts[k]) for k in TV_KEYS) + (tuple(pool), tuple(pool_roles), int(seed))
-        if key not in self._front:
+        key = tuple(str(opts[k]) for k in TV_KEYS) + (tuple(pool), tuple(pool_roles))
+        base_key = key + (None if opts["ubm_components"] is None else int(seed if ubm_seed is None else ubm_seed),)
+        if base_key not in self._base:
             t0 = time.perf_counter()
             extra = self.extra(opts, pool, pool_roles)
-            self._front[key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts, int(seed),
-                                              self.par, False, lambda m: None, extra=extra)
-            n_extra = len(self._front[key]["labels"].get("extra", []))
-            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} pool={list(pool)} seed={seed} ({n_extra} extra recordings, "
-                f"{len(set(self._front[key]['labels'].get('extra', [])))} extra classes) "
+            self._base[base_key] = _ivector_front(self.ubm, self.stores, self.rows, str(self.dir), opts,
+                                                  int(seed if ubm_seed is None else ubm_seed), self.par, False,
+                                                  lambda m: None, extra=extra)
+            n_extra = len(self._base[base_key]["labels"].get("extra", []))
+            log(f"{self.name}: TV {dict(zip(TV_KEYS, key))} pool={list(pool)} ({n_extra} extra recordings, "
+                f"{len(set(self._base[base_key]['labels'].get('extra', [])))} extra classes) "
                 f"{time.perf_counter() - t0:.0f} s")
-        return self._front[key]
+        base = self._base[base_key]
+        mkey = base_key + (int(seed),)
+        if mkey not in self._front:
+            self._front[mkey] = (base if base["random_state"] == int(seed) else
+                                 _tv_member(base, opts, int(seed), self.par, False, lambda m: None))
+        return self._front[mkey]
 
     def evaluate(self, options: dict, dump=None, fusion: bool = True) -> dict:
         from gmmspeech.speaker.pipeline import (
@@ -181,8 +195,9 @@ class Split:
         pool = (tuple(options.get("_pool", ())), tuple(options.get("_pool_roles", ("background", "enroll"))))
         members = []
         k = _tv_seeds(opts, len(self.front(opts, *pool, seed)["tv_stats"]))
-        for j in range(k):  # as _ivector_scores: TV matrices from seed, seed + 1, ...
-            members.append(_ivector_backend_scores(self.front(opts, *pool, seed + j), None, opts, lambda m: None,
+        for j in range(k):  # as _ivector_scores: TV matrices from seed, seed + 1, ... on the same statistics
+            members.append(_ivector_backend_scores(self.front(opts, *pool, seed + j, ubm_seed=seed), None, opts,
+                                                   lambda m: None,
                                                    heldout=(self.stores["enroll"], self.rows["enroll"], self.par)))
         iv = _ivector_ensemble(members)
         front = members[0]
@@ -255,6 +270,19 @@ def seed_line(summ: dict) -> str:
             f"eer {ms('fusion', 'eer')}")
 
 
+def _seed_runs(base: dict, n: int) -> list[dict]:
+    """``--seeds n``: the option sets of the ``n`` runs. Without ``tv_seeds`` in ``base`` a run
+    is one TV matrix (``tv_seeds`` 1), the k-th from the start k: the single-start spread.
+    With ``tv_seeds`` m (``"auto"``: the most it resolves to) the k-th run's matrices start at
+    k m, so no two runs share a start."""
+    from gmmspeech.speaker.pipeline import AUTO_TV_SEEDS
+
+    if "tv_seeds" not in base:
+        return [{**base, "tv_seeds": 1, "_seed": k} for k in range(n)]
+    m = AUTO_TV_SEEDS if base["tv_seeds"] == "auto" else int(base["tv_seeds"])
+    return [{**base, "_seed": k * m} for k in range(n)]
+
+
 def _evaluate_one(sp, corpus, split, options, args):
     """One evaluation of ``options`` on the split ``sp`` (None, logged, if it failed)."""
     try:
@@ -282,11 +310,14 @@ def main(argv=None) -> int:
                     help="folder: per evaluation an .npz of the real trials' GMM-UBM and i-vector score "
                          "matrices and the fusion's held-out trials (input of the check's rule choice)")
     ap.add_argument("--seeds", type=int, default=1,
-                    help="evaluate every option set with the i-vector seeds 0..N-1 (bench key _seed) and "
-                         "print their mean, standard deviation and the seed-averaged i-vector scores")
+                    help="evaluate every option set N times with other TV random starts (bench key _seed; "
+                         "one TV matrix per run unless the set gives tv_seeds) and print the mean, standard "
+                         "deviation and the seed-averaged i-vector scores")
     ap.add_argument("--no-fusion", action="store_true",
                     help="evaluate the i-vector system only (the fusion's held-out TV retraining skipped)")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {args.seeds}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.options:
@@ -308,8 +339,7 @@ def main(argv=None) -> int:
                 sp = Split(corpus, split, args.data_root, work, args.jobs)
                 for base in grid:
                     runs = []
-                    for options in ([base] if args.seeds <= 1 else
-                                    [{**base, "_seed": k} for k in range(args.seeds)]):
+                    for options in ([base] if args.seeds == 1 else _seed_runs(base, args.seeds)):
                         res = _evaluate_one(sp, corpus, split, options, args)
                         if res is None:
                             continue

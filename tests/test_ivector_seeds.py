@@ -1,6 +1,6 @@
 """Several i-vector systems from other random starts of the TV matrix (``tv_seeds``,
 ``speaker-id --ivector-tv-seeds N|auto``; "auto", the default, is 3 systems below 4,000 TV
-training recordings): each member is the single system of seed
+training recordings): each member is the single system of seed (the same UBM and statistics)
 ``random_state + j`` (checked against an extractor fitted directly on the same statistics
 and against the single-system runs), the scores are their mean, the fusion's held-out
 scores are averaged the same way (columns aligned), files and settings are written, and a
@@ -88,6 +88,62 @@ def test_heldout_scores_are_averaged_over_members_with_columns_aligned(monkeypat
     assert calls[-1] == ("a", {"o": 0})  # no resolved options of its own: the run's
 
 
+def test_each_members_heldout_tv_matrix_starts_from_its_own_seed(toy, tmp_path, monkeypatch):  # noqa: F811
+    """The fusion's held-out systems: each member's TV matrix retrained (without the held-out
+    tests) from that member's start, on the statistics the real members share."""
+    from gmmspeech.backend import extractor as ex
+    from gmmspeech.speaker import pipeline
+
+    rows, stores, _xr, _xf, _ubm = toy
+    ens = _scores(toy, tmp_path / "ens", {"rank": 3, "n_iter": 3, "tv_seeds": 3}, 5)
+    # held-out trials by hand: each enrolled speaker's first recording enrols, its second tests
+    enr, tst = [], []
+    for i, r in enumerate(rows["enroll"]):
+        (enr if r.id.endswith("_0") else tst).append((r.label, stores["enroll"][i], i, True))
+    fits = []
+    real_fit = ex.IVectorExtractor.fit
+
+    def spy(self, X, y=None):
+        fits.append((self.random_state, len(X)))
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(ex.IVectorExtractor, "fit", spy)
+    opts = pipeline.ivector_settings({"rank": 3, "n_iter": 3, "tv_seeds": 3})
+    pipeline._heldout_ensemble_scores(ens, {r.label for r in rows["enroll"]}, "enroll", enr, tst, opts, PAR)
+    n_tv = len(ens["tv_stats"]) - len(tst)  # the real TV data without the held-out tests
+    assert fits == [(5, n_tv), (6, n_tv), (7, n_tv)]
+
+
+def test_unseeded_runs_and_stale_member_files(toy, tmp_path):  # noqa: F811
+    from gmmspeech.backend.extractor import load_extractor
+
+    base = {"rank": 3, "n_iter": 3}
+    out = tmp_path / "run"
+    # random_state None: every member unseeded (no error after the first member's work)
+    res = _scores(toy, out, {**base, "tv_seeds": 3}, None)
+    assert [m["random_state"] for m in res["members"]] == [None, None, None]
+    assert not np.allclose(res["members"][1]["extractor"].T_, res["members"][2]["extractor"].T_)
+    assert load_extractor(out / "ivector_extractor.2.npz").metadata_["random_state"] is None
+    # a later run with fewer systems into the same folder removes the extra systems' files
+    (out / "ivector_backend.7.npz").write_bytes(b"left by someone")
+    (out / "notes.npz").write_bytes(b"not ours")
+    _scores(toy, out, {**base, "tv_seeds": 2}, 0)
+    names = sorted(p.name for p in out.iterdir())
+    assert "ivector_extractor.1.npz" in names and "ivector_backend.1.npz" in names
+    assert not {"ivector_extractor.2.npz", "ivector_backend.2.npz", "ivector_backend.7.npz"} & set(names)
+    assert "notes.npz" in names and load_extractor(out / "ivector_extractor.1.npz").metadata_["random_state"] == 1
+
+
+def test_a_bad_count_fails_before_any_work(tmp_path):
+    from gmmspeech.speaker.pipeline import run_speaker_id
+
+    # manifests that do not exist: the count is refused before any file is read
+    with pytest.raises(ValueError, match=r"tv_seeds=0 must be an integer >= 1 or 'auto'"):
+        run_speaker_id(tmp_path / "bg.csv", tmp_path / "enr.csv", tmp_path / "test.csv", tmp_path / "out",
+                       system="ivector", ivector_options={"tv_seeds": 0}, verbose=False)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3", "Auto"])
 def test_bad_counts_are_refused(bad):
     from gmmspeech.speaker import pipeline
@@ -138,7 +194,8 @@ def test_cli_flag_fusion_with_two_systems(corpus, tmp_path, capsys):  # noqa: F8
     bad = tmp_path / "bad"
     assert _run(corpus, bad, "ivector", "--ivector-tv-seeds", "0") == 2
     assert "--ivector-tv-seeds must be >= 1, got 0" in capsys.readouterr().err
-    assert not (bad / "results.json").exists()
-    assert _run(corpus, bad, "ivector", "--ivector-tv-seeds", "many") == 2
-    assert "--ivector-tv-seeds must be an integer >= 1 or auto, got 'many'" in capsys.readouterr().err
-    assert not (bad / "results.json").exists()
+    assert not bad.exists()
+    for v in ("many", "+3", "٣"):
+        assert _run(corpus, bad, "ivector", "--ivector-tv-seeds", v) == 2
+        assert f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}" in capsys.readouterr().err
+        assert not bad.exists()

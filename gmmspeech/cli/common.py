@@ -385,10 +385,9 @@ def parse_tv_seeds(v: str):
     """``--ivector-tv-seeds``: "auto" or an integer >= 1 (a usage error naming the flag)."""
     if v == "auto":
         return "auto"
-    try:
-        k = int(v)
-    except (TypeError, ValueError):
-        raise _usage_error(f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}") from None
+    if not (isinstance(v, str) and v.isascii() and v.isdigit()):
+        raise _usage_error(f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}")
+    k = int(v)
     check_number(k, "--ivector-tv-seeds", lo=1)
     return k
 

@@ -1132,6 +1132,8 @@ def run_speaker_id(
         res["ivector_systems"] = len(iv.get("members") or [iv])  # tv_seeds as resolved ("auto")
     if system != "gmm-ubm" and iv.get("whiten_choice") is not None:
         res["ivector_whiten_shrinkage"] = iv["whiten_choice"]  # what whiten_shrinkage="auto" chose
+        if iv.get("members"):  # each system chose on its own held-out trials: all of them
+            res["ivector_whiten_shrinkage_members"] = [m.get("whiten_choice") for m in iv["members"]]
     if components:
         res["components"] = components
     if fused is not None:
@@ -1202,15 +1204,37 @@ def _align_columns(scores, labels, want):
 
 def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
-    enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``."""
+    enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``.
+
+    With several systems (:func:`_tv_seeds`: ``tv_seeds``), system ``j`` is a TV matrix from
+    the random start ``random_state + j`` (None: unseeded, each its own) on the same
+    statistics (and the same UBM) with its own back-end, written as
+    ``ivector_extractor.<j>.npz`` / ``ivector_backend.<j>.npz`` for j >= 1 (such files of an
+    earlier run with more systems are removed); the result is :func:`_ivector_ensemble` of
+    them (``members``)."""
     front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra)
     k = _tv_seeds(opts, len(front["tv_stats"]))
     heldout = (stores["enroll"], rows["enroll"], par)
     members = [_ivector_backend_scores(front, out, opts, say, heldout=heldout)]
     for j in range(1, k):
-        member = _tv_member(front, opts, int(random_state) + j, par, progress, say, out=out, suffix=f".{j}")
+        seed = None if random_state is None else int(random_state) + j
+        member = _tv_member(front, opts, seed, par, progress, say, out=out, suffix=f".{j}")
         members.append(_ivector_backend_scores(member, out, opts, say, heldout=heldout, suffix=f".{j}"))
+    if out is not None:
+        _remove_member_files(out, k)
     return _ivector_ensemble(members)
+
+
+def _remove_member_files(out, k: int) -> None:
+    """Remove ``ivector_extractor.<j>.npz`` / ``ivector_backend.<j>.npz`` with j >= ``k`` (left
+    in ``out`` by an earlier run with more i-vector systems, they would not be this run's)."""
+    import re
+
+    pat = re.compile(r"ivector_(extractor|backend)\.(\d+)\.npz")
+    for name in os.listdir(out):
+        m = pat.fullmatch(name)
+        if m and int(m.group(2)) >= k:
+            os.unlink(os.path.join(out, name))
 
 
 def _tv_seeds(opts, n_tv: int | None = None) -> int:
@@ -1300,7 +1324,8 @@ def _tv_member(front, opts, random_state, par, progress, say, *, out=None, suffi
     ext.fit(tv_stats)
     if out is not None:
         save_extractor(ext, os.path.join(out, f"ivector_extractor{suffix}.npz"),
-                       metadata={"role": "ivector-extractor", "random_state": int(random_state)})
+                       metadata={"role": "ivector-extractor",
+                                 "random_state": None if random_state is None else int(random_state)})
     iv = {role: ext.transform(st[role]) for role in st}
     return {**front, "ivectors": iv, "extractor": ext, "random_state": random_state}
 
@@ -1327,7 +1352,8 @@ def _ivector_backend_scores(front, out, opts, say, heldout=None, suffix=""):
         + (" (background" + (" + extra background" if "extra" in iv else "")
            + (" + enrolment)" if opts["plda_on_enroll"] else ")")))
     if out is not None:
-        save_backend(be, os.path.join(out, f"ivector_backend{suffix}.npz"), metadata={"role": "ivector-backend"})
+        save_backend(be, os.path.join(out, f"ivector_backend{suffix}.npz"),
+                     metadata={"role": "ivector-backend", "random_state": front.get("random_state")})
     ext, st = front["extractor"], front["stats"]
     X_m, y_m, C_m = _enrolment_vectors(ext, st["enroll"], iv["enroll"], labels["enroll"], opts)
     C_t, C_bg = _snorm_covariances(ext, st["test"], partial(BaumWelchStats.concat, [st["background"]] + (
