@@ -199,3 +199,48 @@ def test_cli_flag_fusion_with_two_systems(corpus, tmp_path, capsys):  # noqa: F8
         assert _run(corpus, bad, "ivector", "--ivector-tv-seeds", v) == 2
         assert f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}" in capsys.readouterr().err
         assert not bad.exists()
+
+
+class _ListStore(list):
+    """Feature arrays (read by the statistics as a sequence) that the held-out trials can also
+    ``load`` by id, as they load from a feature store."""
+
+    def __init__(self, rows, frames):
+        super().__init__(frames)
+        self._d = {r.id: f for r, f in zip(rows, frames, strict=True)}
+
+    def load(self, key):
+        return self._d[key]
+
+
+def test_each_member_chooses_its_own_whitening_on_its_own_heldout_trials(toy, tmp_path):  # noqa: F811
+    """With an extra background and in-domain whitening, ``whiten_shrinkage="auto"`` is
+    resolved per member: member j's choice, its report and its scores are those of the
+    single system of seed ``random_state + j`` (held-out trials and TV retraining included).
+    On this toy every member's held-out EERs tie at 0, so each takes "ledoit-wolf" by the tie
+    rule: the test pins the per-member path and its scores, not two different choices."""
+    from types import SimpleNamespace
+
+    from gmmspeech.speaker import pipeline
+
+    rows, stores, x_rows, x_frames, ubm = toy
+    rows = {role: [SimpleNamespace(id=r.id, label=r.label, path=f"{r.id}.wav") for r in rs]
+            for role, rs in rows.items()}
+    stores = {role: _ListStore(rows[role], stores[role]) for role in rows}
+    extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
+              "tv": True}]
+    base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}
+
+    def run(opts, seed, name):
+        out = tmp_path / name
+        out.mkdir()
+        return pipeline._ivector_scores(ubm, stores, rows, str(out), pipeline.ivector_settings(opts), seed, PAR,
+                                        False, lambda m: None, extra=extra)
+
+    ens = run({**base, "tv_seeds": 3}, 2, "ens")
+    for j, mem in enumerate(ens["members"]):
+        one = run({**base, "tv_seeds": 1}, 2 + j, f"one{j}")
+        ch = mem["whiten_choice"]
+        assert ch["reason"] == "held-out trials" and ch == one["whiten_choice"]
+        assert mem["opts"]["whiten_shrinkage"] == ch["chosen"] == mem["backend"].whiten_shrinkage
+        np.testing.assert_allclose(mem["scores"], one["scores"], rtol=1e-10, atol=1e-10)
