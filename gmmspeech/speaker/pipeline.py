@@ -133,7 +133,8 @@ SYSTEMS = ("gmm-ubm", "ivector", "fusion")
 #: trials likewise). With a few hundred training recordings one TV matrix's figures depend
 #: on its random start (see the README); the mean of several is steadier. "auto":
 #: :data:`AUTO_TV_SEEDS` with fewer than :data:`AUTO_TV_SEEDS_BELOW` TV training
-#: recordings, else 1 (with plenty of data the start matters less and a matrix costs more).
+#: recordings, else 1 (a cost rule: with plenty of data a matrix costs more, and its start
+#: should matter less, which was not measured: the spread was seen with 163-1,500).
 #: Chosen on the dev splits by ``bench/ivector_dev.py`` (see the README).
 IVECTOR_DEFAULTS: dict[str, Any] = dict(
     rank="auto", n_iter=10, top_c=None, ubm_components=None, ubm_covariance="diag", full_iter=3, tv_on_enroll=True,
