@@ -1259,10 +1259,15 @@ def _ivector_ensemble(members: list) -> dict:
     single member is returned as it is."""
     if len(members) == 1:
         return members[0]
-    first = members[0]
-    labels = first["model_labels"]
-    scores = np.mean([_align_columns(m["scores"], m["model_labels"], labels) for m in members], axis=0)
-    return {**first, "scores": scores, "members": list(members)}
+    _labels, scores = _mean_scores([(m["model_labels"], m["scores"]) for m in members])
+    return {**members[0], "scores": scores, "members": list(members)}
+
+
+def _mean_scores(parts):
+    """``(labels, mean)`` of ``(model_labels, scores (tests, models))`` pairs of the same
+    models: their score matrices averaged, columns aligned on the first pair's labels."""
+    labels = parts[0][0]
+    return labels, np.mean([_align_columns(sc, lab, labels) for lab, sc in parts], axis=0)
 
 
 def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
@@ -1720,18 +1725,14 @@ def _heldout_ensemble_scores(iv, fold, role, enr, tst, opts, par):
     matrix retrained from its own random start without the trials' tests and its back-end
     with its own resolved options (``opts`` when a member carries none); their mean, columns
     aligned on the first member's models (None when a member has no back-end there)."""
-    out = None
-    members = iv.get("members") or [iv]
-    for mem in members:
+    parts = []
+    for mem in iv.get("members") or [iv]:
         m_opts = mem.get("opts", opts)
         held = _heldout_ivector_scores(mem, fold, enr, _heldout_ivectors(mem, role, enr, tst, m_opts, par), m_opts)
         if held is None:
             return None
-        if out is None:
-            out = (held[0], held[1] / len(members))
-        else:
-            out = (out[0], out[1] + _align_columns(held[1], held[0], out[0]) / len(members))
-    return out
+        parts.append(held)
+    return _mean_scores(parts)
 
 
 def _choose_whiten_shrinkage(front, opts, heldout, say):
