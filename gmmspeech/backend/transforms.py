@@ -50,21 +50,15 @@ def shrunk_covariance(X, *, shrinkage="ledoit-wolf", target=None):
         raise ValueError(f"shrinkage={shrinkage!r} is not one of {', '.join(SHRINKAGES)}")
     n, d = X.shape
     Xc = X - X.mean(axis=0)
-    if target is None:
-        if shrinkage == "ledoit-wolf":
-            from sklearn.covariance import ledoit_wolf
+    if target is None and shrinkage != "none":
+        from sklearn.covariance import ledoit_wolf, oas
 
-            cov, a = ledoit_wolf(Xc, assume_centered=True)
-            return cov, float(a)
-        if shrinkage == "oas":
-            from sklearn.covariance import oas
-
-            cov, a = oas(Xc, assume_centered=True)
-            return cov, float(a)
-        return Xc.T @ Xc / n, 0.0
-    T = np.asarray(target, dtype=np.float64)
-    if T.shape != (d, d):
-        raise ValueError(f"target must be a ({d}, {d}) covariance, got shape {T.shape}")
+        cov, a = {"ledoit-wolf": ledoit_wolf, "oas": oas}[shrinkage](Xc, assume_centered=True)
+        return cov, float(a)
+    if target is not None:
+        T = np.asarray(target, dtype=np.float64)
+        if T.shape != (d, d):
+            raise ValueError(f"target must be a ({d}, {d}) covariance, got shape {T.shape}")
     S = Xc.T @ Xc / n
     if shrinkage == "none":
         return S, 0.0
