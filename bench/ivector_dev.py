@@ -344,11 +344,9 @@ def main(argv=None) -> int:
                         if res is None:
                             continue
                         runs.append(res)
-                        scores = res.pop("_scores")
-                        fh.write(json.dumps(res, default=str) + "\n")
+                        fh.write(json.dumps({k: v for k, v in res.items() if k != "_scores"}, default=str) + "\n")
                         fh.flush()
                         print(line(res), flush=True)
-                        res["_scores"] = scores
                     if len(runs) >= 2:
                         summ = sp.seed_summary(base, runs)
                         fh.write(json.dumps({"seed_summary": summ}, default=str) + "\n")
