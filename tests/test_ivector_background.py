@@ -71,6 +71,20 @@ def _front_with_extra(toy, out, opts):
     return front, X, y, pooled, front["extractor"].transform(pooled)
 
 
+def _pipeline_and_direct(front, X, y, pooled, X_m, opts, **backend):
+    """For the i-vectors of :func:`_front_with_extra`: the pipeline's back-end result for
+    ``opts`` and, as its reference, the scores of a ``SpeakerBackend(**backend)`` fitted
+    directly on the labelled ``X``, ``y`` with the run's own background + enrolment
+    i-vectors as its domain (the pooled enrolment models against the tests)."""
+    from gmmspeech.backend.scoring import SpeakerBackend
+    from gmmspeech.speaker import pipeline
+
+    res = pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(opts), lambda m: None)
+    iv = front["ivectors"]
+    be = SpeakerBackend(**backend).fit(X, y, domain=np.concatenate([iv["background"], iv["enroll"]]))
+    return res, be.score_trials(X_m, list(pooled.ids), iv["test"])[1]
+
+
 @pytest.mark.parametrize("extra_tv", [True, False])
 def test_extra_background_reaches_the_tv_matrix_and_the_backend(toy, tmp_path, extra_tv):
     from gmmspeech.backend.extractor import IVectorExtractor

@@ -15,6 +15,7 @@ import pytest
 from test_cli_ivector import _run
 from test_cli_speaker import corpus  # noqa: F401  (the module-scoped corpus fixture)
 from test_ivector_background import toy  # noqa: F401  (the module-scoped toy fixture)
+from test_ivector_shrinkage import _Store
 
 PAR = dict(n_jobs=1, backend=None, scheduler=None)
 
@@ -201,18 +202,6 @@ def test_cli_flag_fusion_with_two_systems(corpus, tmp_path, capsys):  # noqa: F8
         assert not bad.exists()
 
 
-class _ListStore(list):
-    """Feature arrays (read by the statistics as a sequence) that the held-out trials can also
-    ``load`` by id, as they load from a feature store."""
-
-    def __init__(self, rows, frames):
-        super().__init__(frames)
-        self._d = {r.id: f for r, f in zip(rows, frames, strict=True)}
-
-    def load(self, key):
-        return self._d[key]
-
-
 def test_each_member_chooses_its_own_whitening_on_its_own_heldout_trials(toy, tmp_path):  # noqa: F811
     """With an extra background and in-domain whitening, ``whiten_shrinkage="auto"`` is
     resolved per member: member j's choice, its report and its scores are those of the
@@ -226,7 +215,7 @@ def test_each_member_chooses_its_own_whitening_on_its_own_heldout_trials(toy, tm
     rows, stores, x_rows, x_frames, ubm = toy
     rows = {role: [SimpleNamespace(id=r.id, label=r.label, path=f"{r.id}.wav") for r in rs]
             for role, rs in rows.items()}
-    stores = {role: _ListStore(rows[role], stores[role]) for role in rows}
+    stores = {role: _Store(rows[role], stores[role]) for role in rows}
     extra = [{"store": x_frames, "ids": [r.id for r in x_rows], "labels": [f"extra1:{r.label}" for r in x_rows],
               "tv": True}]
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}

@@ -14,7 +14,7 @@ import pytest
 from sklearn.covariance import OAS, LedoitWolf
 from test_cli_ivector import _run
 from test_cli_speaker import corpus  # noqa: F401  (the module-scoped corpus fixture)
-from test_ivector_background import _front, _front_with_extra, toy  # noqa: F401  (the module-scoped toy fixture)
+from test_ivector_background import _front, _front_with_extra, _pipeline_and_direct, toy  # noqa: F401  (the module-scoped toy fixture)
 
 from gmmspeech.backend.scoring import SpeakerBackend, load_backend, save_backend
 from gmmspeech.backend.transforms import LengthNorm, shrunk_covariance
@@ -184,14 +184,11 @@ def test_pipeline_whiten_shrinkage_reaches_the_backend(toy, tmp_path):  # noqa: 
 
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "domain_norm": "whiten"}
     front, X, y, pooled, X_m = _front_with_extra(toy, tmp_path, base)
-    iv = front["ivectors"]
     out = {}
     for how in ("none", "ledoit-wolf", "oas"):
-        opts = pipeline.ivector_settings({**base, "whiten_shrinkage": how})
-        res = pipeline._ivector_backend_scores(front, None, opts, lambda m: None)
+        res, ref = _pipeline_and_direct(front, X, y, pooled, X_m, {**base, "whiten_shrinkage": how},
+                                        whiten_shrinkage=how)
         assert res["backend"].whiten_shrinkage == how
-        be = SpeakerBackend(whiten_shrinkage=how).fit(X, y, domain=np.concatenate([iv["background"], iv["enroll"]]))
-        _l, ref = be.score_trials(X_m, list(pooled.ids), iv["test"])
         np.testing.assert_allclose(res["scores"], ref, rtol=1e-8, atol=1e-10)
         out[how] = res["scores"]
     assert not np.allclose(out["ledoit-wolf"], out["none"], rtol=1e-3)
@@ -201,11 +198,13 @@ def test_pipeline_whiten_shrinkage_reaches_the_backend(toy, tmp_path):  # noqa: 
                                          lambda m: None)
 
 
-class _Store:
-    """What :func:`_pseudo_protocol` reads of a feature store: ``load(id)``."""
+class _Store(list):
+    """Feature arrays (read by the statistics as a sequence) that the held-out trials
+    (:func:`_pseudo_protocol`) can also ``load`` by id, as they load from a feature store."""
 
     def __init__(self, rows, frames):
-        self._d = {r.id: f for r, f in zip(rows, frames)}
+        super().__init__(frames)
+        self._d = {r.id: f for r, f in zip(rows, frames, strict=True)}
 
     def load(self, key):
         return self._d[key]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_ivector_background import _front, _front_with_extra, toy  # noqa: F401  (the module-scoped toy fixture)
+from test_ivector_background import _front, _front_with_extra, _pipeline_and_direct, toy  # noqa: F401  (the module-scoped toy fixture)
 
 from gmmspeech.backend.plda import PLDA
 from gmmspeech.backend.scoring import SpeakerBackend
@@ -245,16 +245,12 @@ def test_pipeline_domain_norm_uses_the_runs_own_ivectors(toy, tmp_path):  # noqa
     # the whitening as estimated (whiten_shrinkage="auto" is tested in test_ivector_shrinkage)
     base = {"rank": 3, "n_iter": 3, "uncertainty": False, "whiten_shrinkage": "none"}
     front, X, y, pooled, X_m = _front_with_extra(toy, tmp_path, base)
-    iv = front["ivectors"]
-    scores = {}
-    for mode in ("none", "mean", "whiten"):
-        opts = pipeline.ivector_settings({**base, "domain_norm": mode})
-        scores[mode] = pipeline._ivector_backend_scores(front, None, opts, lambda m: None)["scores"]
-        if mode != "none":
-            be = SpeakerBackend(domain_norm=mode).fit(
-                X, y, domain=np.concatenate([iv["background"], iv["enroll"]]))
-            _l, ref = be.score_trials(X_m, list(pooled.ids), iv["test"])
-            np.testing.assert_allclose(scores[mode], ref, rtol=1e-8, atol=1e-10)
+    scores = {"none": pipeline._ivector_backend_scores(front, None, pipeline.ivector_settings(
+        {**base, "domain_norm": "none"}), lambda m: None)["scores"]}
+    for mode in ("mean", "whiten"):
+        res, ref = _pipeline_and_direct(front, X, y, pooled, X_m, {**base, "domain_norm": mode}, domain_norm=mode)
+        scores[mode] = res["scores"]
+        np.testing.assert_allclose(scores[mode], ref, rtol=1e-8, atol=1e-10)
     assert not np.allclose(scores["whiten"], scores["none"], rtol=1e-3)
     # without an extra background the run's own i-vectors are all the back-end's: no change
     plain = _front(toy, tmp_path, base, None)
