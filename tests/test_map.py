@@ -45,6 +45,22 @@ def test_means_hand_computation():
     np.testing.assert_allclose(m.covariances_, ubm.covariances_)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adapted_model_computes_in_its_ubms_dtype(dtype):
+    ubm = _ubm()
+    ubm.set_params(dtype=dtype)
+    X = np.random.default_rng(0).normal([3.5, 1.5], 0.6, size=(40, 2))
+    m = map_adapt(ubm, X, relevance_factor=16.0, adapt="mwv")
+    assert np.dtype(m.dtype) == np.dtype(dtype)
+    # float64 scores of the adapted model: its own density, to float64 precision
+    from scipy.stats import multivariate_normal
+
+    ref = np.log(sum(m.weights_[k] * multivariate_normal(m.means_[k], np.diag(m.covariances_[k])).pdf(X)
+                     for k in range(3)))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(m.score_samples(X), ref, rtol=tol, atol=tol)
+
+
 def test_component_without_data_keeps_ubm_and_weights_renormalise():
     ubm = _ubm()
     n = np.array([10.0, 0.0, 30.0])

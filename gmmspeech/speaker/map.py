@@ -204,8 +204,9 @@ def map_adapt(
     for name, arr in (("weights", weights), ("means", means), ("covariances", cov)):
         if not np.all(np.isfinite(arr)):
             raise FloatingPointError(f"MAP adaptation produced non-finite {name}")
+    # the speaker model computes as its UBM does (a float64 UBM gives float64 models)
     model = GMM.from_params(weights, means, cov, covariance_type=kind,
-                            reg_covar=getattr(ubm, "reg_covar", 1e-6))
+                            reg_covar=getattr(ubm, "reg_covar", 1e-6), dtype=getattr(ubm, "dtype", np.float32))
     if "w" not in flags:  # the UBM's weights bit for bit (from_params renormalises)
         model.weights_ = weights
     from gmmspeech.mixture.io import fingerprint
