@@ -331,6 +331,7 @@ class _AitkenRule:
 
 
 _ANDERSON_MEMORY = 5  # secant pairs kept by accelerate="anderson"
+_OVERRELAX_MAX = 16.0  # longest overrelaxed step of accelerate="anderson", in EM steps
 
 
 def _anderson_step(xs, fs):
@@ -403,7 +404,8 @@ class GMM(DensityMixin, BaseEstimator):
         log-likelihood is at least the current one, otherwise the plain EM step is taken, so
         ``history_`` never decreases. ``"anderson"``: Anderson mixing of the last 5 EM steps
         (a multi-secant quasi-Newton step on the EM map, the DAAREM family of Henderson and
-        Varadhan 2019), one E-step per accepted iteration. ``"squarem"``: SQUAREM scheme S3
+        Varadhan 2019), one E-step per accepted iteration; where the secants see the EM map
+        expand (leaving a saddle), an overrelaxed EM step instead. ``"squarem"``: SQUAREM scheme S3
         (Varadhan and Roland 2008), one squared extrapolation after every two EM steps.
         Both extrapolate in unconstrained coordinates (log weights, means in data standard
         deviations, log variances or log-Cholesky factors), so every point is a valid model.
@@ -1504,8 +1506,13 @@ class GMM(DensityMixin, BaseEstimator):
         EM point ``F(x)`` (one more E-step). So every value in ``history_`` is at least the
         previous one, as for plain EM, and one accepted iteration costs one E-step, as plain EM.
         After a rejection the next candidate goes half as far beyond ``F(x)`` (down to 1/64),
-        after an acceptance twice as far (up to the full step). The memory is emptied when a
-        component is re-seeded. Returns (lower_bound, n_iter,
+        after an acceptance twice as far (up to the full step). Where the secants' largest Ritz
+        value is at least 1 (the EM map expands: EM is leaving a saddle, its steps growing),
+        Anderson's fixed-point step would aim back at the saddle; the candidate is then the
+        overrelaxed EM step ``x + eta (F(x) - x)`` (adaptive overrelaxation, Salakhutdinov and
+        Roweis 2003), ``eta`` from 2, doubled after an acceptance (up to
+        ``_OVERRELAX_MAX``), halved after a rejection (down to 2), under the same monotone
+        test. The memory is emptied when a component is re-seeded. Returns (lower_bound, n_iter,
         converged, history); ``n_iter`` counts E-steps, rejected candidates included.
         """
         self.n_extrapolated_ = 0
@@ -1526,6 +1533,7 @@ class GMM(DensityMixin, BaseEstimator):
         # a candidate within a few units in the last place (float64) counts as equal
         ulp = 4.0 * float(np.finfo(np.float64).eps)
         damping = 1.0
+        eta = 2.0  # overrelaxation factor while the EM map expands
         rates = []
         noise = 32.0 * float(np.finfo(self._compute_dtype).eps)
         while True:
@@ -1533,7 +1541,15 @@ class GMM(DensityMixin, BaseEstimator):
                 reseeded = self.n_reseeded_
                 xs, fs = [x], [fx]
             cand, lam = _anderson_step(xs, fs)
-            if cand is not None:
+            # secants that see the EM map expand (a Ritz value >= 1: EM is leaving a saddle or
+            # a ridge's flat end, its steps growing) make Anderson aim back at that repelling
+            # fixed point, and the monotone test refuses it every other E-step; EM's own
+            # direction is the way up there, so the candidate is an overrelaxed EM step
+            # x + eta (F(x) - x) (adaptive overrelaxation, Salakhutdinov and Roweis 2003)
+            expanding = lam is not None and lam >= 1.0
+            if expanding:
+                cand = x + eta * (fx - x)
+            elif cand is not None:
                 cand = fx + damping * (cand - fx)
             if before is not None and self._param_change(before) <= self.param_tol:
                 return lcur, n_iter, True, history
@@ -1563,9 +1579,15 @@ class GMM(DensityMixin, BaseEstimator):
                 if np.isfinite(lc) and lc >= lcur - ulp * abs(lcur):
                     self.n_extrapolated_ += 1
                     x = pmap.vec(self)  # the candidate as floored
-                    damping = min(1.0, 2.0 * damping)
-                else:  # overshoot: the next candidate goes half as far beyond F(x)
-                    damping = max(damping / 2.0, 1.0 / 64.0)
+                    if expanding:
+                        eta = min(2.0 * eta, _OVERRELAX_MAX)
+                    else:
+                        damping = min(1.0, 2.0 * damping)
+                else:  # overshoot: the next candidate goes half as far beyond F(x) (or x)
+                    if expanding:
+                        eta = max(eta / 2.0, 2.0)
+                    else:
+                        damping = max(damping / 2.0, 1.0 / 64.0)
                     self._set_parameters(*theta_f)
                     stats = None
                     if n_iter >= self.max_iter:
