@@ -7,6 +7,8 @@ Villiers 2010; Garcia-Romero & Espy-Wilson 2011), independent of the batched cod
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -486,7 +488,9 @@ def test_plda_two_cov_em_step_matches_textbook():
     from gmmspeech.backend.transforms import class_scatter
 
     mu, sw, sb, classes = class_scatter(X, y)
-    reg = lambda c: 0.5 * (c + c.T) + 1e-8 * np.trace(c) / c.shape[0] * np.eye(c.shape[0])  # noqa: E731
+    # covariance floor: 1e-8 times its own average variance or the data's, whichever is larger
+    scale = np.trace(sw + sb) / X.shape[1]
+    reg = lambda c: 0.5 * (c + c.T) + 1e-8 * max(np.trace(c) / c.shape[0], scale) * np.eye(c.shape[0])  # noqa: E731
     Bi, Wi = reg(sb), reg(sw)
     B, W = np.linalg.inv(Bi), np.linalg.inv(Wi)
     ys, Eyy, acc_w = [], [], np.zeros_like(W)
@@ -505,6 +509,31 @@ def test_plda_two_cov_em_step_matches_textbook():
                                rtol=1e-8)
     np.testing.assert_allclose(p1.within_covariance_, reg(acc_w / X.shape[0]), rtol=1e-8)
 
+
+
+@pytest.mark.parametrize("model", ["two-cov", "simplified"])
+def test_plda_stays_finite_when_a_covariance_collapses(model):
+    """Length-normalised 1-D vectors are all +1 or -1: with every speaker on one side the
+    within-speaker scatter is exactly 0. The floor (on the data's scale, not the collapsed
+    matrix's) keeps every parameter and LLR finite; it used to underflow to 2e-316, whose
+    inverse overflowed into NaN parameters (a GridSearchCV fold of SpeakerBackend(lda_dim=1))."""
+    y = np.repeat(np.arange(4), 10)
+    X = np.where(np.isin(y, [2]), 1.0, -1.0)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid value on the way either
+        p = PLDA(model=model, n_iter=5).fit(X, y)
+        s = p.llr(X[:3], X[10:])
+    for name in ("mean_", "between_covariance_", "within_covariance_", "psi_", "transform_"):
+        assert np.all(np.isfinite(getattr(p, name))), name
+    assert np.all(np.isfinite(s))
+    # floored at 1e-8 of the data's scale (within + between speaker scatter), not of its own 0
+    from gmmspeech.backend.transforms import class_scatter
+
+    _, sw, sb, _ = class_scatter(X, y)
+    assert sw[0, 0] == 0.0 and sb[0, 0] > 0.5
+    assert 1e-8 * sb[0, 0] <= p.within_covariance_[0, 0] < 2e-8 * sb[0, 0]
+    with pytest.raises(ValueError, match="every vector in X is the same"):
+        PLDA().fit(np.ones((8, 2)), np.repeat([0, 1], 4))
 
 # --------------------------------------------------------------------------- calibration
 def test_logistic_calibration_recovers_the_gaussian_llr():

@@ -36,9 +36,13 @@ def _sym(a):
     return 0.5 * (a + a.T)
 
 
-def _floor_cov(c, rel=1e-8):
+def _floor_cov(c, rel=1e-8, scale=0.0):
+    """``c`` plus ``rel`` times its average variance, or times ``scale`` (the data's average
+    variance) where that is larger: a covariance that collapses (every speaker's vectors
+    equal, e.g. length-normalised 1-D vectors, all +1 or -1) keeps a floor on the data's scale
+    instead of underflowing to the smallest float, whose inverse overflows."""
     d = c.shape[0]
-    return _sym(c) + rel * max(float(np.trace(c)) / d, np.finfo(float).tiny) * np.eye(d)
+    return _sym(c) + rel * max(float(np.trace(c)) / d, scale, np.finfo(float).tiny) * np.eye(d)
 
 
 class PLDA(TransformerMixin, BaseEstimator):
@@ -93,6 +97,9 @@ class PLDA(TransformerMixin, BaseEstimator):
         mean, sw, sb, classes = class_scatter(X, y)
         if classes.size < 2:
             raise ValueError(f"PLDA needs at least 2 speakers (classes) in y, got {classes.size}")
+        scale = float(np.trace(sw + sb)) / X.shape[1]  # the covariance floors' reference
+        if not scale > 0.0:
+            raise ValueError("PLDA: every vector in X is the same (no variance to model)")
         _, inv = np.unique(y, return_inverse=True)
         counts = np.bincount(inv).astype(np.float64)
         sums = np.zeros((classes.size, X.shape[1]))
@@ -102,10 +109,10 @@ class PLDA(TransformerMixin, BaseEstimator):
         self.classes_ = classes
         self.log_likelihood_ = []
         if self.model == "two-cov":
-            phib, phiw = _floor_cov(sb, self.reg), _floor_cov(sw, self.reg)
+            phib, phiw = _floor_cov(sb, self.reg, scale), _floor_cov(sw, self.reg, scale)
             mu = mean
             for _ in range(int(self.n_iter)):
-                mu, phib, phiw = self._em_two_cov(mu, phib, phiw, counts, sums, scatter)
+                mu, phib, phiw = self._em_two_cov(mu, phib, phiw, counts, sums, scatter, scale)
                 self.log_likelihood_.append(self._loglik(mu, phib, phiw, counts, sums, scatter))
             self.mean_ = mu
             self.between_covariance_, self.within_covariance_ = phib, phiw
@@ -117,11 +124,11 @@ class PLDA(TransformerMixin, BaseEstimator):
             ev, evec = np.linalg.eigh(_sym(sb))
             order = np.argsort(ev)[::-1][:q]
             v = evec[:, order] * np.sqrt(np.maximum(ev[order], 0.0) + 1e-12)
-            sigma = _floor_cov(sw, self.reg)
+            sigma = _floor_cov(sw, self.reg, scale)
             cs = sums - counts[:, None] * mean
             cscatter = scatter - X.shape[0] * np.outer(mean, mean)
             for _ in range(int(self.n_iter)):
-                v, sigma = self._em_simplified(v, sigma, counts, cs, cscatter)
+                v, sigma = self._em_simplified(v, sigma, counts, cs, cscatter, scale)
                 self.log_likelihood_.append(
                     self._loglik(mean, v @ v.T, sigma, counts, sums, scatter))
             self.subspace_ = v
@@ -130,7 +137,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         self._diagonalise()
         return self
 
-    def _em_two_cov(self, mu, phib, phiw, counts, sums, scatter):
+    def _em_two_cov(self, mu, phib, phiw, counts, sums, scatter, scale=0.0):
         s, d = sums.shape
         b = np.linalg.inv(phib)
         w = np.linalg.inv(phiw)
@@ -149,12 +156,12 @@ class PLDA(TransformerMixin, BaseEstimator):
             r_ += n_s * e
             yf += y.T @ sums[rows]
         mu_new = ys.mean(axis=0)
-        phib_new = _floor_cov(eyy / s - np.outer(mu_new, mu_new), self.reg)
+        phib_new = _floor_cov(eyy / s - np.outer(mu_new, mu_new), self.reg, scale)
         n = counts.sum()
-        phiw_new = _floor_cov((scatter - yf - yf.T + r_) / n, self.reg)
+        phiw_new = _floor_cov((scatter - yf - yf.T + r_) / n, self.reg, scale)
         return mu_new, phib_new, phiw_new
 
-    def _em_simplified(self, v, sigma, counts, cs, cscatter):
+    def _em_simplified(self, v, sigma, counts, cs, cscatter, scale=0.0):
         s, d = cs.shape
         q = v.shape[1]
         sinv = np.linalg.inv(sigma)
@@ -171,7 +178,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         fz = cs.T @ zs  # (D, Q)
         v_new = np.linalg.solve(r_, fz.T).T
         n = counts.sum()
-        sigma_new = _floor_cov((cscatter - v_new @ fz.T) / n, self.reg)
+        sigma_new = _floor_cov((cscatter - v_new @ fz.T) / n, self.reg, scale)
         return v_new, sigma_new
 
     @staticmethod
