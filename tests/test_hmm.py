@@ -390,7 +390,10 @@ def np_expected_stats(model, x):
     comp = np.stack([[np.log(model.weights_[j, k]) + multivariate_normal(
         model.means_[j, k], np.diag(model.covariances_[j, k])).logpdf(x).reshape(-1) for k in range(m)]
         for j in range(s)])                                     # (S, M, T)
-    occ = (gamma.T[:, None, :] * np.exp(comp - lb.T[:, None, :])).reshape(s * m, -1)
+    # (diagonal component densities: for a full-covariance model only xi below is used, and
+    # these occupancies may overflow, harmlessly)
+    with np.errstate(over="ignore", invalid="ignore"):
+        occ = (gamma.T[:, None, :] * np.exp(comp - lb.T[:, None, :])).reshape(s * m, -1)
     # xi from alpha/beta recomputed here
     t_len = x.shape[0]
     alpha = np.full((t_len, s), -np.inf)
