@@ -26,6 +26,7 @@ from gmmspeech.backend import (
     utterance_stats,
 )
 from gmmspeech.backend.ivector import TVModel, extract, init_tv, train_tv, tv_em_step
+from gmmspeech.backend.scoring import SpeakerBackend
 from gmmspeech.errors import ModelFileError
 from gmmspeech.mixture.gmm import GMM
 
@@ -532,8 +533,43 @@ def test_plda_stays_finite_when_a_covariance_collapses(model):
     _, sw, sb, _ = class_scatter(X, y)
     assert sw[0, 0] == 0.0 and sb[0, 0] > 0.5
     assert 1e-8 * sb[0, 0] <= p.within_covariance_[0, 0] < 2e-8 * sb[0, 0]
-    with pytest.raises(ValueError, match="every vector in X is the same"):
-        PLDA().fit(np.ones((8, 2)), np.repeat([0, 1], 4))
+
+
+
+def _collapsed_sets():
+    """Labelled vectors whose within-class scatter is exactly zero: every class's vectors are
+    equal (1-D signs, as length normalisation leaves 1-D vectors; and 5-D class copies)."""
+    y = np.repeat(np.arange(4), 6)
+    yield np.where(y == 2, 1.0, -1.0)[:, None], y
+    yield np.repeat(np.random.default_rng(3).normal(size=(4, 5)), 6, axis=0), y
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LDA(), lambda: WCCN(), lambda: PLDA(n_iter=3), lambda: PLDA(model="simplified", n_iter=3),
+    lambda: SpeakerBackend(scoring="plda", plda_iter=3), lambda: SpeakerBackend(scoring="cosine"),
+    lambda: SpeakerBackend(scoring="plda", lda_dim=1, plda_iter=3),
+], ids=["LDA", "WCCN", "PLDA", "PLDA-simplified", "backend-plda", "backend-cosine", "backend-lda1-plda"])
+def test_backends_stay_finite_when_the_within_class_scatter_is_zero(make):
+    """The covariance floors are on the data's scale: fitted attributes, transforms and scores
+    stay finite, with no overflow on the way (LDA's eigenvalue ratios, WCCN's projection and
+    the back-ends built on them were NaN/Inf with a floor relative to the zero scatter)."""
+    for X, y in _collapsed_sets():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            est = make().fit(X, y)
+            outputs = [v for v in vars(est).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+            if hasattr(est, "transform"):
+                outputs.append(est.transform(X))
+            if hasattr(est, "score_trials"):
+                outputs.append(est.score_trials(X[:4], y[:4], X[4:])[1])
+        assert outputs and all(np.all(np.isfinite(o)) for o in outputs)
+
+
+@pytest.mark.parametrize("make", [lambda: LDA(), lambda: WCCN(), lambda: PLDA()], ids=["LDA", "WCCN", "PLDA"])
+def test_backends_refuse_vectors_without_variance(make):
+    name = type(make()).__name__
+    with pytest.raises(ValueError, match=f"{name}: every vector in X is the same"):
+        make().fit(np.ones((8, 2)), np.repeat([0, 1], 4))
 
 # --------------------------------------------------------------------------- calibration
 def test_logistic_calibration_recovers_the_gaussian_llr():

@@ -24,7 +24,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from gmmspeech.backend.transforms import _check_y, _supervised_tags, class_scatter
+from gmmspeech.backend.transforms import (
+    _check_y,
+    _supervised_tags,
+    class_scatter,
+    data_scale,
+    floor_covariance,
+)
 
 __all__ = ["PLDA"]
 
@@ -34,15 +40,6 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 
 def _sym(a):
     return 0.5 * (a + a.T)
-
-
-def _floor_cov(c, rel=1e-8, scale=0.0):
-    """``c`` plus ``rel`` times its average variance, or times ``scale`` (the data's average
-    variance) where that is larger: a covariance that collapses (every speaker's vectors
-    equal, e.g. length-normalised 1-D vectors, all +1 or -1) keeps a floor on the data's scale
-    instead of underflowing to the smallest float, whose inverse overflows."""
-    d = c.shape[0]
-    return _sym(c) + rel * max(float(np.trace(c)) / d, scale, np.finfo(float).tiny) * np.eye(d)
 
 
 class PLDA(TransformerMixin, BaseEstimator):
@@ -97,9 +94,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         mean, sw, sb, classes = class_scatter(X, y)
         if classes.size < 2:
             raise ValueError(f"PLDA needs at least 2 speakers (classes) in y, got {classes.size}")
-        scale = float(np.trace(sw + sb)) / X.shape[1]  # the covariance floors' reference
-        if not scale > 0.0:
-            raise ValueError("PLDA: every vector in X is the same (no variance to model)")
+        scale = data_scale(sw, sb, "PLDA")  # the covariance floors' reference
         _, inv = np.unique(y, return_inverse=True)
         counts = np.bincount(inv).astype(np.float64)
         sums = np.zeros((classes.size, X.shape[1]))
@@ -109,7 +104,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         self.classes_ = classes
         self.log_likelihood_ = []
         if self.model == "two-cov":
-            phib, phiw = _floor_cov(sb, self.reg, scale), _floor_cov(sw, self.reg, scale)
+            phib, phiw = floor_covariance(sb, self.reg, scale), floor_covariance(sw, self.reg, scale)
             mu = mean
             for _ in range(int(self.n_iter)):
                 mu, phib, phiw = self._em_two_cov(mu, phib, phiw, counts, sums, scatter, scale)
@@ -124,7 +119,7 @@ class PLDA(TransformerMixin, BaseEstimator):
             ev, evec = np.linalg.eigh(_sym(sb))
             order = np.argsort(ev)[::-1][:q]
             v = evec[:, order] * np.sqrt(np.maximum(ev[order], 0.0) + 1e-12)
-            sigma = _floor_cov(sw, self.reg, scale)
+            sigma = floor_covariance(sw, self.reg, scale)
             cs = sums - counts[:, None] * mean
             cscatter = scatter - X.shape[0] * np.outer(mean, mean)
             for _ in range(int(self.n_iter)):
@@ -156,9 +151,9 @@ class PLDA(TransformerMixin, BaseEstimator):
             r_ += n_s * e
             yf += y.T @ sums[rows]
         mu_new = ys.mean(axis=0)
-        phib_new = _floor_cov(eyy / s - np.outer(mu_new, mu_new), self.reg, scale)
+        phib_new = floor_covariance(eyy / s - np.outer(mu_new, mu_new), self.reg, scale)
         n = counts.sum()
-        phiw_new = _floor_cov((scatter - yf - yf.T + r_) / n, self.reg, scale)
+        phiw_new = floor_covariance((scatter - yf - yf.T + r_) / n, self.reg, scale)
         return mu_new, phib_new, phiw_new
 
     def _em_simplified(self, v, sigma, counts, cs, cscatter, scale=0.0):
@@ -178,7 +173,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         fz = cs.T @ zs  # (D, Q)
         v_new = np.linalg.solve(r_, fz.T).T
         n = counts.sum()
-        sigma_new = _floor_cov((cscatter - v_new @ fz.T) / n, self.reg, scale)
+        sigma_new = floor_covariance((cscatter - v_new @ fz.T) / n, self.reg, scale)
         return v_new, sigma_new
 
     @staticmethod

@@ -76,6 +76,27 @@ def shrunk_covariance(X, *, shrinkage="ledoit-wolf", target=None):
     return (1.0 - a) * S + a * T, a
 
 
+def floor_covariance(c, rel: float, scale: float = 0.0) -> np.ndarray:
+    """``c`` (symmetrised) plus ``rel`` times its own average variance, or times ``scale`` (the
+    data's average variance) where that is larger, on the diagonal.
+
+    A covariance that collapses (every class's vectors equal, e.g. length-normalised 1-D
+    vectors, all +1 or -1) then keeps a floor on the data's scale instead of one relative to
+    its own zero trace, whose inverse overflows into NaN.
+    """
+    d = c.shape[0]
+    return 0.5 * (c + c.T) + rel * max(float(np.trace(c)) / d, scale, np.finfo(float).tiny) * np.eye(d)
+
+
+def data_scale(within, between, name: str) -> float:
+    """The average variance per dimension of labelled vectors (within + between class), the
+    reference of :func:`floor_covariance`; a ValueError naming ``name`` when it is zero."""
+    scale = float(np.trace(within + between)) / within.shape[0]
+    if not scale > 0.0:
+        raise ValueError(f"{name}: every vector in X is the same (no variance to model)")
+    return scale
+
+
 def class_scatter(X, y, *, per_class_average: bool = False):
     """``(mean, within, between, classes)`` of labelled vectors.
 
@@ -232,7 +253,7 @@ class LDA(TransformerMixin, BaseEstimator):
         k = min(classes.size - 1, d) if self.n_components is None else int(self.n_components)
         if not 1 <= k <= d:
             raise ValueError(f"n_components={self.n_components!r} must be between 1 and n_features={d}")
-        sw = sw + float(self.reg) * max(float(np.trace(sw)) / d, np.finfo(float).tiny) * np.eye(d)
+        sw = floor_covariance(sw, float(self.reg), data_scale(sw, sb, "LDA"))
         ev, evec = linalg.eigh(sb, sw)
         order = np.argsort(ev)[::-1][:k]
         self.mean_ = mean
@@ -272,9 +293,8 @@ class WCCN(TransformerMixin, BaseEstimator):
     def fit(self, X, y):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         y = _check_y(self, X, y)
-        _mean, w, _sb, classes = class_scatter(X, y, per_class_average=True)
-        d = X.shape[1]
-        w = w + float(self.reg) * max(float(np.trace(w)) / d, np.finfo(float).tiny) * np.eye(d)
+        _mean, w, sb, classes = class_scatter(X, y, per_class_average=True)
+        w = floor_covariance(w, float(self.reg), data_scale(w, sb, "WCCN"))
         self.projection_ = np.linalg.cholesky(np.linalg.inv(w))
         self.classes_ = classes
         return self
