@@ -51,6 +51,36 @@ def test_speaker_id_ivector_and_fusion(corpus, tmp_path, capsys, system):  # noq
         assert np.all(np.isfinite(fused))
 
 
+def test_speaker_id_extractors_serve_extract_ivectors(corpus, tmp_path, capsys):  # noqa: F811
+    """The extractor files of speaker-id carry the run's feature configuration (the UBM's), so
+    extract-ivectors computes the same features: with the classic protocol's 60-dim features,
+    not the 72-dim speaker defaults. A file without it (older runs) gets the defaults and a
+    clear dimension error, not a traceback."""
+    from gmmspeech.backend.extractor import load_extractor, save_extractor
+    from gmmspeech.mixture import io as mio
+
+    out = tmp_path / "iv"
+    assert _run(corpus, out, "ivector", "--protocol", "classic") == 1  # the corpus' bad file
+    ubm_meta = mio.load(out / "ubm.npz").metadata_
+    for name in ("ivector_extractor.npz", "ivector_extractor.1.npz", "ivector_extractor.2.npz"):
+        meta = load_extractor(out / name).metadata_
+        assert meta["feature_config"] == ubm_meta["feature_config"], name
+        assert meta["feature_config_hash"] == ubm_meta["feature_config_hash"], name
+    capsys.readouterr()
+    args = ["extract-ivectors", "--manifest", str(corpus / "enroll.csv"), "--features-dir", str(tmp_path / "f"),
+            "--quiet"]
+    assert main(args + ["--extractor", str(out / "ivector_extractor.npz"), "--out", str(tmp_path / "en.npz")]) == 0
+    vecs, info = mio.load_arrays(tmp_path / "en.npz", "ivectors")
+    ext = load_extractor(out / "ivector_extractor.npz")
+    assert vecs["vectors"].shape == (len(info["ids"]), ext.rank_) and np.all(np.isfinite(vecs["vectors"]))
+    bare = tmp_path / "bare.npz"
+    save_extractor(ext, bare, metadata={"role": "ivector-extractor"})
+    capsys.readouterr()
+    assert main(args + ["--extractor", str(bare), "--out", str(tmp_path / "en2.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "dimensions differ" in err and "72-dim" in err and "Traceback" not in err
+
+
 def test_ivector_ubm_and_pooled_enrolment_options(corpus, tmp_path):  # noqa: F811
     from gmmspeech.backend.extractor import load_extractor
 

@@ -197,8 +197,9 @@ def _cmd_extract_ivectors(args) -> int:
     ext = load_extractor(args.extractor)
     saved = ext.metadata_.get("feature_config")
 
-    class _M:  # what _config_for reads from a model
+    class _M:  # what _config_for reads from a model: the saved configuration, the UBM's dimensions
         metadata_ = {"feature_config": saved} if isinstance(saved, dict) else {}
+        means_ = ext.ubm_.means_
 
     config = _config_for(args, _M())
     with _FeatureDir(args.features_dir) as fdir:

@@ -1080,7 +1080,8 @@ def run_speaker_id(
     fused = None
     if system in ("ivector", "fusion"):
         t0 = time.perf_counter()
-        iv = _ivector_scores(ubm, stores, rows, out, iv_opts, random_state, par, progress, say, extra=extra)
+        iv = _ivector_scores(ubm, stores, rows, out, iv_opts, random_state, par, progress, say, extra=extra,
+                             feature_meta=feature_meta)
         timings["ivector"] = time.perf_counter() - t0
         if system == "ivector":
             model_labels, scores = iv["model_labels"], iv["scores"]
@@ -1203,7 +1204,7 @@ def _align_columns(scores, labels, want):
     return np.asarray(scores)[:, [pos[w] for w in want]]
 
 
-def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
+def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None, feature_meta=None):
     """Statistics, TV training, i-vectors and back-end; scores of the tests against the
     enrolled speakers. Writes ``out/ivector_extractor.npz`` and ``out/ivector_backend.npz``.
 
@@ -1212,8 +1213,10 @@ def _ivector_scores(ubm, stores, rows, out, opts, random_state, par, progress, s
     statistics (and the same UBM) with its own back-end, written as
     ``ivector_extractor.<j>.npz`` / ``ivector_backend.<j>.npz`` for j >= 1 (such files of an
     earlier run with more systems are removed); the result is :func:`_ivector_ensemble` of
-    them (``members``)."""
-    front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra)
+    them (``members``). ``feature_meta`` (the UBM's feature configuration) goes into the
+    extractor files, so that ``extract-ivectors`` computes the same features."""
+    front = _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=extra,
+                           feature_meta=feature_meta)
     k = _tv_seeds(opts, len(front["tv_stats"]))
     heldout = (stores["enroll"], rows["enroll"], par)
     members = [_ivector_backend_scores(front, out, opts, say, heldout=heldout)]
@@ -1270,7 +1273,7 @@ def _mean_scores(parts):
     return labels, np.mean([_align_columns(sc, lab, labels) for lab, sc in parts], axis=0)
 
 
-def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None):
+def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, say, extra=None, feature_meta=None):
     """Statistics, TV training and the i-vectors of every role (``out/ivector_extractor.npz``).
 
     ``extra``: extra background for the back-end (and the TV matrix), a list of dicts with
@@ -1311,7 +1314,7 @@ def _ivector_front(ubm, stores, rows, out, opts, random_state, par, progress, sa
         if extra_tv.size:
             tv_parts.append(st["extra"].subset(extra_tv))
     base = {"labels": labels, "ubm": ubm, "stats": st, "extra_tv": extra_tv,
-            "tv_stats": BaumWelchStats.concat(tv_parts)}
+            "tv_stats": BaumWelchStats.concat(tv_parts), "feature_meta": dict(feature_meta or {})}
     return _tv_member(base, opts, random_state, par, progress, say, out=out)
 
 
@@ -1330,7 +1333,7 @@ def _tv_member(front, opts, random_state, par, progress, say, *, out=None, suffi
     ext.fit(tv_stats)
     if out is not None:
         save_extractor(ext, os.path.join(out, f"ivector_extractor{suffix}.npz"),
-                       metadata={"role": "ivector-extractor",
+                       metadata={"role": "ivector-extractor", **front.get("feature_meta", {}),
                                  "random_state": None if random_state is None else int(random_state)})
     iv = {role: ext.transform(st[role]) for role in st}
     return {**front, "ivectors": iv, "extractor": ext, "random_state": random_state}
