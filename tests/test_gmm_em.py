@@ -84,6 +84,30 @@ def test_starts_near_a_saddle_do_not_make_the_default_crawl(heights_mle):
         np.testing.assert_allclose(np.sort(g.means_[:, 0]), mle, atol=0.01)
 
 
+def test_gain_rule_stops_at_the_float32_rounding_floor():
+    """A float32 E-step resolves the average log-likelihood to a few 1e-6 here (494 frames, 4
+    dims, components 6 apart): with tol=1e-6 plain EM used to oscillate by +-5e-6 between two
+    points to max_iter=500 and warn. A decrease (EM never lowers the likelihood) is rounding,
+    so gains within twice the largest one count as zero: it stops, at the float64 optimum to
+    float32 precision; float64 itself is unaffected (no decreases, scikit-learn's rule)."""
+    from test_classes import _split, _utterances
+
+    X, y, _ = _split(_utterances(2, n_per_class=16, spread=6.0))
+    frames = np.concatenate([x for x, c in zip(X, y) if c == "a"])
+    fits = {}
+    for dtype in (np.float32, np.float64):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a ConvergenceWarning fails the test
+            fits[dtype] = GMM(2, covariance_type="diag", tol=1e-6, max_iter=500, random_state=0, var_floor_rel=0.0,
+                              accelerate=None, stopping="gain", dtype=dtype).fit(frames)
+    g32, g64 = fits[np.float32], fits[np.float64]
+    assert g32.converged_ and g32.n_iter_ < 20 and g64.converged_
+    assert np.all(np.diff(g64.history_) >= -1e-12)  # float64: decreases of rounding only
+    order32, order64 = np.argsort(g32.means_[:, 0]), np.argsort(g64.means_[:, 0])
+    np.testing.assert_allclose(g32.means_[order32], g64.means_[order64], atol=1e-3)
+    np.testing.assert_allclose(g32.covariances_[order32], g64.covariances_[order64], rtol=1e-3)
+
+
 def test_textbook_rule_every_parameter_moves_at_most_epsilon():
     """``param_tol=eps`` stops at the first plain EM step in which no weight, mean or variance
     moved by more than eps (checked against a hand-written univariate EM from the same start)."""

@@ -330,6 +330,24 @@ class _AitkenRule:
         return bool(remaining_params <= self.param_rtol and remaining_gain < self.tol)
 
 
+class _RoundingFloor:
+    """The gain rule's resolution: EM never lowers the likelihood, so a decrease between two
+    iterations with no re-seeded component in between is the E-step's rounding (a float32
+    E-step: a few 1e-6 of the average log-likelihood per frame). Gains within twice the largest
+    such decrease are taken as zero, so a ``tol`` below what the compute dtype resolves stops
+    where EM has stopped moving instead of running to ``max_iter`` on noise."""
+
+    def __init__(self):
+        self.noise = 0.0
+
+    def see(self, change: float, reseeded: bool) -> None:
+        if change < 0.0 and not reseeded:
+            self.noise = max(self.noise, -change)
+
+    def tol(self, tol: float) -> float:
+        return max(float(tol), 2.0 * self.noise)
+
+
 _ANDERSON_MEMORY = 5  # secant pairs kept by accelerate="anderson"
 _OVERRELAX_MAX = 16.0  # longest overrelaxed step of accelerate="anderson", in EM steps
 
@@ -422,7 +440,10 @@ class GMM(DensityMixin, BaseEstimator):
         optimum; this rule does not. Models with many components (K=8-64 on speech
         features) rarely converge in their parameters within ``max_iter`` (a
         ``ConvergenceWarning``): use ``"gain"`` for a fixed budget. ``"gain"``:
-        scikit-learn's rule (see ``tol``).
+        scikit-learn's rule (see ``tol``); with plain EM a gain within twice the largest
+        decrease seen so far (EM never lowers the likelihood: a decrease is the E-step's
+        rounding, a few 1e-6 per frame in float32) counts as zero, so a ``tol`` below what the
+        compute dtype resolves still stops.
     param_rtol : float, default 1e-3
         Parameter tolerance of ``stopping="aitken"``, in the data's standard deviations
         for means, relative for variances (log scale) and absolute for weights.
@@ -1376,6 +1397,8 @@ class GMM(DensityMixin, BaseEstimator):
         aitken = _AitkenRule(self.tol, self.param_rtol) if self.stopping == "aitken" else None
         pmap = vecs = None
         n_iter = 0
+        floor = _RoundingFloor()
+        reseeded = self.n_reseeded_
         for n_iter in range(1, self.max_iter + 1):
             prev = lower_bound
             before = self._snapshot() if self.param_tol is not None else None
@@ -1384,14 +1407,16 @@ class GMM(DensityMixin, BaseEstimator):
             if aitken is not None and pmap is None:
                 pmap = _ParamMap(self, stats)
                 vecs = [pmap.vec(self)]
+            change = lower_bound - prev
+            floor.see(change, self.n_reseeded_ != reseeded)
+            reseeded = self.n_reseeded_
             self.m_step(stats)
             history.append(lower_bound)
-            change = lower_bound - prev
             self._log_iteration(n_iter, t0, change)
             if before is not None and self._param_change(before) <= self.param_tol:
                 return lower_bound, n_iter, True, history
             if aitken is None:
-                if abs(change) < self.tol:
+                if abs(change) < floor.tol(self.tol):
                     return lower_bound, n_iter, True, history
                 continue
             vecs = (vecs + [pmap.vec(self)])[-3:]
