@@ -638,3 +638,33 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
     assert X is per and y == labels and C is None
     with pytest.raises(ValueError, match="enroll_ivectors='sum'"):
         _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum", "uncertainty": False, "scoring": "plda"})
+
+
+# --------------------------------------------------------------------------- non-finite statistics
+def test_non_finite_or_negative_statistics_are_refused_by_name():
+    # a NaN in one utterance's first-order statistics used to spread silently into the
+    # whole T matrix and every i-vector (fit and transform returned NaN, no error)
+    from gmmspeech.backend import BaumWelchStats
+
+    rng = np.random.default_rng(0)
+    ubm = _ubm(rng)
+    utts = [rng.normal(size=(40, 3)) * 2 for _ in range(8)]
+    st = utterance_stats(ubm, utts)
+    model = init_tv(ubm, 2, random_state=0)
+    f_nan = st.f.copy()
+    f_nan[3, 1, 0] = np.nan
+    n_neg = st.n.copy()
+    n_neg[2, 0] = -1.0
+    n_inf = st.n.copy()
+    n_inf[0, 0] = np.inf
+    for n, f, what in ((st.n, f_nan, "first-order"), (n_neg, st.f, "negative"),
+                       (n_inf, st.f, "zeroth-order")):
+        with pytest.raises(ValueError, match=f"BaumWelchStats: .*{what}"):
+            BaumWelchStats(ids=st.ids, n=n, f=f)
+        with pytest.raises(ValueError, match=what):
+            train_tv(ubm, n, f, 2, n_iter=1, random_state=0)
+        with pytest.raises(ValueError, match=what):
+            extract(model, n, f)
+    # the valid statistics still give finite i-vectors
+    ext = IVectorExtractor(rank=2, ubm=ubm, n_iter=2, random_state=0).fit(st)
+    assert np.all(np.isfinite(ext.T_)) and np.all(np.isfinite(ext.transform(st)))
