@@ -423,6 +423,37 @@ def test_length_norm_whitens_then_projects_on_the_sphere():
                                (X[:1] - X.mean(0)) / np.linalg.norm(X[:1] - X.mean(0)))
 
 
+@pytest.mark.parametrize("shrinkage", ["none", "ledoit-wolf", "oas"])
+def test_length_norm_refuses_to_whiten_identical_vectors(shrinkage):
+    # every vector equal: the whitening was 1 / sqrt of a floor relative to the zero
+    # covariance (~1e154 per unit), and transform of any other vector gave the zero vector
+    # (its length overflowed to inf) with a RuntimeWarning
+    X = np.full((10, 3), 2.0)
+    with pytest.raises(ValueError, match="LengthNorm: every vector in X is the same"):
+        LengthNorm(shrinkage=shrinkage).fit(X)
+    # without whitening it is only centring: any other vector keeps its direction
+    out = LengthNorm(whiten=False).fit(X).transform(np.array([[3.0, 2.0, 2.0]]))
+    np.testing.assert_allclose(out, [[np.sqrt(3.0), 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shrinkage", ["none", "ledoit-wolf", "oas"])
+def test_length_norm_of_huge_vectors_equals_that_of_the_same_vectors_scaled_down(shrinkage):
+    # vectors ~1e150: sklearn's shrinkage overflowed ("Input contains NaN"), and without
+    # whitening every length overflowed to inf, so every output was the zero vector
+    import warnings
+
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(30, 4)) @ rng.normal(size=(4, 4))
+    for whiten in (True, False):
+        ref = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X).transform(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            big = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X * 1e150).transform(X * 1e150)
+        np.testing.assert_allclose(big, ref, atol=1e-9)
+    with pytest.raises(ValueError, match="covariance overflows"):
+        LengthNorm(shrinkage=shrinkage).fit(X * 1e200)
+
+
 def test_transformers_chain_in_a_sklearn_pipeline():
     from sklearn.pipeline import make_pipeline
 
