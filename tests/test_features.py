@@ -640,3 +640,24 @@ print(max(float(np.abs(a - b).max()) for a, b in zip(first, again)))
 """.format(tests=str(__import__("pathlib").Path(__file__).parent))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout.strip()) == 0.0
+
+
+@pytest.mark.parametrize("preset", ["speech", "kaldi", "sdc"])
+@pytest.mark.parametrize("peak", [1e30, float(np.finfo(np.float32).max), -3e7])
+def test_extract_refuses_implausible_samples_of_an_array_like_load(preset, peak):
+    # the file reader refuses |samples| > audio.MAX_ABS_SAMPLE; an array source went on, its
+    # powers overflowed float32 and extract failed with scipy's "array must not contain infs
+    # or NaNs", "log_energy holds non-finite values" or a FeatureError, after RuntimeWarnings
+    import warnings
+
+    from gmmspeech.features import FeatureConfig, extract
+
+    y = (np.random.default_rng(0).normal(size=16000) * 0.1).astype(np.float32)
+    y[777] = peak
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(AudioError, match="implausible sample value"):
+            extract(y, config=FeatureConfig.preset(preset))
+        # int16-scale floats (below the limit) are accepted and give finite features
+        X = extract(y.clip(-1, 1) * 32767, config=FeatureConfig.preset(preset))
+    assert np.all(np.isfinite(X))

@@ -256,3 +256,57 @@ def test_heldout_trials_never_test_on_a_recording_their_model_enrols_from():
     # 48 frames left: a 30-frame test and the last 18 (at least half a segment)
     assert [len(it[1]) for it in b_tst] == [30, 18]
     np.testing.assert_array_equal(b_tst[0][1], frames["b0"][72:102])
+
+
+# ----------------------------------------------------------------------------- degenerate scores
+def _offset_trials(offset, n=20000, seed=3):
+    """Equal-variance Gaussian scores: targets N(offset + 1, 1), non-targets N(offset, 1). The
+    true LLR is ``s - offset - 0.5`` (slope 1, zero at the midpoint)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) % 2 == 0
+    return offset + t + rng.normal(size=n), t
+
+
+@pytest.mark.parametrize("est", [LogisticCalibration(), LogisticCalibration(non_negative=True)])
+def test_calibration_of_scores_with_a_large_offset_finds_the_closed_form_llr(est):
+    # scores 1e8 +- 1: the solve on uncentred (only scaled) scores stopped at slope ~1e-16
+    s, t = _offset_trials(1e8)
+    est.fit(s, t)
+    assert est.coef_[0] == pytest.approx(1.0, abs=0.05)
+    assert est.transform(np.array([1e8 + 0.5]))[0] == pytest.approx(0.0, abs=0.05)
+    assert est.transform(np.array([1e8 + 2.5]))[0] == pytest.approx(2.0, abs=0.15)
+
+
+def test_calibration_of_huge_but_finite_scores_is_finite_and_informative():
+    # +-1e300: the standard deviation overflowed (inf scale, slope 0, Cllr 1) with a warning
+    import warnings
+
+    from gmmspeech.backend.calibration import cllr
+
+    s, t = _offset_trials(0.0)
+    s = np.where(t, 1e300, -1e300) * (1.0 + 0.1 * np.abs(s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        llr = LogisticCalibration().fit(s, t).transform(s)
+    assert np.all(np.isfinite(llr))
+    assert cllr(llr, t) < 0.01
+
+
+def test_calibration_of_constant_huge_scores_is_the_prior_only():
+    # constant 1e300: dividing by the 1e-12 floor of the spread overflowed to inf
+    # ("Input X contains infinity"); constant scores carry no evidence: llr = 0 at any prior
+    t = np.arange(40) % 4 == 0
+    for prior in (0.5, 0.1):
+        cal = LogisticCalibration(prior=prior).fit(np.full(40, 1e300), t)
+        np.testing.assert_allclose(cal.transform(np.array([1e300, 0.0])), 0.0, atol=1e-9)
+
+
+def test_cllr_rejects_nan_and_mismatched_labels():
+    from gmmspeech.backend.calibration import cllr
+
+    with pytest.raises(ValueError, match="NaN"):
+        cllr([np.nan, 1.0, -1.0], [True, False, False])
+    with pytest.raises(ValueError, match="shape"):
+        cllr([0.5, 1.0, -1.0], [True, False])
+    # +-inf are legitimate LLRs (certainty): right side costs 0, wrong side inf
+    assert cllr([np.inf, -np.inf], [True, False]) == 0.0

@@ -423,6 +423,37 @@ def test_length_norm_whitens_then_projects_on_the_sphere():
                                (X[:1] - X.mean(0)) / np.linalg.norm(X[:1] - X.mean(0)))
 
 
+@pytest.mark.parametrize("shrinkage", ["none", "ledoit-wolf", "oas"])
+def test_length_norm_refuses_to_whiten_identical_vectors(shrinkage):
+    # every vector equal: the whitening was 1 / sqrt of a floor relative to the zero
+    # covariance (~1e154 per unit), and transform of any other vector gave the zero vector
+    # (its length overflowed to inf) with a RuntimeWarning
+    X = np.full((10, 3), 2.0)
+    with pytest.raises(ValueError, match="LengthNorm: every vector in X is the same"):
+        LengthNorm(shrinkage=shrinkage).fit(X)
+    # without whitening it is only centring: any other vector keeps its direction
+    out = LengthNorm(whiten=False).fit(X).transform(np.array([[3.0, 2.0, 2.0]]))
+    np.testing.assert_allclose(out, [[np.sqrt(3.0), 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shrinkage", ["none", "ledoit-wolf", "oas"])
+def test_length_norm_of_huge_vectors_equals_that_of_the_same_vectors_scaled_down(shrinkage):
+    # vectors ~1e150: sklearn's shrinkage overflowed ("Input contains NaN"), and without
+    # whitening every length overflowed to inf, so every output was the zero vector
+    import warnings
+
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(30, 4)) @ rng.normal(size=(4, 4))
+    for whiten in (True, False):
+        ref = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X).transform(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            big = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X * 1e150).transform(X * 1e150)
+        np.testing.assert_allclose(big, ref, atol=1e-9)
+    with pytest.raises(ValueError, match="covariance overflows"):
+        LengthNorm(shrinkage=shrinkage).fit(X * 1e200)
+
+
 def test_transformers_chain_in_a_sklearn_pipeline():
     from sklearn.pipeline import make_pipeline
 
@@ -638,3 +669,33 @@ def test_pooled_enrolment_ivector_is_the_posterior_of_the_summed_statistics():
     assert X is per and y == labels and C is None
     with pytest.raises(ValueError, match="enroll_ivectors='sum'"):
         _enrolment_vectors(ext, st, per, labels, {"enroll_ivectors": "sum", "uncertainty": False, "scoring": "plda"})
+
+
+# --------------------------------------------------------------------------- non-finite statistics
+def test_non_finite_or_negative_statistics_are_refused_by_name():
+    # a NaN in one utterance's first-order statistics used to spread silently into the
+    # whole T matrix and every i-vector (fit and transform returned NaN, no error)
+    from gmmspeech.backend import BaumWelchStats
+
+    rng = np.random.default_rng(0)
+    ubm = _ubm(rng)
+    utts = [rng.normal(size=(40, 3)) * 2 for _ in range(8)]
+    st = utterance_stats(ubm, utts)
+    model = init_tv(ubm, 2, random_state=0)
+    f_nan = st.f.copy()
+    f_nan[3, 1, 0] = np.nan
+    n_neg = st.n.copy()
+    n_neg[2, 0] = -1.0
+    n_inf = st.n.copy()
+    n_inf[0, 0] = np.inf
+    for n, f, what in ((st.n, f_nan, "first-order"), (n_neg, st.f, "negative"),
+                       (n_inf, st.f, "zeroth-order")):
+        with pytest.raises(ValueError, match=f"BaumWelchStats: .*{what}"):
+            BaumWelchStats(ids=st.ids, n=n, f=f)
+        with pytest.raises(ValueError, match=what):
+            train_tv(ubm, n, f, 2, n_iter=1, random_state=0)
+        with pytest.raises(ValueError, match=what):
+            extract(model, n, f)
+    # the valid statistics still give finite i-vectors
+    ext = IVectorExtractor(rank=2, ubm=ubm, n_iter=2, random_state=0).fit(st)
+    assert np.all(np.isfinite(ext.T_)) and np.all(np.isfinite(ext.transform(st)))

@@ -606,7 +606,8 @@ def test_calibration_is_a_binary_classifier_of_trials_with_llr_transform():
     # posterior at the prior by Bayes' rule, written out
     post = 0.2 * np.exp(llr) / (0.2 * np.exp(llr) + 0.8)
     np.testing.assert_allclose(cal.predict_proba(S)[:, 1], post, rtol=1e-10)
-    np.testing.assert_allclose(cal.predict_log_proba(S), np.log(cal.predict_proba(S)), rtol=1e-10)
+    # (atol: log of a probability within 1e-7 of 1 has an absolute rounding error ~1e-16)
+    np.testing.assert_allclose(cal.predict_log_proba(S), np.log(cal.predict_proba(S)), rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(cal.predict(S), llr > -logit)  # the Bayes decision at the prior
     # at prior 0.5 the decision function is the LLR, and the labels may be any two values
     lab = np.where(t, "target", "nontarget")

@@ -46,6 +46,10 @@ def cllr(llr, is_target) -> float:
     """Log-likelihood-ratio cost (Brümmer & du Preez 2006) in bits; 1.0 is an uninformative system."""
     llr = np.asarray(llr, dtype=np.float64)
     t = np.asarray(is_target, dtype=bool)
+    if llr.shape != t.shape:
+        raise ValueError(f"cllr: llr has shape {llr.shape} but is_target has {t.shape}")
+    if np.isnan(llr).any():
+        raise ValueError("cllr: llr holds NaN values")
     if not t.any() or t.all():
         raise ValueError("cllr needs both target and non-target trials")
     c_tar = np.mean(np.logaddexp(0.0, -llr[t]))
@@ -60,6 +64,19 @@ def trial_matrix(scores, model_labels, test_labels):
     if s.shape != tgt.shape:
         raise ValueError(f"scores have shape {s.shape}; labels give {tgt.shape}")
     return s.ravel(), tgt.ravel()
+
+
+def _standardise(X):
+    """``(Z, centre, scale)`` with ``Z = (X - centre) / scale`` column by column: the mean and
+    the standard deviation (1 for a constant column), computed on copies divided by each
+    column's largest magnitude, so that scores up to ~1e307 do not overflow their squares."""
+    amax = np.max(np.abs(X), axis=0)
+    unit = np.where(amax > 0, amax, 1.0)
+    centre = (X / unit).mean(axis=0) * unit
+    sd = ((X - centre) / unit).std(axis=0) * unit
+    # a spread at rounding level of the scores' magnitude is no spread: constant column
+    scale = np.where(sd > 1e-12 * unit, sd, 1.0)
+    return (X - centre) / scale, centre, scale
 
 
 def _nonneg_logistic(X, t, sw, C):
@@ -168,16 +185,18 @@ class LogisticCalibration(ClassifierMixin, TransformerMixin, BaseEstimator):
                              "got 1 class")
         t = y == self.classes_[1]
         sw = np.where(t, p / t.sum(), (1.0 - p) / (~t).sum()) * t.size
-        # scale the scores for a well-conditioned solve, then undo it
-        scale = np.maximum(X.std(axis=0), 1e-12)
+        # standardise the scores for a well-conditioned solve, then undo it: the intercept is
+        # not penalised, so centring leaves the minimiser unchanged, while an offset far
+        # larger than the spread (scores around 1e8 +- 1) left the uncentred solve at w = 0
+        Z, centre, scale = _standardise(X)
         if self.non_negative:
-            w, b = _nonneg_logistic(X / scale, t, sw, float(self.C))
+            w, b = _nonneg_logistic(Z, t, sw, float(self.C))
         else:
             lr = LogisticRegression(C=float(self.C), tol=1e-10, max_iter=10_000)
-            lr.fit(X / scale, t, sample_weight=sw)
+            lr.fit(Z, t, sample_weight=sw)
             w, b = lr.coef_[0], float(lr.intercept_[0])
         self.coef_ = w / scale
-        self.intercept_ = float(b) - _logit(p)
+        self.intercept_ = float(b) - float((centre / scale) @ w) - _logit(p)
         return self
 
     def _llr(self, S):

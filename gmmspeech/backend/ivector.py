@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gmmspeech.backend.stats import check_stats
 from gmmspeech.errors import GMMSpeechError
 
 __all__ = [
@@ -492,6 +493,7 @@ def extract(model: TVModel, n, f, *, return_cov: bool = False, batch: int = 128,
     if n.ndim != 2 or f.ndim != 3 or f.shape[:2] != n.shape or f.shape[1:] != model.T.shape[:2]:
         raise ValueError(f"statistics n {n.shape} and f {f.shape} do not fit the model "
                          f"(K={model.T.shape[0]}, D={model.T.shape[1]})")
+    check_stats(n, f)
     if n.shape[0] == 0:
         empty = np.empty((0, model.rank))
         return (empty, np.empty((0, model.rank, model.rank))) if return_cov else empty
@@ -564,6 +566,7 @@ def train_tv(
     k, d = np.asarray(ubm.means_).shape
     if n.shape[1] != k or f.shape[2] != d:
         raise ValueError(f"statistics are for K={n.shape[1]}, D={f.shape[2]}; the UBM has K={k}, D={d}")
+    check_stats(n, f)
     if n_iter < 0:
         raise ValueError(f"n_iter must be >= 0, got {n_iter}")
     seed = None if random_state is None else int(random_state)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BaumWelchStats", "utterance_stats", "baum_welch", "ubm_key"]
+__all__ = ["BaumWelchStats", "utterance_stats", "baum_welch", "ubm_key", "check_stats"]
 
 
 @dataclass(eq=False)
@@ -56,6 +56,8 @@ class BaumWelchStats:
             )
         if len(self.ids) != self.n.shape[0]:
             raise ValueError(f"BaumWelchStats: {len(self.ids)} ids for {self.n.shape[0]} rows of statistics")
+        check_stats(self.n, self.f, "BaumWelchStats")
+
 
     def __len__(self) -> int:
         return self.n.shape[0]
@@ -89,6 +91,18 @@ class BaumWelchStats:
             raise ValueError("BaumWelchStats.concat needs at least one part")
         return cls([i for p in parts for i in p.ids], np.concatenate([p.n for p in parts]),
                    np.concatenate([p.f for p in parts]))
+
+
+def check_stats(n: np.ndarray, f: np.ndarray, name: str = "statistics") -> None:
+    """ValueError naming ``name`` unless the counts ``n`` are finite and >= 0 and the
+    first-order statistics ``f`` finite (a NaN would otherwise spread into every i-vector
+    and the whole total-variability matrix)."""
+    if not np.all(np.isfinite(n)):
+        raise ValueError(f"{name}: the zeroth-order statistics n hold NaN or infinite values")
+    if np.any(n < 0):
+        raise ValueError(f"{name}: the zeroth-order statistics n hold negative counts")
+    if not np.all(np.isfinite(f)):
+        raise ValueError(f"{name}: the first-order statistics f hold NaN or infinite values")
 
 
 def baum_welch(ubm, X, *, top_c: int | None = None) -> tuple[np.ndarray, np.ndarray]:

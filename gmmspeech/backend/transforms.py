@@ -190,10 +190,21 @@ class LengthNorm(TransformerMixin, BaseEstimator):
         d = X.shape[1]
         self.shrinkage_ = 0.0
         if self.whiten:
+            spread = float(np.max(np.abs(X - self.mean_)))
+            if not spread > 0.0:  # a floor relative to a zero covariance whitens by ~1e154
+                raise ValueError("LengthNorm: every vector in X is the same (no covariance to "
+                                 "whiten with; use whiten=False)")
+            if not np.isfinite(spread * spread):
+                raise ValueError(f"LengthNorm: X holds values {spread:.3g} from their mean; "
+                                 "their covariance overflows")
+            # computed on X / spread (entries within +-2) and scaled back: the shrinkage
+            # weights are scale-free, and their fourth powers cannot overflow
+            Xs = X / spread
             if self.shrinkage == "none":
-                c = np.cov(X, rowvar=False).reshape(d, d)
+                c = np.cov(Xs, rowvar=False).reshape(d, d)
             else:
-                c, self.shrinkage_ = shrunk_covariance(X, shrinkage=self.shrinkage, target=target)
+                c, self.shrinkage_ = shrunk_covariance(Xs, shrinkage=self.shrinkage, target=target)
+            c = c * (spread * spread)
             ev, evec = np.linalg.eigh(c)
             floor = float(self.reg) * max(float(np.mean(np.abs(ev))), np.finfo(float).tiny)
             self.whitening_ = evec / np.sqrt(np.maximum(ev, 0.0) + floor)
@@ -211,7 +222,11 @@ class LengthNorm(TransformerMixin, BaseEstimator):
         """``(Z, s)``: the centred, whitened rows ``Z = (X - mean_) whitening_`` and the scale
         ``s = radius / ||z||`` of each (1 for a zero row) that :meth:`transform` applies."""
         Z = (X - self.mean_) @ self.whitening_
-        norm = np.linalg.norm(Z, axis=1)
+        # ||z|| of rows divided by their largest entry: no overflow of the squares (a row of
+        # 1e200s got the length inf, so scale 0)
+        amax = np.max(np.abs(Z), axis=1) if Z.shape[1] else np.zeros(Z.shape[0])
+        unit = np.where(amax > 0, amax, 1.0)
+        norm = np.linalg.norm(Z / unit[:, None], axis=1) * unit
         r = np.sqrt(Z.shape[1]) if self.radius is None else float(self.radius)
         return Z, r / np.where(norm > 0, norm, 1.0)
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, load
+from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, MAX_ABS_SAMPLE, load
 from gmmspeech.errors import AudioError, FeatureError
 from gmmspeech.features.config import FeatureConfig
 from gmmspeech.features.frontend import static_features
@@ -93,6 +93,10 @@ def _samples(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray,
         raise AudioError(None, "empty signal")
     if not np.isfinite(y).all():
         raise AudioError(None, "non-finite samples (NaN or Inf)")
+    amax = float(np.max(np.abs(y)))
+    if amax > MAX_ABS_SAMPLE:  # the rule of audio.load: beyond it the powers overflow float32
+        raise AudioError(None, f"implausible sample value {amax:.3g} (audio should lie within +-1; "
+                               f"accepted up to +-{MAX_ABS_SAMPLE:g})")
     if start is not None or end is not None:
         y = _slice_signal(y, y_sr, start, end)
     y = np.ascontiguousarray(y, dtype=np.float32)
@@ -188,7 +192,8 @@ def extract(
     Raises
     ------
     AudioError
-        The audio is missing, unreadable, corrupt, not finite, or shorter than a frame.
+        The audio is missing, unreadable, corrupt, not finite, implausibly large (|x| >
+        ``audio.MAX_ABS_SAMPLE``, for files and arrays alike), or shorter than a frame.
     FeatureError
         No frame survived VAD.
     """
