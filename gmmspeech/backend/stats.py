@@ -58,7 +58,6 @@ class BaumWelchStats:
             raise ValueError(f"BaumWelchStats: {len(self.ids)} ids for {self.n.shape[0]} rows of statistics")
         check_stats(self.n, self.f, "BaumWelchStats")
 
-
     def __len__(self) -> int:
         return self.n.shape[0]
 
