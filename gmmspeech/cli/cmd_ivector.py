@@ -12,8 +12,13 @@ from __future__ import annotations
 import os
 import sys
 
-from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _par, _report_bad
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, parse_number
+from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _kept_stores, _par
+from gmmspeech.cli.common import (
+    add_data_root_arg,
+    add_max_duration_arg,
+    add_parallel_args,
+    parse_number,
+)
 
 _IVECTORS_KIND = "ivectors"
 
@@ -23,8 +28,11 @@ def _features_group(p, *, from_model: str) -> None:
     g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
                    help=f"feature preset (default: the configuration saved in the {from_model}, else speech)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="keep the extracted features (and the cached Baum-Welch statistics) in this "
-                        "feature store folder (default: a temporary folder)")
+                   help="feature stores folder, as for enroll and score: features (and the cached "
+                        "Baum-Welch statistics) are reused from and added to DIR/<config hash> (or DIR "
+                        f"itself when it is a store of the same configuration); files already in the "
+                        f"stores the {from_model} records are read from there; default: a temporary folder")
+    add_max_duration_arg(g)
     add_data_root_arg(g)
 
 
@@ -109,19 +117,31 @@ def register(sub) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-def _store_and_rows(args, manifest_or_store, config, fdir, cmd):
-    from gmmspeech.corpus.store import FeatureStore
-    from gmmspeech.speaker.pipeline import build_features
+def _store_and_rows(args, manifest_or_store, config, fdir, cmd, reuse=()):
+    """The features of a manifest (or of a feature store of ``config``): those in the stores
+    ``reuse`` (recorded in the UBM or extractor file) are read from there, the rest extracted
+    into the store of ``config`` under ``fdir`` (``--features-dir``: ``fdir/<config hash>``, or
+    ``fdir`` itself when it is a store of that configuration, as enroll and score do).
+    ``(features, ids, labels, bad)``."""
+    from gmmspeech.cli.cmd_speaker import _open_features
 
-    if os.path.isdir(manifest_or_store):
-        store = FeatureStore(manifest_or_store)
-        if not len(store):
-            raise FileNotFoundError(f"{manifest_or_store}: not a feature store (or an empty one)")
-        return store, list(store.ids()), store.labels(), []
-    store, rows, bad = build_features(manifest_or_store, fdir, config=config, data_root=args.data_root,
-                                      progress=not getattr(args, "quiet", True), role=cmd, **_par(args))
-    _report_bad(cmd, bad)
-    return store, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
+    feats, rows, bad = _open_features(args, manifest_or_store, config, fdir, reuse=reuse, role=cmd,
+                                      progress=not getattr(args, "quiet", True))
+    return feats, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
+
+
+def _stats(ubm, feats, ids, top_c, args, progress):
+    """Baum-Welch statistics of ``ids`` (in that order), read from the store that holds each
+    (the statistics are cached in each store)."""
+    from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
+
+    parts = [utterance_stats(ubm, st, ids=list(st.ids()), top_c=top_c, progress=progress, **_par(args))
+             for st in feats.stores(ids)]
+    st = parts[0] if len(parts) == 1 else BaumWelchStats.concat(parts)
+    if list(st.ids) != list(ids):
+        pos = {u: i for i, u in enumerate(st.ids)}
+        st = st.subset([pos[u] for u in ids])
+    return st
 
 
 def _read_ivectors(path, *, covariances: bool = False):
@@ -153,26 +173,29 @@ def _read_ivectors(path, *, covariances: bool = False):
 @_clean_errors
 def _cmd_train_ivector(args) -> int:
     from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import recorded_stores
 
+    check_max_duration(args)
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     config = _config_for(args, ubm)
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     rank = args.rank if args.rank == "auto" else int(args.rank)
     with _FeatureDir(args.features_dir) as fdir:
-        store, ids, _labels, bad = _store_and_rows(args, args.source, config, fdir, "train-ivector")
+        feats, ids, _labels, bad = _store_and_rows(args, args.source, config, fdir, "train-ivector",
+                                                   reuse=recorded_stores(ubm))
         if not ids:
             print(f"gmmspeech train-ivector: error: {args.source}: no usable file", file=sys.stderr)
             return 2
         if args.full_ubm:
             from gmmspeech.speaker.ubm import full_covariance_ubm
 
-            ubm = full_covariance_ubm(ubm, [store], max_iter=3, random_state=args.seed,
+            ubm = full_covariance_ubm(ubm, feats.stores(ids), max_iter=3, random_state=args.seed,
                                       progress=progress, **_par(args))
-        from gmmspeech.backend.stats import utterance_stats
-
-        st = utterance_stats(ubm, store, ids=ids, top_c=args.top_c, progress=progress, **_par(args))
+        st = _stats(ubm, feats, ids, args.top_c, args, progress)
+        kept = _kept_stores(args, feats, fdir)
         ext = IVectorExtractor(rank=rank, n_iter=args.iterations, ubm=ubm, top_c=args.top_c,
                                random_state=args.seed, checkpoint=ckpt, resume=args.resume,
                                progress=progress, **_par(args))
@@ -180,6 +203,9 @@ def _cmd_train_ivector(args) -> int:
     meta = {"role": "ivector-extractor", "source": os.path.abspath(args.source)}
     if config is not None:
         meta["feature_config"] = config.to_dict()
+        meta["feature_config_hash"] = config.config_hash()
+    if kept:  # extract-ivectors reads these features again
+        meta["feature_stores"] = kept
     save_extractor(ext, args.out, metadata=meta)
     if args.checkpoint is None and os.path.exists(ckpt):
         os.unlink(ckpt)
@@ -190,9 +216,11 @@ def _cmd_train_ivector(args) -> int:
 @_clean_errors
 def _cmd_extract_ivectors(args) -> int:
     from gmmspeech.backend.extractor import load_extractor
-    from gmmspeech.backend.stats import utterance_stats
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import recorded_stores
 
+    check_max_duration(args)
     progress = not args.quiet
     ext = load_extractor(args.extractor)
     saved = ext.metadata_.get("feature_config")
@@ -203,11 +231,12 @@ def _cmd_extract_ivectors(args) -> int:
 
     config = _config_for(args, _M())
     with _FeatureDir(args.features_dir) as fdir:
-        store, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors")
+        feats, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors",
+                                                  reuse=recorded_stores(ext))
         if not ids:
             print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
-        st = utterance_stats(ext.ubm_, store, ids=ids, top_c=ext.top_c, progress=progress, **_par(args))
+        st = _stats(ext.ubm_, feats, ids, ext.top_c, args, progress)
         ext.set_params(**_par(args))
         if args.covariances:
             vecs, covs = ext.posterior(st)

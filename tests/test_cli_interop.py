@@ -1,0 +1,67 @@
+"""The commands chained as a user chains them: the outputs of one (speaker-id's folder,
+train-ubm's feature stores, enroll's models) fed to the next, on the tiny synthetic corpus of
+test_cli_speaker. The step-by-step path must give the one-shot run's numbers."""
+
+from __future__ import annotations
+
+from test_cli_speaker import corpus  # noqa: F401  (the module-scoped corpus fixture)
+from test_feature_reuse import count_extractions  # noqa: F401  (the fixture)
+
+from gmmspeech.cli import main
+from gmmspeech.speaker.pipeline import read_scores
+
+
+def _scores(path):
+    ids, _labels, models, s = read_scores(path)
+    return {(i, m): s[a, b] for a, i in enumerate(ids) for b, m in enumerate(models)}
+
+
+def test_ivector_commands_share_the_feature_stores(corpus, tmp_path, count_extractions, capsys):  # noqa: F811
+    """train-ivector and extract-ivectors read the features the UBM (or extractor) records and
+    treat --features-dir as enroll and score do (FDIR/<config hash>). Before, they extracted
+    every file again into a temporary folder, and --features-dir F made F itself a store, after
+    which train-ubm --features-dir F with other feature options failed ("holds features of
+    configuration ...")."""
+    feats = tmp_path / "F"
+    ubm, ext = tmp_path / "ubm.npz", tmp_path / "ext.npz"
+    q = ["--quiet"]
+    assert main(["train-ubm", str(corpus / "bg.csv"), str(corpus / "enroll.csv"), "--out", str(ubm), "-k", "8",
+                 "--iterations", "3", "--features-dir", str(feats), *q]) == 0
+    n_train = sum(count_extractions.values())
+    assert n_train == 18  # 10 background + 8 enrolment files
+    assert main(["train-ivector", str(corpus / "bg.csv"), "--ubm", str(ubm), "--out", str(ext), "--rank", "4",
+                 "--iterations", "2", *q]) == 0
+    assert sum(count_extractions.values()) == n_train  # all read from the UBM's store
+    # the extractor records the store, so extract-ivectors reads the enrolment files from it too
+    assert main(["extract-ivectors", "--extractor", str(ext), "--manifest", str(corpus / "enroll.csv"),
+                 "--out", str(tmp_path / "enroll.iv.npz"), *q]) == 0
+    assert sum(count_extractions.values()) == n_train
+    # new files go to FDIR/<config hash>, beside the UBM's store, as with enroll and score
+    capsys.readouterr()
+    assert main(["extract-ivectors", "--extractor", str(ext), "--manifest", str(corpus / "test.csv"),
+                 "--out", str(tmp_path / "test.iv.npz"), "--features-dir", str(feats), *q]) == 1
+    assert "broken.wav" in capsys.readouterr().err  # the bad file reported, the rest done
+    assert not (feats / "store.json").exists()
+    (store,) = [p for p in feats.iterdir() if p.is_dir()]
+    assert (store / "store.json").is_file()
+    assert sum(count_extractions.values()) == n_train + 9  # 8 test files + the broken one
+    # the folder still takes a store of another configuration
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(tmp_path / "ubm13.npz"), "-k", "8",
+                 "--iterations", "2", "--n-mfcc", "13", "--features-dir", str(feats), *q]) == 0
+    assert len([p for p in feats.iterdir() if p.is_dir()]) == 2
+
+
+def test_extract_ivectors_rejects_a_store_of_other_features(corpus, tmp_path, capsys):  # noqa: F811
+    """A feature store given as --manifest must hold the extractor's features: a clear error
+    naming the store, not a traceback from the statistics."""
+    ubm, ext, feats = tmp_path / "ubm.npz", tmp_path / "ext.npz", tmp_path / "F"
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "4", "--iterations", "2",
+                 "--quiet"]) == 0
+    assert main(["train-ivector", str(corpus / "bg.csv"), "--ubm", str(ubm), "--out", str(ext), "--rank", "3",
+                 "--iterations", "1", "--quiet"]) == 0
+    assert main(["features", str(corpus / "bg.csv"), "--out", str(feats), "--quiet"]) == 0  # 60-dim preset
+    capsys.readouterr()
+    rc = main(["extract-ivectors", "--extractor", str(ext), "--manifest", str(feats),
+               "--out", str(tmp_path / "x.npz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(feats) in err and "configuration" in err and "Traceback" not in err
