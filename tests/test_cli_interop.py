@@ -65,3 +65,26 @@ def test_extract_ivectors_rejects_a_store_of_other_features(corpus, tmp_path, ca
                "--out", str(tmp_path / "x.npz"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and str(feats) in err and "configuration" in err and "Traceback" not in err
+
+
+def test_speaker_id_features_dir_may_be_a_store(corpus, tmp_path, count_extractions, capsys):  # noqa: F811
+    """speaker-id --features-dir S, where S is a store of the run's configuration (the
+    features folder of an earlier run, or `gmmspeech features --out S`), reads its features
+    as enroll, score and train-ubm do. Before, it nested a second store S/<hash> inside S and
+    extracted every file again; a store of another configuration is now a clear error."""
+    common = ["--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
+              "--test", str(corpus / "test.csv"), "-k", "8", "--iterations", "3", "--quiet"]
+    first = tmp_path / "first"
+    assert main(["speaker-id", *common, "--out", str(first)]) == 1  # the corpus' bad file
+    n = sum(count_extractions.values())
+    assert n == 27  # 10 + 8 + 9 distinct files
+    second = tmp_path / "second"
+    assert main(["speaker-id", *common, "--out", str(second), "--features-dir", str(first / "features")]) == 1
+    assert sum(count_extractions.values()) == n + 1  # only the broken file is tried again
+    assert [p.name for p in (first / "features").iterdir() if p.is_dir()] == ["data"]
+    assert _scores(second / "scores.tsv") == _scores(first / "scores.tsv")
+    capsys.readouterr()
+    rc = main(["speaker-id", *common, "--out", str(tmp_path / "third"), "--features-dir", str(first / "features"),
+               "--n-mfcc", "13"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds features of configuration" in err and "Traceback" not in err

@@ -233,8 +233,10 @@ def register(sub) -> None:
                    help="analysis rate in Hz; audio at another rate is resampled to it (default: "
                         "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
     add_max_duration_arg(g)
-    g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="shared folder for the feature stores (default DIR/features)")
+    g.add_argument("--features-dir", default=None, metavar="FDIR",
+                   help="shared folder for the feature stores: features are reused from and added to "
+                        "FDIR/<config hash>, or FDIR itself when it is a store of the same "
+                        "configuration (a store of another one is an error); default DIR/features")
     add_data_root_arg(g)
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOL_PRESETS),
                    help="start from a named setting instead of the defaults (classic: the "

@@ -873,8 +873,10 @@ def run_speaker_id(
         Where the features go: one store ``<features_dir>/<config hash>`` for the three
         manifests, so a file listed in several is extracted once (a manifest whose ids name
         other files than an earlier one's gets ``<...>/<role>``); shareable between runs
-        and recorded in ``ubm.npz`` (``feature_stores``) for ``enroll``/``score``. Default
-        ``out/features``.
+        and recorded in ``ubm.npz`` (``feature_stores``) for ``enroll``/``score``. A
+        ``features_dir`` that is itself a store of the run's configuration (``out/features``
+        of an earlier run, ``gmmspeech features --out``) is that store; one of another
+        configuration is an error (:func:`store_dir_for`). Default ``out/features``.
     max_duration : float or None
         Longest accepted audio file or segment in seconds (default 4 hours); longer ones
         are bad files.
@@ -967,7 +969,7 @@ def run_speaker_id(
     if features_dir is None:
         fdir = os.path.join(out, "features")
     else:
-        fdir = os.path.join(os.path.abspath(os.fspath(features_dir)), cfg.config_hash())
+        fdir = store_dir_for(features_dir, cfg)  # the folder itself when it is a store of cfg
     timings: dict[str, float] = {}
     par = dict(n_jobs=n_jobs, backend=backend, scheduler=scheduler)
 
