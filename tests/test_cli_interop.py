@@ -4,6 +4,7 @@ test_cli_speaker. The step-by-step path must give the one-shot run's numbers."""
 
 from __future__ import annotations
 
+import numpy as np
 from test_cli_speaker import corpus  # noqa: F401  (the module-scoped corpus fixture)
 from test_feature_reuse import count_extractions  # noqa: F401  (the fixture)
 
@@ -88,3 +89,33 @@ def test_speaker_id_features_dir_may_be_a_store(corpus, tmp_path, count_extracti
                "--n-mfcc", "13"])
     err = capsys.readouterr().err
     assert rc == 2 and "holds features of configuration" in err and "Traceback" not in err
+
+
+def test_score_cohort_adapts_like_the_speaker_models(corpus, tmp_path):  # noqa: F811
+    """score --norm snorm with speaker-id's UBM and models reproduces speaker-id's normalised
+    scores: the background cohort models are adapted with the relevance factor and parameters
+    the speaker models were adapted with (recorded in their files), as the help says. Before,
+    they were adapted with score's own defaults (4, mw), so with --protocol classic (16, m) the
+    scores differed by up to 0.4."""
+    out = tmp_path / "run"
+    assert main(["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
+                 "--test", str(corpus / "test.csv"), "--out", str(out), "-k", "8", "--iterations", "3",
+                 "--protocol", "classic", "--norm", "snorm", "--quiet"]) == 1
+    base = ["score", "--ubm", str(out / "ubm.npz"), "--manifest", str(corpus / "test.csv"),
+            "--background", str(corpus / "bg.csv"), "--norm", "snorm", "--quiet"]
+    want = _scores(out / "scores.tsv")
+    assert main([*base, "--models", str(out / "models"), "--out", str(tmp_path / "a.tsv")]) == 1  # broken.wav
+    got = _scores(tmp_path / "a.tsv")
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-9, atol=1e-9)
+    # models written by enroll record their settings as well
+    assert main(["enroll", "--ubm", str(out / "ubm.npz"), "--manifest", str(corpus / "enroll.csv"), "--relevance",
+                 "16", "--adapt", "m", "--out", str(tmp_path / "models"), "--quiet"]) == 0
+    assert main([*base, "--models", str(tmp_path / "models"), "--out", str(tmp_path / "b.tsv")]) == 1
+    got = _scores(tmp_path / "b.tsv")
+    np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-9, atol=1e-9)
+    # an explicit option still wins (and changes the cohort, hence the scores)
+    assert main([*base, "--models", str(out / "models"), "--relevance", "4", "--adapt", "mw",
+                 "--out", str(tmp_path / "c.tsv")]) == 1
+    got = _scores(tmp_path / "c.tsv")
+    assert not np.allclose([got[k] for k in want], [want[k] for k in want], atol=1e-3)

@@ -267,10 +267,12 @@ def _add_norm_args(p: argparse.ArgumentParser, *, in_score: bool) -> None:
         g.add_argument("--background", default=None, metavar="CSV_OR_STORE",
                        help="background manifest (or feature store): cohort models (one per label, adapted like the "
                             "speaker models) and Z-norm impostor segments")
-        g.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
-                       help=f"MAP relevance factor of the cohort models (default {_D['relevance_factor']:g})")
-        g.add_argument("--adapt", default=_D["adapt"], metavar="PARAMS",
-                       help=f"adapted parameters of the cohort models (default {_D['adapt']})")
+        g.add_argument("--relevance", type=float, default=None, metavar="R",
+                       help="MAP relevance factor of the cohort models (default: the speaker models' own, "
+                            f"recorded in their files, else {_D['relevance_factor']:g})")
+        g.add_argument("--adapt", default=None, metavar="PARAMS",
+                       help="adapted parameters of the cohort models (default: the speaker models' own, "
+                            f"recorded in their files, else {_D['adapt']})")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -398,6 +400,10 @@ def _validate_score(args) -> None:
     check_input(args.background, "--background", kind="any")
     check_output(args.out, "-o/--out")
     _check_scoring_args(args)
+    if args.relevance is not None:
+        check_number(args.relevance, "--relevance", lo=0, strict=True)
+    if args.adapt is not None:
+        check_adapt(args.adapt)
     check_common(args)
 
 
@@ -627,7 +633,7 @@ def _cmd_enroll(args) -> int:
 
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.map import enroll
-    from gmmspeech.speaker.pipeline import recorded_stores, save_models
+    from gmmspeech.speaker.pipeline import map_settings, recorded_stores, save_models
 
     _validate_enroll(args)
     progress = not args.quiet
@@ -646,7 +652,8 @@ def _cmd_enroll(args) -> int:
         models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
                         progress=progress, **_par(args))
         kept = _kept_stores(args, feats, fdir)
-    meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash()}
+    meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash(),
+            **map_settings(args.relevance, args.adapt)}  # score's cohort models adapt the same way
     if kept:
         meta["feature_stores"] = kept
     save_models(models, args.out, metadata=meta)
@@ -667,6 +674,7 @@ def _cmd_score(args) -> int:
         load_models,
         norm_needs,
         normalise_scores,
+        recorded_map_settings,
         recorded_stores,
         write_scores,
     )
@@ -676,6 +684,13 @@ def _cmd_score(args) -> int:
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     models = load_models(args.models)
+    # the cohort models adapt as the speaker models did (recorded in their files by enroll and
+    # speaker-id), unless told otherwise
+    recorded = recorded_map_settings(models.values())
+    if args.relevance is None:
+        args.relevance = float(recorded.get("relevance_factor", _D["relevance_factor"]))
+    if args.adapt is None:
+        args.adapt = str(recorded.get("adapt", _D["adapt"]))
     config = _config_for(args, ubm)
     import warnings
 
