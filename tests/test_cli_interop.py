@@ -119,3 +119,52 @@ def test_score_cohort_adapts_like_the_speaker_models(corpus, tmp_path):  # noqa:
                  "--out", str(tmp_path / "c.tsv")]) == 1
     got = _scores(tmp_path / "c.tsv")
     assert not np.allclose([got[k] for k in want], [want[k] for k in want], atol=1e-3)
+
+
+def test_step_by_step_ivector_reproduces_speaker_id(corpus, tmp_path, capsys):  # noqa: F811
+    """speaker-id --system ivector (one TV matrix) enrols a speaker as one i-vector of its
+    recordings' summed statistics and trains the back-end on the background and enrolment
+    i-vectors. With its extractor file, extract-ivectors --pooled (the enrolment models),
+    train-backend on two files and score-ivectors --uncertainty give its scores.tsv; the
+    run's own back-end file gives them too. Before, neither --pooled nor several
+    train-backend files existed, so the step-by-step path could not give the default
+    system's scores (per-recording enrolment i-vectors averaged: other scores)."""
+    out = tmp_path / "iv"
+    assert main(["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
+                 "--test", str(corpus / "test.csv"), "--out", str(out), "-k", "8", "--iterations", "3",
+                 "--system", "ivector", "--ivector-iterations", "3", "--ivector-tv-seeds", "1",
+                 "--quiet"]) == 1  # the corpus' bad file
+    ext = str(out / "ivector_extractor.npz")
+
+    def extract(man, name, *extra):
+        return main(["extract-ivectors", "--extractor", ext, "--manifest", str(corpus / man), "--covariances",
+                     "--out", str(tmp_path / name), "--quiet", *extra])
+
+    assert extract("bg.csv", "bg.npz") == 0 and extract("enroll.csv", "enroll.npz") == 0
+    assert extract("enroll.csv", "models.npz", "--pooled") == 0 and extract("test.csv", "test.npz") == 1
+    from gmmspeech.mixture import io as mio
+
+    models, info = mio.load_arrays(tmp_path / "models.npz", "ivectors")
+    assert info["ids"] == info["labels"] == ["ann", "bob", "cid", "dan"]
+    assert models["vectors"].shape[0] == 4 and models["covariances"].shape[0] == 4
+    # the pooled statistics are the sum of the rows': a speaker's pooled i-vector is not the
+    # mean of its recordings' i-vectors
+    per_row, rinfo = mio.load_arrays(tmp_path / "enroll.npz", "ivectors")
+    ann = np.mean([v for v, lab in zip(per_row["vectors"], rinfo["labels"]) if lab == "ann"], axis=0)
+    assert not np.allclose(models["vectors"][0], ann, atol=1e-6)
+    be = tmp_path / "be.npz"
+    assert main(["train-backend", str(tmp_path / "bg.npz"), str(tmp_path / "enroll.npz"), "--out", str(be)]) == 0
+    want = _scores(out / "scores.tsv")
+    for backend in (be, out / "ivector_backend.npz"):
+        sc = tmp_path / f"{backend.stem}.tsv"
+        assert main(["score-ivectors", "--backend-model", str(backend), "--enroll", str(tmp_path / "models.npz"),
+                     "--test", str(tmp_path / "test.npz"), "--uncertainty", "--out", str(sc)]) == 0
+        got = _scores(sc)
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-6, atol=1e-6)
+    # i-vector files of different extractors are not pooled into one back-end
+    other = tmp_path / "other.npz"
+    mio.save_arrays(other, "ivectors", {"vectors": np.ones((2, 3))}, {"ids": ["a", "b"], "labels": ["x", "y"]})
+    capsys.readouterr()
+    assert main(["train-backend", str(tmp_path / "bg.npz"), str(other), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "different dimensions" in capsys.readouterr().err

@@ -75,6 +75,10 @@ def register(sub) -> None:
     p.add_argument("--covariances", action="store_true",
                    help="also write each i-vector's posterior covariance (R x R floats per row), "
                         "for score-ivectors --uncertainty")
+    p.add_argument("--pooled", action="store_true",
+                   help="one i-vector per label, extracted from the summed statistics of its rows (a "
+                        "pooled speaker model, as speaker-id enrols by default: --enroll-ivectors "
+                        "pooled); its id is the label. For the enrolment manifest")
     _features_group(p, from_model="extractor file")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -86,7 +90,9 @@ def register(sub) -> None:
         description="Train length normalisation, LDA and PLDA (or WCCN for cosine scoring) on "
         "IVECTORS (extract-ivectors of a background manifest; its labels are the speakers).",
     )
-    p.add_argument("ivectors", metavar="IVECTORS")
+    p.add_argument("ivectors", metavar="IVECTORS", nargs="+",
+                   help="i-vector files (extract-ivectors); several are pooled, e.g. the background and "
+                        "the enrolment i-vectors, as speaker-id trains its back-end by default")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output back-end file (.npz)")
     p.add_argument("--scoring", default="plda", choices=["plda", "cosine"], help="default plda")
     p.add_argument("--lda-dim", default=None, metavar="N", help="LDA dimension (default: no LDA)")
@@ -237,6 +243,14 @@ def _cmd_extract_ivectors(args) -> int:
             print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
         st = _stats(ext.ubm_, feats, ids, ext.top_c, args, progress)
+        if args.pooled:  # one speaker model per label: its recordings' statistics summed
+            unlabelled = [i for i in ids if not labels.get(i)]
+            if unlabelled:
+                raise ValueError(f"--pooled: {len(unlabelled)} row(s) of {args.manifest} have no label "
+                                 f"(first: id {unlabelled[0]!r}); every row needs its speaker's label")
+            st = st.pooled([labels[i] for i in ids])
+            ids = list(st.ids)
+            labels = {i: i for i in ids}
         ext.set_params(**_par(args))
         if args.covariances:
             vecs, covs = ext.posterior(st)
@@ -248,19 +262,29 @@ def _cmd_extract_ivectors(args) -> int:
                     {"ids": ids, "labels": [labels.get(i, "") for i in ids],
                      "extractor": os.path.abspath(args.extractor)})
     print(f"wrote {args.out}: {len(ids)} i-vectors of dimension {vecs.shape[1]}"
+          + (" (one per label, pooled)" if args.pooled else "")
           + (f" ({len(bad)} file(s) skipped)" if bad else ""))
     return 1 if bad else 0
 
 
 @_clean_errors
 def _cmd_train_backend(args) -> int:
+    import numpy as np
+
     from gmmspeech.backend.scoring import SpeakerBackend, save_backend
 
-    _ids, labels, vecs = _read_ivectors(args.ivectors)
+    parts = [_read_ivectors(path) for path in args.ivectors]
+    dims = {v.shape[1] for _i, _l, v in parts}
+    if len(dims) > 1:
+        raise ValueError("the i-vector files have different dimensions ("
+                         + ", ".join(f"{path}: {v.shape[1]}" for path, (_i, _l, v) in zip(args.ivectors, parts))
+                         + "); give files of one extractor")
+    labels = [lab for _i, lab_list, _v in parts for lab in lab_list]
+    vecs = np.concatenate([v for _i, _l, v in parts])
     be = SpeakerBackend(scoring=args.scoring, lda_dim=parse_number(args.lda_dim), plda_model=args.plda,
                         plda_rank=args.plda_rank, plda_iter=args.plda_iterations,
                         whiten_shrinkage=args.whiten_shrinkage).fit(vecs, labels)
-    save_backend(be, args.out, metadata={"trained_on": os.path.abspath(args.ivectors)})
+    save_backend(be, args.out, metadata={"trained_on": os.pathsep.join(os.path.abspath(p) for p in args.ivectors)})
     print(f"wrote {args.out}: {args.scoring} back-end on {len(labels)} i-vectors of "
           f"{len(set(labels))} speakers")
     return 0
