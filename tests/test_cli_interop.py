@@ -168,3 +168,31 @@ def test_step_by_step_ivector_reproduces_speaker_id(corpus, tmp_path, capsys):  
     capsys.readouterr()
     assert main(["train-backend", str(tmp_path / "bg.npz"), str(other), "--out", str(tmp_path / "x.npz")]) == 2
     assert "different dimensions" in capsys.readouterr().err
+
+
+def test_supervectors_share_the_feature_stores(corpus, tmp_path, count_extractions):  # noqa: F811
+    """supervectors reads the features the UBM records and takes --features-dir as the other
+    commands do. Before, it extracted every file again and made --features-dir F a store
+    itself (F then refused train-ubm's stores of other configurations)."""
+    feats, ubm = tmp_path / "F", tmp_path / "ubm.npz"
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "4", "--iterations", "2",
+                 "--features-dir", str(feats), "--quiet"]) == 0
+    n = sum(count_extractions.values())
+    assert main(["supervectors", str(corpus / "bg.csv"), "--ubm", str(ubm), "--out", str(tmp_path / "a.npz"),
+                 "--quiet"]) == 0
+    assert sum(count_extractions.values()) == n  # read from the UBM's store
+    assert main(["supervectors", str(corpus / "enroll.csv"), "--ubm", str(ubm), "--out", str(tmp_path / "b.npz"),
+                 "--features-dir", str(feats), "--quiet"]) == 0
+    assert sum(count_extractions.values()) == n + 8
+    assert not (feats / "store.json").exists() and len([p for p in feats.iterdir() if p.is_dir()]) == 1
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(tmp_path / "u13.npz"), "-k", "4",
+                 "--iterations", "1", "--n-mfcc", "13", "--features-dir", str(feats), "--quiet"]) == 0
+    # the same supervectors as from freshly extracted features (the UBM's store moved away)
+    feats.rename(tmp_path / "moved")
+    n = sum(count_extractions.values())
+    assert main(["supervectors", str(corpus / "bg.csv"), "--ubm", str(ubm), "--out", str(tmp_path / "c.npz"),
+                 "--quiet"]) == 0
+    assert sum(count_extractions.values()) == n + 10
+    a, c = np.load(tmp_path / "a.npz"), np.load(tmp_path / "c.npz")
+    assert list(a["ids"]) == list(c["ids"])
+    np.testing.assert_array_equal(a["supervectors"], c["supervectors"])
