@@ -196,3 +196,30 @@ def test_supervectors_share_the_feature_stores(corpus, tmp_path, count_extractio
     a, c = np.load(tmp_path / "a.npz"), np.load(tmp_path / "c.npz")
     assert list(a["ids"]) == list(c["ids"])
     np.testing.assert_array_equal(a["supervectors"], c["supervectors"])
+
+
+def test_train_ivector_pools_sources_as_speaker_id(corpus, tmp_path, capsys):  # noqa: F811
+    """train-ivector BG ENR (several sources, pooled in order, as train-ubm) trains the
+    total-variability matrix speaker-id --system ivector trains on background + enrolment
+    recordings: the same matrix from its UBM. Before, train-ivector took one source."""
+    from gmmspeech.backend.extractor import load_extractor
+
+    out = tmp_path / "iv"
+    assert main(["speaker-id", "--background", str(corpus / "bg.csv"), "--enroll", str(corpus / "enroll.csv"),
+                 "--test", str(corpus / "test.csv"), "--out", str(out), "-k", "8", "--iterations", "2",
+                 "--system", "ivector", "--ivector-iterations", "2", "--ivector-tv-seeds", "1",
+                 "--quiet"]) == 1  # the corpus' bad file
+    ext = tmp_path / "ext.npz"
+    assert main(["train-ivector", str(corpus / "bg.csv"), str(corpus / "enroll.csv"), "--ubm", str(out / "ubm.npz"),
+                 "--out", str(ext), "--iterations", "2", "--quiet"]) == 0
+    want, got = load_extractor(out / "ivector_extractor.npz"), load_extractor(ext)
+    assert got.rank_ == want.rank_
+    np.testing.assert_allclose(got.T_, want.T_, rtol=1e-10, atol=1e-12)
+    assert got.metadata_["feature_stores"] == [str(out / "features")]
+    # an id that names two different files is an error, not silently pooled
+    clash = tmp_path / "clash.csv"
+    clash.write_text("id,path,label\nbg0_0," + str(corpus / "ann_e0.wav") + ",ann\n")
+    capsys.readouterr()
+    assert main(["train-ivector", str(corpus / "bg.csv"), str(clash), "--ubm", str(out / "ubm.npz"),
+                 "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert "ids must be unique across the sources" in capsys.readouterr().err

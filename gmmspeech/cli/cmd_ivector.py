@@ -45,7 +45,9 @@ def register(sub) -> None:
         "checkpoint is written after every iteration; --resume continues an interrupted run "
         "and reaches the same matrix.",
     )
-    p.add_argument("source", metavar="MANIFEST_OR_STORE")
+    p.add_argument("source", metavar="MANIFEST_OR_STORE", nargs="+",
+                   help="manifest CSV or feature store folder; several are pooled (e.g. background and "
+                        "enrolment manifests, as speaker-id trains its total-variability matrix)")
     p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file (gmmspeech train-ubm)")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output extractor file (.npz)")
     p.add_argument("--rank", default="auto", metavar="R", help="i-vector dimension (default auto)")
@@ -189,24 +191,39 @@ def _cmd_train_ivector(args) -> int:
     config = _config_for(args, ubm)
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     rank = args.rank if args.rank == "auto" else int(args.rank)
+    from gmmspeech.backend.stats import BaumWelchStats
+    from gmmspeech.cli.cmd_speaker import _open_features
+
     with _FeatureDir(args.features_dir) as fdir:
-        feats, ids, _labels, bad = _store_and_rows(args, args.source, config, fdir, "train-ivector",
-                                                   reuse=recorded_stores(ubm))
-        if not ids:
-            print(f"gmmspeech train-ivector: error: {args.source}: no usable file", file=sys.stderr)
-            return 2
+        parts, bad, kept = [], [], []
+        seen: dict[str, tuple] = {}
+        for src in args.source:  # several sources are pooled, in order
+            feats, rows, b = _open_features(args, src, config, fdir, reuse=recorded_stores(ubm),
+                                            role="train-ivector", progress=progress)
+            for r in rows:  # an id must mean one file across the sources
+                key = (os.fspath(r.path), r.start, r.end)
+                if seen.setdefault(r.id, key) != key:
+                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in an "
+                                     "earlier source; ids must be unique across the sources")
+            bad += b
+            if not rows:
+                print(f"gmmspeech train-ivector: error: {src}: no usable file", file=sys.stderr)
+                return 2
+            parts.append((feats, [r.id for r in rows]))
+            kept += _kept_stores(args, feats, fdir)
+        ids = [i for _f, part in parts for i in part]
         if args.full_ubm:
             from gmmspeech.speaker.ubm import full_covariance_ubm
 
-            ubm = full_covariance_ubm(ubm, feats.stores(ids), max_iter=3, random_state=args.seed,
-                                      progress=progress, **_par(args))
-        st = _stats(ubm, feats, ids, args.top_c, args, progress)
-        kept = _kept_stores(args, feats, fdir)
+            ubm = full_covariance_ubm(ubm, [st for f, part in parts for st in f.stores(part)], max_iter=3,
+                                      random_state=args.seed, progress=progress, **_par(args))
+        st = BaumWelchStats.concat([_stats(ubm, f, part, args.top_c, args, progress) for f, part in parts])
+        kept = list(dict.fromkeys(kept))
         ext = IVectorExtractor(rank=rank, n_iter=args.iterations, ubm=ubm, top_c=args.top_c,
                                random_state=args.seed, checkpoint=ckpt, resume=args.resume,
                                progress=progress, **_par(args))
         ext.fit(st)
-    meta = {"role": "ivector-extractor", "source": os.path.abspath(args.source)}
+    meta = {"role": "ivector-extractor", "source": os.pathsep.join(os.path.abspath(p) for p in args.source)}
     if config is not None:
         meta["feature_config"] = config.to_dict()
         meta["feature_config_hash"] = config.config_hash()
