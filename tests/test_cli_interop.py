@@ -223,3 +223,27 @@ def test_train_ivector_pools_sources_as_speaker_id(corpus, tmp_path, capsys):  #
     assert main(["train-ivector", str(corpus / "bg.csv"), str(clash), "--ubm", str(out / "ubm.npz"),
                  "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
     assert "ids must be unique across the sources" in capsys.readouterr().err
+
+
+def test_feature_options_that_differ_from_the_model_warn(corpus, tmp_path, capsys):  # noqa: F811
+    """enroll (and every command that reads a UBM's saved feature configuration) with a
+    --preset or front-end option giving other features of the same dimensions warns, naming
+    the model file and both configurations; with the saved configuration it says nothing.
+    Before, a PLP UBM took 60-dim MFCCs from --preset speech silently."""
+    ubm = tmp_path / "ubm.npz"
+    assert main(["train-ubm", str(corpus / "bg.csv"), "--out", str(ubm), "-k", "4", "--iterations", "1",
+                 "--preset", "plp", "--quiet"]) == 0
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.defaults import speaker_feature_config
+
+    saved = mio.load(ubm).metadata_["feature_config_hash"]
+    speech = speaker_feature_config("speech", {})
+    assert speech.n_features == mio.load(ubm).means_.shape[1]  # same dimensions, other features
+    capsys.readouterr()
+    base = ["enroll", "--ubm", str(ubm), "--manifest", str(corpus / "enroll.csv"), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--preset", "speech"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --preset speech" in err and str(ubm) in err
+    assert saved in err and speech.config_hash() in err

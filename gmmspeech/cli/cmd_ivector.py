@@ -14,9 +14,11 @@ import sys
 
 from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _kept_stores, _par
 from gmmspeech.cli.common import (
+    PRESET_NAMES,
     add_data_root_arg,
     add_max_duration_arg,
     add_parallel_args,
+    add_preset_arg,
     parse_number,
 )
 
@@ -25,8 +27,8 @@ _IVECTORS_KIND = "ivectors"
 
 def _features_group(p, *, from_model: str) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                   help=f"feature preset (default: the configuration saved in the {from_model}, else speech)")
+    add_preset_arg(g, default=None, help="feature preset (" + ", ".join(PRESET_NAMES) + "; default: the "
+                   f"configuration saved in the {from_model}, else the speaker defaults)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
                    help="feature stores folder, as for enroll and score: features (and the cached "
                         "Baum-Welch statistics) are reused from and added to DIR/<config hash> (or DIR "
@@ -251,6 +253,7 @@ def _cmd_extract_ivectors(args) -> int:
     class _M:  # what _config_for reads from a model: the saved configuration, the UBM's dimensions
         metadata_ = {"feature_config": saved} if isinstance(saved, dict) else {}
         means_ = ext.ubm_.means_
+        path_ = os.fspath(args.extractor)
 
     config = _config_for(args, _M())
     with _FeatureDir(args.features_dir) as fdir:

@@ -282,8 +282,14 @@ def _config_for(args, ubm=None):
     The front-end options (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``) apply on
     top. With a UBM, the features must have its dimensions (checked before any audio is
     read)."""
+    from gmmspeech.cli.common import given_feature_flags
     from gmmspeech.speaker.defaults import speaker_feature_config
-    from gmmspeech.speaker.pipeline import check_config_against_ubm, saved_feature_config
+    from gmmspeech.speaker.pipeline import (
+        check_config_against_ubm,
+        describe_model,
+        feature_config_hash,
+        saved_feature_config,
+    )
 
     changes = feature_overrides(args)
     saved = saved_feature_config(ubm) if ubm is not None else None
@@ -296,8 +302,20 @@ def _config_for(args, ubm=None):
     else:
         config = speaker_feature_config(None, changes)
     if ubm is not None:
-        option = f"--preset {args.preset}" if getattr(args, "preset", None) else "the default preset"
+        flags = given_feature_flags(args)
+        if getattr(args, "preset", None):
+            option = f"--preset {args.preset}"
+        elif saved is not None:
+            option = "the configuration saved in the model file with " + ", ".join(flags or ["these options"])
+        else:
+            option = "the default preset"
         check_config_against_ubm(config, ubm, option=option)
+        want = feature_config_hash(ubm)
+        if want is not None and config.config_hash() != want:  # same dimensions, other features
+            print(f"gmmspeech {getattr(args, 'command', '')}: warning: {option} gives features of "
+                  f"configuration {config.config_hash()}, but {describe_model(ubm, 'the model')} was "
+                  "trained on features of another configuration (same dimensions): the results are "
+                  "likely worse; drop the feature options to use the saved configuration", file=sys.stderr)
     return config
 
 
