@@ -560,8 +560,27 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
     with _FeatureDir(args.features_dir) as fdir:
         stores = []
         seen: dict[str, tuple] = {}
+
+        def new_rows(src, rows):
+            """``rows`` less those already in an earlier source (same id and file: each file
+            trains the UBM once, as speaker-id's background + enrolment data); an id naming
+            another file than before is an error."""
+            earlier = set(seen)
+            for r in rows:  # several sources share one store: an id must mean one file
+                key = (os.fspath(r.path), r.start, r.end)
+                if seen.setdefault(r.id, key) != key:
+                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
+                                     "an earlier source; ids must be unique across the sources")
+            out = [r for r in rows if r.id not in earlier]
+            if len(out) < len(rows):
+                print(f"gmmspeech train-ubm: {src}: {len(rows) - len(out)} of {len(rows)} rows are "
+                      "in an earlier source; each file trains the UBM once", file=sys.stderr)
+            return out
+
         for src in sources:
             if os.path.isdir(src):
+                from gmmspeech.speaker.pipeline import store_rows
+
                 store = FeatureStore(src)
                 if not len(store):
                     raise FileNotFoundError(f"{src}: not a feature store (or an empty one)")
@@ -569,19 +588,20 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
                     raise ValueError(f"{src}: its features were made with another configuration "
                                      f"than {sources[0]}'s")
                 config = store.config
-                stores.append(store)
+                all_rows = store_rows(store)
+                fresh = new_rows(src, all_rows)
+                if not fresh:
+                    continue
+                stores.append(store if len(fresh) == len(all_rows) else store.subset([r.id for r in fresh]))
                 kept.append(store.root)
                 continue
             from gmmspeech.corpus.manifest import read_manifest
             from gmmspeech.speaker.pipeline import features_line, open_features
 
             config = config or _speaker_config_from_args(args)
-            rows = read_manifest(src, data_root=args.data_root)
-            for r in rows:  # several manifests share one store: an id must mean one file
-                key = (os.fspath(r.path), r.start, r.end)
-                if seen.setdefault(r.id, key) != key:
-                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
-                                     "an earlier source; ids must be unique across the sources")
+            rows = new_rows(src, read_manifest(src, data_root=args.data_root))
+            if not rows:
+                continue
             feats, rows, b = open_features(rows, config=config, features_dir=fdir,
                                            progress=progress, role="source",
                                            max_duration=max_duration, **_par(args))
