@@ -119,6 +119,19 @@ def test_score_cohort_adapts_like_the_speaker_models(corpus, tmp_path):  # noqa:
                  "--out", str(tmp_path / "c.tsv")]) == 1
     got = _scores(tmp_path / "c.tsv")
     assert not np.allclose([got[k] for k in want], [want[k] for k in want], atol=1e-3)
+    # models that record no MAP settings (written before they did): the defaults, 4 and mw
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.defaults import SPEAKER_DEFAULTS
+    from gmmspeech.speaker.pipeline import load_models, save_models
+
+    assert (SPEAKER_DEFAULTS["relevance_factor"], SPEAKER_DEFAULTS["adapt"]) == (4.0, "mw")
+    old = load_models(out / "models")
+    for lab, m in old.items():
+        meta = {k: v for k, v in m.metadata_.items() if k not in ("relevance_factor", "adapt", "label", "role")}
+        save_models({lab: m}, tmp_path / "bare", metadata=meta)
+    assert "relevance_factor" not in mio.load(tmp_path / "bare" / "ann.npz").metadata_
+    assert main([*base, "--models", str(tmp_path / "bare"), "--out", str(tmp_path / "d.tsv")]) == 1
+    assert _scores(tmp_path / "d.tsv") == got
 
 
 def test_step_by_step_ivector_reproduces_speaker_id(corpus, tmp_path, capsys):  # noqa: F811
