@@ -52,7 +52,9 @@ def test_step_by_step_commands_share_the_defaults():
     assert (a.relevance, a.adapt) == (SPEAKER_DEFAULTS["relevance_factor"], SPEAKER_DEFAULTS["adapt"])
     a = p.parse_args(["score", "--ubm", "u.npz", "--models", "m", "--manifest", "t.csv", "--out", "s.tsv"])
     assert (a.mode, a.top_c, a.norm, a.norm_cohort) == (None, None, None, None)  # resolved from the defaults
-    assert (a.relevance, a.adapt) == (SPEAKER_DEFAULTS["relevance_factor"], SPEAKER_DEFAULTS["adapt"])
+    # the cohort models' MAP settings: the speaker models' own (recorded in their files), else the
+    # defaults (tests/test_cli_interop.py::test_score_cohort_adapts_like_the_speaker_models)
+    assert (a.relevance, a.adapt) == (None, None)
     # the feature configuration without --preset or a UBM is the speaker default
     from gmmspeech.cli.cmd_speaker import _config_for
 

@@ -8,6 +8,7 @@ import sys
 from gmmspeech.cli.common import (
     PRESET_NAMES,
     add_data_root_arg,
+    add_max_duration_arg,
     add_parallel_args,
     add_preset_arg,
 )
@@ -53,7 +54,11 @@ def register(sub) -> None:
     add_preset_arg(g, default=None, help="feature preset (default: the configuration saved in "
                                          "the UBM file)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="keep the extracted features in this store (default: a temporary folder)")
+                   help="feature stores folder, as for enroll and score: features are reused from and "
+                        "added to DIR/<config hash> (or DIR itself when it is a store of the same "
+                        "configuration); files already in the stores the UBM file records are read "
+                        "from there; default: a temporary folder")
+    add_max_duration_arg(g)
     add_data_root_arg(g)
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -93,24 +98,27 @@ def _cmd_posteriors(args: argparse.Namespace) -> int:
 def _cmd_supervectors(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gmmspeech.cli.cmd_speaker import _FeatureDir, _report_bad
+    from gmmspeech.cli.cmd_speaker import _FeatureDir, _open_features
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.gmmfeatures import save_supervectors, supervectors
-    from gmmspeech.speaker.pipeline import build_features
+    from gmmspeech.speaker.pipeline import recorded_stores
 
     try:
+        check_max_duration(args)
         ubm = mio.load(args.ubm)
         config = _config(args, ubm)
         if config.n_features != ubm.means_.shape[1]:
             raise ValueError(f"the front end gives {config.n_features} dims, the UBM has "
                              f"{ubm.means_.shape[1]}")
         with _FeatureDir(args.features_dir) as fdir:
-            store, rows, bad = build_features(args.manifest, fdir, config=config,
-                                              data_root=args.data_root, progress=not args.quiet,
-                                              n_jobs=args.jobs, backend=args.backend,
-                                              scheduler=args.scheduler)
-            _report_bad("supervectors", bad)
-            sv = supervectors(ubm, [np.asarray(store.load(r.id)) for r in rows],
+            # the UBM's stores are read, new features go to --features-dir (FDIR/<config hash>)
+            feats, rows, bad = _open_features(args, args.manifest, config, fdir, reuse=recorded_stores(ubm),
+                                              role="supervectors", progress=not args.quiet)
+            if not rows:
+                print(f"gmmspeech supervectors: error: {args.manifest}: no usable file", file=sys.stderr)
+                return 2
+            sv = supervectors(ubm, [np.asarray(feats.load(r.id)) for r in rows],
                               relevance_factor=args.relevance, center=args.center)
     except ValueError as exc:
         print(f"gmmspeech supervectors: error: {exc}", file=sys.stderr)

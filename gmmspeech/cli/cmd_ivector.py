@@ -12,19 +12,29 @@ from __future__ import annotations
 import os
 import sys
 
-from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _par, _report_bad
-from gmmspeech.cli.common import add_data_root_arg, add_parallel_args, parse_number
+from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _kept_stores, _par
+from gmmspeech.cli.common import (
+    PRESET_NAMES,
+    add_data_root_arg,
+    add_max_duration_arg,
+    add_parallel_args,
+    add_preset_arg,
+    parse_number,
+)
 
 _IVECTORS_KIND = "ivectors"
 
 
 def _features_group(p, *, from_model: str) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--preset", default=None, choices=["speech", "kaldi", "librosa"],
-                   help=f"feature preset (default: the configuration saved in the {from_model}, else speech)")
+    add_preset_arg(g, default=None, help="feature preset (" + ", ".join(PRESET_NAMES) + "; default: the "
+                   f"configuration saved in the {from_model}, else the speaker defaults)")
     g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="keep the extracted features (and the cached Baum-Welch statistics) in this "
-                        "feature store folder (default: a temporary folder)")
+                   help="feature stores folder, as for enroll and score: features (and the cached "
+                        "Baum-Welch statistics) are reused from and added to DIR/<config hash> (or DIR "
+                        f"itself when it is a store of the same configuration); files already in the "
+                        f"stores the {from_model} records are read from there; default: a temporary folder")
+    add_max_duration_arg(g)
     add_data_root_arg(g)
 
 
@@ -37,7 +47,9 @@ def register(sub) -> None:
         "checkpoint is written after every iteration; --resume continues an interrupted run "
         "and reaches the same matrix.",
     )
-    p.add_argument("source", metavar="MANIFEST_OR_STORE")
+    p.add_argument("source", metavar="MANIFEST_OR_STORE", nargs="+",
+                   help="manifest CSV or feature store folder; several are pooled (e.g. background and "
+                        "enrolment manifests, as speaker-id trains its total-variability matrix)")
     p.add_argument("--ubm", required=True, metavar="FILE", help="UBM model file (gmmspeech train-ubm)")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output extractor file (.npz)")
     p.add_argument("--rank", default="auto", metavar="R", help="i-vector dimension (default auto)")
@@ -67,6 +79,10 @@ def register(sub) -> None:
     p.add_argument("--covariances", action="store_true",
                    help="also write each i-vector's posterior covariance (R x R floats per row), "
                         "for score-ivectors --uncertainty")
+    p.add_argument("--pooled", action="store_true",
+                   help="one i-vector per label, extracted from the summed statistics of its rows (a "
+                        "pooled speaker model, as speaker-id enrols by default: --enroll-ivectors "
+                        "pooled); its id is the label. For the enrolment manifest")
     _features_group(p, from_model="extractor file")
     add_parallel_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -78,7 +94,9 @@ def register(sub) -> None:
         description="Train length normalisation, LDA and PLDA (or WCCN for cosine scoring) on "
         "IVECTORS (extract-ivectors of a background manifest; its labels are the speakers).",
     )
-    p.add_argument("ivectors", metavar="IVECTORS")
+    p.add_argument("ivectors", metavar="IVECTORS", nargs="+",
+                   help="i-vector files (extract-ivectors); several are pooled, e.g. the background and "
+                        "the enrolment i-vectors, as speaker-id trains its back-end by default")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output back-end file (.npz)")
     p.add_argument("--scoring", default="plda", choices=["plda", "cosine"], help="default plda")
     p.add_argument("--lda-dim", default=None, metavar="N", help="LDA dimension (default: no LDA)")
@@ -109,19 +127,31 @@ def register(sub) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-def _store_and_rows(args, manifest_or_store, config, fdir, cmd):
-    from gmmspeech.corpus.store import FeatureStore
-    from gmmspeech.speaker.pipeline import build_features
+def _store_and_rows(args, manifest_or_store, config, fdir, cmd, reuse=()):
+    """The features of a manifest (or of a feature store of ``config``): those in the stores
+    ``reuse`` (recorded in the UBM or extractor file) are read from there, the rest extracted
+    into the store of ``config`` under ``fdir`` (``--features-dir``: ``fdir/<config hash>``, or
+    ``fdir`` itself when it is a store of that configuration, as enroll and score do).
+    ``(features, ids, labels, bad)``."""
+    from gmmspeech.cli.cmd_speaker import _open_features
 
-    if os.path.isdir(manifest_or_store):
-        store = FeatureStore(manifest_or_store)
-        if not len(store):
-            raise FileNotFoundError(f"{manifest_or_store}: not a feature store (or an empty one)")
-        return store, list(store.ids()), store.labels(), []
-    store, rows, bad = build_features(manifest_or_store, fdir, config=config, data_root=args.data_root,
-                                      progress=not getattr(args, "quiet", True), role=cmd, **_par(args))
-    _report_bad(cmd, bad)
-    return store, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
+    feats, rows, bad = _open_features(args, manifest_or_store, config, fdir, reuse=reuse, role=cmd,
+                                      progress=not getattr(args, "quiet", True))
+    return feats, [r.id for r in rows], {r.id: str(r.label) for r in rows}, bad
+
+
+def _stats(ubm, feats, ids, top_c, args, progress):
+    """Baum-Welch statistics of ``ids`` (in that order), read from the store that holds each
+    (the statistics are cached in each store)."""
+    from gmmspeech.backend.stats import BaumWelchStats, utterance_stats
+
+    parts = [utterance_stats(ubm, st, ids=list(st.ids()), top_c=top_c, progress=progress, **_par(args))
+             for st in feats.stores(ids)]
+    st = parts[0] if len(parts) == 1 else BaumWelchStats.concat(parts)
+    if list(st.ids) != list(ids):
+        pos = {u: i for i, u in enumerate(st.ids)}
+        st = st.subset([pos[u] for u in ids])
+    return st
 
 
 def _read_ivectors(path, *, covariances: bool = False):
@@ -153,33 +183,54 @@ def _read_ivectors(path, *, covariances: bool = False):
 @_clean_errors
 def _cmd_train_ivector(args) -> int:
     from gmmspeech.backend.extractor import IVectorExtractor, save_extractor
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import recorded_stores
 
+    check_max_duration(args)
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     config = _config_for(args, ubm)
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     rank = args.rank if args.rank == "auto" else int(args.rank)
+    from gmmspeech.backend.stats import BaumWelchStats
+    from gmmspeech.cli.cmd_speaker import _open_features
+
     with _FeatureDir(args.features_dir) as fdir:
-        store, ids, _labels, bad = _store_and_rows(args, args.source, config, fdir, "train-ivector")
-        if not ids:
-            print(f"gmmspeech train-ivector: error: {args.source}: no usable file", file=sys.stderr)
-            return 2
+        parts, bad, kept = [], [], []
+        seen: dict[str, tuple] = {}
+        for src in args.source:  # several sources are pooled, in order
+            feats, rows, b = _open_features(args, src, config, fdir, reuse=recorded_stores(ubm),
+                                            role="train-ivector", progress=progress)
+            for r in rows:  # an id must mean one file across the sources
+                key = (os.fspath(r.path), r.start, r.end)
+                if seen.setdefault(r.id, key) != key:
+                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in an "
+                                     "earlier source; ids must be unique across the sources")
+            bad += b
+            if not rows:
+                print(f"gmmspeech train-ivector: error: {src}: no usable file", file=sys.stderr)
+                return 2
+            parts.append((feats, [r.id for r in rows]))
+            kept += _kept_stores(args, feats, fdir)
+        ids = [i for _f, part in parts for i in part]
         if args.full_ubm:
             from gmmspeech.speaker.ubm import full_covariance_ubm
 
-            ubm = full_covariance_ubm(ubm, [store], max_iter=3, random_state=args.seed,
-                                      progress=progress, **_par(args))
-        from gmmspeech.backend.stats import utterance_stats
-
-        st = utterance_stats(ubm, store, ids=ids, top_c=args.top_c, progress=progress, **_par(args))
+            ubm = full_covariance_ubm(ubm, [st for f, part in parts for st in f.stores(part)], max_iter=3,
+                                      random_state=args.seed, progress=progress, **_par(args))
+        st = BaumWelchStats.concat([_stats(ubm, f, part, args.top_c, args, progress) for f, part in parts])
+        kept = list(dict.fromkeys(kept))
         ext = IVectorExtractor(rank=rank, n_iter=args.iterations, ubm=ubm, top_c=args.top_c,
                                random_state=args.seed, checkpoint=ckpt, resume=args.resume,
                                progress=progress, **_par(args))
         ext.fit(st)
-    meta = {"role": "ivector-extractor", "source": os.path.abspath(args.source)}
+    meta = {"role": "ivector-extractor", "source": os.pathsep.join(os.path.abspath(p) for p in args.source)}
     if config is not None:
         meta["feature_config"] = config.to_dict()
+        meta["feature_config_hash"] = config.config_hash()
+    if kept:  # extract-ivectors reads these features again
+        meta["feature_stores"] = kept
     save_extractor(ext, args.out, metadata=meta)
     if args.checkpoint is None and os.path.exists(ckpt):
         os.unlink(ckpt)
@@ -190,9 +241,11 @@ def _cmd_train_ivector(args) -> int:
 @_clean_errors
 def _cmd_extract_ivectors(args) -> int:
     from gmmspeech.backend.extractor import load_extractor
-    from gmmspeech.backend.stats import utterance_stats
+    from gmmspeech.cli.common import check_max_duration
     from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import recorded_stores
 
+    check_max_duration(args)
     progress = not args.quiet
     ext = load_extractor(args.extractor)
     saved = ext.metadata_.get("feature_config")
@@ -200,14 +253,24 @@ def _cmd_extract_ivectors(args) -> int:
     class _M:  # what _config_for reads from a model: the saved configuration, the UBM's dimensions
         metadata_ = {"feature_config": saved} if isinstance(saved, dict) else {}
         means_ = ext.ubm_.means_
+        path_ = os.fspath(args.extractor)
 
     config = _config_for(args, _M())
     with _FeatureDir(args.features_dir) as fdir:
-        store, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors")
+        feats, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors",
+                                                  reuse=recorded_stores(ext))
         if not ids:
             print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
             return 2
-        st = utterance_stats(ext.ubm_, store, ids=ids, top_c=ext.top_c, progress=progress, **_par(args))
+        st = _stats(ext.ubm_, feats, ids, ext.top_c, args, progress)
+        if args.pooled:  # one speaker model per label: its recordings' statistics summed
+            unlabelled = [i for i in ids if not labels.get(i)]
+            if unlabelled:
+                raise ValueError(f"--pooled: {len(unlabelled)} row(s) of {args.manifest} have no label "
+                                 f"(first: id {unlabelled[0]!r}); every row needs its speaker's label")
+            st = st.pooled([labels[i] for i in ids])
+            ids = list(st.ids)
+            labels = {i: i for i in ids}
         ext.set_params(**_par(args))
         if args.covariances:
             vecs, covs = ext.posterior(st)
@@ -219,19 +282,29 @@ def _cmd_extract_ivectors(args) -> int:
                     {"ids": ids, "labels": [labels.get(i, "") for i in ids],
                      "extractor": os.path.abspath(args.extractor)})
     print(f"wrote {args.out}: {len(ids)} i-vectors of dimension {vecs.shape[1]}"
+          + (" (one per label, pooled)" if args.pooled else "")
           + (f" ({len(bad)} file(s) skipped)" if bad else ""))
     return 1 if bad else 0
 
 
 @_clean_errors
 def _cmd_train_backend(args) -> int:
+    import numpy as np
+
     from gmmspeech.backend.scoring import SpeakerBackend, save_backend
 
-    _ids, labels, vecs = _read_ivectors(args.ivectors)
+    parts = [_read_ivectors(path) for path in args.ivectors]
+    dims = {v.shape[1] for _i, _l, v in parts}
+    if len(dims) > 1:
+        raise ValueError("the i-vector files have different dimensions ("
+                         + ", ".join(f"{path}: {v.shape[1]}" for path, (_i, _l, v) in zip(args.ivectors, parts))
+                         + "); give files of one extractor")
+    labels = [lab for _i, lab_list, _v in parts for lab in lab_list]
+    vecs = np.concatenate([v for _i, _l, v in parts])
     be = SpeakerBackend(scoring=args.scoring, lda_dim=parse_number(args.lda_dim), plda_model=args.plda,
                         plda_rank=args.plda_rank, plda_iter=args.plda_iterations,
                         whiten_shrinkage=args.whiten_shrinkage).fit(vecs, labels)
-    save_backend(be, args.out, metadata={"trained_on": os.path.abspath(args.ivectors)})
+    save_backend(be, args.out, metadata={"trained_on": os.pathsep.join(os.path.abspath(p) for p in args.ivectors)})
     print(f"wrote {args.out}: {args.scoring} back-end on {len(labels)} i-vectors of "
           f"{len(set(labels))} speakers")
     return 0

@@ -233,8 +233,10 @@ def register(sub) -> None:
                    help="analysis rate in Hz; audio at another rate is resampled to it (default: "
                         "the preset's, 16000 for speech; 8000 suits 8 kHz corpora such as FSDD)")
     add_max_duration_arg(g)
-    g.add_argument("--features-dir", default=None, metavar="DIR",
-                   help="shared folder for the feature stores (default DIR/features)")
+    g.add_argument("--features-dir", default=None, metavar="FDIR",
+                   help="shared folder for the feature stores: features are reused from and added to "
+                        "FDIR/<config hash>, or FDIR itself when it is a store of the same "
+                        "configuration (a store of another one is an error); default DIR/features")
     add_data_root_arg(g)
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOL_PRESETS),
                    help="start from a named setting instead of the defaults (classic: the "
@@ -265,10 +267,12 @@ def _add_norm_args(p: argparse.ArgumentParser, *, in_score: bool) -> None:
         g.add_argument("--background", default=None, metavar="CSV_OR_STORE",
                        help="background manifest (or feature store): cohort models (one per label, adapted like the "
                             "speaker models) and Z-norm impostor segments")
-        g.add_argument("--relevance", type=float, default=_D["relevance_factor"], metavar="R",
-                       help=f"MAP relevance factor of the cohort models (default {_D['relevance_factor']:g})")
-        g.add_argument("--adapt", default=_D["adapt"], metavar="PARAMS",
-                       help=f"adapted parameters of the cohort models (default {_D['adapt']})")
+        g.add_argument("--relevance", type=float, default=None, metavar="R",
+                       help="MAP relevance factor of the cohort models (default: the speaker models' own, "
+                            f"recorded in their files, else {_D['relevance_factor']:g})")
+        g.add_argument("--adapt", default=None, metavar="PARAMS",
+                       help="adapted parameters of the cohort models (default: the speaker models' own, "
+                            f"recorded in their files, else {_D['adapt']})")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -278,8 +282,14 @@ def _config_for(args, ubm=None):
     The front-end options (``--sdc``, ``--pitch``, ``--rasta``, ``--vad-method``) apply on
     top. With a UBM, the features must have its dimensions (checked before any audio is
     read)."""
+    from gmmspeech.cli.common import given_feature_flags
     from gmmspeech.speaker.defaults import speaker_feature_config
-    from gmmspeech.speaker.pipeline import check_config_against_ubm, saved_feature_config
+    from gmmspeech.speaker.pipeline import (
+        check_config_against_ubm,
+        describe_model,
+        feature_config_hash,
+        saved_feature_config,
+    )
 
     changes = feature_overrides(args)
     saved = saved_feature_config(ubm) if ubm is not None else None
@@ -292,8 +302,20 @@ def _config_for(args, ubm=None):
     else:
         config = speaker_feature_config(None, changes)
     if ubm is not None:
-        option = f"--preset {args.preset}" if getattr(args, "preset", None) else "the default preset"
+        flags = given_feature_flags(args)
+        if getattr(args, "preset", None):
+            option = f"--preset {args.preset}"
+        elif saved is not None:
+            option = "the configuration saved in the model file with " + ", ".join(flags or ["these options"])
+        else:
+            option = "the default preset"
         check_config_against_ubm(config, ubm, option=option)
+        want = feature_config_hash(ubm)
+        if want is not None and config.config_hash() != want:  # same dimensions, other features
+            print(f"gmmspeech {getattr(args, 'command', '')}: warning: {option} gives features of "
+                  f"configuration {config.config_hash()}, but {describe_model(ubm, 'the model')} was "
+                  "trained on features of another configuration (same dimensions): the results are "
+                  "likely worse; drop the feature options to use the saved configuration", file=sys.stderr)
     return config
 
 
@@ -396,6 +418,10 @@ def _validate_score(args) -> None:
     check_input(args.background, "--background", kind="any")
     check_output(args.out, "-o/--out")
     _check_scoring_args(args)
+    if args.relevance is not None:
+        check_number(args.relevance, "--relevance", lo=0, strict=True)
+    if args.adapt is not None:
+        check_adapt(args.adapt)
     check_common(args)
 
 
@@ -534,8 +560,27 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
     with _FeatureDir(args.features_dir) as fdir:
         stores = []
         seen: dict[str, tuple] = {}
+
+        def new_rows(src, rows):
+            """``rows`` less those already in an earlier source (same id and file: each file
+            trains the UBM once, as speaker-id's background + enrolment data); an id naming
+            another file than before is an error."""
+            earlier = set(seen)
+            for r in rows:  # several sources share one store: an id must mean one file
+                key = (os.fspath(r.path), r.start, r.end)
+                if seen.setdefault(r.id, key) != key:
+                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
+                                     "an earlier source; ids must be unique across the sources")
+            out = [r for r in rows if r.id not in earlier]
+            if len(out) < len(rows):
+                print(f"gmmspeech train-ubm: {src}: {len(rows) - len(out)} of {len(rows)} rows are "
+                      "in an earlier source; each file trains the UBM once", file=sys.stderr)
+            return out
+
         for src in sources:
             if os.path.isdir(src):
+                from gmmspeech.speaker.pipeline import store_rows
+
                 store = FeatureStore(src)
                 if not len(store):
                     raise FileNotFoundError(f"{src}: not a feature store (or an empty one)")
@@ -543,19 +588,20 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
                     raise ValueError(f"{src}: its features were made with another configuration "
                                      f"than {sources[0]}'s")
                 config = store.config
-                stores.append(store)
+                all_rows = store_rows(store)
+                fresh = new_rows(src, all_rows)
+                if not fresh:
+                    continue
+                stores.append(store if len(fresh) == len(all_rows) else store.subset([r.id for r in fresh]))
                 kept.append(store.root)
                 continue
             from gmmspeech.corpus.manifest import read_manifest
             from gmmspeech.speaker.pipeline import features_line, open_features
 
             config = config or _speaker_config_from_args(args)
-            rows = read_manifest(src, data_root=args.data_root)
-            for r in rows:  # several manifests share one store: an id must mean one file
-                key = (os.fspath(r.path), r.start, r.end)
-                if seen.setdefault(r.id, key) != key:
-                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
-                                     "an earlier source; ids must be unique across the sources")
+            rows = new_rows(src, read_manifest(src, data_root=args.data_root))
+            if not rows:
+                continue
             feats, rows, b = open_features(rows, config=config, features_dir=fdir,
                                            progress=progress, role="source",
                                            max_duration=max_duration, **_par(args))
@@ -625,7 +671,7 @@ def _cmd_enroll(args) -> int:
 
     from gmmspeech.mixture import io as mio
     from gmmspeech.speaker.map import enroll
-    from gmmspeech.speaker.pipeline import recorded_stores, save_models
+    from gmmspeech.speaker.pipeline import map_settings, recorded_stores, save_models
 
     _validate_enroll(args)
     progress = not args.quiet
@@ -644,7 +690,8 @@ def _cmd_enroll(args) -> int:
         models = enroll(ubm, spk, relevance_factor=args.relevance, adapt=args.adapt,
                         progress=progress, **_par(args))
         kept = _kept_stores(args, feats, fdir)
-    meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash()}
+    meta = {"feature_config": config.to_dict(), "feature_config_hash": config.config_hash(),
+            **map_settings(args.relevance, args.adapt)}  # score's cohort models adapt the same way
     if kept:
         meta["feature_stores"] = kept
     save_models(models, args.out, metadata=meta)
@@ -665,6 +712,7 @@ def _cmd_score(args) -> int:
         load_models,
         norm_needs,
         normalise_scores,
+        recorded_map_settings,
         recorded_stores,
         write_scores,
     )
@@ -674,6 +722,13 @@ def _cmd_score(args) -> int:
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     models = load_models(args.models)
+    # the cohort models adapt as the speaker models did (recorded in their files by enroll and
+    # speaker-id), unless told otherwise
+    recorded = recorded_map_settings(models.values())
+    if args.relevance is None:
+        args.relevance = float(recorded.get("relevance_factor", _D["relevance_factor"]))
+    if args.adapt is None:
+        args.adapt = str(recorded.get("adapt", _D["adapt"]))
     config = _config_for(args, ubm)
     import warnings
 

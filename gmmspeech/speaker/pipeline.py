@@ -413,6 +413,24 @@ def save_models(models: Mapping[Any, Any], folder, *, metadata: Mapping[str, Any
     return paths
 
 
+def map_settings(relevance_factor, adapt) -> dict[str, Any]:
+    """The MAP settings a speaker model records in its file (``relevance_factor``, ``adapt``),
+    so that ``score`` adapts its normalisation cohort models the same way."""
+    return {"relevance_factor": float(relevance_factor), "adapt": str(adapt)}
+
+
+def recorded_map_settings(models) -> dict[str, Any]:
+    """The MAP settings (:func:`map_settings`) recorded by every one of ``models`` with the same
+    value (a key the models disagree on, or some lack, is left out)."""
+    out: dict[str, Any] = {}
+    metas = [getattr(m, "metadata_", None) or {} for m in models]
+    for key in ("relevance_factor", "adapt"):
+        vals = {repr(md.get(key)) for md in metas}
+        if metas and len(vals) == 1 and metas[0].get(key) is not None:
+            out[key] = metas[0][key]
+    return out
+
+
 def load_models(folder) -> dict[str, Any]:
     """Read every ``*.npz`` model of a folder: label (from the metadata) -> GMM, sorted by file name."""
     from gmmspeech.mixture import io as mio
@@ -873,8 +891,10 @@ def run_speaker_id(
         Where the features go: one store ``<features_dir>/<config hash>`` for the three
         manifests, so a file listed in several is extracted once (a manifest whose ids name
         other files than an earlier one's gets ``<...>/<role>``); shareable between runs
-        and recorded in ``ubm.npz`` (``feature_stores``) for ``enroll``/``score``. Default
-        ``out/features``.
+        and recorded in ``ubm.npz`` (``feature_stores``) for ``enroll``/``score``. A
+        ``features_dir`` that is itself a store of the run's configuration (``out/features``
+        of an earlier run, ``gmmspeech features --out``) is that store; one of another
+        configuration is an error (:func:`store_dir_for`). Default ``out/features``.
     max_duration : float or None
         Longest accepted audio file or segment in seconds (default 4 hours); longer ones
         are bad files.
@@ -967,7 +987,7 @@ def run_speaker_id(
     if features_dir is None:
         fdir = os.path.join(out, "features")
     else:
-        fdir = os.path.join(os.path.abspath(os.fspath(features_dir)), cfg.config_hash())
+        fdir = store_dir_for(features_dir, cfg)  # the folder itself when it is a store of cfg
     timings: dict[str, float] = {}
     par = dict(n_jobs=n_jobs, backend=backend, scheduler=scheduler)
 
@@ -1170,7 +1190,8 @@ def _gmm_ubm_scores(ubm, stores, rows, out, cfg, par, progress, say):
     say(f"enrol: {len(spk)} speakers (relevance {cfg['relevance_factor']}, adapt {cfg['adapt']!r})")
     models = enroll_models(ubm, spk, relevance_factor=cfg["relevance_factor"], adapt=cfg["adapt"],
                            progress=progress, **par)
-    save_models(models, os.path.join(out, "models"), metadata=cfg["feature_meta"])
+    save_models(models, os.path.join(out, "models"),  # score's cohort models adapt the same way
+                metadata={**cfg["feature_meta"], **map_settings(cfg["relevance_factor"], cfg["adapt"])})
     kw = dict(top_c=_topc(cfg), mode=cfg["mode"], **par)
     utts = [np.asarray(stores["test"].load(r.id)) for r in rows["test"]]
     model_labels = list(models)
