@@ -111,6 +111,15 @@ def test_uncertainty_count_and_domain_options(corpus, tmp_path):  # noqa: F811
 def test_ivector_options_are_validated(corpus, tmp_path, capsys):  # noqa: F811
     rc = _run(corpus, tmp_path / "x", "ivector", "--lda-dim", "abc")
     assert rc == 2 and "'abc' is not a number" in capsys.readouterr().err
+    # the rank: auto or an integer >= 1, the error names the flag, before any work
+    for v, msg in (("abc", "must be an integer >= 1 or auto, got 'abc'"), ("40.5", "must be an integer >= 1 or auto, got '40.5'"),
+                   ("0", "must be >= 1, got 0")):
+        assert _run(corpus, tmp_path / "r", "ivector", "--ivector-rank", v) == 2
+        assert f"--ivector-rank {msg}" in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()
+        assert main(["train-ivector", str(corpus / "bg.csv"), "--ubm", str(tmp_path / "none.npz"), "--out",
+                     str(tmp_path / "e.npz"), "--rank", v, "--quiet"]) == 2
+        assert f"--rank {msg}" in capsys.readouterr().err
 
 
 def test_step_by_step_ivector_commands(corpus, tmp_path, capsys):  # noqa: F811

@@ -19,6 +19,7 @@ from gmmspeech.cli.common import (
     add_max_duration_arg,
     add_parallel_args,
     add_preset_arg,
+    parse_auto_int,
     parse_number,
 )
 
@@ -188,11 +189,11 @@ def _cmd_train_ivector(args) -> int:
     from gmmspeech.speaker.pipeline import recorded_stores
 
     check_max_duration(args)
+    rank = parse_auto_int(args.rank, "--rank")
     progress = not args.quiet
     ubm = mio.load(args.ubm)
     config = _config_for(args, ubm)
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
-    rank = args.rank if args.rank == "auto" else int(args.rank)
     from gmmspeech.backend.stats import BaumWelchStats
     from gmmspeech.cli.cmd_speaker import _open_features
 

@@ -26,6 +26,7 @@ from gmmspeech.cli.common import (
     check_output,
     feature_overrides,
     ivector_options_from_args,
+    parse_auto_int,
     parse_tv_seeds,
     resume_command,
 )
@@ -436,6 +437,8 @@ def _validate_speaker_id(args) -> None:
     check_number(args.n_mfcc, "--n-mfcc", lo=1)
     if getattr(args, "ivector_tv_seeds", None) is not None:
         parse_tv_seeds(args.ivector_tv_seeds)
+    if getattr(args, "ivector_rank", None) is not None:
+        parse_auto_int(args.ivector_rank, "--ivector-rank")
     check_common(args)
 
 

@@ -381,15 +381,20 @@ def parse_number(v: str | None):
             raise ValueError(f"{v!r} is not a number, 'auto' or 'none'") from None
 
 
-def parse_tv_seeds(v: str):
-    """``--ivector-tv-seeds``: "auto" or an integer >= 1 (a usage error naming the flag)."""
+def parse_auto_int(v: str, flag: str):
+    """``v``: "auto" or an integer >= 1 (a usage error naming ``flag``)."""
     if v == "auto":
         return "auto"
     if not (isinstance(v, str) and v.isascii() and v.isdigit()):
-        raise _usage_error(f"--ivector-tv-seeds must be an integer >= 1 or auto, got {v!r}")
+        raise _usage_error(f"{flag} must be an integer >= 1 or auto, got {v!r}")
     k = int(v)
-    check_number(k, "--ivector-tv-seeds", lo=1)
+    check_number(k, flag, lo=1)
     return k
+
+
+def parse_tv_seeds(v: str):
+    """``--ivector-tv-seeds``: "auto" or an integer >= 1 (a usage error naming the flag)."""
+    return parse_auto_int(v, "--ivector-tv-seeds")
 
 
 def ivector_options_from_args(args) -> dict:
@@ -397,7 +402,7 @@ def ivector_options_from_args(args) -> dict:
     the command line (options not given are left to the defaults)."""
     out: dict = {}
     if getattr(args, "ivector_rank", None) is not None:
-        out["rank"] = parse_number(args.ivector_rank)
+        out["rank"] = parse_auto_int(args.ivector_rank, "--ivector-rank")
     if getattr(args, "ivector_iterations", None) is not None:
         out["n_iter"] = int(args.ivector_iterations)
     if getattr(args, "ivector_scoring", None) is not None:
