@@ -134,6 +134,37 @@ def test_score_cohort_adapts_like_the_speaker_models(corpus, tmp_path):  # noqa:
     assert _scores(tmp_path / "d.tsv") == got
 
 
+def test_per_parameter_relevance_is_recorded_and_reused(corpus, tmp_path, capsys):  # noqa: F811
+    """run_speaker_id takes per-parameter relevance factors (a mapping, as map_adapt): the models
+    record them and score's cohort adapts with them (saving them crashed with a TypeError after
+    the whole run); models that disagree make score warn and use the defaults."""
+    from gmmspeech.mixture import io as mio
+    from gmmspeech.speaker.pipeline import load_models, run_speaker_id, save_models
+
+    out = tmp_path / "run"
+    rel = {"m": 4.0, "v": 16.0}
+    run_speaker_id(corpus / "bg.csv", corpus / "enroll.csv", corpus / "test.csv", out, n_components=8,
+                   max_iter=3, relevance_factor=rel, adapt="mv", norm="snorm", progress=False, verbose=False)
+    assert mio.load(next((out / "models").glob("*.npz"))).metadata_["relevance_factor"] == rel
+    base = ["score", "--ubm", str(out / "ubm.npz"), "--manifest", str(corpus / "test.csv"),
+            "--background", str(corpus / "bg.csv"), "--norm", "snorm", "--quiet"]
+    want = _scores(out / "scores.tsv")
+    assert main([*base, "--models", str(out / "models"), "--out", str(tmp_path / "a.tsv")]) == 1  # broken.wav
+    got = _scores(tmp_path / "a.tsv")
+    np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want], rtol=1e-9, atol=1e-9)
+    models = load_models(out / "models")
+    first = next(iter(models))
+    for lab, m in models.items():
+        meta = {k: v for k, v in m.metadata_.items() if k not in ("label", "role")}
+        if lab == first:
+            meta["relevance_factor"] = 8.0
+        save_models({lab: m}, tmp_path / "mixed", metadata=meta)
+    capsys.readouterr()
+    assert main([*base, "--models", str(tmp_path / "mixed"), "--out", str(tmp_path / "b.tsv")]) == 1
+    err = capsys.readouterr().err
+    assert "record different relevance_factor values" in err and "--relevance 4" in err
+
+
 def test_step_by_step_ivector_reproduces_speaker_id(corpus, tmp_path, capsys):  # noqa: F811
     """speaker-id --system ivector (one TV matrix) enrols a speaker as one i-vector of its
     recordings' summed statistics and trains the back-end on the background and enrolment

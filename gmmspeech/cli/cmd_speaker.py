@@ -727,9 +727,14 @@ def _cmd_score(args) -> int:
     models = load_models(args.models)
     # the cohort models adapt as the speaker models did (recorded in their files by enroll and
     # speaker-id), unless told otherwise
-    recorded = recorded_map_settings(models.values())
-    if args.relevance is None:
-        args.relevance = float(recorded.get("relevance_factor", _D["relevance_factor"]))
+    recorded, differ = recorded_map_settings(models.values())
+    for key, flag in (("relevance_factor", "--relevance"), ("adapt", "--adapt")):
+        if key in differ and getattr(args, flag[2:]) is None:
+            print(f"gmmspeech score: warning: the speaker models record different {key} values; the "
+                  f"cohort models use {flag} {_D[key]} (give {flag} to choose)", file=sys.stderr)
+    if args.relevance is None:  # a number, or per-parameter factors recorded by the Python API
+        rel = recorded.get("relevance_factor", _D["relevance_factor"])
+        args.relevance = dict(rel) if isinstance(rel, dict) else float(rel)
     if args.adapt is None:
         args.adapt = str(recorded.get("adapt", _D["adapt"]))
     config = _config_for(args, ubm)

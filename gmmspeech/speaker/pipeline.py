@@ -414,21 +414,32 @@ def save_models(models: Mapping[Any, Any], folder, *, metadata: Mapping[str, Any
 
 
 def map_settings(relevance_factor, adapt) -> dict[str, Any]:
-    """The MAP settings a speaker model records in its file (``relevance_factor``, ``adapt``),
-    so that ``score`` adapts its normalisation cohort models the same way."""
-    return {"relevance_factor": float(relevance_factor), "adapt": str(adapt)}
+    """The MAP settings a speaker model records in its file (``relevance_factor``: a number, or
+    a mapping of per-parameter factors as :func:`~gmmspeech.speaker.map.map_adapt` takes;
+    ``adapt``), so that ``score`` adapts its normalisation cohort models the same way."""
+    if isinstance(relevance_factor, Mapping):
+        rel: Any = {str(k): float(v) for k, v in relevance_factor.items()}
+    else:
+        rel = float(relevance_factor)
+    return {"relevance_factor": rel, "adapt": str(adapt)}
 
 
-def recorded_map_settings(models) -> dict[str, Any]:
-    """The MAP settings (:func:`map_settings`) recorded by every one of ``models`` with the same
-    value (a key the models disagree on, or some lack, is left out)."""
+def recorded_map_settings(models) -> tuple[dict[str, Any], list[str]]:
+    """``(settings, disagreeing)``: the MAP settings (:func:`map_settings`) recorded by every
+    one of ``models`` with the same value, and the keys recorded with different values (a
+    key that some models lack is in neither)."""
     out: dict[str, Any] = {}
+    differ: list[str] = []
     metas = [getattr(m, "metadata_", None) or {} for m in models]
     for key in ("relevance_factor", "adapt"):
-        vals = {repr(md.get(key)) for md in metas}
-        if metas and len(vals) == 1 and metas[0].get(key) is not None:
-            out[key] = metas[0][key]
-    return out
+        vals = [md.get(key) for md in metas]
+        if not metas or any(v is None for v in vals):
+            continue
+        if len({repr(v) for v in vals}) == 1:
+            out[key] = vals[0]
+        else:
+            differ.append(key)
+    return out, differ
 
 
 def load_models(folder) -> dict[str, Any]:
