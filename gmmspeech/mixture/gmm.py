@@ -331,17 +331,20 @@ class _AitkenRule:
 
 
 class _RoundingFloor:
-    """The gain rule's resolution: EM never lowers the likelihood, so a decrease between two
-    iterations with no re-seeded component in between is the E-step's rounding (a float32
+    """The gain rule's resolution: EM never lowers the likelihood, so a small decrease between
+    two iterations with no re-seeded component in between is the E-step's rounding (a float32
     E-step: a few 1e-6 of the average log-likelihood per frame). Gains within twice the largest
     such decrease are taken as zero, so a ``tol`` below what the compute dtype resolves stops
-    where EM has stopped moving instead of running to ``max_iter`` on noise."""
+    where EM has stopped moving instead of running to ``max_iter`` on noise. Only decreases up
+    to ``32 eps max(1, |ll|)`` of the compute dtype count: ``reg_covar`` makes EM slightly
+    non-monotone, and such a decrease (float64: far above its rounding) is not noise."""
 
-    def __init__(self):
+    def __init__(self, dtype):
         self.noise = 0.0
+        self.eps = 32.0 * float(np.finfo(dtype).eps)
 
-    def see(self, change: float, reseeded: bool) -> None:
-        if change < 0.0 and not reseeded:
+    def see(self, change: float, reseeded: bool, ll: float) -> None:
+        if change < 0.0 and not reseeded and -change <= self.eps * max(1.0, abs(ll)):
             self.noise = max(self.noise, -change)
 
     def tol(self, tol: float) -> float:
@@ -1397,7 +1400,7 @@ class GMM(DensityMixin, BaseEstimator):
         aitken = _AitkenRule(self.tol, self.param_rtol) if self.stopping == "aitken" else None
         pmap = vecs = None
         n_iter = 0
-        floor = _RoundingFloor()
+        floor = _RoundingFloor(self._compute_dtype)
         reseeded = self.n_reseeded_
         for n_iter in range(1, self.max_iter + 1):
             prev = lower_bound
@@ -1408,7 +1411,7 @@ class GMM(DensityMixin, BaseEstimator):
                 pmap = _ParamMap(self, stats)
                 vecs = [pmap.vec(self)]
             change = lower_bound - prev
-            floor.see(change, self.n_reseeded_ != reseeded)
+            floor.see(change, self.n_reseeded_ != reseeded, lower_bound)
             reseeded = self.n_reseeded_
             self.m_step(stats)
             history.append(lower_bound)
