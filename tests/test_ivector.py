@@ -450,8 +450,17 @@ def test_length_norm_of_huge_vectors_equals_that_of_the_same_vectors_scaled_down
             warnings.simplefilter("error", RuntimeWarning)
             big = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X * 1e150).transform(X * 1e150)
         np.testing.assert_allclose(big, ref, atol=1e-9)
-    with pytest.raises(ValueError, match="covariance overflows"):
-        LengthNorm(shrinkage=shrinkage).fit(X * 1e200)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            huge = LengthNorm(whiten=whiten, shrinkage=shrinkage).fit(X * 1e300).transform(X * 1e300)
+        np.testing.assert_allclose(huge, ref, atol=1e-9)
+    # one direction at 1e154, the other at 1: the covariance (its square) is not formed, so
+    # no NaN whitening (the review's case)
+    Y = np.array([[1.2e154, 1.0], [-1.2e154, 2.0], [0.5e154, 1.5]])
+    m = LengthNorm(shrinkage=shrinkage).fit(Y)
+    assert np.all(np.isfinite(m.whitening_)) and np.all(np.isfinite(m.transform(Y)))
+    with pytest.raises(ValueError, match="too far apart to centre"):
+        LengthNorm(shrinkage=shrinkage).fit(np.array([[1.7e308, 0.0], [-1.7e308, 1.0], [1.7e308, 2.0]]))
 
 
 def test_transformers_chain_in_a_sklearn_pipeline():

@@ -190,24 +190,25 @@ class LengthNorm(TransformerMixin, BaseEstimator):
         d = X.shape[1]
         self.shrinkage_ = 0.0
         if self.whiten:
-            spread = float(np.max(np.abs(X - self.mean_)))
+            with np.errstate(over="ignore", invalid="ignore"):
+                centred = X - self.mean_
+            spread = float(np.max(np.abs(centred)))
             if not spread > 0.0:  # a floor relative to a zero covariance whitens by ~1e154
                 raise ValueError("LengthNorm: every vector in X is the same (no covariance to "
                                  "whiten with; use whiten=False)")
-            if not np.isfinite(spread * spread):
-                raise ValueError(f"LengthNorm: X holds values {spread:.3g} from their mean; "
-                                 "their covariance overflows")
-            # computed on X / spread (entries within +-2) and scaled back: the shrinkage
-            # weights are scale-free, and their fourth powers cannot overflow
-            Xs = X / spread
+            if not np.isfinite(spread):
+                raise ValueError("LengthNorm: X holds values too far apart to centre in float64")
+            # the covariance of the centred X / spread (entries within +-1), whose eigenvalues
+            # are those of X's over spread**2: the shrinkage weights are scale-free, nothing
+            # overflows at any scale, and the whitening is divided by spread instead
+            Xs = centred / spread
             if self.shrinkage == "none":
                 c = np.cov(Xs, rowvar=False).reshape(d, d)
             else:
                 c, self.shrinkage_ = shrunk_covariance(Xs, shrinkage=self.shrinkage, target=target)
-            c = c * (spread * spread)
             ev, evec = np.linalg.eigh(c)
             floor = float(self.reg) * max(float(np.mean(np.abs(ev))), np.finfo(float).tiny)
-            self.whitening_ = evec / np.sqrt(np.maximum(ev, 0.0) + floor)
+            self.whitening_ = evec / np.sqrt(np.maximum(ev, 0.0) + floor) / spread
         else:
             self.whitening_ = np.eye(d)
         return self
