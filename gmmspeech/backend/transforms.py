@@ -76,16 +76,23 @@ def shrunk_covariance(X, *, shrinkage="ledoit-wolf", target=None):
     return (1.0 - a) * S + a * T, a
 
 
+#: :func:`floor_covariance`'s fallback: a covariance whose average variance is below this
+#: fraction of the data's is floored relative to the data's instead of its own.
+FLOOR_FALLBACK = 1e-3
+
+
 def floor_covariance(c, rel: float, scale: float = 0.0) -> np.ndarray:
-    """``c`` (symmetrised) plus ``rel`` times its own average variance, or times ``scale`` (the
-    data's average variance) where that is larger, on the diagonal.
+    """``c`` (symmetrised) plus ``rel`` times its own average variance on the diagonal, or
+    times :data:`FLOOR_FALLBACK` ``* scale`` (``scale``: the data's average variance) where
+    that is larger.
 
     A covariance that collapses (every class's vectors equal, e.g. length-normalised 1-D
     vectors, all +1 or -1) then keeps a floor on the data's scale instead of one relative to
-    its own zero trace, whose inverse overflows into NaN.
+    its own zero trace, whose inverse overflows into NaN; any other keeps its own ridge.
     """
     d = c.shape[0]
-    return 0.5 * (c + c.T) + rel * max(float(np.trace(c)) / d, scale, np.finfo(float).tiny) * np.eye(d)
+    own = float(np.trace(c)) / d
+    return 0.5 * (c + c.T) + rel * max(own, FLOOR_FALLBACK * scale, np.finfo(float).tiny) * np.eye(d)
 
 
 def data_scale(within, between, name: str) -> float:
@@ -240,7 +247,8 @@ class LDA(TransformerMixin, BaseEstimator):
     n_components : int or None, default=None
         Output dimension; None keeps ``min(n_classes - 1, n_features)``.
     reg : float, default=1e-6
-        Ridge added to the within-class covariance (relative to its mean diagonal).
+        Ridge added to the within-class covariance (relative to its mean diagonal, or to
+        the data's when the scatter collapses: :func:`floor_covariance`).
 
     Attributes
     ----------
@@ -292,7 +300,8 @@ class WCCN(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     reg : float, default=1e-6
-        Ridge added to ``W`` (relative to its mean diagonal).
+        Ridge added to ``W`` (relative to its mean diagonal, or to the data's when the
+        scatter collapses: :func:`floor_covariance`).
 
     Attributes
     ----------
