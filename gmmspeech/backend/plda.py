@@ -95,6 +95,9 @@ class PLDA(TransformerMixin, BaseEstimator):
         if classes.size < 2:
             raise ValueError(f"PLDA needs at least 2 speakers (classes) in y, got {classes.size}")
         scale = data_scale(sw, sb, "PLDA")  # the covariance floors' reference
+        if not 1e-250 < scale < 1e250:  # products of such variances under- or overflow float64
+            raise ValueError(f"PLDA: the vectors' average variance {scale:.3g} is outside what float64 "
+                             "products of covariances hold (1e-250 to 1e250); rescale X")
         _, inv = np.unique(y, return_inverse=True)
         counts = np.bincount(inv).astype(np.float64)
         sums = np.zeros((classes.size, X.shape[1]))

@@ -76,23 +76,34 @@ def shrunk_covariance(X, *, shrinkage="ledoit-wolf", target=None):
     return (1.0 - a) * S + a * T, a
 
 
-#: :func:`floor_covariance`'s fallback: a covariance whose average variance is below this
-#: fraction of the data's is floored relative to the data's instead of its own.
-FLOOR_FALLBACK = 1e-3
+#: :func:`floor_covariance`: a covariance whose average variance is at most this fraction of
+#: the data's has collapsed (numerically zero) and is floored relative to the data's.
+COLLAPSED = 1e-10
 
 
 def floor_covariance(c, rel: float, scale: float = 0.0) -> np.ndarray:
-    """``c`` (symmetrised) plus ``rel`` times its own average variance on the diagonal, or
-    times :data:`FLOOR_FALLBACK` ``* scale`` (``scale``: the data's average variance) where
-    that is larger.
+    """``c`` (symmetrised) plus ``rel`` times its own average variance on the diagonal, or,
+    where that has collapsed (at most :data:`COLLAPSED` of ``scale``, the data's average
+    variance), ``rel`` times ``scale``.
 
     A covariance that collapses (every class's vectors equal, e.g. length-normalised 1-D
     vectors, all +1 or -1) then keeps a floor on the data's scale instead of one relative to
-    its own zero trace, whose inverse overflows into NaN; any other keeps its own ridge.
+    its own zero trace, whose inverse overflows into NaN; any other keeps its own ridge. One
+    that rounding left indefinite (a difference of scatters) is lifted by its most negative
+    eigenvalue as well, so the result always has a Cholesky factor.
     """
     d = c.shape[0]
-    own = float(np.trace(c)) / d
-    return 0.5 * (c + c.T) + rel * max(own, FLOOR_FALLBACK * scale, np.finfo(float).tiny) * np.eye(d)
+    sym = 0.5 * (c + c.T)
+    own = float(np.trace(sym)) / d
+    base = own if own > COLLAPSED * scale else scale
+    out = sym + rel * max(base, np.finfo(float).tiny) * np.eye(d)
+    unit = float(np.max(np.abs(np.diag(out))))  # the checks on a unit scale: no underflow
+    try:
+        np.linalg.cholesky(out / unit)
+    except np.linalg.LinAlgError:  # a difference of scatters can be indefinite by rounding
+        lift = -float(np.linalg.eigvalsh(sym / unit)[0]) * unit
+        out = out + max(lift, 0.0) * np.eye(d)
+    return out
 
 
 def data_scale(within, between, name: str) -> float:
