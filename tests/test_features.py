@@ -643,9 +643,9 @@ print(max(float(np.abs(a - b).max()) for a, b in zip(first, again)))
 
 
 @pytest.mark.parametrize("preset", ["speech", "kaldi", "sdc"])
-@pytest.mark.parametrize("peak", [1e30, float(np.finfo(np.float32).max), -3e7])
-def test_extract_refuses_implausible_samples_of_an_array_like_load(preset, peak):
-    # the file reader refuses |samples| > audio.MAX_ABS_SAMPLE; an array source went on, its
+@pytest.mark.parametrize("peak", [1e30, float(np.finfo(np.float32).max), -3e13])
+def test_extract_refuses_implausible_samples_of_an_array(preset, peak):
+    # an array with |samples| far beyond audio (here above MAX_ARRAY_SAMPLE, 1e12) went on, its
     # powers overflowed float32 and extract failed with scipy's "array must not contain infs
     # or NaNs", "log_energy holds non-finite values" or a FeatureError, after RuntimeWarnings
     import warnings
@@ -658,6 +658,7 @@ def test_extract_refuses_implausible_samples_of_an_array_like_load(preset, peak)
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(AudioError, match="implausible sample value"):
             extract(y, config=FeatureConfig.preset(preset))
-        # int16-scale floats (below the limit) are accepted and give finite features
+        # int16- and int32-scale floats (below the limit) are accepted and give finite features
         X = extract(y.clip(-1, 1) * 32767, config=FeatureConfig.preset(preset))
-    assert np.all(np.isfinite(X))
+        X32 = extract(y.clip(-1, 1) * 2147483647.0, config=FeatureConfig.preset(preset))
+    assert np.all(np.isfinite(X)) and np.all(np.isfinite(X32))

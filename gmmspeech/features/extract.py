@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, MAX_ABS_SAMPLE, load
+from gmmspeech.audio import DEFAULT_MAX_OVERSHOOT, load
 from gmmspeech.errors import AudioError, FeatureError
 from gmmspeech.features.config import FeatureConfig
 from gmmspeech.features.frontend import static_features
@@ -25,6 +25,11 @@ from gmmspeech.features.mfcc import deltas
 from gmmspeech.features.normalize import cmvn, feature_warping, sliding_cmvn
 from gmmspeech.features.sdc import sdc
 from gmmspeech.features.vad import energy_vad, gmm_vad
+
+#: Largest |sample| of an array source (a file's is ``audio.MAX_ABS_SAMPLE``, 1e6: beyond it a
+#: file is corrupt). Float arrays of int32-scale PCM (2.1e9) give finite features; beyond
+#: about 1e14 some presets' float32 powers overflow.
+MAX_ARRAY_SAMPLE = 1.0e12
 
 __all__ = ["extract", "postprocess"]
 
@@ -94,9 +99,9 @@ def _samples(source, config: FeatureConfig, sr, start, end) -> tuple[np.ndarray,
     if not np.isfinite(y).all():
         raise AudioError(None, "non-finite samples (NaN or Inf)")
     amax = float(np.max(np.abs(y)))
-    if amax > MAX_ABS_SAMPLE:  # the rule of audio.load: beyond it the powers overflow float32
+    if amax > MAX_ARRAY_SAMPLE:  # beyond it the float32 powers of some presets overflow
         raise AudioError(None, f"implausible sample value {amax:.3g} (audio should lie within +-1; "
-                               f"accepted up to +-{MAX_ABS_SAMPLE:g})")
+                               f"an array is accepted up to +-{MAX_ARRAY_SAMPLE:g})")
     if start is not None or end is not None:
         y = _slice_signal(y, y_sr, start, end)
     y = np.ascontiguousarray(y, dtype=np.float32)
@@ -192,8 +197,9 @@ def extract(
     Raises
     ------
     AudioError
-        The audio is missing, unreadable, corrupt, not finite, implausibly large (|x| >
-        ``audio.MAX_ABS_SAMPLE``, for files and arrays alike), or shorter than a frame.
+        The audio is missing, unreadable, corrupt, not finite, implausibly large (a file's
+        |x| > ``audio.MAX_ABS_SAMPLE``, an array's > :data:`MAX_ARRAY_SAMPLE`), or shorter
+        than a frame.
     FeatureError
         No frame survived VAD.
     """
