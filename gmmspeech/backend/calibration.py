@@ -72,11 +72,12 @@ def _standardise(X):
     column's largest magnitude, so that scores up to ~1e307 do not overflow their squares."""
     amax = np.max(np.abs(X), axis=0)
     unit = np.where(amax > 0, amax, 1.0)
-    centre = (X / unit).mean(axis=0) * unit
-    sd = ((X - centre) / unit).std(axis=0) * unit
+    U = X / unit  # within +-1: no difference or square below overflows
+    centre_u = U.mean(axis=0)
+    sd_u = (U - centre_u).std(axis=0)
     # a spread at rounding level of the scores' magnitude is no spread: constant column
-    scale = np.where(sd > 1e-12 * unit, sd, 1.0)
-    return (X - centre) / scale, centre, scale
+    scale_u = np.where(sd_u > 1e-12, sd_u, 1.0 / unit)
+    return (U - centre_u) / scale_u, centre_u * unit, scale_u * unit
 
 
 def _nonneg_logistic(X, t, sw, C):
