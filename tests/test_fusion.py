@@ -281,9 +281,7 @@ def test_calibration_of_huge_but_finite_scores_is_finite_and_informative():
     # +-1e300: the standard deviation overflowed (inf scale, slope 0, Cllr 1) with a warning
     import warnings
 
-    from gmmspeech.backend.calibration import cllr
-
-    from gmmspeech.backend.calibration import _standardise
+    from gmmspeech.backend.calibration import _standardise, cllr
 
     s, t = _offset_trials(0.0)
     x = np.where(t, 1e300, -1e300) * (1.0 - 0.05 * np.minimum(np.abs(s), 1.0))
