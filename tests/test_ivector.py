@@ -550,7 +550,6 @@ def test_plda_two_cov_em_step_matches_textbook():
     np.testing.assert_allclose(p1.within_covariance_, reg(acc_w / X.shape[0]), rtol=1e-8)
 
 
-
 @pytest.mark.parametrize("model", ["two-cov", "simplified"])
 def test_plda_stays_finite_when_a_covariance_collapses(model):
     """Length-normalised 1-D vectors are all +1 or -1: with every speaker on one side the
@@ -572,7 +571,6 @@ def test_plda_stays_finite_when_a_covariance_collapses(model):
     _, sw, sb, _ = class_scatter(X, y)
     assert sw[0, 0] == 0.0 and sb[0, 0] > 0.5
     assert 1e-11 * sb[0, 0] <= p.within_covariance_[0, 0] < 1e-6 * sb[0, 0]
-
 
 
 def _collapsed_sets():

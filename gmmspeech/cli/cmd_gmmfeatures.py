@@ -116,7 +116,9 @@ def _cmd_supervectors(args: argparse.Namespace) -> int:
             feats, rows, bad = _open_features(args, args.manifest, config, fdir, reuse=recorded_stores(ubm),
                                               role="supervectors", progress=not args.quiet)
             if not rows:
-                print(f"gmmspeech supervectors: error: {args.manifest}: no usable file", file=sys.stderr)
+                from gmmspeech.cli.cmd_speaker import _no_usable_file
+
+                _no_usable_file("supervectors", args.manifest, args.data_root)
                 return 2
             sv = supervectors(ubm, [np.asarray(feats.load(r.id)) for r in rows],
                               relevance_factor=args.relevance, center=args.center)

@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 import sys
 
-from gmmspeech.cli.cmd_speaker import _clean_errors, _config_for, _FeatureDir, _kept_stores, _par
+from gmmspeech.cli.cmd_speaker import (
+    _clean_errors,
+    _config_for,
+    _FeatureDir,
+    _kept_stores,
+    _no_usable_file,
+    _par,
+)
 from gmmspeech.cli.common import (
     PRESET_NAMES,
     add_data_root_arg,
@@ -195,7 +202,7 @@ def _cmd_train_ivector(args) -> int:
     config = _config_for(args, ubm)
     ckpt = args.checkpoint or (args.out + ".ckpt.npz")
     from gmmspeech.backend.stats import BaumWelchStats
-    from gmmspeech.cli.cmd_speaker import _open_features
+    from gmmspeech.cli.cmd_speaker import _open_features, check_ids_across_sources
 
     with _FeatureDir(args.features_dir) as fdir:
         parts, bad, kept = [], [], []
@@ -203,14 +210,14 @@ def _cmd_train_ivector(args) -> int:
         for src in args.source:  # several sources are pooled, in order
             feats, rows, b = _open_features(args, src, config, fdir, reuse=recorded_stores(ubm),
                                             role="train-ivector", progress=progress)
-            for r in rows:  # an id must mean one file across the sources
-                key = (os.fspath(r.path), r.start, r.end)
-                if seen.setdefault(r.id, key) != key:
-                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in an "
-                                     "earlier source; ids must be unique across the sources")
+            repeated = sum(r.id in seen for r in rows)
+            check_ids_across_sources(src, rows, seen)
+            if repeated:  # as speaker-id's TV training data (background + enrolment rows)
+                print(f"gmmspeech train-ivector: {src}: {repeated} of {len(rows)} rows are in an earlier "
+                      "source too; they count once per source, as in speaker-id", file=sys.stderr)
             bad += b
             if not rows:
-                print(f"gmmspeech train-ivector: error: {src}: no usable file", file=sys.stderr)
+                _no_usable_file("train-ivector", src, args.data_root)
                 return 2
             parts.append((feats, [r.id for r in rows]))
             kept += _kept_stores(args, feats, fdir)
@@ -261,7 +268,7 @@ def _cmd_extract_ivectors(args) -> int:
         feats, ids, labels, bad = _store_and_rows(args, args.manifest, config, fdir, "extract-ivectors",
                                                   reuse=recorded_stores(ext))
         if not ids:
-            print(f"gmmspeech extract-ivectors: error: {args.manifest}: no usable file", file=sys.stderr)
+            _no_usable_file("extract-ivectors", args.manifest, args.data_root)
             return 2
         st = _stats(ext.ubm_, feats, ids, ext.top_c, args, progress)
         if args.pooled:  # one speaker model per label: its recordings' statistics summed

@@ -277,6 +277,16 @@ def _add_norm_args(p: argparse.ArgumentParser, *, in_score: bool) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+def check_ids_across_sources(src, rows, seen: dict) -> None:
+    """An id must name one file (and segment) across pooled sources: ``seen`` (id -> (path,
+    start, end)) collects them, source after source; a ValueError names ``src`` and the id."""
+    for r in rows:
+        key = (os.fspath(r.path), r.start, r.end)
+        if seen.setdefault(r.id, key) != key:
+            raise ValueError(f"{src}: id {r.id!r} names another file or segment than in an earlier "
+                             "source; ids must be unique across the sources")
+
+
 def _config_for(args, ubm=None):
     """The feature configuration: --preset, else the UBM's saved one, else the speaker defaults.
 
@@ -569,11 +579,7 @@ def _train_ubm_stage(args, sources, ckpt, resume, progress):
             trains the UBM once, as speaker-id's background + enrolment data); an id naming
             another file than before is an error."""
             earlier = set(seen)
-            for r in rows:  # several sources share one store: an id must mean one file
-                key = (os.fspath(r.path), r.start, r.end)
-                if seen.setdefault(r.id, key) != key:
-                    raise ValueError(f"{src}: id {r.id!r} names another file or segment than in "
-                                     "an earlier source; ids must be unique across the sources")
+            check_ids_across_sources(src, rows, seen)  # several sources share one store
             out = [r for r in rows if r.id not in earlier]
             if len(out) < len(rows):
                 print(f"gmmspeech train-ubm: {src}: {len(rows) - len(out)} of {len(rows)} rows are "
