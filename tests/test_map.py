@@ -61,6 +61,18 @@ def test_adapted_model_computes_in_its_ubms_dtype(dtype):
     np.testing.assert_allclose(m.score_samples(X), ref, rtol=tol, atol=tol)
 
 
+def test_frames_the_ubm_cannot_score_are_an_error_not_the_ubm_again():
+    # frames ~1e150 overflow the float32 E-step: every posterior NaN, which compared as "no
+    # data", so the adapted model was the UBM itself with a NaN map_n_ and no error
+    ubm = _ubm()
+    X = np.random.default_rng(0).normal([3.5, 1.5], 0.6, size=(40, 2))
+    with pytest.raises(ValueError, match="MAP adaptation: the statistics hold NaN or infinite values"):
+        map_adapt(ubm, X * 1e150, relevance_factor=16.0, adapt="m")
+    ubm.set_params(dtype=np.float64)  # float64 scores them (as improbable, but finite)
+    m = map_adapt(ubm, X * 1e150, relevance_factor=16.0, adapt="m")
+    assert np.all(np.isfinite(m.map_n_)) and np.all(np.isfinite(m.means_))
+
+
 def test_component_without_data_keeps_ubm_and_weights_renormalise():
     ubm = _ubm()
     n = np.array([10.0, 0.0, 30.0])

@@ -158,6 +158,11 @@ def map_adapt(
         raise ValueError(
             f"statistics have shape n{n.shape}, f{f.shape}; the UBM has {K} components of {D} dims"
         )
+    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(f))):
+        # e.g. frames so far from the UBM that its float32 E-step overflows: no posterior, so
+        # the model would silently stay the UBM (a NaN count compares as "no data")
+        raise ValueError("MAP adaptation: the statistics hold NaN or infinite values (frames too far "
+                         "from the UBM for its compute dtype? use a float64 UBM or rescale the features)")
     has = n > 0
     safe_n = np.where(has, n, 1.0)
     ex = np.where(has[:, None], f / safe_n[:, None], mu0)  # E_k[x]; UBM mean where no data
