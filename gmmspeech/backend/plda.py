@@ -135,7 +135,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         self._diagonalise()
         return self
 
-    def _em_two_cov(self, mu, phib, phiw, counts, sums, scatter, scale=0.0):
+    def _em_two_cov(self, mu, phib, phiw, counts, sums, scatter, scale):
         s, d = sums.shape
         b = np.linalg.inv(phib)
         w = np.linalg.inv(phiw)
@@ -159,7 +159,7 @@ class PLDA(TransformerMixin, BaseEstimator):
         phiw_new = floor_covariance((scatter - yf - yf.T + r_) / n, self.reg, scale)
         return mu_new, phib_new, phiw_new
 
-    def _em_simplified(self, v, sigma, counts, cs, cscatter, scale=0.0):
+    def _em_simplified(self, v, sigma, counts, cs, cscatter, scale):
         s, d = cs.shape
         q = v.shape[1]
         sinv = np.linalg.inv(sigma)
